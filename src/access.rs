@@ -1,0 +1,1 @@
+//! only_from / deny_from. STUB: replaced by the limits helper.

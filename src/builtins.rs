@@ -1,0 +1,1 @@
+//! Builtin services. STUB: replaced by the builtins helper.

@@ -1,0 +1,52 @@
+//! superd — an inetd-style superserver.
+//!
+//! One process, one mio event loop, one listening socket per configured
+//! address. A map of the crate, in the order a connection meets it:
+//!
+//! - [`cli`]: argv to [`cli::Options`]; exit codes live in [`ExitCode`].
+//! - [`config`]: YAML files to validated [`service::Service`]s, every error
+//!   with file:line:column (`raw` mirrors a file, `validate` checks it).
+//! - [`service`]: the immutable, validated service and the [`service::ListenerKey`]
+//!   that decides which sockets survive a reload.
+//! - [`listener`]: binding and configuring listening sockets.
+//! - [`event_loop`]: the only owner of `mio::Poll`: accept, dispatch,
+//!   pause/resume, reload, status, shutdown.
+//! - [`access`], [`limits`]: pure policy (only_from/deny_from; connection
+//!   caps, per-source counts, rate buckets), time passed in.
+//! - [`plan`]: everything a child needs, built before `fork`.
+//! - [`spawn`]: the only fork/exec code, small and audited.
+//! - [`children`]: the pid table, reaping, exit lines, timeouts.
+//! - [`builtins`]: echo, discard, daytime, chargen, time, served in the loop.
+//! - [`signals`]: signals turned into loop events (signalfd).
+//! - [`notify`]: sd_notify datagrams; [`pidfile`]: the locked pid file.
+//! - [`logging`]: the non-blocking stderr logger.
+
+#![deny(unsafe_code)]
+
+pub mod access;
+pub mod builtins;
+pub mod children;
+pub mod cli;
+pub mod config;
+pub mod event_loop;
+pub mod limits;
+pub mod listener;
+pub mod logging;
+pub mod notify;
+pub mod pidfile;
+pub mod plan;
+pub mod service;
+pub mod signals;
+pub mod spawn;
+pub mod sys;
+
+/// superd's exit statuses (SPEC §1), in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCode {
+    /// A clean shutdown, or a valid `--check`.
+    Ok = 0,
+    /// An invalid configuration or a failure at start.
+    Failure = 1,
+    /// Bad usage.
+    Usage = 2,
+}

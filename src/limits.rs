@@ -1,0 +1,1 @@
+//! Connection limits. STUB: replaced by the limits helper.

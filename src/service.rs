@@ -1,0 +1,394 @@
+//! The validated, immutable description of a service, as the config layer
+//! produces it and every other module consumes it. Nothing here touches the
+//! system: it is plain data, cheap to clone behind an `Rc`.
+//!
+//! [`ListenerKey`] decides what "the same socket" means on reload: two
+//! services (old and new) whose keys match share the open listening socket.
+
+use std::ffi::CString;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `socket:` — the transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SocketType {
+    Stream,
+    Dgram,
+    Seqpacket,
+}
+
+impl SocketType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SocketType::Stream => "stream",
+            SocketType::Dgram => "dgram",
+            SocketType::Seqpacket => "seqpacket",
+        }
+    }
+}
+
+impl fmt::Display for SocketType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of `listen:`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Address {
+    /// `7007`, `:7007`, `*:7007`: every address, dual stack where the host
+    /// has IPv6, `0.0.0.0` otherwise.
+    AnyPort(u16),
+    /// A specific IPv4 or IPv6 address (including `0.0.0.0` and `[::]`).
+    Inet(SocketAddr),
+    /// A unix socket at an absolute path.
+    UnixPath(PathBuf),
+    /// A Linux abstract unix socket, the name without the leading `@`.
+    UnixAbstract(Vec<u8>),
+}
+
+impl Address {
+    pub fn is_unix(&self) -> bool {
+        matches!(self, Address::UnixPath(_) | Address::UnixAbstract(_))
+    }
+
+    /// The port, for inet addresses.
+    pub fn port(&self) -> Option<u16> {
+        match self {
+            Address::AnyPort(p) => Some(*p),
+            Address::Inet(sa) => Some(sa.port()),
+            _ => None,
+        }
+    }
+
+    /// Whether two addresses of the same socket type would fight over the
+    /// same port: equal, or a wildcard and anything on the same non-zero port.
+    /// Port 0 never conflicts (the kernel picks a free port).
+    pub fn conflicts_with(&self, other: &Address) -> bool {
+        match (self, other) {
+            (Address::UnixPath(a), Address::UnixPath(b)) => a == b,
+            (Address::UnixAbstract(a), Address::UnixAbstract(b)) => a == b,
+            _ => {
+                let (Some(pa), Some(pb)) = (self.port(), other.port()) else {
+                    return false;
+                };
+                if pa == 0 || pb == 0 || pa != pb {
+                    return false;
+                }
+                match (self, other) {
+                    (Address::Inet(a), Address::Inet(b)) => {
+                        let (ia, ib) = (a.ip(), b.ip());
+                        ia == ib
+                            || ia.is_unspecified() && same_family_or_dual(ia, ib)
+                            || ib.is_unspecified() && same_family_or_dual(ib, ia)
+                    }
+                    // AnyPort covers every address of both families.
+                    _ => true,
+                }
+            }
+        }
+    }
+}
+
+/// Whether the wildcard `wild` covers `other`: same family, or `[::]`
+/// (dual stack unless v6only, which we cannot know here: be conservative).
+fn same_family_or_dual(wild: IpAddr, other: IpAddr) -> bool {
+    matches!(
+        (wild, other),
+        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), _)
+    )
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::AnyPort(p) => write!(f, "*:{p}"),
+            Address::Inet(sa) => write!(f, "{sa}"),
+            Address::UnixPath(p) => write!(f, "{}", p.display()),
+            Address::UnixAbstract(n) => write!(f, "@{}", String::from_utf8_lossy(n)),
+        }
+    }
+}
+
+/// `builtin:` — served inside the event loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Echo,
+    Discard,
+    Daytime,
+    Chargen,
+    Time,
+}
+
+impl Builtin {
+    pub const ALL: [Builtin; 5] = [
+        Builtin::Echo,
+        Builtin::Discard,
+        Builtin::Daytime,
+        Builtin::Chargen,
+        Builtin::Time,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Builtin::Echo => "echo",
+            Builtin::Discard => "discard",
+            Builtin::Daytime => "daytime",
+            Builtin::Chargen => "chargen",
+            Builtin::Time => "time",
+        }
+    }
+}
+
+impl fmt::Display for Builtin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What runs for a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// `exec:` — `path` is resolved (absolute; inside `chroot` when set) and
+    /// `argv[0]` is what the config wrote first.
+    Exec { path: PathBuf, argv: Vec<String> },
+    Builtin(Builtin),
+}
+
+/// `stderr:` — where the child's fd 2 goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StderrMode {
+    Socket,
+    Log,
+    Null,
+}
+
+impl StderrMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StderrMode::Socket => "socket",
+            StderrMode::Log => "log",
+            StderrMode::Null => "null",
+        }
+    }
+}
+
+/// The identity a child runs as, resolved when the config loads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name (or the uid as text when the uid has no passwd entry).
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Supplementary groups, exactly as they will be passed to setgroups.
+    pub groups: Vec<u32>,
+    pub home: PathBuf,
+    pub shell: PathBuf,
+}
+
+/// An IP network for `only_from` / `deny_from`; the address is stored with
+/// its host bits cleared. IPv4-mapped IPv6 networks are stored as IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `rate:` — `tokens` new connections per `per` (burst = tokens).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub tokens: u32,
+    pub per: Duration,
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = if self.per >= Duration::from_secs(60) {
+            "m"
+        } else {
+            "s"
+        };
+        write!(f, "{}/{}", self.tokens, unit)
+    }
+}
+
+/// The resources `rlimits:` may set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RlimitResource {
+    Nofile,
+    Nproc,
+    As,
+    Data,
+    Stack,
+    Fsize,
+    Core,
+    Cpu,
+    Memlock,
+}
+
+impl RlimitResource {
+    pub const ALL: [RlimitResource; 9] = [
+        RlimitResource::Nofile,
+        RlimitResource::Nproc,
+        RlimitResource::As,
+        RlimitResource::Data,
+        RlimitResource::Stack,
+        RlimitResource::Fsize,
+        RlimitResource::Core,
+        RlimitResource::Cpu,
+        RlimitResource::Memlock,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RlimitResource::Nofile => "nofile",
+            RlimitResource::Nproc => "nproc",
+            RlimitResource::As => "as",
+            RlimitResource::Data => "data",
+            RlimitResource::Stack => "stack",
+            RlimitResource::Fsize => "fsize",
+            RlimitResource::Core => "core",
+            RlimitResource::Cpu => "cpu",
+            RlimitResource::Memlock => "memlock",
+        }
+    }
+
+    /// The `RLIMIT_*` constant.
+    pub fn raw(self) -> libc::__rlimit_resource_t {
+        match self {
+            RlimitResource::Nofile => libc::RLIMIT_NOFILE,
+            RlimitResource::Nproc => libc::RLIMIT_NPROC,
+            RlimitResource::As => libc::RLIMIT_AS,
+            RlimitResource::Data => libc::RLIMIT_DATA,
+            RlimitResource::Stack => libc::RLIMIT_STACK,
+            RlimitResource::Fsize => libc::RLIMIT_FSIZE,
+            RlimitResource::Core => libc::RLIMIT_CORE,
+            RlimitResource::Cpu => libc::RLIMIT_CPU,
+            RlimitResource::Memlock => libc::RLIMIT_MEMLOCK,
+        }
+    }
+}
+
+/// One value of an rlimit: a number or `unlimited` (`None`).
+pub type RlimValue = Option<u64>;
+
+/// One configured rlimit. `soft: None` means `unlimited`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: RlimitResource,
+    pub soft: RlimValue,
+    pub hard: RlimValue,
+}
+
+/// A validated service. Built only by the config layer; immutable after.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Service {
+    pub name: String,
+    /// The file the service was declared in (for messages).
+    pub file: PathBuf,
+    pub listen: Vec<Address>,
+    pub socket: SocketType,
+    pub wait: bool,
+    pub program: Program,
+    /// `None`: the child keeps superd's own identity (only possible when
+    /// superd is not root).
+    pub credentials: Option<Credentials>,
+    pub cwd: PathBuf,
+    pub chroot: Option<PathBuf>,
+    pub umask: u32,
+    pub nice: Option<i32>,
+    /// `env:` in file order (a YAML mapping: keys unique).
+    pub env: Vec<(String, String)>,
+    pub stderr: StderrMode,
+    pub max_connections: u32,
+    pub max_per_source: Option<u32>,
+    pub rate: Option<Rate>,
+    pub only_from: Vec<Cidr>,
+    pub deny_from: Vec<Cidr>,
+    pub timeout: Option<Duration>,
+    pub kill_grace: Duration,
+    pub idle_timeout: Duration,
+    /// Every configured rlimit. The default soft `nofile` of 1024 is not
+    /// listed here: the spawn plan applies it when `nofile` is absent.
+    pub rlimits: Vec<Rlimit>,
+    pub backlog: i32,
+    pub reuse_port: bool,
+    pub v6only: bool,
+    pub keepalive: bool,
+    pub nodelay: bool,
+    pub socket_mode: u32,
+    pub socket_user: Option<u32>,
+    pub socket_group: Option<u32>,
+    pub enabled: bool,
+}
+
+impl Service {
+    /// The key that decides whether a listening socket survives a reload.
+    pub fn listener_key(&self, addr: &Address) -> ListenerKey {
+        ListenerKey {
+            addr: addr.clone(),
+            socket: self.socket,
+            backlog: self.backlog,
+            reuse_port: self.reuse_port,
+            v6only: self.v6only,
+            socket_mode: self.socket_mode,
+            socket_user: self.socket_user,
+            socket_group: self.socket_group,
+        }
+    }
+
+    pub fn builtin(&self) -> Option<Builtin> {
+        match self.program {
+            Program::Builtin(b) => Some(b),
+            Program::Exec { .. } => None,
+        }
+    }
+}
+
+/// Everything that shapes a listening socket itself. Options that act on
+/// accepted connections (`keepalive`, `nodelay`) are not part of it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerKey {
+    pub addr: Address,
+    pub socket: SocketType,
+    pub backlog: i32,
+    pub reuse_port: bool,
+    pub v6only: bool,
+    pub socket_mode: u32,
+    pub socket_user: Option<u32>,
+    pub socket_group: Option<u32>,
+}
+
+/// Shows an IP as the logs and the environment do: IPv4-mapped IPv6
+/// addresses as plain IPv4 (SPEC §3, §5).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// `canonical_ip` for a socket address.
+pub fn canonical_addr(sa: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(sa.ip()), sa.port())
+}
+
+/// The unspecified addresses, for callers matching wildcards.
+pub const ANY_V4: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+pub const ANY_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+
+/// A C string for a path or argument; config validation guarantees no NUL.
+pub fn cstring(s: impl Into<Vec<u8>>) -> CString {
+    CString::new(s).expect("config validation rejects NUL bytes")
+}
