@@ -1,1 +1,151 @@
-//! TODO
+//! The pid table: every child superd started, reaping, the `exit` log line,
+//! and signalling whole process groups (each child is a session leader, so
+//! its pid is its process group).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use mio::Token;
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::limits::SourceKey;
+use crate::listener::Peer;
+
+/// One running child.
+#[derive(Debug)]
+pub struct Child {
+    /// The service's id in the event loop (stable across reloads).
+    pub service_id: u64,
+    pub service: String,
+    /// `None` in wait mode.
+    pub peer: Option<Peer>,
+    /// The per-source slot this child holds, released when it is reaped.
+    pub source: Option<SourceKey>,
+    pub started: Instant,
+    /// wait mode: the listener to hand back to the loop at exit.
+    pub wait_listener: Option<Token>,
+    /// Set once `timeout` fired: the exit line says `reason=timeout`.
+    pub timed_out: bool,
+    /// The child reported a failure before exec.
+    pub exec_failed: bool,
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Status(i32),
+    Signal(Signal),
+}
+
+/// Every live child, by pid.
+#[derive(Debug, Default)]
+pub struct Children {
+    map: HashMap<i32, Child>,
+}
+
+impl Children {
+    pub fn insert(&mut self, pid: Pid, child: Child) {
+        self.map.insert(pid.as_raw(), child);
+    }
+
+    pub fn get(&self, pid: i32) -> Option<&Child> {
+        self.map.get(&pid)
+    }
+
+    pub fn get_mut(&mut self, pid: i32) -> Option<&mut Child> {
+        self.map.get_mut(&pid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &Child)> {
+        self.map.iter().map(|(p, c)| (*p, c))
+    }
+
+    /// Reaps every child that has ended, without blocking; returns each
+    /// with how it ended. Pids that are not ours (none should exist) are
+    /// reaped and dropped.
+    pub fn reap(&mut self) -> Vec<(i32, Child, Ended)> {
+        let mut out = Vec::new();
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    if let Some(c) = self.map.remove(&pid.as_raw()) {
+                        out.push((pid.as_raw(), c, Ended::Status(code)));
+                    }
+                }
+                Ok(WaitStatus::Signaled(pid, sig, _)) => {
+                    if let Some(c) = self.map.remove(&pid.as_raw()) {
+                        out.push((pid.as_raw(), c, Ended::Signal(sig)));
+                    }
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
+                Ok(_) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(_) => break,
+            }
+        }
+        out
+    }
+
+    /// Sends `sig` to every child's process group.
+    pub fn signal_all(&self, sig: Signal) {
+        for pid in self.map.keys() {
+            signal_group(*pid, sig);
+        }
+    }
+}
+
+/// Signals the process group of `pid`; falls back to the pid itself for a
+/// child that died before its `setsid`.
+pub fn signal_group(pid: i32, sig: Signal) {
+    if kill(Pid::from_raw(-pid), sig).is_err() {
+        let _ = kill(Pid::from_raw(pid), sig);
+    }
+}
+
+/// Formats a duration the way the logs show it: seconds, 3 decimals.
+pub fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// Writes the `exit` line of SPEC §7: info for status 0, warn otherwise.
+pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) {
+    let peer = child
+        .peer
+        .map(|p| format!(" peer={p}"))
+        .unwrap_or_default();
+    let duration = secs(now.saturating_duration_since(child.started));
+    let reason = if child.timed_out {
+        " reason=timeout"
+    } else if child.exec_failed {
+        " reason=exec_failed"
+    } else {
+        ""
+    };
+    match ended {
+        Ended::Status(0) if !child.timed_out => info!(
+            "exit service={} pid={pid}{peer} status=0 duration={duration}",
+            child.service
+        ),
+        Ended::Status(code) => warn!(
+            "exit service={} pid={pid}{peer} status={code} duration={duration}{reason}",
+            child.service
+        ),
+        Ended::Signal(sig) => warn!(
+            "exit service={} pid={pid}{peer} signal={} duration={duration}{reason}",
+            child.service,
+            sig.as_str()
+        ),
+    }
+}

@@ -1,1 +1,265 @@
-//! TODO
+//! The command line (SPEC §1): argv to [`Options`]. Usage errors are
+//! returned as text; `main` prints them and exits 2.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The default configuration directory.
+pub const DEFAULT_PATH: &str = "/etc/superd/services.d";
+
+pub const USAGE: &str = "\
+usage: superd [OPTIONS] [PATH...]
+       superd [OPTIONS] --listen ADDR [--listen ADDR]... [--set FIELD=VALUE]... -- PROGRAM [ARG...]
+
+An inetd-style superserver: services declared in YAML files (PATH: files or
+directories of *.yaml / *.yml; default /etc/superd/services.d).
+
+Options:
+  --check              validate the configuration, print every service, exit
+  --grace DURATION     how long shutdown waits for children (default 10s)
+  --pidfile PATH       write and lock a pid file
+  -v, -q               more / less logging (repeatable; RUST_LOG is honoured)
+  --listen ADDR        one-line mode: serve PROGRAM on ADDR (repeatable)
+  --set FIELD=VALUE    one-line mode: set a service field (VALUE is YAML)
+  -h, --help           print this help
+  -V, --version        print the version
+
+Exit status: 0 clean shutdown or valid --check; 1 invalid configuration or
+failure at start; 2 bad usage. See superd(8) and superd.yaml(5).
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Options),
+    Help,
+    Version,
+}
+
+/// The parsed options of a run (or a `--check`).
+#[derive(Debug, PartialEq)]
+pub struct Options {
+    pub paths: Vec<PathBuf>,
+    pub check: bool,
+    pub grace: Duration,
+    pub pidfile: Option<PathBuf>,
+    /// +1 per `-v`, -1 per `-q`.
+    pub verbosity: i32,
+    /// One-line mode: `--listen` addresses, `--set` pairs and the program.
+    pub listen: Vec<String>,
+    pub sets: Vec<(String, String)>,
+    pub program: Vec<String>,
+}
+
+impl Options {
+    pub fn is_oneline(&self) -> bool {
+        !self.listen.is_empty()
+    }
+}
+
+/// Parses the arguments after argv[0].
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut opts = Options {
+        paths: Vec::new(),
+        check: false,
+        grace: Duration::from_secs(10),
+        pidfile: None,
+        verbosity: 0,
+        listen: Vec::new(),
+        sets: Vec::new(),
+        program: Vec::new(),
+    };
+    let mut args = args.into_iter();
+    let mut saw_dashdash = false;
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str().map(str::to_owned) else {
+            // Non-UTF-8 is fine for a path, nowhere else.
+            if text_is_option(&arg) {
+                return Err(format!("invalid option {:?}", arg));
+            }
+            opts.paths.push(PathBuf::from(arg));
+            continue;
+        };
+        // `--name=value` and `--name value` both work.
+        let (name, inline) = match text.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (text.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<String, String> {
+            match inline.clone() {
+                Some(v) => Ok(v),
+                None => args
+                    .next()
+                    .and_then(|v| v.into_string().ok())
+                    .ok_or_else(|| format!("{name} needs {what}")),
+            }
+        };
+        match name.as_str() {
+            "--" => {
+                saw_dashdash = true;
+                for rest in args.by_ref() {
+                    opts.program.push(
+                        rest.into_string()
+                            .map_err(|a| format!("program argument {a:?} is not UTF-8"))?,
+                    );
+                }
+            }
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            "--check" => opts.check = true,
+            "--grace" => {
+                let v = value("a duration")?;
+                opts.grace =
+                    parse_duration(&v).ok_or_else(|| format!("--grace: invalid duration {v:?}"))?;
+            }
+            "--pidfile" => opts.pidfile = Some(PathBuf::from(value("a path")?)),
+            "--listen" => opts.listen.push(value("an address")?),
+            "--set" => {
+                let v = value("FIELD=VALUE")?;
+                let (field, val) = v
+                    .split_once('=')
+                    .ok_or_else(|| format!("--set {v:?}: expected FIELD=VALUE"))?;
+                if field.is_empty() {
+                    return Err(format!("--set {v:?}: empty field name"));
+                }
+                opts.sets.push((field.to_string(), val.to_string()));
+            }
+            s if s.len() > 1 && s.starts_with('-') && !s.starts_with("--") => {
+                // Short flags, bundled: -vv, -q.
+                for c in s[1..].chars() {
+                    match c {
+                        'v' => opts.verbosity += 1,
+                        'q' => opts.verbosity -= 1,
+                        'h' => return Ok(Command::Help),
+                        'V' => return Ok(Command::Version),
+                        _ => return Err(format!("unknown option -{c}")),
+                    }
+                }
+            }
+            s if s.starts_with("--") => return Err(format!("unknown option {s}")),
+            _ => opts.paths.push(PathBuf::from(arg)),
+        }
+    }
+    if opts.is_oneline() {
+        if opts.program.is_empty() {
+            return Err("--listen needs a program after --".into());
+        }
+        if !opts.paths.is_empty() {
+            return Err("one-line mode (--listen) takes no configuration PATH".into());
+        }
+    } else {
+        if saw_dashdash || !opts.program.is_empty() {
+            return Err("a program after -- needs --listen".into());
+        }
+        if !opts.sets.is_empty() {
+            return Err("--set needs --listen (one-line mode)".into());
+        }
+        if opts.paths.is_empty() {
+            opts.paths.push(PathBuf::from(DEFAULT_PATH));
+        }
+    }
+    Ok(Command::Run(opts))
+}
+
+fn text_is_option(arg: &std::ffi::OsStr) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    arg.as_bytes().first() == Some(&b'-')
+}
+
+/// A duration as the configuration writes it: `500ms`, `30s`, `5m`, `1h`,
+/// or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(v * mult_ms / 1000.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().map(OsString::from))
+    }
+
+    fn opts(args: &[&str]) -> Options {
+        match p(args) {
+            Ok(Command::Run(o)) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let o = opts(&[]);
+        assert_eq!(o.paths, vec![PathBuf::from(DEFAULT_PATH)]);
+        assert_eq!(o.grace, Duration::from_secs(10));
+        assert!(!o.check);
+    }
+
+    #[test]
+    fn flags_and_values() {
+        let o = opts(&["--check", "-vv", "-q", "--grace=500ms", "--pidfile", "/run/x", "a", "b"]);
+        assert!(o.check);
+        assert_eq!(o.verbosity, 1);
+        assert_eq!(o.grace, Duration::from_millis(500));
+        assert_eq!(o.pidfile, Some(PathBuf::from("/run/x")));
+        assert_eq!(o.paths, vec![PathBuf::from("a"), PathBuf::from("b")]);
+    }
+
+    #[test]
+    fn oneline() {
+        let o = opts(&[
+            "--listen", "127.0.0.1:0", "--set", "max_connections=8", "--", "/bin/cat", "-u",
+        ]);
+        assert_eq!(o.listen, vec!["127.0.0.1:0"]);
+        assert_eq!(o.sets, vec![("max_connections".into(), "8".into())]);
+        assert_eq!(o.program, vec!["/bin/cat", "-u"]);
+        assert!(o.paths.is_empty());
+    }
+
+    #[test]
+    fn usage_errors() {
+        for bad in [
+            &["--bogus"][..],
+            &["-x"],
+            &["--grace"],
+            &["--grace", "soon"],
+            &["--listen", "1"],
+            &["--", "/bin/cat"],
+            &["--set", "a=b"],
+            &["--listen", "1", "--set", "novalue", "--", "x"],
+            &["--listen", "1", "dir", "--", "x"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(p(&["-h"]), Ok(Command::Help));
+        assert_eq!(p(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("-1s"), None);
+    }
+}

@@ -1,1 +1,1312 @@
-//! TODO
+//! The event loop: the only owner of `mio::Poll`. It accepts connections,
+//! applies access rules and limits, starts children or builtin sessions,
+//! reaps, pauses and resumes listeners, reloads, reports status and shuts
+//! down. mio is edge-triggered: a listener is always drained until
+//! `WouldBlock`, and drained again by hand whenever a pause ends.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use nix::sys::socket::{self, MsgFlags, SockaddrStorage};
+
+use crate::access::{self, Refusal};
+use crate::builtins;
+use crate::children::{self, Child, Children, Ended};
+use crate::config::{self, Config};
+use crate::limits::{ServiceLimits, SourceKey, TokenBucket, source_key};
+use crate::listener::{self, Accepted, Listener, Peer};
+use crate::logging::quote;
+use crate::notify::Notifier;
+use crate::plan::{ConnInfo, SpawnPlan};
+use crate::service::{ListenerKey, Program, Rate, Service, SocketType, canonical_addr};
+use crate::signals::{self, Signals};
+use crate::spawn;
+
+const SIGNAL_TOKEN: Token = Token(0);
+
+/// How long accepting pauses when file descriptors or processes run out.
+const RESOURCE_PAUSE: Duration = Duration::from_millis(250);
+/// At most one "out of resources" line per service in this interval.
+const RESOURCE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// A `wait` service whose program fails before exec is retried after this
+/// delay, doubled for every further failure in a row, up to the cap.
+const WAIT_BACKOFF_START: Duration = Duration::from_millis(100);
+const WAIT_BACKOFF_CAP: Duration = Duration::from_secs(10);
+/// A `nowait` service may fail to exec at most this often per second
+/// (burst the same): a client flood against a broken program costs a few
+/// forks a second, never a tight loop.
+const NOWAIT_FAILURES_PER_SEC: u32 = 50;
+/// Largest line taken from a child's stderr (`stderr: log`) in one piece.
+const STDERR_LINE_MAX: usize = 4096;
+/// Largest UDP datagram a builtin reads.
+const UDP_MAX: usize = 65536;
+
+/// Where the configuration comes from, read again on every reload.
+#[derive(Clone, Debug)]
+pub enum Source {
+    Paths(Vec<PathBuf>),
+    OneLine {
+        listen: Vec<String>,
+        sets: Vec<(String, String)>,
+        program: Vec<String>,
+    },
+}
+
+impl Source {
+    pub fn load(&self) -> Result<Config, Vec<config::ConfigError>> {
+        match self {
+            Source::Paths(p) => config::load(p),
+            Source::OneLine {
+                listen,
+                sets,
+                program,
+            } => config::load_oneline(listen, sets, program),
+        }
+    }
+}
+
+/// Counters of one service, carried over reloads (SPEC §6, SIGUSR1).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    accepted: u64,
+    refused_deny_from: u64,
+    refused_only_from: u64,
+    refused_max_per_source: u64,
+    exec_failures: u64,
+}
+
+/// Why a service is not accepting right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pause {
+    Rate,
+    Resources,
+    ExecFailures,
+}
+
+impl Pause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Pause::Rate => "paused_rate",
+            Pause::Resources => "paused_resources",
+            Pause::ExecFailures => "paused_exec_failures",
+        }
+    }
+}
+
+/// A service as the loop runs it: config, spawn plan, limits, counters.
+struct ServiceState {
+    id: u64,
+    service: Rc<Service>,
+    plan: Option<Rc<SpawnPlan>>,
+    limits: ServiceLimits,
+    counters: Counters,
+    listeners: Vec<Token>,
+    paused: Option<(Pause, Instant)>,
+    /// Exec failures in a row (reset by a successful exec).
+    fail_streak: u32,
+    failure_bucket: TokenBucket,
+    last_resource_log: Option<Instant>,
+    /// A connection accepted when fork failed, served first on resume.
+    pending: Option<Accepted>,
+}
+
+struct ListenerEntry {
+    listener: Listener,
+    service_id: u64,
+    /// Handed to a `wait` child: not watched until it exits.
+    busy: bool,
+}
+
+/// The stream a builtin session talks over.
+enum Stream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+struct SessionEntry {
+    session: builtins::Session,
+    stream: Stream,
+    service_id: u64,
+    service: String,
+    peer: Peer,
+    source: Option<SourceKey>,
+    started: Instant,
+    last_activity: Instant,
+    idle_timeout: Duration,
+}
+
+struct StderrPipe {
+    file: File,
+    service: String,
+    pid: i32,
+    buf: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Resume(u64),
+    ChildTimeout(i32),
+    ChildKill(i32),
+    SessionIdle(Token),
+}
+
+/// The daemon: everything the loop owns.
+pub struct Daemon {
+    poll: Poll,
+    signals: Signals,
+    source: Source,
+    grace: Duration,
+    notifier: Notifier,
+    services: HashMap<u64, ServiceState>,
+    /// Service ids in configuration order (for status and logs).
+    order: Vec<u64>,
+    listeners: HashMap<Token, ListenerEntry>,
+    sessions: HashMap<Token, SessionEntry>,
+    pipes: HashMap<Token, StderrPipe>,
+    children: Children,
+    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    next_token: usize,
+    next_service_id: u64,
+    reload_pending: bool,
+    status_pending: bool,
+    reap_pending: bool,
+    shutdown: Option<Signal>,
+}
+
+/// A failure at start: superd exits 1.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn is_resource_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+impl Daemon {
+    /// Binds every listener of `config` (all or nothing) and prepares the
+    /// loop. Signals must already be blocked (`signals`).
+    pub fn start(
+        config: Config,
+        source: Source,
+        grace: Duration,
+        signals: Signals,
+        notifier: Notifier,
+    ) -> Result<Daemon, StartError> {
+        let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
+        poll.registry()
+            .register(
+                &mut SourceFd(&signals.raw_fd()),
+                SIGNAL_TOKEN,
+                Interest::READABLE,
+            )
+            .map_err(|e| StartError(format!("cannot watch signals: {e}")))?;
+        let mut d = Daemon {
+            poll,
+            signals,
+            source,
+            grace,
+            notifier,
+            services: HashMap::new(),
+            order: Vec::new(),
+            listeners: HashMap::new(),
+            sessions: HashMap::new(),
+            pipes: HashMap::new(),
+            children: Children::default(),
+            timers: BinaryHeap::new(),
+            next_token: 1,
+            next_service_id: 1,
+            reload_pending: false,
+            status_pending: false,
+            reap_pending: false,
+            shutdown: None,
+        };
+        let bound = bind_all(&config.services, &mut HashMap::new())
+            .map_err(|e| StartError(e.to_string()))?;
+        d.install(config.services, bound, Vec::new());
+        Ok(d)
+    }
+
+    fn token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token += 1;
+        t
+    }
+
+    fn timer(&mut self, at: Instant, t: Timer) {
+        self.timers.push(Reverse((at, t)));
+    }
+
+    /// Makes `services` the running set. `bound` holds a listener for every
+    /// (service, address) of an enabled service, in order; `old` the
+    /// previous states by name (reload).
+    fn install(
+        &mut self,
+        services: Vec<Service>,
+        mut bound: Vec<Vec<Slot>>,
+        old_by_name: Vec<(String, u64)>,
+    ) {
+        let now = Instant::now();
+        let old_ids: HashMap<String, u64> = old_by_name.into_iter().collect();
+        let mut new_order = Vec::new();
+        let mut keep_ids = Vec::new();
+        for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
+            let service = Rc::new(service);
+            let plan = match service.program {
+                Program::Exec { .. } => Some(Rc::new(SpawnPlan::new(&service))),
+                Program::Builtin(_) => None,
+            };
+            let id = match old_ids.get(&service.name) {
+                Some(&id) => {
+                    let st = self.services.get_mut(&id).expect("old id is live");
+                    st.limits.reconfigure(
+                        service.max_connections,
+                        service.max_per_source,
+                        service.rate,
+                        now,
+                    );
+                    st.service = service.clone();
+                    st.plan = plan;
+                    st.listeners.clear();
+                    keep_ids.push(id);
+                    id
+                }
+                None => {
+                    let id = self.next_service_id;
+                    self.next_service_id += 1;
+                    self.services.insert(
+                        id,
+                        ServiceState {
+                            id,
+                            limits: ServiceLimits::new(
+                                service.max_connections,
+                                service.max_per_source,
+                                service.rate,
+                                now,
+                            ),
+                            service: service.clone(),
+                            plan,
+                            counters: Counters::default(),
+                            listeners: Vec::new(),
+                            paused: None,
+                            fail_streak: 0,
+                            failure_bucket: TokenBucket::new(
+                                Rate {
+                                    tokens: NOWAIT_FAILURES_PER_SEC,
+                                    per: Duration::from_secs(1),
+                                },
+                                now,
+                            ),
+                            last_resource_log: None,
+                            pending: None,
+                        },
+                    );
+                    id
+                }
+            };
+            new_order.push(id);
+            for slot in listeners {
+                let is_new = slot.token.is_none();
+                let token = slot.token.unwrap_or_else(|| self.token());
+                let mut entry = ListenerEntry {
+                    listener: slot.listener,
+                    service_id: id,
+                    busy: slot.busy,
+                };
+                if is_new {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut SourceFd(&entry.listener.fd.as_raw_fd()),
+                        token,
+                        Interest::READABLE,
+                    ) {
+                        error!(
+                            "cannot watch service={} addr={} error={}",
+                            service.name,
+                            entry.listener.local,
+                            quote(&e.to_string())
+                        );
+                        entry.busy = true;
+                    }
+                    info!(
+                        "listening service={} addr={} socket={}",
+                        service.name, entry.listener.local, service.socket
+                    );
+                }
+                self.services
+                    .get_mut(&id)
+                    .expect("just inserted")
+                    .listeners
+                    .push(token);
+                self.listeners.insert(token, entry);
+            }
+            if !service.enabled {
+                info!("disabled service={}", service.name);
+            }
+        }
+        // Services that are gone: their states go (children keep running
+        // and are still reaped and logged by name).
+        let live: std::collections::HashSet<u64> = new_order.iter().copied().collect();
+        self.services.retain(|id, _| live.contains(id));
+        self.order = new_order;
+        // Every listener may have connections waiting: drain them all.
+        let tokens: Vec<Token> = self.listeners.keys().copied().collect();
+        for t in tokens {
+            self.drain_listener(t);
+        }
+    }
+
+    /// Runs until SIGTERM/SIGINT, then shuts down. Returns the exit code.
+    pub fn run(mut self) -> crate::ExitCode {
+        self.notifier.notify("READY=1");
+        let mut events = Events::with_capacity(256);
+        loop {
+            let timeout = self
+                .timers
+                .peek()
+                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    error!("poll failed error={}", quote(&e.to_string()));
+                }
+                continue;
+            }
+            for ev in events.iter() {
+                let token = ev.token();
+                if token == SIGNAL_TOKEN {
+                    self.on_signals();
+                } else if self.listeners.contains_key(&token) {
+                    self.drain_listener(token);
+                } else if self.sessions.contains_key(&token) {
+                    self.pump_session(token);
+                } else if self.pipes.contains_key(&token) {
+                    self.read_stderr(token);
+                }
+            }
+            if self.reap_pending {
+                self.reap_pending = false;
+                self.reap();
+            }
+            self.fire_timers();
+            if self.status_pending {
+                self.status_pending = false;
+                self.log_status();
+            }
+            if self.shutdown.is_some() {
+                break;
+            }
+            if self.reload_pending {
+                self.reload_pending = false;
+                self.reload();
+            }
+        }
+        self.shutdown_now()
+    }
+
+    fn on_signals(&mut self) {
+        let mut got = Vec::new();
+        self.signals.drain(|e| got.push(e));
+        for e in got {
+            match e {
+                signals::Event::Reload => self.reload_pending = true,
+                signals::Event::Status => self.status_pending = true,
+                signals::Event::Child => self.reap_pending = true,
+                signals::Event::Shutdown(s) => {
+                    if self.shutdown.is_none() {
+                        info!("shutting down signal={}", s.as_str());
+                    }
+                    self.shutdown = Some(s);
+                }
+            }
+        }
+    }
+
+    // ---- accepting ----------------------------------------------------
+
+    /// Accepts on `token` until the backlog is empty or a limit says stop.
+    fn drain_listener(&mut self, token: Token) {
+        loop {
+            let Some(entry) = self.listeners.get(&token) else {
+                return;
+            };
+            if entry.busy {
+                return;
+            }
+            let sid = entry.service_id;
+            let Some(st) = self.services.get_mut(&sid) else {
+                return;
+            };
+            let now = Instant::now();
+            if let Some((_, until)) = st.paused {
+                if now < until {
+                    return;
+                }
+                st.paused = None;
+            }
+            if st.limits.at_capacity() {
+                return;
+            }
+            if let Some(conn) = st.pending.take() {
+                self.start_connection(sid, conn);
+                continue;
+            }
+            let service = st.service.clone();
+            let entry = self.listeners.get(&token).expect("checked above");
+            if service.wait {
+                // The listening/bound socket itself goes to one child.
+                self.spawn_wait(sid, token);
+                return;
+            }
+            if entry.listener.key.socket == SocketType::Dgram {
+                self.serve_udp(sid, token);
+                return;
+            }
+            if let Err(at) = st.limits.rate_ready(now) {
+                st.paused = Some((Pause::Rate, at));
+                self.timer(at, Timer::Resume(sid));
+                return;
+            }
+            match entry.listener.accept() {
+                Ok(conn) => {
+                    let st = self.services.get_mut(&sid).expect("live");
+                    let _ = st.limits.take_rate_token(now);
+                    st.counters.accepted += 1;
+                    debug!("accept service={} peer={}", service.name, conn.peer);
+                    if self.admit(sid, &conn) {
+                        self.start_connection(sid, conn);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_resource_error(&e) => {
+                    self.pause_for_resources(sid, "accept", &e);
+                    return;
+                }
+                // ECONNABORTED and friends: that connection is gone, go on.
+                Err(e) => debug!(
+                    "accept failed service={} error={}",
+                    service.name,
+                    quote(&e.to_string())
+                ),
+            }
+        }
+    }
+
+    fn pause_for_resources(&mut self, sid: u64, what: &str, e: &dyn std::fmt::Display) {
+        let now = Instant::now();
+        let until = now + RESOURCE_PAUSE;
+        let Some(st) = self.services.get_mut(&sid) else {
+            return;
+        };
+        st.paused = Some((Pause::Resources, until));
+        let log_now = st
+            .last_resource_log
+            .is_none_or(|t| now.duration_since(t) >= RESOURCE_LOG_INTERVAL);
+        if log_now {
+            st.last_resource_log = Some(now);
+            warn!(
+                "out of resources service={} step={what} error={} pause={}",
+                st.service.name,
+                quote(&e.to_string()),
+                children::secs(RESOURCE_PAUSE)
+            );
+        }
+        self.timer(until, Timer::Resume(sid));
+    }
+
+    /// Access rules and the per-source limit; `false` when refused (the
+    /// connection is closed when dropped by the caller).
+    fn admit(&mut self, sid: u64, conn: &Accepted) -> bool {
+        let st = self.services.get_mut(&sid).expect("live");
+        let Some(ip) = conn.peer.ip() else {
+            return true;
+        };
+        let verdict = access::check(ip, &st.service.only_from, &st.service.deny_from)
+            .and_then(|()| st.limits.admit_source(source_key(ip)));
+        match verdict {
+            Ok(()) => true,
+            Err(reason) => {
+                match reason {
+                    Refusal::DenyFrom => st.counters.refused_deny_from += 1,
+                    Refusal::OnlyFrom => st.counters.refused_only_from += 1,
+                    Refusal::MaxPerSource => st.counters.refused_max_per_source += 1,
+                }
+                warn!(
+                    "refused service={} peer={} reason={}",
+                    st.service.name,
+                    conn.peer,
+                    reason.as_str()
+                );
+                false
+            }
+        }
+    }
+
+    /// Starts a child or a builtin session for an admitted connection.
+    fn start_connection(&mut self, sid: u64, conn: Accepted) {
+        let st = self.services.get_mut(&sid).expect("live");
+        let service = st.service.clone();
+        let source = conn.peer.ip().map(source_key);
+        if let Peer::Inet(_) = conn.peer {
+            if service.socket == SocketType::Stream {
+                listener::set_connection_options(
+                    conn.fd.as_fd(),
+                    service.keepalive,
+                    service.nodelay,
+                );
+            }
+        }
+        match &service.program {
+            Program::Builtin(kind) => {
+                st.limits.connection_started();
+                self.start_session(sid, &service, *kind, conn, source);
+            }
+            Program::Exec { .. } => {
+                let plan = st.plan.clone().expect("exec services have a plan");
+                let info = match conn.peer {
+                    Peer::Inet(remote) => ConnInfo::Tcp {
+                        remote,
+                        local: listener::local_inet(conn.fd.as_fd())
+                            .unwrap_or_else(|| canonical_addr(remote)),
+                    },
+                    Peer::Unix { pid, uid, gid } => ConnInfo::Unix { pid, uid, gid },
+                };
+                match spawn::spawn(&plan, conn.fd.as_fd(), &info) {
+                    Ok(spawned) => {
+                        let st = self.services.get_mut(&sid).expect("live");
+                        st.limits.connection_started();
+                        self.child_started(sid, &service, spawned, Some(conn.peer), source, None);
+                    }
+                    Err(e) => {
+                        // fork failed: keep the connection for the resume,
+                        // release its per-source slot until then.
+                        let st = self.services.get_mut(&sid).expect("live");
+                        // The connection keeps its per-source slot while it
+                        // waits; it is started first when the pause ends.
+                        st.pending = Some(conn);
+                        self.pause_for_resources(sid, "fork", &e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records a started child; logs and paces exec failures.
+    fn child_started(
+        &mut self,
+        sid: u64,
+        service: &Rc<Service>,
+        spawned: spawn::Spawned,
+        peer: Option<Peer>,
+        source: Option<SourceKey>,
+        wait_listener: Option<Token>,
+    ) {
+        let now = Instant::now();
+        let pid = spawned.pid.as_raw();
+        let exec_failed = spawned.exec_failure.is_some();
+        self.children.insert(
+            spawned.pid,
+            Child {
+                service_id: sid,
+                service: service.name.clone(),
+                peer,
+                source,
+                started: now,
+                wait_listener,
+                timed_out: false,
+                exec_failed,
+            },
+        );
+        debug!("spawn service={} pid={pid}", service.name);
+        if let Some(t) = service.timeout {
+            self.timer(now + t, Timer::ChildTimeout(pid));
+        }
+        if let Some(fd) = spawned.stderr {
+            self.watch_stderr(fd, &service.name, pid);
+        }
+        let st = self.services.get_mut(&sid).expect("live");
+        match spawned.exec_failure {
+            None => st.fail_streak = 0,
+            Some(f) => {
+                st.counters.exec_failures += 1;
+                st.fail_streak += 1;
+                error!(
+                    "exec failed service={} step={} error={}",
+                    service.name,
+                    f.step.as_str(),
+                    quote(f.errno.desc())
+                );
+                // Pace a program that keeps failing: wait mode backs off
+                // (the unread datagram or connection would otherwise
+                // respawn it at once); nowait is held to a failure rate.
+                let delay = if service.wait {
+                    let shift = st.fail_streak.saturating_sub(1).min(10);
+                    Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
+                } else if !st.failure_bucket.try_take(now) {
+                    Some(st.failure_bucket.next_token_at(now).saturating_duration_since(now))
+                } else {
+                    None
+                };
+                if let Some(d) = delay {
+                    let until = now + d.max(Duration::from_millis(1));
+                    st.paused = Some((Pause::ExecFailures, until));
+                    self.timer(until, Timer::Resume(sid));
+                }
+            }
+        }
+    }
+
+    /// wait mode: hands the listening/bound socket to one child.
+    fn spawn_wait(&mut self, sid: u64, token: Token) {
+        let st = self.services.get(&sid).expect("live");
+        let service = st.service.clone();
+        let Some(plan) = st.plan.clone() else {
+            return;
+        };
+        let entry = self.listeners.get_mut(&token).expect("live");
+        // Only when there is something to serve: a readable socket.
+        let mut pfd = [nix::poll::PollFd::new(
+            entry.listener.fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if !matches!(nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO), Ok(1)) {
+            return;
+        }
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&entry.listener.fd.as_raw_fd()));
+        entry.busy = true;
+        match spawn::spawn(&plan, entry.listener.fd.as_fd(), &ConnInfo::None) {
+            Ok(spawned) => {
+                let st = self.services.get_mut(&sid).expect("live");
+                st.limits.connection_started();
+                st.counters.accepted += 1;
+                self.child_started(sid, &service, spawned, None, None, Some(token));
+            }
+            Err(e) => {
+                self.resume_wait_listener(token);
+                self.pause_for_resources(sid, "fork", &e);
+            }
+        }
+    }
+
+    /// Gives a `wait` listener back to the loop after its child ended.
+    fn resume_wait_listener(&mut self, token: Token) {
+        let Some(entry) = self.listeners.get_mut(&token) else {
+            return;
+        };
+        if !entry.busy {
+            return;
+        }
+        let _ = listener::set_nonblocking(entry.listener.fd.as_fd(), true);
+        entry.busy = self
+            .poll
+            .registry()
+            .register(
+                &mut SourceFd(&entry.listener.fd.as_raw_fd()),
+                token,
+                Interest::READABLE,
+            )
+            .is_err();
+        self.drain_listener(token);
+    }
+
+    // ---- builtins -------------------------------------------------------
+
+    fn start_session(
+        &mut self,
+        sid: u64,
+        service: &Rc<Service>,
+        kind: crate::service::Builtin,
+        conn: Accepted,
+        source: Option<SourceKey>,
+    ) {
+        let now = Instant::now();
+        let stream = match conn.peer {
+            Peer::Inet(_) => Stream::Tcp(std::net::TcpStream::from(conn.fd)),
+            Peer::Unix { .. } => Stream::Unix(std::os::unix::net::UnixStream::from(conn.fd)),
+        };
+        let token = self.token();
+        let raw = match &stream {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        };
+        let entry = SessionEntry {
+            session: builtins::Session::new(kind, now_unix(), 0),
+            stream,
+            service_id: sid,
+            service: service.name.clone(),
+            peer: conn.peer,
+            source,
+            started: now,
+            last_activity: now,
+            idle_timeout: service.idle_timeout,
+        };
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut SourceFd(&raw),
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            self.end_session_entry(entry, None);
+            return;
+        }
+        self.sessions.insert(token, entry);
+        self.timer(now + service.idle_timeout, Timer::SessionIdle(token));
+        self.pump_session(token);
+    }
+
+    fn pump_session(&mut self, token: Token) {
+        let Some(entry) = self.sessions.get_mut(&token) else {
+            return;
+        };
+        let pump = match &mut entry.stream {
+            Stream::Tcp(s) => entry.session.pump(s),
+            Stream::Unix(s) => entry.session.pump(s),
+        };
+        if pump.progressed {
+            entry.last_activity = Instant::now();
+        }
+        if pump.done {
+            self.end_session(token, None);
+        }
+    }
+
+    fn end_session(&mut self, token: Token, reason: Option<&str>) {
+        if let Some(entry) = self.sessions.remove(&token) {
+            let raw = match &entry.stream {
+                Stream::Tcp(s) => s.as_raw_fd(),
+                Stream::Unix(s) => s.as_raw_fd(),
+            };
+            let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
+            self.end_session_entry(entry, reason);
+        }
+    }
+
+    fn end_session_entry(&mut self, entry: SessionEntry, reason: Option<&str>) {
+        let now = Instant::now();
+        info!(
+            "exit service={} peer={} status=0 duration={} bytes_in={} bytes_out={}{}",
+            entry.service,
+            entry.peer,
+            children::secs(now.duration_since(entry.started)),
+            entry.session.bytes_in(),
+            entry.session.bytes_out(),
+            reason.map(|r| format!(" reason={r}")).unwrap_or_default()
+        );
+        self.connection_ended(entry.service_id, entry.source);
+    }
+
+    /// Serves every queued datagram of a UDP builtin.
+    fn serve_udp(&mut self, sid: u64, token: Token) {
+        let st = self.services.get_mut(&sid).expect("live");
+        let Some(kind) = st.service.builtin() else {
+            return;
+        };
+        let service = st.service.clone();
+        let entry = self.listeners.get(&token).expect("live");
+        let fd = entry.listener.fd.as_raw_fd();
+        let mut buf = vec![0u8; UDP_MAX];
+        let mut out = Vec::with_capacity(512);
+        loop {
+            let (n, from) = match socket::recvfrom::<SockaddrStorage>(fd, &mut buf) {
+                Ok((n, Some(from))) => (n, from),
+                Ok((_, None)) => continue,
+                Err(Errno::EINTR) => continue,
+                Err(_) => return,
+            };
+            let Some(peer) = storage_to_inet(&from) else {
+                continue;
+            };
+            let peer = canonical_addr(peer);
+            let st = self.services.get_mut(&sid).expect("live");
+            if let Err(reason) = access::check(peer.ip(), &service.only_from, &service.deny_from)
+            {
+                match reason {
+                    Refusal::DenyFrom => st.counters.refused_deny_from += 1,
+                    _ => st.counters.refused_only_from += 1,
+                }
+                warn!(
+                    "refused service={} peer={peer} reason={}",
+                    service.name,
+                    reason.as_str()
+                );
+                continue;
+            }
+            if !builtins::udp_source_allowed(peer) {
+                debug!(
+                    "refused service={} peer={peer} reason=source_port",
+                    service.name
+                );
+                continue;
+            }
+            st.counters.accepted += 1;
+            out.clear();
+            if builtins::udp_reply(kind, &buf[..n], now_unix(), 0, &mut out) {
+                let _ = socket::sendto(fd, &out, &from, MsgFlags::MSG_DONTWAIT);
+            }
+            debug!(
+                "datagram service={} peer={peer} bytes_in={n} bytes_out={}",
+                service.name,
+                out.len()
+            );
+        }
+    }
+
+    // ---- children ---------------------------------------------------------
+
+    fn reap(&mut self) {
+        let now = Instant::now();
+        for (pid, child, ended) in self.children.reap() {
+            children::log_exit(pid, &child, ended, now);
+            if let Some(token) = child.wait_listener {
+                self.connection_ended(child.service_id, None);
+                self.resume_wait_listener(token);
+            } else {
+                self.connection_ended(child.service_id, child.source);
+            }
+        }
+    }
+
+    /// A connection of `sid` is over: release its slots and, if the
+    /// service was at its cap, accept again.
+    fn connection_ended(&mut self, sid: u64, source: Option<SourceKey>) {
+        let Some(st) = self.services.get_mut(&sid) else {
+            return;
+        };
+        let was_full = st.limits.at_capacity();
+        st.limits.connection_ended(source);
+        if was_full {
+            let tokens = st.listeners.clone();
+            for t in tokens {
+                self.drain_listener(t);
+            }
+        }
+    }
+
+    fn watch_stderr(&mut self, fd: OwnedFd, service: &str, pid: i32) {
+        let token = self.token();
+        if self
+            .poll
+            .registry()
+            .register(&mut SourceFd(&fd.as_raw_fd()), token, Interest::READABLE)
+            .is_ok()
+        {
+            self.pipes.insert(
+                token,
+                StderrPipe {
+                    file: File::from(fd),
+                    service: service.to_string(),
+                    pid,
+                    buf: Vec::new(),
+                },
+            );
+        }
+    }
+
+    fn read_stderr(&mut self, token: Token) {
+        let Some(pipe) = self.pipes.get_mut(&token) else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        let eof = loop {
+            match pipe.file.read(&mut chunk) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    pipe.buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = pipe
+                        .buf
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .or((pipe.buf.len() >= STDERR_LINE_MAX).then_some(STDERR_LINE_MAX))
+                    {
+                        let rest = pipe.buf.split_off((end + 1).min(pipe.buf.len()));
+                        let line = std::mem::replace(&mut pipe.buf, rest);
+                        log_stderr_line(pipe, &line);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break false,
+                Err(_) => break true,
+            }
+        };
+        if eof {
+            let pipe = self.pipes.remove(&token).expect("present");
+            if !pipe.buf.is_empty() {
+                log_stderr_line(&pipe, &pipe.buf);
+            }
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&pipe.file.as_raw_fd()));
+        }
+    }
+
+    // ---- timers -------------------------------------------------------------
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, t))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match t {
+                Timer::Resume(sid) => {
+                    let Some(st) = self.services.get(&sid) else {
+                        continue;
+                    };
+                    if st.paused.is_some_and(|(_, until)| until > now) {
+                        continue;
+                    }
+                    for t in st.listeners.clone() {
+                        self.drain_listener(t);
+                    }
+                }
+                Timer::ChildTimeout(pid) => {
+                    let grace = match self.children.get_mut(pid) {
+                        Some(c) if !c.timed_out => {
+                            c.timed_out = true;
+                            let g = self
+                                .services
+                                .get(&c.service_id)
+                                .map(|s| s.service.kill_grace)
+                                .unwrap_or(Duration::from_secs(5));
+                            warn!("timeout service={} pid={pid} signal=SIGTERM", c.service);
+                            children::signal_group(pid, Signal::SIGTERM);
+                            g
+                        }
+                        _ => continue,
+                    };
+                    self.timer(now + grace, Timer::ChildKill(pid));
+                }
+                Timer::ChildKill(pid) => {
+                    if self.children.get(pid).is_some_and(|c| c.timed_out) {
+                        children::signal_group(pid, Signal::SIGKILL);
+                    }
+                }
+                Timer::SessionIdle(token) => {
+                    let Some(s) = self.sessions.get(&token) else {
+                        continue;
+                    };
+                    let due = s.last_activity + s.idle_timeout;
+                    if due <= now {
+                        self.end_session(token, Some("idle_timeout"));
+                    } else {
+                        self.timer(due, Timer::SessionIdle(token));
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- reload -------------------------------------------------------------
+
+    /// SIGHUP (SPEC §6): validate everything first; keep every listening
+    /// socket whose key is unchanged; bind new addresses before closing
+    /// anything; roll back whole if one cannot be bound.
+    fn reload(&mut self) {
+        self.notifier.reloading();
+        info!("reloading");
+        let config = match self.source.load() {
+            Ok(c) => c,
+            Err(errors) => {
+                for e in &errors {
+                    error!("config error: {e}");
+                }
+                error!(
+                    "reload failed errors={} (the running configuration is unchanged)",
+                    errors.len()
+                );
+                self.notifier.notify("READY=1");
+                return;
+            }
+        };
+        // Every current listener is offered for reuse, by key; it stays
+        // registered with mio under its token while it waits in the pool.
+        let mut pool: HashMap<ListenerKey, Vec<Slot>> = HashMap::new();
+        for (token, e) in self.listeners.drain() {
+            pool.entry(e.listener.key.clone()).or_default().push(Slot {
+                token: Some(token),
+                service_id: e.service_id,
+                busy: e.busy,
+                listener: e.listener,
+            });
+        }
+        match bind_all(&config.services, &mut pool) {
+            Ok(bound) => {
+                // What is left in the pool is no longer configured.
+                for (_, slots) in pool.drain() {
+                    for mut slot in slots {
+                        if !slot.busy {
+                            let _ = self
+                                .poll
+                                .registry()
+                                .deregister(&mut SourceFd(&slot.listener.fd.as_raw_fd()));
+                        }
+                        info!("closed addr={}", slot.listener.local);
+                        slot.listener.remove_socket_file();
+                    }
+                }
+                let old: Vec<(String, u64)> = self
+                    .services
+                    .values()
+                    .map(|s| (s.service.name.clone(), s.id))
+                    .collect();
+                let n = config.services.len();
+                self.install(config.services, bound, old);
+                info!("reloaded services={n}");
+            }
+            Err(e) => {
+                error!("reload failed: {e} (rolled back; the running configuration is unchanged)");
+                for (_, slots) in pool.drain() {
+                    for slot in slots {
+                        let token = slot.token.expect("only old listeners return to the pool");
+                        self.listeners.insert(
+                            token,
+                            ListenerEntry {
+                                listener: slot.listener,
+                                service_id: slot.service_id,
+                                busy: slot.busy,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        self.notifier.notify("READY=1");
+    }
+
+    // ---- status and shutdown --------------------------------------------
+
+    fn log_status(&self) {
+        let now = Instant::now();
+        info!(
+            "status services={} children={} sessions={}",
+            self.order.len(),
+            self.children.len(),
+            self.sessions.len()
+        );
+        for id in &self.order {
+            let Some(st) = self.services.get(id) else {
+                continue;
+            };
+            let s = &st.service;
+            let addrs: Vec<String> = st
+                .listeners
+                .iter()
+                .filter_map(|t| self.listeners.get(t).map(|e| e.listener.local.clone()))
+                .collect();
+            let state = if !s.enabled {
+                "disabled"
+            } else if let Some((p, until)) = st.paused.filter(|(_, u)| *u > now) {
+                let _ = until;
+                p.as_str()
+            } else if st.limits.at_capacity() {
+                "paused_max_connections"
+            } else {
+                "listening"
+            };
+            let c = &st.counters;
+            info!(
+                "status service={} addr={} state={state} active={} accepted={} refused_deny_from={} refused_only_from={} refused_max_per_source={} exec_failures={}",
+                s.name,
+                if addrs.is_empty() {
+                    "-".to_string()
+                } else {
+                    addrs.join(",")
+                },
+                st.limits.active(),
+                c.accepted,
+                c.refused_deny_from,
+                c.refused_only_from,
+                c.refused_max_per_source,
+                c.exec_failures
+            );
+        }
+        for (pid, c) in self.children.iter() {
+            info!(
+                "status child service={} pid={pid} peer={} age={}",
+                c.service,
+                c.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                children::secs(now.duration_since(c.started))
+            );
+        }
+        for s in self.sessions.values() {
+            info!(
+                "status session service={} peer={} age={}",
+                s.service,
+                s.peer,
+                children::secs(now.duration_since(s.started))
+            );
+        }
+    }
+
+    fn shutdown_now(mut self) -> crate::ExitCode {
+        self.notifier.notify("STOPPING=1");
+        for (_, mut e) in self.listeners.drain() {
+            let _ = self
+                .poll
+                .registry()
+                .deregister(&mut SourceFd(&e.listener.fd.as_raw_fd()));
+            e.listener.remove_socket_file();
+        }
+        let tokens: Vec<Token> = self.sessions.keys().copied().collect();
+        for t in tokens {
+            self.end_session(t, Some("shutdown"));
+        }
+        self.children.signal_all(Signal::SIGTERM);
+        let deadline = Instant::now() + self.grace;
+        let mut events = Events::with_capacity(64);
+        self.reap();
+        while !self.children.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                warn!(
+                    "grace expired children={} signal=SIGKILL",
+                    self.children.len()
+                );
+                self.children.signal_all(Signal::SIGKILL);
+                // SIGKILL cannot be caught: reap them, waiting briefly.
+                let until = Instant::now() + Duration::from_secs(5);
+                while !self.children.is_empty() && Instant::now() < until {
+                    let _ = self
+                        .poll
+                        .poll(&mut events, Some(Duration::from_millis(50)));
+                    self.signals.drain(|_| {});
+                    self.reap();
+                }
+                break;
+            }
+            let _ = self.poll.poll(&mut events, Some(deadline - now));
+            for ev in events.iter() {
+                if self.pipes.contains_key(&ev.token()) {
+                    self.read_stderr(ev.token());
+                }
+            }
+            self.signals.drain(|_| {});
+            self.reap();
+        }
+        info!("stopped");
+        crate::ExitCode::Ok
+    }
+}
+
+fn log_stderr_line(pipe: &StderrPipe, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end_matches(['\n', '\r']);
+    info!(
+        "stderr service={} pid={} line={}",
+        pipe.service,
+        pipe.pid,
+        quote(text)
+    );
+}
+
+fn storage_to_inet(ss: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = ss.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    ss.as_sockaddr_in6()
+        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+}
+
+/// A bind failure during start or reload.
+#[derive(Debug)]
+pub struct BindFailure(pub String);
+
+impl std::fmt::Display for BindFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A listening socket between the loop and a (re)configuration: an old one
+/// keeps its token and registration; a new one has no token yet.
+struct Slot {
+    token: Option<Token>,
+    service_id: u64,
+    busy: bool,
+    listener: Listener,
+}
+
+/// Binds a listener for every address of every enabled service, taking an
+/// existing one from `pool` when its key matches (reload). All or nothing:
+/// on failure, listeners bound here are closed (their socket files
+/// removed) and those taken from the pool are put back.
+fn bind_all(
+    services: &[Service],
+    pool: &mut HashMap<ListenerKey, Vec<Slot>>,
+) -> Result<Vec<Vec<Slot>>, BindFailure> {
+    let mut out: Vec<Vec<Slot>> = Vec::with_capacity(services.len());
+    let mut failure = None;
+    'outer: for s in services {
+        let mut slots = Vec::new();
+        if s.enabled {
+            for addr in &s.listen {
+                let key = s.listener_key(addr);
+                if let Some(slot) = pool.get_mut(&key).and_then(|v| v.pop()) {
+                    slots.push(slot);
+                    continue;
+                }
+                match Listener::bind(&key) {
+                    Ok(listener) => slots.push(Slot {
+                        token: None,
+                        service_id: 0,
+                        busy: false,
+                        listener,
+                    }),
+                    Err(e) => {
+                        failure = Some(BindFailure(format!("service {}: {e}", s.name)));
+                        out.push(slots);
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        out.push(slots);
+    }
+    let Some(f) = failure else {
+        return Ok(out);
+    };
+    // Roll back: old listeners go back to the pool; new ones are dropped,
+    // which closes them and removes their socket files.
+    for slot in out.into_iter().flatten() {
+        if slot.token.is_some() {
+            pool.entry(slot.listener.key.clone())
+                .or_default()
+                .push(slot);
+        }
+    }
+    Err(f)
+}

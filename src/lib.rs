@@ -25,6 +25,7 @@
 
 pub mod access;
 pub mod builtins;
+pub mod check;
 pub mod children;
 pub mod cli;
 pub mod config;
@@ -38,6 +39,7 @@ pub mod plan;
 pub mod service;
 pub mod signals;
 pub mod spawn;
+pub mod startup;
 pub mod sys;
 
 /// superd's exit statuses (SPEC §1), in one place.

@@ -1,1 +1,94 @@
-fn main() {}
+//! The superd binary: parse the command line, set up logging, load the
+//! configuration, run the daemon; map every failure to SPEC §1's exit codes.
+
+use std::process::ExitCode as ProcessExit;
+
+use superd::cli::{self, Command};
+use superd::event_loop::{Daemon, Source};
+use superd::{ExitCode, check, notify, pidfile, signals, startup};
+
+fn main() -> ProcessExit {
+    // Before anything can open a descriptor: fds 0-2 must be open, or the
+    // first socket would land on one and reach a child as its stderr.
+    startup::ensure_std_fds();
+    let code = run();
+    ProcessExit::from(code as u8)
+}
+
+fn run() -> ExitCode {
+    let opts = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", cli::USAGE);
+            return ExitCode::Ok;
+        }
+        Ok(Command::Version) => {
+            println!("superd {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::Ok;
+        }
+        Ok(Command::Run(o)) => o,
+        Err(msg) => {
+            eprintln!("superd: {msg}");
+            eprintln!("Try 'superd --help'.");
+            return ExitCode::Usage;
+        }
+    };
+    superd::logging::init(opts.verbosity);
+    let source = if opts.is_oneline() {
+        Source::OneLine {
+            listen: opts.listen.clone(),
+            sets: opts.sets.clone(),
+            program: opts.program.clone(),
+        }
+    } else {
+        Source::Paths(opts.paths.clone())
+    };
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "superd: {} error{} in the configuration",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            // A bad --set is bad usage; a bad file is a bad configuration.
+            return if opts.is_oneline() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Failure
+            };
+        }
+    };
+    if opts.check {
+        print!("{}", check::describe(&config));
+        return ExitCode::Ok;
+    }
+    let notifier = notify::Notifier::from_env();
+    let signals = match signals::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot set up signals: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    let _pidfile = match &opts.pidfile {
+        Some(path) => match pidfile::PidFile::acquire(path) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                log::error!("{msg}");
+                return ExitCode::Failure;
+            }
+        },
+        None => None,
+    };
+    let daemon = match Daemon::start(config, source, opts.grace, signals, notifier) {
+        Ok(d) => d,
+        Err(e) => {
+            log::error!("start failed: {e}");
+            return ExitCode::Failure;
+        }
+    };
+    daemon.run()
+}

@@ -1,1 +1,66 @@
-//! TODO
+//! Signals turned into loop events: the signals superd acts on are blocked
+//! and read from a signalfd that the event loop polls, so no handler ever
+//! runs and nothing async-signal-unsafe can happen on their account.
+//! The child undoes the blocked mask before exec (see `spawn`).
+
+use std::os::fd::{AsRawFd, RawFd};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+
+/// What a signal asks of the loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Reload,
+    Shutdown(Signal),
+    Status,
+    Child,
+}
+
+/// The blocked signals and the signalfd that reports them.
+pub struct Signals {
+    fd: SignalFd,
+}
+
+fn handled() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGHUP,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGUSR1,
+        Signal::SIGCHLD,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+impl Signals {
+    /// Blocks the handled signals and opens the signalfd. Call before any
+    /// child is started, so no SIGCHLD can be lost.
+    pub fn install() -> nix::Result<Signals> {
+        let set = handled();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
+        let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        Ok(Signals { fd })
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Drains every pending signal (the fd is edge-triggered in mio).
+    pub fn drain(&mut self, mut on: impl FnMut(Event)) {
+        while let Ok(Some(info)) = self.fd.read_signal() {
+            let event = match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGHUP) => Event::Reload,
+                Ok(Signal::SIGUSR1) => Event::Status,
+                Ok(Signal::SIGCHLD) => Event::Child,
+                Ok(s @ (Signal::SIGTERM | Signal::SIGINT)) => Event::Shutdown(s),
+                _ => continue,
+            };
+            on(event);
+        }
+    }
+}

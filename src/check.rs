@@ -1,0 +1,125 @@
+//! `superd --check`: what will run, one block per service, in the words of
+//! the configuration.
+
+use std::fmt::Write;
+
+use crate::config::Config;
+use crate::service::{Program, Service};
+
+/// Describes every service of `config` (stdout of `--check`).
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "configuration OK: {} service{}",
+        config.services.len(),
+        if config.services.len() == 1 { "" } else { "s" }
+    );
+    for s in &config.services {
+        describe_service(&mut out, s);
+    }
+    out
+}
+
+fn describe_service(out: &mut String, s: &Service) {
+    let addrs: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "\nservice {} ({})", s.name, s.file.display());
+    let _ = writeln!(out, "  listen: {}", addrs.join(", "));
+    let _ = writeln!(
+        out,
+        "  socket: {} {}{}",
+        s.socket,
+        if s.wait { "wait" } else { "nowait" },
+        if s.enabled { "" } else { " (disabled)" }
+    );
+    match &s.program {
+        Program::Exec { path, argv } => {
+            let _ = writeln!(out, "  exec: {} argv={:?}", path.display(), argv);
+        }
+        Program::Builtin(b) => {
+            let _ = writeln!(out, "  builtin: {b}");
+        }
+    }
+    match &s.credentials {
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "  user: {} uid={} gid={} groups={:?}",
+                c.user, c.uid, c.gid, c.groups
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  user: (superd's own)");
+        }
+    }
+    let mut limits = format!("max_connections={}", s.max_connections);
+    match s.max_per_source {
+        Some(n) => limits += &format!(" max_per_source={n}"),
+        None => limits += " max_per_source=unlimited",
+    }
+    match s.rate {
+        Some(r) => limits += &format!(" rate={r}"),
+        None => limits += " rate=unlimited",
+    }
+    match s.timeout {
+        Some(t) => limits += &format!(" timeout={:?} kill_grace={:?}", t, s.kill_grace),
+        None => limits += " timeout=none",
+    }
+    if s.builtin().is_some() {
+        limits += &format!(" idle_timeout={:?}", s.idle_timeout);
+    }
+    let _ = writeln!(out, "  limits: {limits}");
+    if !s.only_from.is_empty() || !s.deny_from.is_empty() {
+        let list = |v: &[crate::service::Cidr]| {
+            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+        };
+        let _ = writeln!(
+            out,
+            "  access: only_from=[{}] deny_from=[{}]",
+            list(&s.only_from),
+            list(&s.deny_from)
+        );
+    }
+    let mut proc = format!(
+        "cwd={} umask={:03o} stderr={}",
+        s.cwd.display(),
+        s.umask,
+        s.stderr.as_str()
+    );
+    if let Some(c) = &s.chroot {
+        proc += &format!(" chroot={}", c.display());
+    }
+    if let Some(n) = s.nice {
+        proc += &format!(" nice={n}");
+    }
+    for r in &s.rlimits {
+        let v = |x: Option<u64>| x.map_or("unlimited".to_string(), |n| n.to_string());
+        proc += &format!(" rlimit_{}={}:{}", r.resource.as_str(), v(r.soft), v(r.hard));
+    }
+    let _ = writeln!(out, "  process: {proc}");
+    if !s.env.is_empty() {
+        let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "  env: {}", env.join(" "));
+    }
+    let mut sock = format!("backlog={}", s.backlog);
+    for (name, on) in [
+        ("reuse_port", s.reuse_port),
+        ("v6only", s.v6only),
+        ("keepalive", s.keepalive),
+        ("nodelay", s.nodelay),
+    ] {
+        if on {
+            sock += &format!(" {name}");
+        }
+    }
+    if s.listen.iter().any(|a| a.is_unix()) {
+        sock += &format!(" socket_mode={:04o}", s.socket_mode);
+        if let Some(u) = s.socket_user {
+            sock += &format!(" socket_user={u}");
+        }
+        if let Some(g) = s.socket_group {
+            sock += &format!(" socket_group={g}");
+        }
+    }
+    let _ = writeln!(out, "  socket options: {sock}");
+}
