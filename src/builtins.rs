@@ -1,1 +1,706 @@
-//! Builtin services. STUB: replaced by the builtins helper.
+//! The builtin services (echo, discard, daytime, chargen, time): their RFC
+//! formats, a non-blocking stream [`Session`] pumped on every readiness event,
+//! and a UDP drain ([`UdpServer`]). Sockets, registration, timers, limits and
+//! logs belong to the event loop; nothing here blocks, sleeps or logs.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::service::Builtin;
+
+/// The most a stream session holds for one peer (SPEC §4): echo stops
+/// reading while this much is waiting to be written back.
+pub const MAX_BUFFERED: usize = 64 * 1024;
+
+/// Bytes one [`Session::pump`] call may move before it yields with
+/// [`Pump::again`], so that one fast peer cannot starve the loop.
+pub const PUMP_BUDGET: usize = 256 * 1024;
+
+/// Datagrams one [`UdpServer::serve`] call may handle before it yields with
+/// [`UdpDrain::again`].
+pub const UDP_BUDGET: usize = 64;
+
+/// The largest datagram read (and so echoed); larger ones are truncated by
+/// the kernel. 65535 minus the UDP and IP headers fits.
+pub const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// Where echo's buffer starts; it doubles up to [`MAX_BUFFERED`] only for a
+/// peer that sends faster than it reads.
+const ECHO_INITIAL: usize = 4096;
+
+/// Scratch for input that is read only to be dropped (discard, chargen,
+/// daytime, time).
+const SCRATCH: usize = 16 * 1024;
+
+// ---------------------------------------------------------------------------
+// Formats
+// ---------------------------------------------------------------------------
+
+/// Seconds from 1900-01-01 (RFC 868's epoch) to 1970-01-01 (Unix's).
+pub const RFC868_OFFSET: i64 = 2_208_988_800;
+
+/// RFC 868: the time as a 32-bit big-endian count of seconds since
+/// 1900-01-01 00:00 UTC. The count wraps modulo 2^32 (next in 2036), as the
+/// RFC's fixed 32-bit field forces every implementation to.
+pub fn format_time(unix_secs: i64) -> [u8; 4] {
+    (unix_secs.wrapping_add(RFC868_OFFSET) as u32).to_be_bytes()
+}
+
+/// RFC 867 leaves the daytime format free; like inetd we send ctime(3)'s
+/// 24 characters (`"%.3s %.3s%3d %.2d:%.2d:%.2d %d"`, so a single-digit day
+/// is padded with a space) followed by CRLF. `utc_offset_secs` is added to
+/// shift UTC to local time (0 gives UTC: superd has no unsafe `localtime_r`
+/// here, so the caller decides the offset).
+pub fn format_daytime(unix_secs: i64, utc_offset_secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let local = unix_secs.saturating_add(utc_offset_secs);
+    let days = local.div_euclid(86_400);
+    let secs = local.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    // 1970-01-01 was a Thursday.
+    let weekday = (days + 4).rem_euclid(7) as usize;
+    format!(
+        "{} {}{:3} {:02}:{:02}:{:02} {}\r\n",
+        DAYS[weekday],
+        MONTHS[(month - 1) as usize],
+        day,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        year
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month 1..=12,
+/// day 1..=31): Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Characters per chargen line, without the CRLF (RFC 864).
+pub const CHARGEN_LINE: usize = 72;
+/// One chargen line on the wire, CRLF included.
+pub const CHARGEN_LINE_BYTES: usize = CHARGEN_LINE + 2;
+/// The 95 printing ASCII characters, space (32) to tilde (126), RFC 864.
+const PRINTABLE: usize = 95;
+/// The chargen stream repeats after 95 lines.
+const CHARGEN_PERIOD: usize = PRINTABLE * CHARGEN_LINE_BYTES;
+
+/// RFC 864's "popular pattern": line k is the 72 printing characters that
+/// start at character k (mod 95), cyclically, then CRLF. One whole period,
+/// built at compile time; every chargen byte is read from it.
+static CHARGEN: [u8; CHARGEN_PERIOD] = chargen_period();
+
+const fn chargen_period() -> [u8; CHARGEN_PERIOD] {
+    let mut out = [0u8; CHARGEN_PERIOD];
+    let mut line = 0;
+    while line < PRINTABLE {
+        let mut col = 0;
+        while col < CHARGEN_LINE {
+            out[line * CHARGEN_LINE_BYTES + col] = b' ' + ((line + col) % PRINTABLE) as u8;
+            col += 1;
+        }
+        out[line * CHARGEN_LINE_BYTES + CHARGEN_LINE] = b'\r';
+        out[line * CHARGEN_LINE_BYTES + CHARGEN_LINE + 1] = b'\n';
+        line += 1;
+    }
+    out
+}
+
+/// Chargen line `k` (RFC 864), CRLF included; line 95 is line 0 again.
+pub fn chargen_line(k: usize) -> &'static [u8] {
+    let start = (k % PRINTABLE) * CHARGEN_LINE_BYTES;
+    &CHARGEN[start..start + CHARGEN_LINE_BYTES]
+}
+
+/// The current time as Unix seconds, for callers that have no clock of
+/// their own; before 1970 (a broken clock) reads as negative.
+pub fn now_unix() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Stream sessions (TCP, unix stream)
+// ---------------------------------------------------------------------------
+
+/// What one [`Session::pump`] call did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pump {
+    /// A byte moved one way or the other: restart the idle timer.
+    pub progressed: bool,
+    /// Close the connection now (and drop the session): the peer finished
+    /// (EOF) and everything owed was sent, the daytime/time reply is out,
+    /// or the connection failed.
+    pub done: bool,
+    /// The call stopped after [`PUMP_BUDGET`] bytes although the socket
+    /// could still move more. No new edge will announce that, so the loop
+    /// must call `pump` again soon (next turn, before sleeping).
+    pub again: bool,
+}
+
+/// One builtin stream connection. The loop registers the socket for
+/// READABLE | WRITABLE (edge-triggered), calls [`Session::pump`] once right
+/// after accept and then on every event for it, spurious ones included.
+#[derive(Debug)]
+pub struct Session {
+    kind: Builtin,
+    state: State,
+    /// The peer shut its write side (read returned 0).
+    read_eof: bool,
+    /// Set once `done` was returned; later calls do no I/O.
+    finished: bool,
+    error: Option<io::Error>,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    /// RFC 862: what was read and is not yet written back.
+    Echo(Ring),
+    /// RFC 863.
+    Discard,
+    /// RFC 867 / RFC 868: one reply, then close.
+    Reply { data: Vec<u8>, sent: usize },
+    /// RFC 864: the offset of the next byte in the 95-line period.
+    Chargen { pos: usize },
+}
+
+impl Session {
+    /// A session for `kind`; daytime and time take their reply from
+    /// `now_unix` (shifted by `utc_offset` seconds for daytime).
+    pub fn new(kind: Builtin, now_unix: i64, utc_offset: i64) -> Session {
+        let state = match kind {
+            Builtin::Echo => State::Echo(Ring::default()),
+            Builtin::Discard => State::Discard,
+            Builtin::Daytime => State::Reply {
+                data: format_daytime(now_unix, utc_offset).into_bytes(),
+                sent: 0,
+            },
+            Builtin::Time => State::Reply {
+                data: format_time(now_unix).to_vec(),
+                sent: 0,
+            },
+            Builtin::Chargen => State::Chargen { pos: 0 },
+        };
+        Session {
+            kind,
+            state,
+            read_eof: false,
+            finished: false,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    pub fn kind(&self) -> Builtin {
+        self.kind
+    }
+
+    /// Bytes received from the peer so far.
+    pub fn bytes_in(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Bytes sent to the peer so far.
+    pub fn bytes_out(&self) -> u64 {
+        self.bytes_out
+    }
+
+    /// Bytes held for the peer (echo only; never above [`MAX_BUFFERED`]).
+    pub fn buffered(&self) -> usize {
+        match &self.state {
+            State::Echo(ring) => ring.len(),
+            _ => 0,
+        }
+    }
+
+    /// The error that ended the session, if one did (for the exit log).
+    pub fn error(&self) -> Option<&io::Error> {
+        self.error.as_ref()
+    }
+
+    /// Moves bytes both ways until each direction would block or is paused
+    /// (echo with [`MAX_BUFFERED`] pending), the session is done, or the
+    /// [`PUMP_BUDGET`] is spent. Safe on any event: with nothing to do it
+    /// makes one read attempt that returns `WouldBlock`. Reading resumes in
+    /// the same call once writing frees room, because data already queued in
+    /// the kernel raises no new readable edge.
+    pub fn pump<S: Read + Write>(&mut self, stream: &mut S) -> Pump {
+        let mut pump = Pump::default();
+        if self.finished {
+            pump.done = true;
+            return pump;
+        }
+        let mut scratch = [0u8; SCRATCH];
+        let mut read_blocked = false;
+        let mut write_blocked = false;
+        let mut moved_total = 0usize;
+        loop {
+            let mut changed = false;
+
+            if !write_blocked {
+                match self.write_step(stream) {
+                    Step::Moved(n) => {
+                        self.bytes_out += n as u64;
+                        moved_total += n;
+                        changed = true;
+                    }
+                    Step::Blocked => write_blocked = true,
+                    Step::Idle | Step::Eof => {}
+                    Step::Failed(e) => return self.fail(pump, moved_total, e),
+                }
+            }
+
+            if !read_blocked && !self.read_eof {
+                match self.read_step(stream, &mut scratch) {
+                    Step::Moved(n) => {
+                        self.bytes_in += n as u64;
+                        moved_total += n;
+                        changed = true;
+                    }
+                    Step::Blocked => read_blocked = true,
+                    Step::Eof => {
+                        self.read_eof = true;
+                        changed = true;
+                    }
+                    Step::Idle => {}
+                    Step::Failed(e) => return self.fail(pump, moved_total, e),
+                }
+            }
+
+            pump.progressed = moved_total > 0;
+            if self.complete() {
+                self.finished = true;
+                pump.done = true;
+                return pump;
+            }
+            if !changed {
+                return pump;
+            }
+            if moved_total >= PUMP_BUDGET {
+                pump.again = true;
+                return pump;
+            }
+        }
+    }
+
+    fn fail(&mut self, mut pump: Pump, moved: usize, e: io::Error) -> Pump {
+        self.error = Some(e);
+        self.finished = true;
+        pump.progressed = moved > 0;
+        pump.done = true;
+        pump
+    }
+
+    /// Whether the session has nothing left to do.
+    fn complete(&self) -> bool {
+        match &self.state {
+            // RFC 862: echo until the peer stops, then flush what we owe.
+            State::Echo(ring) => self.read_eof && ring.len() == 0,
+            State::Discard | State::Chargen { .. } => self.read_eof,
+            // RFC 867/868: "the server closes the connection" once sent.
+            State::Reply { data, sent } => *sent == data.len(),
+        }
+    }
+
+    fn write_step<S: Write>(&mut self, stream: &mut S) -> Step {
+        match &mut self.state {
+            State::Discard => Step::Idle,
+            State::Echo(ring) => {
+                if ring.len() == 0 {
+                    return Step::Idle;
+                }
+                let step = write_retry(stream, &[IoSlice::new(ring.pending())]);
+                if let Step::Moved(n) = step {
+                    ring.consume(n);
+                }
+                step
+            }
+            State::Reply { data, sent } => {
+                if *sent == data.len() {
+                    return Step::Idle;
+                }
+                let step = write_retry(stream, &[IoSlice::new(&data[*sent..])]);
+                if let Step::Moved(n) = step {
+                    *sent += n;
+                }
+                step
+            }
+            State::Chargen { pos } => {
+                // Generated on demand from the static period: nothing is
+                // buffered, so a peer that never reads costs a socket buffer.
+                let slices = [
+                    IoSlice::new(&CHARGEN[*pos..]),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                    IoSlice::new(&CHARGEN),
+                ];
+                let step = write_retry(stream, &slices);
+                if let Step::Moved(n) = step {
+                    *pos = (*pos + n) % CHARGEN_PERIOD;
+                }
+                step
+            }
+        }
+    }
+
+    fn read_step<S: Read>(&mut self, stream: &mut S, scratch: &mut [u8]) -> Step {
+        match &mut self.state {
+            State::Echo(ring) => {
+                let Some(space) = ring.space() else {
+                    // Full: paused until the peer reads what it sent.
+                    return Step::Idle;
+                };
+                let step = read_retry(stream, space);
+                if let Step::Moved(n) = step {
+                    ring.fill(n);
+                }
+                step
+            }
+            // RFC 863 and RFC 864 throw input away. Daytime and time read
+            // and drop it too: closing a socket with unread input makes the
+            // kernel send a RST, which can destroy the reply in flight.
+            _ => read_retry(stream, scratch),
+        }
+    }
+}
+
+/// The result of one read or write attempt.
+#[derive(Debug)]
+enum Step {
+    Moved(usize),
+    /// `WouldBlock`: wait for the next edge in that direction.
+    Blocked,
+    /// Nothing to attempt (nothing to write, or no room to read into).
+    Idle,
+    /// Read returned 0: the peer closed its write side.
+    Eof,
+    /// Reset, broken pipe, and every other hard error.
+    Failed(io::Error),
+}
+
+fn read_retry<S: Read>(stream: &mut S, buf: &mut [u8]) -> Step {
+    loop {
+        return match stream.read(buf) {
+            Ok(0) => Step::Eof,
+            Ok(n) => Step::Moved(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,
+            Err(e) => Step::Failed(e),
+        };
+    }
+}
+
+fn write_retry<S: Write>(stream: &mut S, bufs: &[IoSlice<'_>]) -> Step {
+    loop {
+        return match stream.write_vectored(bufs) {
+            Ok(0) => Step::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Step::Moved(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Step::Blocked,
+            Err(e) => Step::Failed(e),
+        };
+    }
+}
+
+/// Echo's pending bytes, `buf[head..tail]`. It grows from
+/// [`ECHO_INITIAL`] to [`MAX_BUFFERED`] and never past it; it compacts only
+/// when at least half of it is already sent, so the copying costs O(1) per
+/// byte however small the peer's reads are.
+#[derive(Debug, Default)]
+struct Ring {
+    buf: Vec<u8>,
+    head: usize,
+    tail: usize,
+}
+
+impl Ring {
+    fn len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.head..self.tail]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.head += n;
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+        }
+    }
+
+    fn fill(&mut self, n: usize) {
+        self.tail += n;
+    }
+
+    /// Room to read into, or `None` when reading must pause.
+    fn space(&mut self) -> Option<&mut [u8]> {
+        if self.tail == self.buf.len() {
+            let cap = self.buf.len();
+            if self.head > 0 && self.head >= cap / 2 {
+                self.buf.copy_within(self.head..self.tail, 0);
+                self.tail -= self.head;
+                self.head = 0;
+            } else if cap < MAX_BUFFERED {
+                let grown = (cap * 2).clamp(ECHO_INITIAL, MAX_BUFFERED);
+                self.buf.resize(grown, 0);
+            } else {
+                return None;
+            }
+        }
+        Some(&mut self.buf[self.tail..])
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Datagrams (UDP)
+// ---------------------------------------------------------------------------
+
+/// Whether a UDP builtin may answer a datagram from `peer`. Never to a
+/// source port below 1024 (SPEC §4: two servers, e.g. echo and chargen,
+/// must not be made to answer each other forever) nor to 2049 (NFS, as
+/// OpenBSD inetd's `dg_badinput`), and never to a source no host can own:
+/// unspecified, "this network" (0.0.0.0/8, RFC 1122), multicast
+/// (224.0.0.0/4, ff00::/8), reserved and limited broadcast (240.0.0.0/4,
+/// including 255.255.255.255), in IPv4-mapped form too. Subnet-directed
+/// broadcast addresses depend on the interfaces and are not caught here.
+pub fn udp_source_allowed(peer: SocketAddr) -> bool {
+    if peer.port() < 1024 || peer.port() == 2049 {
+        return false;
+    }
+    match peer.ip() {
+        IpAddr::V4(v4) => v4_source_ok(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4_source_ok(v4),
+            None => !v6.is_multicast() && !v6.is_unspecified(),
+        },
+    }
+}
+
+fn v4_source_ok(ip: Ipv4Addr) -> bool {
+    let first = ip.octets()[0];
+    first != 0 && first < 224
+}
+
+/// The reply to one datagram, written into `out` (cleared first); `false`
+/// means no reply (discard). Daytime and time ignore the request's content
+/// (RFC 867, 868); echo returns it whole (RFC 862). Chargen answers with
+/// one 74-byte line, as BSD inetd does: RFC 864 allows 0 to 512 characters,
+/// and one line keeps the answer small for a spoofed request. This
+/// stateless form always sends line 0; [`UdpServer`] rotates the line.
+pub fn udp_reply(
+    kind: Builtin,
+    request: &[u8],
+    now_unix: i64,
+    utc_offset: i64,
+    out: &mut Vec<u8>,
+) -> bool {
+    udp_reply_at(kind, request, now_unix, utc_offset, 0, out)
+}
+
+fn udp_reply_at(
+    kind: Builtin,
+    request: &[u8],
+    now_unix: i64,
+    utc_offset: i64,
+    chargen_line_no: usize,
+    out: &mut Vec<u8>,
+) -> bool {
+    out.clear();
+    match kind {
+        Builtin::Echo => out.extend_from_slice(request),
+        Builtin::Discard => return false,
+        Builtin::Daytime => out.extend_from_slice(format_daytime(now_unix, utc_offset).as_bytes()),
+        Builtin::Time => out.extend_from_slice(&format_time(now_unix)),
+        Builtin::Chargen => out.extend_from_slice(chargen_line(chargen_line_no)),
+    }
+    true
+}
+
+/// A datagram socket a [`UdpServer`] can drain; implemented for mio's and
+/// std's `UdpSocket`, both used non-blocking.
+pub trait DatagramSocket {
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
+    fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize>;
+}
+
+impl DatagramSocket for mio::net::UdpSocket {
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        mio::net::UdpSocket::recv_from(self, buf)
+    }
+    fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        mio::net::UdpSocket::send_to(self, buf, target)
+    }
+}
+
+impl DatagramSocket for std::net::UdpSocket {
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        std::net::UdpSocket::recv_from(self, buf)
+    }
+    fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        std::net::UdpSocket::send_to(self, buf, target)
+    }
+}
+
+/// What became of one datagram, for the loop's logs and counters.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UdpOutcome {
+    /// A reply of this many bytes was sent.
+    Replied(usize),
+    /// The service sends nothing (discard).
+    NoReply,
+    /// [`udp_source_allowed`] said no.
+    BadSource,
+    /// The loop's `admit` said no (access rules, limits).
+    Refused,
+    /// The send failed (`WouldBlock` included: a UDP reply is dropped,
+    /// never queued).
+    SendFailed(io::ErrorKind),
+}
+
+/// One datagram handled by [`UdpServer::serve`].
+#[derive(Debug, PartialEq, Eq)]
+pub struct UdpDatagram {
+    pub peer: SocketAddr,
+    pub bytes_in: usize,
+    pub outcome: UdpOutcome,
+}
+
+/// The result of one [`UdpServer::serve`] call.
+#[derive(Debug, Default)]
+pub struct UdpDrain {
+    pub datagrams: Vec<UdpDatagram>,
+    /// Stopped after [`UDP_BUDGET`] datagrams without seeing `WouldBlock`:
+    /// call `serve` again soon, no new edge will come for what is queued.
+    pub again: bool,
+    /// A receive error that is not a consumed ICMP report; the drain
+    /// stopped on it.
+    pub error: Option<io::Error>,
+}
+
+/// The UDP side of one builtin listener: its buffers and chargen's
+/// rotating line. The loop keeps one per bound UDP socket and calls
+/// [`UdpServer::serve`] on every readable event.
+#[derive(Debug)]
+pub struct UdpServer {
+    kind: Builtin,
+    recv: Vec<u8>,
+    reply: Vec<u8>,
+    chargen_next: usize,
+}
+
+impl UdpServer {
+    pub fn new(kind: Builtin) -> UdpServer {
+        UdpServer {
+            kind,
+            recv: Vec::new(),
+            reply: Vec::new(),
+            chargen_next: 0,
+        }
+    }
+
+    pub fn kind(&self) -> Builtin {
+        self.kind
+    }
+
+    /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`]) and answers
+    /// each one whose source passes [`udp_source_allowed`] and then
+    /// `admit` (the loop's access and limit checks).
+    pub fn serve<S, F>(
+        &mut self,
+        socket: &S,
+        now_unix: i64,
+        utc_offset: i64,
+        mut admit: F,
+    ) -> UdpDrain
+    where
+        S: DatagramSocket,
+        F: FnMut(SocketAddr) -> bool,
+    {
+        if self.recv.len() < MAX_DATAGRAM {
+            self.recv.resize(MAX_DATAGRAM, 0);
+        }
+        let mut drain = UdpDrain::default();
+        for _ in 0..UDP_BUDGET {
+            let (n, peer) = match socket.recv_from(&mut self.recv) {
+                Ok(got) => got,
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock => return drain,
+                    // Retrying costs budget, so a storm of these cannot spin.
+                    io::ErrorKind::Interrupted => continue,
+                    // A pending ICMP error reported on the socket: reading
+                    // it cleared it, more datagrams may be queued behind.
+                    io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable => continue,
+                    _ => {
+                        drain.error = Some(e);
+                        return drain;
+                    }
+                },
+            };
+            let outcome = if !udp_source_allowed(peer) {
+                UdpOutcome::BadSource
+            } else if !admit(peer) {
+                UdpOutcome::Refused
+            } else if udp_reply_at(
+                self.kind,
+                &self.recv[..n],
+                now_unix,
+                utc_offset,
+                self.chargen_next,
+                &mut self.reply,
+            ) {
+                if self.kind == Builtin::Chargen {
+                    self.chargen_next = (self.chargen_next + 1) % PRINTABLE;
+                }
+                send_reply(socket, &self.reply, peer)
+            } else {
+                UdpOutcome::NoReply
+            };
+            drain.datagrams.push(UdpDatagram {
+                peer,
+                bytes_in: n,
+                outcome,
+            });
+        }
+        drain.again = true;
+        drain
+    }
+}
+
+fn send_reply<S: DatagramSocket>(socket: &S, reply: &[u8], peer: SocketAddr) -> UdpOutcome {
+    loop {
+        return match socket.send_to(reply, peer) {
+            Ok(n) => UdpOutcome::Replied(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => UdpOutcome::SendFailed(e.kind()),
+        };
+    }
+}
