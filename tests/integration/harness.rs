@@ -1,0 +1,373 @@
+//! Starting superd for a test and following its log. Nothing here sleeps
+//! and hopes: every wait is for a log line, a socket event or a process
+//! state, bounded by a generous deadline.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The deadline for anything a test waits for. Generous: a loaded CI
+/// machine is slow, never wrong.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn superd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_superd"))
+}
+
+/// A program built from `tests/support/` or `examples/` (cargo test builds
+/// examples next to the binary).
+pub fn example_bin(name: &str) -> PathBuf {
+    superd_bin()
+        .parent()
+        .expect("target dir")
+        .join("examples")
+        .join(name)
+}
+
+pub fn probe_bin() -> PathBuf {
+    example_bin("probe")
+}
+
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The `user:` line an exec service needs: as root superd refuses exec
+/// services without one; as a normal user it runs them as that user.
+pub fn user_line() -> &'static str {
+    if is_root() { "user: root" } else { "" }
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "superd-test-{}-{}-{}",
+            tag,
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).expect("create temp dir");
+        // The config directory must not be writable by others when superd
+        // runs as root.
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    pub fn write(&self, name: &str, content: &str) -> PathBuf {
+        let p = self.0.join(name);
+        fs::write(&p, content).expect("write file");
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        p
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    lines: Vec<String>,
+    closed: bool,
+}
+
+/// A running superd.
+pub struct Superd {
+    pub child: Child,
+    log: Arc<(Mutex<Log>, Condvar)>,
+    pub dir: TempDir,
+    stdout: Option<std::process::ChildStdout>,
+}
+
+impl Superd {
+    /// Writes `yaml` as the only file of a fresh config directory and starts
+    /// superd on it (at debug level, so accepts are logged too).
+    pub fn start(yaml: &str) -> Superd {
+        let dir = TempDir::new("d");
+        dir.write("test.yaml", yaml);
+        let d = dir.path().to_path_buf();
+        Superd::spawn(dir, &[d.to_str().unwrap(), "-v"], &[])
+    }
+
+    /// Starts superd with `args`, `dir` kept alive as long as it runs.
+    pub fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Superd {
+        let mut cmd = Command::new(superd_bin());
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start superd");
+        let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take();
+        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if std::env::var_os("SUPERD_TEST_ECHO").is_some() {
+                            eprint!("[superd] {line}");
+                        }
+                        let (m, c) = &*l2;
+                        m.lock().unwrap().lines.push(line.trim_end().to_string());
+                        c.notify_all();
+                    }
+                }
+            }
+            let (m, c) = &*l2;
+            m.lock().unwrap().closed = true;
+            c.notify_all();
+        });
+        Superd {
+            child,
+            log,
+            dir,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Waits for the `n`-th (1-based) log line containing every one of
+    /// `parts`; panics with the whole log after the deadline.
+    pub fn wait_nth(&self, n: usize, parts: &[&str]) -> String {
+        let (m, c) = &*self.log;
+        let deadline = Instant::now() + DEADLINE;
+        let mut log = m.lock().unwrap();
+        loop {
+            let found: Vec<&String> = log
+                .lines
+                .iter()
+                .filter(|l| parts.iter().all(|p| l.contains(p)))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || log.closed {
+                panic!(
+                    "no log line #{n} with {parts:?} (closed={}); log:\n{}",
+                    log.closed,
+                    log.lines.join("\n")
+                );
+            }
+            log = c.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn wait_for(&self, parts: &[&str]) -> String {
+        self.wait_nth(1, parts)
+    }
+
+    /// Lines containing all of `parts`, now.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let (m, _) = &*self.log;
+        m.lock()
+            .unwrap()
+            .lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.0.lock().unwrap().lines.join("\n")
+    }
+
+    /// The address of `service`'s `n`-th listener, from its `listening`
+    /// line.
+    pub fn addr_n(&self, service: &str, n: usize) -> String {
+        let line = self.wait_nth(n, &["listening", &format!("service={service} ")]);
+        field(&line, "addr").expect("addr field")
+    }
+
+    pub fn addr(&self, service: &str) -> String {
+        self.addr_n(service, 1)
+    }
+
+    pub fn port(&self, service: &str) -> u16 {
+        let a = self.addr(service);
+        a.rsplit(':').next().unwrap().parse().expect("port")
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), sig).expect("kill");
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn stop(mut self) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit()
+    }
+
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "superd did not exit");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// superd's stdout, read to EOF (for --check).
+    pub fn stdout_text(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut o) = self.stdout.take() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    }
+
+    /// Number of open fds of superd itself.
+    pub fn fd_count(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Children of superd that are zombies right now.
+    pub fn zombies(&self) -> usize {
+        children_of(self.pid())
+            .into_iter()
+            .filter(|p| proc_state(*p) == Some('Z'))
+            .count()
+    }
+
+    /// Waits until `f` holds, polling; panics after the deadline.
+    pub fn wait_until(&self, what: &str, mut f: impl FnMut() -> bool) {
+        wait_until(what, &mut f, || self.log_text());
+    }
+}
+
+impl Drop for Superd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Polls `f` every few milliseconds until it holds or the deadline passes.
+pub fn wait_until(what: &str, f: &mut dyn FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + DEADLINE;
+    while !f() {
+        if Instant::now() >= deadline {
+            panic!("timed out waiting for {what}; log:\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `key=value` from a log line (value up to the next space, or quoted).
+pub fn field(line: &str, key: &str) -> Option<String> {
+    let pat = format!(" {key}=");
+    let start = line.find(&pat)? + pat.len();
+    let rest = &line[start..];
+    if let Some(q) = rest.strip_prefix('"') {
+        let end = q.find('"')?;
+        return Some(q[..end].to_string());
+    }
+    Some(rest.split(' ').next().unwrap_or("").to_string())
+}
+
+/// Pids whose parent is `ppid`.
+pub fn children_of(ppid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
+                // pid (comm) state ppid ...
+                if let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+                    let mut it = after.split(' ');
+                    let _state = it.next();
+                    if it.next().and_then(|p| p.parse::<i32>().ok()) == Some(ppid) {
+                        out.push(pid);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+pub fn proc_state(pid: i32) -> Option<char> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rfind(')')
+        .and_then(|i| stat[i + 2..].chars().next())
+}
+
+/// Connects to `addr` with generous timeouts.
+pub fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.set_write_timeout(Some(DEADLINE)).unwrap();
+    s
+}
+
+/// Sends `input`, half-closes, reads the reply to EOF.
+pub fn exchange(addr: &str, input: &[u8]) -> Vec<u8> {
+    let mut s = connect(addr);
+    s.write_all(input).unwrap();
+    let _ = s.shutdown(Shutdown::Write);
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    out
+}
+
+/// Reads the probe's `key=value` report into pairs (keys may repeat).
+pub fn report(bytes: &[u8]) -> Vec<(String, String)> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+pub fn get<'a>(r: &'a [(String, String)], key: &str) -> &'a str {
+    r.iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in report: {r:?}"))
+}
+
+/// The YAML text of a flow list of strings.
+pub fn yaml_list(items: &[&str]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}

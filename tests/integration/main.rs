@@ -1,0 +1,7 @@
+//! Integration tests: every test runs the real `superd` binary with a
+//! temporary configuration on loopback port 0, reads the bound port from its
+//! log, and talks to it over real sockets.
+
+mod harness;
+
+mod basics;
