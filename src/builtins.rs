@@ -704,3 +704,497 @@ fn send_reply<S: DatagramSocket>(socket: &S, reply: &[u8], peer: SocketAddr) -> 
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Shutdown, UdpSocket};
+    use std::os::unix::net::UnixStream;
+
+    /// A connected non-blocking pair: (superd's side, the peer).
+    fn pair() -> (UnixStream, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// Reads what is available into `into`; true at EOF.
+    fn drain(peer: &mut UnixStream, into: &mut Vec<u8>) -> bool {
+        let mut buf = [0u8; 65536];
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => into.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) => panic!("peer read: {e}"),
+            }
+        }
+    }
+
+    /// Writes what fits; the number of bytes written.
+    fn fill(peer: &mut UnixStream, data: &[u8]) -> usize {
+        let mut sent = 0;
+        while sent < data.len() {
+            match peer.write(&data[sent..]) {
+                Ok(n) => sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("peer write: {e}"),
+            }
+        }
+        sent
+    }
+
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    // --- formats ---------------------------------------------------------
+
+    #[test]
+    fn daytime_is_ctime_with_crlf() {
+        let cases = [
+            (0, "Thu Jan  1 00:00:00 1970\r\n"),
+            (-1, "Wed Dec 31 23:59:59 1969\r\n"),
+            (951_123_600, "Mon Feb 21 09:00:00 2000\r\n"),
+            (1_709_164_800, "Thu Feb 29 00:00:00 2024\r\n"), // leap day
+            (1_699_999_999, "Tue Nov 14 22:13:19 2023\r\n"),
+            (1_772_841_600, "Sat Mar  7 00:00:00 2026\r\n"), // single-digit day
+            (2_085_978_496, "Thu Feb  7 06:28:16 2036\r\n"), // RFC 868 wraps here
+            (4_102_444_800, "Fri Jan  1 00:00:00 2100\r\n"),
+            (4_107_542_400, "Mon Mar  1 00:00:00 2100\r\n"), // 2100 is no leap year
+        ];
+        for (t, want) in cases {
+            assert_eq!(format_daytime(t, 0), want, "t={t}");
+        }
+    }
+
+    #[test]
+    fn daytime_applies_the_offset() {
+        assert_eq!(format_daytime(0, 19_800), "Thu Jan  1 05:30:00 1970\r\n");
+        assert_eq!(format_daytime(0, -3_600), "Wed Dec 31 23:00:00 1969\r\n");
+    }
+
+    #[test]
+    fn time_is_big_endian_seconds_since_1900() {
+        assert_eq!(format_time(0), [0x83, 0xAA, 0x7E, 0x80]); // 2208988800
+        assert_eq!(format_time(1_700_000_000), 3_908_988_800u32.to_be_bytes());
+        // 2036-02-07T06:28:16Z: the 32-bit count wraps to 0.
+        assert_eq!(format_time(2_085_978_495), [0xFF; 4]);
+        assert_eq!(format_time(2_085_978_496), [0, 0, 0, 0]);
+        assert_eq!(format_time(2_085_978_497), [0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn chargen_lines_follow_rfc_864() {
+        let want = [
+            " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefg\r\n",
+            "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefgh\r\n",
+            "\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghi\r\n",
+        ];
+        for (k, w) in want.iter().enumerate() {
+            assert_eq!(chargen_line(k), w.as_bytes(), "line {k}");
+        }
+        assert_eq!(chargen_line(95), chargen_line(0));
+        assert_eq!(chargen_line(96), chargen_line(1));
+        // Line 94 starts with '~' and wraps to the space.
+        assert_eq!(&chargen_line(94)[..3], b"~ !");
+        assert!(CHARGEN.chunks(CHARGEN_LINE_BYTES).all(|l| l.len() == 74
+            && l[..72].iter().all(|&c| (32..=126).contains(&c))
+            && &l[72..] == b"\r\n"));
+    }
+
+    // --- stream sessions ---------------------------------------------------
+
+    #[test]
+    fn echo_round_trips_one_mib() {
+        let (mut server, mut peer) = pair();
+        let mut s = Session::new(Builtin::Echo, 0, 0);
+        let data = pattern(1 << 20);
+        let (mut sent, mut got) = (0, Vec::new());
+        let mut rounds = 0;
+        while got.len() < data.len() {
+            rounds += 1;
+            assert!(rounds < 100_000, "no progress");
+            sent += fill(&mut peer, &data[sent..]);
+            let p = s.pump(&mut server);
+            assert!(!p.done);
+            assert!(s.buffered() <= MAX_BUFFERED);
+            assert!(!drain(&mut peer, &mut got));
+        }
+        assert_eq!(got, data);
+        assert_eq!(s.bytes_in(), 1 << 20);
+        assert_eq!(s.bytes_out(), 1 << 20);
+
+        peer.shutdown(Shutdown::Write).unwrap();
+        let p = s.pump(&mut server);
+        assert!(p.done && !p.progressed);
+        assert!(s.error().is_none());
+        drop(server);
+        assert!(drain(&mut peer, &mut got));
+        assert_eq!(got.len(), 1 << 20);
+    }
+
+    #[test]
+    fn echo_buffers_at_most_64k_and_resumes_by_itself() {
+        let (mut server, mut peer) = pair();
+        let mut s = Session::new(Builtin::Echo, 0, 0);
+        let data = pattern(4 << 20);
+        let mut sent = 0;
+        // The peer writes without reading until everything is full.
+        loop {
+            let n = fill(&mut peer, &data[sent..]);
+            sent += n;
+            // `again` may be set (socket buffers exceed the budget): the
+            // next turn calls pump again, as the loop would.
+            let p = s.pump(&mut server);
+            assert!(!p.done);
+            assert!(s.buffered() <= MAX_BUFFERED);
+            if n == 0 && !p.progressed {
+                break;
+            }
+        }
+        assert!(
+            sent < data.len(),
+            "1 MiB cannot fit in two socket buffers and 64 KiB"
+        );
+        assert_eq!(s.buffered(), MAX_BUFFERED);
+        // Paused, not spinning: further calls return at once with nothing done.
+        for _ in 0..3 {
+            assert_eq!(s.pump(&mut server), Pump::default());
+        }
+        let before_in = s.bytes_in();
+
+        // The peer reads once; a single pump writes AND resumes reading data
+        // that is already queued (no new readable edge would announce it).
+        let mut got = Vec::new();
+        drain(&mut peer, &mut got);
+        assert!(!got.is_empty());
+        let p = s.pump(&mut server);
+        assert!(p.progressed);
+        assert!(s.bytes_in() > before_in, "reading resumed in the same call");
+        assert!(s.buffered() <= MAX_BUFFERED);
+
+        // Then everything comes back, in order.
+        let mut rounds = 0;
+        while got.len() < data.len() {
+            rounds += 1;
+            assert!(rounds < 100_000, "no progress");
+            sent += fill(&mut peer, &data[sent..]);
+            s.pump(&mut server);
+            assert!(s.buffered() <= MAX_BUFFERED);
+            drain(&mut peer, &mut got);
+        }
+        assert_eq!(got, data);
+    }
+
+    #[test]
+    fn echo_flushes_then_ends_at_eof() {
+        let (mut server, mut peer) = pair();
+        let mut s = Session::new(Builtin::Echo, 0, 0);
+        peer.write_all(b"hello\r\n").unwrap();
+        peer.shutdown(Shutdown::Write).unwrap();
+        let p = s.pump(&mut server);
+        assert!(p.done && p.progressed);
+        drop(server);
+        let mut got = Vec::new();
+        assert!(drain(&mut peer, &mut got));
+        assert_eq!(got, b"hello\r\n");
+        assert_eq!((s.bytes_in(), s.bytes_out()), (7, 7));
+        // Once done, always done, without touching the socket.
+        assert!(s.pump(&mut peer).done);
+    }
+
+    #[test]
+    fn echo_ends_when_the_peer_vanishes() {
+        let (mut server, mut peer) = pair();
+        let mut s = Session::new(Builtin::Echo, 0, 0);
+        peer.write_all(b"abc").unwrap();
+        drop(peer);
+        let p = s.pump(&mut server);
+        assert!(p.done);
+        // EOF after the data or EPIPE on the write back: either way done.
+        assert_eq!(s.bytes_in(), 3);
+    }
+
+    #[test]
+    fn discard_reads_and_ends_at_eof() {
+        let (mut server, mut peer) = pair();
+        let mut s = Session::new(Builtin::Discard, 0, 0);
+        let p = s.pump(&mut server);
+        assert_eq!(p, Pump::default()); // spurious event: harmless
+        let data = pattern(100_000);
+        let sent = fill(&mut peer, &data);
+        let p = s.pump(&mut server);
+        assert!(p.progressed && !p.done);
+        assert_eq!(s.bytes_in(), sent as u64);
+        peer.shutdown(Shutdown::Write).unwrap();
+        assert!(s.pump(&mut server).done);
+        assert_eq!(s.bytes_out(), 0);
+        drop(server);
+        let mut got = Vec::new();
+        assert!(drain(&mut peer, &mut got));
+        assert!(got.is_empty());
+    }
+
+    #[test]
+    fn daytime_and_time_send_then_end() {
+        for (kind, want) in [
+            (Builtin::Daytime, b"Sat Mar  7 00:00:00 2026\r\n".to_vec()),
+            (Builtin::Time, format_time(1_772_841_600).to_vec()),
+        ] {
+            let (mut server, mut peer) = pair();
+            let mut s = Session::new(kind, 1_772_841_600, 0);
+            // Input is read and dropped, so closing sends no RST.
+            peer.write_all(b"ignored\n").unwrap();
+            let p = s.pump(&mut server);
+            assert!(p.done && p.progressed, "{kind}");
+            drop(server);
+            let mut got = Vec::new();
+            assert!(drain(&mut peer, &mut got));
+            assert_eq!(got, want, "{kind}");
+            assert_eq!(s.bytes_out(), want.len() as u64);
+        }
+    }
+
+    #[test]
+    fn chargen_streams_the_pattern_and_is_bounded() {
+        let (mut server, mut peer) = pair();
+        let mut s = Session::new(Builtin::Chargen, 0, 0);
+        // The peer never reads: pump fills the socket buffer and returns
+        // (over several calls if the buffer exceeds the budget).
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            assert!(calls < 1000, "no end to a full socket");
+            let p = s.pump(&mut server);
+            assert!(!p.done);
+            if !p.again {
+                break;
+            }
+        }
+        let filled = s.bytes_out();
+        assert!(filled > 0);
+        for _ in 0..3 {
+            assert_eq!(s.pump(&mut server), Pump::default());
+        }
+        assert_eq!(s.bytes_out(), filled);
+        // Nothing buffered: the session is a few words, whatever the peer does.
+        assert!(std::mem::size_of::<Session>() < 256);
+        assert_eq!(s.buffered(), 0);
+
+        // Input is discarded; the stream is RFC 864's, from line 0.
+        peer.write_all(b"noise").unwrap();
+        let mut got = Vec::new();
+        let mut rounds = 0;
+        while got.len() < 3 * CHARGEN_PERIOD {
+            rounds += 1;
+            assert!(rounds < 100_000, "no progress");
+            drain(&mut peer, &mut got);
+            assert!(!s.pump(&mut server).done);
+        }
+        assert_eq!(s.bytes_in(), 5);
+        for (k, line) in got.chunks_exact(CHARGEN_LINE_BYTES).enumerate() {
+            assert_eq!(line, chargen_line(k), "line {k}");
+        }
+
+        peer.shutdown(Shutdown::Write).unwrap();
+        assert!(s.pump(&mut server).done);
+    }
+
+    /// A stream that accepts every write and has nothing to read, after
+    /// one EINTR each way.
+    struct Sink {
+        written: usize,
+        interrupted_read: bool,
+        interrupted_write: bool,
+    }
+
+    impl Read for Sink {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            if !self.interrupted_read {
+                self.interrupted_read = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.interrupted_write {
+                self.interrupted_write = true;
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            self.written += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn pump_retries_eintr_and_yields_after_its_budget() {
+        let mut sink = Sink {
+            written: 0,
+            interrupted_read: false,
+            interrupted_write: false,
+        };
+        let mut s = Session::new(Builtin::Chargen, 0, 0);
+        let p = s.pump(&mut sink);
+        assert!(p.progressed && p.again && !p.done);
+        assert!(sink.written >= PUMP_BUDGET && sink.written < PUMP_BUDGET + CHARGEN_PERIOD);
+        assert_eq!(s.bytes_out(), sink.written as u64);
+        assert!(s.pump(&mut sink).again);
+    }
+
+    // --- UDP -----------------------------------------------------------------
+
+    #[test]
+    fn udp_sources_table() {
+        let v4 = |s: &str, port| SocketAddr::new(s.parse().unwrap(), port);
+        let cases = [
+            (v4("127.0.0.1", 40000), true),
+            (v4("192.0.2.7", 1024), true),
+            (v4("192.0.2.7", 1023), false),
+            (v4("192.0.2.7", 7), false),
+            (v4("192.0.2.7", 19), false),
+            (v4("192.0.2.7", 0), false),
+            (v4("192.0.2.7", 2049), false),
+            (v4("0.0.0.0", 40000), false),
+            (v4("0.1.2.3", 40000), false),
+            (v4("255.255.255.255", 40000), false),
+            (v4("240.0.0.1", 40000), false),
+            (v4("224.0.0.1", 40000), false),
+            (v4("239.255.255.250", 40000), false),
+            (v4("223.255.255.255", 40000), true),
+            (v4("::1", 40000), true),
+            (v4("2001:db8::1", 40000), true),
+            (v4("2001:db8::1", 123), false),
+            (v4("::", 40000), false),
+            (v4("ff02::1", 40000), false),
+            (v4("ff05::2", 40000), false),
+            (v4("::ffff:127.0.0.1", 40000), true),
+            (v4("::ffff:255.255.255.255", 40000), false),
+            (v4("::ffff:224.0.0.9", 40000), false),
+            (v4("::ffff:0.0.0.0", 40000), false),
+        ];
+        for (addr, want) in cases {
+            assert_eq!(udp_source_allowed(addr), want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn udp_replies() {
+        let mut out = vec![9; 3];
+        assert!(!udp_reply(Builtin::Discard, b"x", 0, 0, &mut out));
+        assert!(udp_reply(Builtin::Echo, b"ping", 0, 0, &mut out));
+        assert_eq!(out, b"ping");
+        assert!(udp_reply(Builtin::Time, b"", 0, 0, &mut out));
+        assert_eq!(out, format_time(0));
+        assert!(udp_reply(Builtin::Daytime, b"", 0, 0, &mut out));
+        assert_eq!(out, b"Thu Jan  1 00:00:00 1970\r\n");
+        assert!(udp_reply(Builtin::Chargen, b"", 0, 0, &mut out));
+        assert_eq!(out, chargen_line(0));
+        assert!(out.len() <= 512);
+    }
+
+    fn udp_pair() -> (UdpSocket, UdpSocket) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server.set_nonblocking(true).unwrap();
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client.set_nonblocking(true).unwrap();
+        client.connect(server.local_addr().unwrap()).unwrap();
+        (server, client)
+    }
+
+    fn recv(client: &UdpSocket) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        match client.recv(&mut buf) {
+            Ok(n) => Some(buf[..n].to_vec()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+            Err(e) => panic!("client recv: {e}"),
+        }
+    }
+
+    #[test]
+    fn udp_server_answers_until_wouldblock() {
+        let (server, client) = udp_pair();
+        let me = client.local_addr().unwrap();
+        let mut echo = UdpServer::new(Builtin::Echo);
+
+        // Nothing queued: nothing done.
+        let d = echo.serve(&server, 0, 0, |_| true);
+        assert!(d.datagrams.is_empty() && !d.again && d.error.is_none());
+
+        let big = pattern(60_000);
+        client.send(b"one").unwrap();
+        client.send(&big).unwrap();
+        let d = echo.serve(&server, 0, 0, |_| true);
+        assert!(!d.again && d.error.is_none());
+        assert_eq!(
+            d.datagrams,
+            vec![
+                UdpDatagram {
+                    peer: me,
+                    bytes_in: 3,
+                    outcome: UdpOutcome::Replied(3)
+                },
+                UdpDatagram {
+                    peer: me,
+                    bytes_in: 60_000,
+                    outcome: UdpOutcome::Replied(60_000)
+                },
+            ]
+        );
+        assert_eq!(recv(&client).unwrap(), b"one");
+        assert_eq!(recv(&client).unwrap(), big);
+
+        // The loop's admit says no: no reply.
+        client.send(b"two").unwrap();
+        let d = echo.serve(&server, 0, 0, |peer| peer != me);
+        assert_eq!(d.datagrams[0].outcome, UdpOutcome::Refused);
+        assert_eq!(recv(&client), None);
+    }
+
+    #[test]
+    fn udp_chargen_rotates_and_discard_is_silent() {
+        let (server, client) = udp_pair();
+        let mut chargen = UdpServer::new(Builtin::Chargen);
+        client.send(b"").unwrap();
+        client.send(b"x").unwrap();
+        let d = chargen.serve(&server, 0, 0, |_| true);
+        assert_eq!(d.datagrams.len(), 2);
+        assert_eq!(recv(&client).unwrap(), chargen_line(0));
+        let second = recv(&client).unwrap();
+        assert_eq!(second, chargen_line(1));
+        assert!(second.len() <= 512);
+
+        let mut discard = UdpServer::new(Builtin::Discard);
+        client.send(b"drop me").unwrap();
+        let d = discard.serve(&server, 0, 0, |_| true);
+        assert_eq!(d.datagrams[0].outcome, UdpOutcome::NoReply);
+        assert_eq!(recv(&client), None);
+
+        let mut time = UdpServer::new(Builtin::Time);
+        client.send(b"").unwrap();
+        time.serve(&server, 0, 0, |_| true);
+        assert_eq!(recv(&client).unwrap(), format_time(0));
+    }
+
+    #[test]
+    fn udp_server_yields_after_its_budget() {
+        let (server, client) = udp_pair();
+        let mut discard = UdpServer::new(Builtin::Discard);
+        for _ in 0..UDP_BUDGET + 3 {
+            client.send(b"x").unwrap();
+        }
+        let d = discard.serve(&server, 0, 0, |_| true);
+        assert!(d.again);
+        assert_eq!(d.datagrams.len(), UDP_BUDGET);
+        let d = discard.serve(&server, 0, 0, |_| true);
+        assert!(!d.again);
+        assert_eq!(d.datagrams.len(), 3);
+    }
+}
