@@ -17,13 +17,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use log::{debug, error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{self, MsgFlags, SockaddrStorage};
 
 use crate::access::{self, Refusal};
 use crate::builtins;
-use crate::children::{self, Child, Children, Ended};
+use crate::children::{self, Child, Children};
 use crate::config::{self, Config};
 use crate::limits::{ServiceLimits, SourceKey, TokenBucket, source_key};
 use crate::listener::{self, Accepted, Listener, Peer};
@@ -50,8 +49,6 @@ const WAIT_BACKOFF_CAP: Duration = Duration::from_secs(10);
 const NOWAIT_FAILURES_PER_SEC: u32 = 50;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
 const STDERR_LINE_MAX: usize = 4096;
-/// Largest UDP datagram a builtin reads.
-const UDP_MAX: usize = 65536;
 
 /// Where the configuration comes from, read again on every reload.
 #[derive(Clone, Debug)]
@@ -127,6 +124,8 @@ struct ListenerEntry {
     service_id: u64,
     /// Handed to a `wait` child: not watched until it exits.
     busy: bool,
+    /// The datagram server of a UDP builtin.
+    udp: Option<builtins::UdpServer>,
 }
 
 /// The stream a builtin session talks over.
@@ -177,6 +176,9 @@ pub struct Daemon {
     pipes: HashMap<Token, StderrPipe>,
     children: Children,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Sessions and UDP listeners that stopped on a budget, not on
+    /// `WouldBlock`: no edge will come for them, so they run next turn.
+    ready: Vec<Token>,
     next_token: usize,
     next_service_id: u64,
     reload_pending: bool,
@@ -240,6 +242,7 @@ impl Daemon {
             pipes: HashMap::new(),
             children: Children::default(),
             timers: BinaryHeap::new(),
+            ready: Vec::new(),
             next_token: 1,
             next_service_id: 1,
             reload_pending: false,
@@ -334,10 +337,15 @@ impl Daemon {
             for slot in listeners {
                 let is_new = slot.token.is_none();
                 let token = slot.token.unwrap_or_else(|| self.token());
+                let udp = match (service.builtin(), service.socket) {
+                    (Some(kind), SocketType::Dgram) => Some(builtins::UdpServer::new(kind)),
+                    _ => None,
+                };
                 let mut entry = ListenerEntry {
                     listener: slot.listener,
                     service_id: id,
                     busy: slot.busy,
+                    udp,
                 };
                 if is_new {
                     if let Err(e) = self.poll.registry().register(
@@ -386,18 +394,21 @@ impl Daemon {
         self.notifier.notify("READY=1");
         let mut events = Events::with_capacity(256);
         loop {
-            let timeout = self
-                .timers
-                .peek()
-                .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()));
+            let timeout = if self.ready.is_empty() {
+                self.timers
+                    .peek()
+                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+            } else {
+                Some(Duration::ZERO)
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     error!("poll failed error={}", quote(&e.to_string()));
                 }
                 continue;
             }
-            for ev in events.iter() {
-                let token = ev.token();
+            let ready = std::mem::take(&mut self.ready);
+            for token in events.iter().map(|e| e.token()).chain(ready) {
                 if token == SIGNAL_TOKEN {
                     self.on_signals();
                 } else if self.listeners.contains_key(&token) {
@@ -477,7 +488,7 @@ impl Daemon {
             }
             let service = st.service.clone();
             let entry = self.listeners.get(&token).expect("checked above");
-            if service.wait {
+            if service.wait && service.builtin().is_none() {
                 // The listening/bound socket itself goes to one child.
                 self.spawn_wait(sid, token);
                 return;
@@ -799,6 +810,8 @@ impl Daemon {
         }
         if pump.done {
             self.end_session(token, None);
+        } else if pump.again {
+            self.ready.push(token);
         }
     }
 
@@ -827,59 +840,53 @@ impl Daemon {
         self.connection_ended(entry.service_id, entry.source);
     }
 
-    /// Serves every queued datagram of a UDP builtin.
+    /// Serves the queued datagrams of a UDP builtin (a budget at a time:
+    /// `again` puts the listener on the ready list).
     fn serve_udp(&mut self, sid: u64, token: Token) {
-        let st = self.services.get_mut(&sid).expect("live");
-        let Some(kind) = st.service.builtin() else {
+        let Some(st) = self.services.get_mut(&sid) else {
             return;
         };
         let service = st.service.clone();
-        let entry = self.listeners.get(&token).expect("live");
-        let fd = entry.listener.fd.as_raw_fd();
-        let mut buf = vec![0u8; UDP_MAX];
-        let mut out = Vec::with_capacity(512);
-        loop {
-            let (n, from) = match socket::recvfrom::<SockaddrStorage>(fd, &mut buf) {
-                Ok((n, Some(from))) => (n, from),
-                Ok((_, None)) => continue,
-                Err(Errno::EINTR) => continue,
-                Err(_) => return,
-            };
-            let Some(peer) = storage_to_inet(&from) else {
-                continue;
-            };
-            let peer = canonical_addr(peer);
-            let st = self.services.get_mut(&sid).expect("live");
-            if let Err(reason) = access::check(peer.ip(), &service.only_from, &service.deny_from)
-            {
-                match reason {
-                    Refusal::DenyFrom => st.counters.refused_deny_from += 1,
-                    _ => st.counters.refused_only_from += 1,
+        let Some(entry) = self.listeners.get_mut(&token) else {
+            return;
+        };
+        let Some(udp) = entry.udp.as_mut() else {
+            return;
+        };
+        let sock = FdDatagram(entry.listener.fd.as_fd());
+        let counters = &mut st.counters;
+        let drain = udp.serve(&sock, now_unix(), 0, |peer| {
+            match access::check(peer.ip(), &service.only_from, &service.deny_from) {
+                Ok(()) => {
+                    counters.accepted += 1;
+                    true
                 }
-                warn!(
-                    "refused service={} peer={peer} reason={}",
-                    service.name,
-                    reason.as_str()
-                );
-                continue;
+                Err(reason) => {
+                    match reason {
+                        Refusal::DenyFrom => counters.refused_deny_from += 1,
+                        _ => counters.refused_only_from += 1,
+                    }
+                    warn!(
+                        "refused service={} peer={} reason={}",
+                        service.name,
+                        canonical_addr(peer),
+                        reason.as_str()
+                    );
+                    false
+                }
             }
-            if !builtins::udp_source_allowed(peer) {
-                debug!(
-                    "refused service={} peer={peer} reason=source_port",
-                    service.name
-                );
-                continue;
-            }
-            st.counters.accepted += 1;
-            out.clear();
-            if builtins::udp_reply(kind, &buf[..n], now_unix(), 0, &mut out) {
-                let _ = socket::sendto(fd, &out, &from, MsgFlags::MSG_DONTWAIT);
-            }
+        });
+        for d in &drain.datagrams {
             debug!(
-                "datagram service={} peer={peer} bytes_in={n} bytes_out={}",
+                "datagram service={} peer={} bytes_in={} outcome={:?}",
                 service.name,
-                out.len()
+                canonical_addr(d.peer),
+                d.bytes_in,
+                d.outcome
             );
+        }
+        if drain.again {
+            self.ready.push(token);
         }
     }
 
@@ -1061,6 +1068,7 @@ impl Daemon {
                 service_id: e.service_id,
                 busy: e.busy,
                 listener: e.listener,
+                udp: e.udp,
             });
         }
         match bind_all(&config.services, &mut pool) {
@@ -1098,6 +1106,7 @@ impl Daemon {
                                 listener: slot.listener,
                                 service_id: slot.service_id,
                                 busy: slot.busy,
+                                udp: slot.udp,
                             },
                         );
                     }
@@ -1233,12 +1242,34 @@ fn log_stderr_line(pipe: &StderrPipe, line: &[u8]) {
     );
 }
 
-fn storage_to_inet(ss: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = ss.as_sockaddr_in() {
-        return Some(SocketAddr::from((v4.ip(), v4.port())));
+/// A bound datagram socket seen through the builtins' trait.
+struct FdDatagram<'a>(std::os::fd::BorrowedFd<'a>);
+
+impl builtins::DatagramSocket for FdDatagram<'_> {
+    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        loop {
+            let (n, from) = socket::recvfrom::<SockaddrStorage>(self.0.as_raw_fd(), buf)
+                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
+            let peer = from.as_ref().and_then(|ss| {
+                if let Some(v4) = ss.as_sockaddr_in() {
+                    return Some(SocketAddr::from((v4.ip(), v4.port())));
+                }
+                ss.as_sockaddr_in6()
+                    .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+            });
+            // Datagrams without an inet source (none on an inet socket) are
+            // skipped.
+            if let Some(p) = peer {
+                return Ok((n, p));
+            }
+        }
     }
-    ss.as_sockaddr_in6()
-        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+
+    fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
+        let addr = SockaddrStorage::from(target);
+        socket::sendto(self.0.as_raw_fd(), buf, &addr, MsgFlags::MSG_DONTWAIT)
+            .map_err(|e| io::Error::from_raw_os_error(e as i32))
+    }
 }
 
 /// A bind failure during start or reload.
@@ -1258,6 +1289,7 @@ struct Slot {
     service_id: u64,
     busy: bool,
     listener: Listener,
+    udp: Option<builtins::UdpServer>,
 }
 
 /// Binds a listener for every address of every enabled service, taking an
@@ -1285,6 +1317,7 @@ fn bind_all(
                         service_id: 0,
                         busy: false,
                         listener,
+                        udp: None,
                     }),
                     Err(e) => {
                         failure = Some(BindFailure(format!("service {}: {e}", s.name)));
