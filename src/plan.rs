@@ -11,7 +11,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use nix::sys::resource::{Resource, getrlimit};
-use nix::unistd::{Uid, User, geteuid};
+use nix::unistd::{Uid, User, getegid, geteuid};
 
 use crate::service::{Program, RlimitResource, Service, StderrMode, canonical_addr, cstring};
 
@@ -57,6 +57,10 @@ pub struct PlanCredentials {
     pub uid: libc::uid_t,
     pub gid: libc::gid_t,
     pub groups: Vec<libc::gid_t>,
+    /// `false` when superd is not root and the target is superd's own uid
+    /// and gid: an unprivileged process cannot call setgroups, and already
+    /// is that user (with its own groups).
+    pub set_groups: bool,
 }
 
 /// A service's spawn template: immutable, shared by every connection.
@@ -156,6 +160,9 @@ impl SpawnPlan {
                 uid: c.uid,
                 gid: c.gid,
                 groups: c.groups.clone(),
+                set_groups: geteuid().is_root()
+                    || c.uid != geteuid().as_raw()
+                    || c.gid != getegid().as_raw(),
             }),
             stderr: service.stderr,
         }
@@ -398,20 +405,18 @@ fn build_rlimits(service: &Service) -> Vec<(libc::__rlimit_resource_t, libc::rli
             )
         })
         .collect();
-    if !service
+    let has_nofile = service
         .rlimits
         .iter()
-        .any(|r| r.resource == RlimitResource::Nofile)
-    {
-        if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-            out.push((
-                libc::RLIMIT_NOFILE,
-                libc::rlimit {
-                    rlim_cur: hard.min(DEFAULT_NOFILE),
-                    rlim_max: hard,
-                },
-            ));
-        }
+        .any(|r| r.resource == RlimitResource::Nofile);
+    if !has_nofile && let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        out.push((
+            libc::RLIMIT_NOFILE,
+            libc::rlimit {
+                rlim_cur: hard.min(DEFAULT_NOFILE),
+                rlim_max: hard,
+            },
+        ));
     }
     out
 }
