@@ -1,0 +1,200 @@
+//! A test program that reports, as `key=value` lines on stdout, what a legacy
+//! inetd program would check about its process: fds, signals, session, ids,
+//! environment, limits, umask, cwd, nice and peer. `probe stderr` first writes
+//! a line to stderr; `probe accept` (wait mode) accepts on fd 0 and reports there.
+//!
+//! `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
+//! handlers; skipping it lets the probe report the state it was exec'd with.
+
+#![no_main]
+
+use std::ffi::{c_char, c_int};
+use std::fmt::Write as _;
+use std::mem;
+
+#[unsafe(no_mangle)]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let mut out_fd = 1;
+    match mode.as_str() {
+        "stderr" => write_all(2, b"probe-stderr: hello\nprobe-stderr: second line\n"),
+        "accept" => {
+            // SAFETY: accept(2) on fd 0 without an address buffer.
+            let fd = unsafe { libc::accept(0, std::ptr::null_mut(), std::ptr::null_mut()) };
+            if fd == -1 {
+                return 3;
+            }
+            out_fd = fd;
+        }
+        _ => {}
+    }
+    let report = report();
+    write_all(out_fd, report.as_bytes());
+    0
+}
+
+fn write_all(fd: c_int, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        // SAFETY: write(2) from a live buffer.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        buf = &buf[n as usize..];
+    }
+}
+
+fn report() -> String {
+    let mut r = String::new();
+    // SAFETY (all blocks in this function): plain syscalls on this process
+    // with valid out-pointers to local variables.
+    let pid = unsafe { libc::getpid() };
+    let _ = writeln!(r, "pid={pid}");
+    let _ = writeln!(r, "sid={}", unsafe { libc::getsid(0) });
+    let _ = writeln!(r, "pgid={}", unsafe { libc::getpgid(0) });
+
+    // Open fds, without the one read_dir itself uses.
+    let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd: &i32| {
+                    let link = std::fs::read_link(format!("/proc/self/fd/{fd}"));
+                    !matches!(&link, Ok(p) if p.starts_with("/proc/") && p.ends_with("fd"))
+                        && link.is_ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort();
+    let list: Vec<String> = fds.iter().map(|f| f.to_string()).collect();
+    let _ = writeln!(r, "fds={}", list.join(","));
+
+    let mut ids = Vec::new();
+    for fd in 0..3 {
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+        let nonblock = flags != -1 && flags & libc::O_NONBLOCK != 0;
+        let _ = writeln!(r, "nonblock.{fd}={}", nonblock as u8);
+        let mut st: libc::stat = unsafe { mem::zeroed() };
+        let kind = if unsafe { libc::fstat(fd, &mut st) } == -1 {
+            "closed"
+        } else {
+            match st.st_mode & libc::S_IFMT {
+                libc::S_IFSOCK => "sock",
+                libc::S_IFCHR => "chr",
+                libc::S_IFIFO => "fifo",
+                libc::S_IFREG => "reg",
+                _ => "other",
+            }
+        };
+        let _ = writeln!(r, "kind.{fd}={kind}");
+        ids.push((kind, st.st_dev, st.st_ino));
+    }
+    let same = ids[0].0 == "sock" && ids.iter().all(|i| *i == ids[0]);
+    let _ = writeln!(r, "same_socket_012={}", same as u8);
+    let _ = writeln!(
+        r,
+        "same_socket_01={}",
+        (ids[0].0 == "sock" && ids[0] == ids[1]) as u8
+    );
+
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    for line in status.lines() {
+        if let Some((k, v)) = line.split_once(':') {
+            let key = match k {
+                "SigBlk" => "sigblk",
+                "SigIgn" => "sigign",
+                "SigCgt" => "sigcgt",
+                "Umask" => "umask",
+                "Uid" => "status.uid",
+                "Gid" => "status.gid",
+                "Groups" => "status.groups",
+                _ => continue,
+            };
+            let v: Vec<&str> = v.split_whitespace().collect();
+            let _ = writeln!(r, "{key}={}", v.join(" "));
+        }
+    }
+
+    unsafe {
+        let _ = writeln!(r, "uid={}", libc::getuid());
+        let _ = writeln!(r, "euid={}", libc::geteuid());
+        let _ = writeln!(r, "gid={}", libc::getgid());
+        let _ = writeln!(r, "egid={}", libc::getegid());
+        let mut groups = [0 as libc::gid_t; 256];
+        let n = libc::getgroups(groups.len() as c_int, groups.as_mut_ptr());
+        let list: Vec<String> = groups[..n.max(0) as usize]
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        let _ = writeln!(r, "groups={}", list.join(","));
+        *libc::__errno_location() = 0;
+        let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+        let _ = writeln!(r, "nice={nice}");
+    }
+
+    let cwd = std::env::current_dir().map(|p| p.display().to_string());
+    let _ = writeln!(r, "cwd={}", cwd.unwrap_or_else(|e| format!("error:{e}")));
+
+    let limits = [
+        ("nofile", libc::RLIMIT_NOFILE),
+        ("nproc", libc::RLIMIT_NPROC),
+        ("as", libc::RLIMIT_AS),
+        ("data", libc::RLIMIT_DATA),
+        ("stack", libc::RLIMIT_STACK),
+        ("fsize", libc::RLIMIT_FSIZE),
+        ("core", libc::RLIMIT_CORE),
+        ("cpu", libc::RLIMIT_CPU),
+        ("memlock", libc::RLIMIT_MEMLOCK),
+    ];
+    for (name, res) in limits {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if unsafe { libc::getrlimit(res, &mut lim) } == 0 {
+            let f = |v: libc::rlim_t| {
+                if v == libc::RLIM_INFINITY {
+                    "unlimited".to_string()
+                } else {
+                    v.to_string()
+                }
+            };
+            let _ = writeln!(r, "rlimit.{name}={}:{}", f(lim.rlim_cur), f(lim.rlim_max));
+        }
+    }
+
+    let _ = writeln!(r, "peer={}", peer());
+
+    for (k, v) in std::env::vars_os() {
+        let _ = writeln!(r, "env.{}={}", k.to_string_lossy(), v.to_string_lossy());
+    }
+    r
+}
+
+/// getpeername(0), formatted like a Rust SocketAddr, or `error:<errno>`.
+fn peer() -> String {
+    // SAFETY: getpeername(2) into a sockaddr_storage large enough for any
+    // family; the casts below read only the family the kernel reported.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = mem::zeroed();
+        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getpeername(0, (&raw mut ss).cast(), &mut len) == -1 {
+            return format!("error:{}", *libc::__errno_location());
+        }
+        match ss.ss_family as c_int {
+            libc::AF_INET => {
+                let sin = &*(&raw const ss).cast::<libc::sockaddr_in>();
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                format!("{ip}:{}", u16::from_be(sin.sin_port))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(&raw const ss).cast::<libc::sockaddr_in6>();
+                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                format!("[{ip}]:{}", u16::from_be(sin6.sin6_port))
+            }
+            libc::AF_UNIX => "unix".to_string(),
+            f => format!("family:{f}"),
+        }
+    }
+}
