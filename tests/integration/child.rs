@@ -1,0 +1,221 @@
+//! SPEC §3 from inside a child: the probe reports what a legacy inetd
+//! program would check, through the real superd.
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+
+use crate::harness::*;
+
+fn probe_service(extra: &str) -> Superd {
+    Superd::start(&format!(
+        "services:\n  probe:\n    listen: 127.0.0.1:0\n    exec: {}\n    {}\n{}",
+        probe_bin().display(),
+        user_line(),
+        extra
+    ))
+}
+
+fn probe_report(d: &Superd) -> Vec<(String, String)> {
+    let out = exchange(&d.addr("probe"), b"");
+    report(&out)
+}
+
+#[test]
+fn fds_0_1_2_are_one_blocking_socket_and_nothing_else_is_open() {
+    let d = probe_service("");
+    let r = probe_report(&d);
+    assert_eq!(get(&r, "fds"), "0,1,2");
+    for fd in 0..3 {
+        assert_eq!(get(&r, &format!("nonblock.{fd}")), "0", "fd {fd} non-blocking");
+        assert_eq!(get(&r, &format!("kind.{fd}")), "sock");
+    }
+    assert_eq!(get(&r, "same_socket_012"), "1");
+    // getpeername(0) names the test's own end.
+    assert!(get(&r, "peer").starts_with("127.0.0.1:"), "{r:?}");
+}
+
+#[test]
+fn signals_are_default_and_unblocked_and_the_child_leads_its_session() {
+    let d = probe_service("");
+    let r = probe_report(&d);
+    assert_eq!(get(&r, "sigblk"), "0000000000000000");
+    assert_eq!(get(&r, "sigign"), "0000000000000000", "SIGPIPE must not be ignored");
+    assert_eq!(get(&r, "sigcgt"), "0000000000000000");
+    assert_eq!(get(&r, "sid"), get(&r, "pid"));
+    assert_eq!(get(&r, "pgid"), get(&r, "pid"));
+}
+
+#[test]
+fn environment_is_clean_with_ucspi_variables() {
+    let dir = TempDir::new("env2");
+    dir.write(
+        "t.yaml",
+        &format!(
+            "services:\n  probe:\n    listen: 127.0.0.1:0\n    exec: {}\n    {}\n    env:\n      GREETING: hi\n      PATH: /custom\n",
+            probe_bin().display(),
+            user_line()
+        ),
+    );
+    let p = dir.path().to_str().unwrap().to_string();
+    let d = Superd::spawn(dir, &[&p], &[("SUPERD_LEAK_MARKER", "leaked")]);
+    let addr = d.addr("probe");
+    let mut s = connect(&addr);
+    let local = s.local_addr().unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let r = report(&out);
+    let env: Vec<(&str, &str)> = r
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("env.").map(|k| (k, v.as_str())))
+        .collect();
+    let names: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
+    assert!(!names.contains(&"SUPERD_LEAK_MARKER"), "superd's env leaked: {names:?}");
+    let e = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
+    assert_eq!(e("PATH"), Some("/custom"), "env overrides the default");
+    assert_eq!(e("GREETING"), Some("hi"));
+    assert_eq!(e("SUPERD_SERVICE"), Some("probe"));
+    assert_eq!(e("PROTO"), Some("TCP"));
+    assert_eq!(e("TCPREMOTEIP"), Some("127.0.0.1"));
+    assert_eq!(e("TCPREMOTEPORT"), Some(local.port().to_string().as_str()));
+    assert_eq!(e("REMOTE_ADDR"), Some("127.0.0.1"));
+    assert_eq!(e("REMOTE_PORT"), Some(local.port().to_string().as_str()));
+    assert_eq!(e("TCPLOCALIP"), Some("127.0.0.1"));
+    assert_eq!(e("TCPLOCALPORT"), Some(addr.rsplit(':').next().unwrap()));
+    for k in ["HOME", "USER", "LOGNAME", "SHELL"] {
+        assert!(e(k).is_some(), "{k} missing: {names:?}");
+    }
+    let allowed = [
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUPERD_SERVICE", "PROTO", "TCPREMOTEIP",
+        "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", "REMOTE_ADDR", "REMOTE_PORT", "GREETING",
+    ];
+    for n in &names {
+        assert!(allowed.contains(n), "unexpected variable {n}");
+    }
+}
+
+#[test]
+fn rlimits_umask_cwd_and_nice_are_applied() {
+    let d = probe_service(
+        "    cwd: /tmp\n    umask: \"027\"\n    nice: 5\n    rlimits:\n      core: 0\n      fsize: \"1M:2M\"\n",
+    );
+    let r = probe_report(&d);
+    let nofile = get(&r, "rlimit.nofile");
+    assert!(nofile.starts_with("1024:"), "soft nofile must default to 1024: {nofile}");
+    assert_eq!(get(&r, "rlimit.core"), "0:0");
+    assert_eq!(get(&r, "rlimit.fsize"), "1048576:2097152");
+    assert_eq!(get(&r, "umask"), "0027");
+    assert_eq!(get(&r, "cwd"), "/tmp");
+    assert_eq!(get(&r, "nice"), "5");
+}
+
+#[test]
+fn default_cwd_is_root_and_umask_022() {
+    let d = probe_service("");
+    let r = probe_report(&d);
+    assert_eq!(get(&r, "cwd"), "/");
+    assert_eq!(get(&r, "umask"), "0022");
+}
+
+#[test]
+fn runs_as_the_configured_user_and_groups() {
+    if !is_root() {
+        eprintln!("skipped: needs root to change uid/gid/groups");
+        return;
+    }
+    // A copy of the probe that `nobody` can reach, whatever the checkout's
+    // permissions are.
+    let dir = TempDir::new("uid");
+    let probe = dir.path().join("probe");
+    std::fs::copy(probe_bin(), &probe).unwrap();
+    std::fs::set_permissions(&probe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let conf = TempDir::new("uidconf");
+    conf.write(
+        "t.yaml",
+        &format!(
+            "services:\n  nob:\n    listen: 127.0.0.1:0\n    exec: {p}\n    user: nobody\n    groups: []\n  grp:\n    listen: 127.0.0.1:0\n    exec: {p}\n    user: nobody\n    group: daemon\n    groups: [daemon, \"100\"]\n",
+            p = probe.display()
+        ),
+    );
+    let path = conf.path().to_str().unwrap().to_string();
+    let d = Superd::spawn(conf, &[&path], &[]);
+    let r = report(&exchange(&d.addr("nob"), b""));
+    assert_eq!(get(&r, "status.uid"), "65534 65534 65534 65534");
+    assert_eq!(get(&r, "groups"), "");
+    let nogroup = get(&r, "gid").to_string();
+    assert_eq!(get(&r, "status.gid"), format!("{nogroup} {nogroup} {nogroup} {nogroup}"));
+    let r = report(&exchange(&d.addr("grp"), b""));
+    assert_eq!(get(&r, "uid"), "65534");
+    assert_eq!(get(&r, "gid"), "1", "group: daemon is gid 1");
+    assert_eq!(get(&r, "groups"), "1,100");
+    let env_user = r.iter().find(|(k, _)| k == "env.USER").map(|(_, v)| v.as_str());
+    assert_eq!(env_user, Some("nobody"));
+    drop(dir);
+}
+
+#[test]
+fn stderr_modes_socket_log_and_null() {
+    let p = probe_bin();
+    let d = Superd::start(&format!(
+        "services:\n  sock:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    {u}\n  log:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: log\n    {u}\n  null:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: \"null\"\n    {u}\n",
+        p = p.display(),
+        u = user_line()
+    ));
+    let out = String::from_utf8(exchange(&d.addr("sock"), b"")).unwrap();
+    assert!(out.starts_with("probe-stderr: hello\n"), "{out}");
+    let out = String::from_utf8(exchange(&d.addr("log"), b"")).unwrap();
+    assert!(!out.contains("probe-stderr"), "{out}");
+    assert!(out.contains("kind.2=fifo"), "{out}");
+    let line = d.wait_for(&["stderr", "service=log", "probe-stderr: hello"]);
+    assert!(field(&line, "pid").is_some(), "{line}");
+    d.wait_for(&["stderr", "service=log", "second line"]);
+    let out = String::from_utf8(exchange(&d.addr("null"), b"")).unwrap();
+    assert!(!out.contains("probe-stderr"), "{out}");
+    assert!(out.contains("kind.2=chr"), "{out}");
+}
+
+#[test]
+fn exec_failure_is_logged_and_the_service_keeps_serving() {
+    let dir = TempDir::new("noexec");
+    let prog = dir.write("prog", "#!/bin/sh\necho ok\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = Superd::start(&format!(
+        "services:\n  flaky:\n    listen: 127.0.0.1:0\n    exec: {}\n    {}\n",
+        prog.display(),
+        user_line()
+    ));
+    let addr = d.addr("flaky");
+    assert_eq!(exchange(&addr, b""), b"ok\n");
+    // The program disappears after the config loaded: exec fails at run time.
+    std::fs::remove_file(&prog).unwrap();
+    assert_eq!(exchange(&addr, b""), b"", "connection closed");
+    let line = d.wait_for(&["exec failed", "service=flaky"]);
+    assert!(line.starts_with("ERROR"), "{line}");
+    assert_eq!(field(&line, "step").as_deref(), Some("exec"));
+    assert_eq!(field(&line, "error").as_deref(), Some("No such file or directory"));
+    d.wait_for(&["exit", "service=flaky", "status=127"]);
+    // And it serves again once the program is back.
+    std::fs::write(&prog, "#!/bin/sh\necho back\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(exchange(&addr, b""), b"back\n");
+}
+
+#[test]
+fn shutdown_terminates_children_and_exits_zero() {
+    let d = Superd::start(&format!(
+        "services:\n  sleeper:\n    listen: 127.0.0.1:0\n    exec: [/bin/sleep, \"1000\"]\n    {}\n",
+        user_line()
+    ));
+    let s = connect(&d.addr("sleeper"));
+    let pid: i32 = {
+        let line = d.wait_for(&["spawn", "service=sleeper"]);
+        field(&line, "pid").unwrap().parse().unwrap()
+    };
+    let status = d.stop();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        std::fs::metadata(format!("/proc/{pid}")).is_err()
+            || proc_state(pid) == Some('Z'),
+        "child {pid} survived shutdown"
+    );
+    drop(s);
+}
