@@ -6,3 +6,4 @@ mod harness;
 
 mod basics;
 mod child;
+mod sockets;
