@@ -6,4 +6,5 @@ mod harness;
 
 mod basics;
 mod child;
+mod limits;
 mod sockets;
