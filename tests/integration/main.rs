@@ -7,4 +7,5 @@ mod harness;
 mod basics;
 mod child;
 mod limits;
+mod live;
 mod sockets;

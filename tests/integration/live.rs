@@ -1,0 +1,266 @@
+//! SPEC §6 and §1 operations: reload that drops nothing, status, sd_notify,
+//! pid file.
+
+use std::io::{ErrorKind, Read};
+use std::os::unix::net::UnixDatagram;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use nix::sys::signal::Signal;
+
+use crate::harness::*;
+
+/// The inode of the TCP socket listening on 127.0.0.1:`port`, from
+/// /proc/net/tcp.
+fn listening_inode(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let want = format!("0100007F:{port:04X}");
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| f[9].parse().ok())?
+    })
+}
+
+/// Whether superd holds the socket with `inode` among its fds.
+fn holds_inode(pid: i32, inode: u64) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == want))
+        })
+        .unwrap_or(false)
+}
+
+fn echo_service(word: &str, port: u16) -> String {
+    format!(
+        "services:\n  say:\n    listen: 127.0.0.1:{port}\n    exec: [/bin/echo, {word}]\n    {}\n",
+        user_line()
+    )
+}
+
+#[test]
+fn reload_changing_arguments_refuses_nothing_and_keeps_the_socket() {
+    let d = Superd::start(&echo_service("one", 0));
+    let port = d.port("say");
+    let addr = format!("127.0.0.1:{port}");
+    // Pin the port in the file, so the reload keeps the same address.
+    d.dir.write("test.yaml", &echo_service("one", port));
+    d.signal(Signal::SIGHUP);
+    d.wait_nth(1, &["reloaded"]);
+    let inode = listening_inode(port).expect("listening socket");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let served = Arc::new(AtomicUsize::new(0));
+    let saw_two = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (stop, failures, served, saw_two, addr) =
+            (stop.clone(), failures.clone(), served.clone(), saw_two.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) && n < 100_000 {
+                n += 1;
+                match std::net::TcpStream::connect(&addr) {
+                    Ok(mut s) => {
+                        s.set_read_timeout(Some(DEADLINE)).unwrap();
+                        let mut out = Vec::new();
+                        match s.read_to_end(&mut out) {
+                            Ok(_) if out == b"one\n" || out == b"two\n" => {
+                                served.fetch_add(1, Ordering::SeqCst);
+                                if out == b"two\n" {
+                                    saw_two.store(true, Ordering::SeqCst);
+                                }
+                            }
+                            _ => {
+                                failures.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        assert_ne!(e.kind(), ErrorKind::WouldBlock);
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            }
+        })
+    };
+    d.wait_until("some connections", || served.load(Ordering::SeqCst) > 20);
+    d.dir.write("test.yaml", &echo_service("two", port));
+    d.signal(Signal::SIGHUP);
+    d.wait_nth(2, &["reloaded"]);
+    d.wait_until("new arguments in use", || saw_two.load(Ordering::SeqCst));
+    let before = served.load(Ordering::SeqCst);
+    d.wait_until("more connections", || served.load(Ordering::SeqCst) > before + 20);
+    stop.store(true, Ordering::SeqCst);
+    client.join().unwrap();
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "refused or reset connections");
+    assert_eq!(listening_inode(port), Some(inode), "listening socket replaced");
+    assert!(holds_inode(d.pid(), inode));
+    assert_eq!(exchange(&addr, b""), b"two\n");
+}
+
+#[test]
+fn a_broken_reload_keeps_the_old_configuration() {
+    let d = Superd::start(&echo_service("old", 0));
+    let addr = d.addr("say");
+    d.dir.write(
+        "test.yaml",
+        "services:\n  say:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, new]\n    lisen: oops\n",
+    );
+    d.signal(Signal::SIGHUP);
+    let line = d.wait_for(&["test.yaml:5:5", "lisen"]);
+    assert!(line.starts_with("ERROR"), "{line}");
+    d.wait_for(&["reload failed"]);
+    assert_eq!(exchange(&addr, b""), b"old\n");
+}
+
+#[test]
+fn a_reload_that_cannot_bind_is_rolled_back_whole() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hport = held.local_addr().unwrap().port();
+    let d = Superd::start(&format!(
+        "services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n  b:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, b]\n    {}\n",
+        user_line()
+    ));
+    let (pa, pb) = (d.port("a"), d.port("b"));
+    d.dir.write(
+        "test.yaml",
+        &format!(
+            "services:\n  a:\n    listen: 127.0.0.1:{pa}\n    builtin: echo\n  c:\n    listen: 127.0.0.1:0\n    builtin: discard\n  d:\n    listen: 127.0.0.1:{hport}\n    builtin: echo\n"
+        ),
+    );
+    d.signal(Signal::SIGHUP);
+    let line = d.wait_for(&["reload failed"]);
+    assert!(line.contains(&hport.to_string()), "{line}");
+    // Every old service still answers; b was not removed.
+    assert_eq!(exchange(&format!("127.0.0.1:{pa}"), b"x"), b"x");
+    assert_eq!(exchange(&format!("127.0.0.1:{pb}"), b""), b"b\n");
+    assert!(d.lines_with(&["listening", "service=c"]).is_empty() || true);
+    drop(held);
+}
+
+#[test]
+fn a_burst_of_sighups_ends_on_the_last_configuration() {
+    let d = Superd::start(&echo_service("first", 0));
+    let port = d.port("say");
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(exchange(&addr, b""), b"first\n");
+    d.wait_nth(1, &["exit", "service=say"]);
+    let base = d.fd_count();
+    d.dir.write("test.yaml", &echo_service("middle", port));
+    for _ in 0..200 {
+        d.signal(Signal::SIGHUP);
+    }
+    d.dir.write("test.yaml", &echo_service("last", port));
+    d.signal(Signal::SIGHUP);
+    d.wait_until("last config served", || exchange(&addr, b"") == b"last\n");
+    // Nothing leaked across the reloads.
+    d.wait_until("fd count back to baseline", || d.fd_count() == base);
+}
+
+#[test]
+fn a_child_outlives_the_removal_of_its_service() {
+    let d = Superd::start(&format!(
+        "services:\n  cat:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    {}\n",
+        user_line()
+    ));
+    let addr = d.addr("cat");
+    let mut s = connect(&addr);
+    use std::io::Write;
+    s.write_all(b"before\n").unwrap();
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).unwrap();
+    d.dir.write("test.yaml", "services: {}\n");
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reloaded"]);
+    assert!(std::net::TcpStream::connect(&addr).is_err(), "removed service stops listening");
+    s.write_all(b"after\n").unwrap();
+    let mut buf = [0u8; 6];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after\n");
+    drop(s);
+    let line = d.wait_for(&["exit", "service=cat"]);
+    assert!(line.contains("status=0"), "{line}");
+}
+
+#[test]
+fn sd_notify_ready_reloading_stopping_in_order() {
+    let dir = TempDir::new("notify");
+    let sock = dir.path().join("notify.sock");
+    let rx = UnixDatagram::bind(&sock).unwrap();
+    rx.set_read_timeout(Some(DEADLINE)).unwrap();
+    let conf = TempDir::new("notifyconf");
+    conf.write("t.yaml", "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n");
+    let p = conf.path().to_str().unwrap().to_string();
+    let d = Superd::spawn(conf, &[&p], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = rx.recv(&mut buf).expect("notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    d.signal(Signal::SIGHUP);
+    assert!(next().starts_with("RELOADING=1"));
+    assert_eq!(next(), "READY=1");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+}
+
+#[test]
+fn sigusr1_logs_every_service_and_its_live_children() {
+    let d = Superd::start(&format!(
+        "services:\n  cat:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    {}\n  idle:\n    listen: 127.0.0.1:0\n    builtin: echo\n  off:\n    listen: 127.0.0.1:0\n    builtin: echo\n    enabled: false\n",
+        user_line()
+    ));
+    let mut s = connect(&d.addr("cat"));
+    use std::io::Write;
+    s.write_all(b"x").unwrap();
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).unwrap();
+    let pid = field(&d.wait_for(&["spawn", "service=cat"]), "pid").unwrap();
+    d.signal(Signal::SIGUSR1);
+    let line = d.wait_for(&["status", "service=cat", "state=listening"]);
+    assert!(line.contains("accepted=1"), "{line}");
+    d.wait_for(&["status", "service=idle", "state=listening"]);
+    d.wait_for(&["status", "service=off", "state=disabled"]);
+    let child = d.wait_for(&["status child", &format!("pid={pid}")]);
+    assert!(child.contains("peer=127.0.0.1:"), "{child}");
+    assert!(field(&child, "age").is_some(), "{child}");
+}
+
+#[test]
+fn pidfile_is_locked_never_follows_symlinks_and_is_removed() {
+    let dir = TempDir::new("pid");
+    let pidfile = dir.path().join("superd.pid");
+    let conf = TempDir::new("pidconf");
+    conf.write("t.yaml", "services: {}\n");
+    let p = conf.path().to_str().unwrap().to_string();
+    let pf = pidfile.to_str().unwrap().to_string();
+    let first = Superd::spawn(conf, &[&p, "--pidfile", &pf], &[]);
+    first.wait_until("pidfile written", || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim() == first.pid().to_string())
+    });
+    // A second superd on the same pidfile refuses and leaves it alone.
+    let conf2 = TempDir::new("pidconf2");
+    conf2.write("t.yaml", "services: {}\n");
+    let p2 = conf2.path().to_str().unwrap().to_string();
+    let mut second = Superd::spawn(conf2, &[&p2, "--pidfile", &pf], &[]);
+    assert_eq!(second.wait_exit().code(), Some(1));
+    assert!(second.log_text().contains("held by another superd"), "{}", second.log_text());
+    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), first.pid().to_string());
+    assert_eq!(first.stop().code(), Some(0));
+    assert!(!pidfile.exists(), "pidfile removed at exit");
+
+    // A symlink is never followed.
+    let target = dir.path().join("target");
+    std::fs::write(&target, "keep").unwrap();
+    let link = dir.path().join("link.pid");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let conf3 = TempDir::new("pidconf3");
+    conf3.write("t.yaml", "services: {}\n");
+    let p3 = conf3.path().to_str().unwrap().to_string();
+    let mut third = Superd::spawn(conf3, &[&p3, "--pidfile", link.to_str().unwrap()], &[]);
+    assert_eq!(third.wait_exit().code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+}
