@@ -8,7 +8,10 @@ use crate::service::Service;
 #[derive(Clone, Copy, Debug)]
 pub enum ConnInfo {
     /// TCP; addresses already canonical (IPv4-mapped shown as IPv4).
-    Tcp { remote: SocketAddr, local: SocketAddr },
+    Tcp {
+        remote: SocketAddr,
+        local: SocketAddr,
+    },
     /// A unix stream/seqpacket peer, from SO_PEERCRED.
     Unix { pid: i32, uid: u32, gid: u32 },
     /// wait mode, or a datagram socket: no connection variables.
