@@ -153,7 +153,10 @@ impl fmt::Display for Builtin {
 pub enum Program {
     /// `exec:` — `path` is resolved (absolute; inside `chroot` when set) and
     /// `argv[0]` is what the config wrote first.
-    Exec { path: PathBuf, argv: Vec<String> },
+    Exec {
+        path: PathBuf,
+        argv: Vec<String>,
+    },
     Builtin(Builtin),
 }
 

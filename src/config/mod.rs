@@ -1,11 +1,20 @@
-//! Loading the configuration: paths to files, files to validated services.
-//! Every error carries file:line:column; errors of every file are collected.
-//! STUB: the config helper replaces this file.
+//! Loading the configuration: paths to files (`files`), each file walked
+//! for structure (`tree`), deserialized (`raw`) and validated with the others
+//! (`validate`). Every error carries file:line:column; the errors of every
+//! file are collected, not only the first.
+
+mod files;
+mod raw;
+mod tree;
+mod validate;
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use crate::service::Service;
+pub use validate::Context;
 
 /// A validated configuration: every service, in load order (files in the
 /// order given, a directory's files in byte order of their names, services in
@@ -16,7 +25,7 @@ pub struct Config {
 }
 
 /// One configuration error.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ConfigError {
     pub file: PathBuf,
     /// 1-based; `None` when the error is about the file as a whole.
@@ -35,16 +44,292 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// Loads and validates every file under `paths`.
-pub fn load(_paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
-    Ok(Config::default())
+/// Whether superd runs as root, which decides the ownership rule for
+/// config files and the user rule for services (SPEC §2).
+pub fn euid_is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
-/// Builds the one service of the one-line mode.
-pub fn load_oneline(
-    _listen: &[String],
-    _sets: &[(String, String)],
-    _program: &[String],
+/// Loads and validates every file under `paths`.
+pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
+    load_with(paths, &Context::current())
+}
+
+/// `load` for a given view of the running superd (tests use it to check
+/// the non-root rules while running as root, and the other way round).
+pub fn load_with(paths: &[PathBuf], ctx: &Context) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let sources = files::collect(paths, ctx.euid == 0, &mut errors);
+    finish(&sources, ctx, errors)
+}
+
+fn finish(
+    sources: &[files::Source],
+    ctx: &Context,
+    mut errors: Vec<ConfigError>,
 ) -> Result<Config, Vec<ConfigError>> {
-    Ok(Config::default())
+    let parsed: Vec<validate::Parsed> = sources
+        .iter()
+        .filter_map(|s| parse(&s.path, &s.text, &mut errors))
+        .collect();
+    let services = validate::validate(&parsed, ctx, &mut errors);
+    if errors.is_empty() {
+        Ok(Config { services })
+    } else {
+        // One value inherited from defaults by many services is one error.
+        let mut seen = std::collections::HashSet::new();
+        errors.retain(|e| seen.insert(e.clone()));
+        Err(errors)
+    }
+}
+
+fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
+    let loc = e.location();
+    ConfigError {
+        file: file.to_path_buf(),
+        line: loc.as_ref().map(|l| l.line()),
+        column: loc.as_ref().map(|l| l.column()),
+        message: clean_message(e),
+    }
+}
+
+fn at(file: &Path, pos: Option<tree::Pos>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line: pos.map(|p| p.line),
+        column: pos.map(|p| p.column),
+        message: message.into(),
+    }
+}
+
+/// Walks and deserializes one file. `None` when nothing more can be said
+/// about it (its errors are in `errors`).
+fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<validate::Parsed> {
+    let mut docs = serde_yaml::Deserializer::from_str(text);
+    let Some(first) = docs.next() else {
+        // Empty, or only comments: no services.
+        return Some(validate::Parsed {
+            path: path.to_path_buf(),
+            raw: raw::RawFile::default(),
+            index: tree::Index::default(),
+        });
+    };
+    let walked = match tree::walk(first, text) {
+        Ok(w) => w,
+        Err(e) => {
+            errors.push(yaml_error(path, &e));
+            return None;
+        }
+    };
+    if let Some(second) = docs.next() {
+        errors.push(at(
+            path,
+            tree::first_node(second),
+            "a second YAML document: a file holds one mapping (no --- separators)",
+        ));
+        return None;
+    }
+    for p in &walked.bare_octals {
+        errors.push(at(path, Some(*p), raw::bare_octal_message()));
+    }
+    if walked.root_is_null {
+        return Some(validate::Parsed {
+            path: path.to_path_buf(),
+            raw: raw::RawFile::default(),
+            index: walked.index,
+        });
+    }
+    let doc = serde_yaml::Deserializer::from_str(text).next()?;
+    match raw::RawFile::deserialize(doc) {
+        Ok(raw) if walked.bare_octals.is_empty() => Some(validate::Parsed {
+            path: path.to_path_buf(),
+            raw,
+            index: walked.index,
+        }),
+        Ok(_) => None,
+        Err(e) => {
+            errors.push(yaml_error(path, &e));
+            None
+        }
+    }
+}
+
+/// serde_yaml's message without its ` at line N column M` suffix and its
+/// `services.echo.listen: ` prefix (the position says both), and serde's
+/// backticks in the style of our messages: `unknown field "lisen",
+/// expected one of listen, socket, ...`.
+fn clean_message(e: &serde_yaml::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(loc) = e.location() {
+        let suffix = format!(" at line {} column {}", loc.line(), loc.column());
+        if let Some(i) = s.find(&suffix) {
+            s.replace_range(i..i + suffix.len(), "");
+        }
+    }
+    if let Some(i) = s.find(raw::MSG) {
+        return s[i + raw::MSG.len_utf8()..].to_owned();
+    }
+    const SERDE: [&str; 7] = [
+        "unknown field",
+        "unknown variant",
+        "invalid type",
+        "invalid value",
+        "invalid length",
+        "missing field",
+        "duplicate field",
+    ];
+    let start = SERDE
+        .iter()
+        .filter_map(|p| {
+            s.match_indices(p)
+                .map(|(i, _)| i)
+                .find(|&i| i == 0 || s[..i].ends_with(": "))
+        })
+        .min();
+    if let Some(i) = start {
+        s.drain(..i);
+        // The first `name` is what was found: quote it; the rest is the
+        // list of what was expected: bare words.
+        if let Some(a) = s.find('`') {
+            if let Some(b) = s[a + 1..].find('`') {
+                s.replace_range(a + 1 + b..a + 2 + b, "\"");
+                s.replace_range(a..a + 1, "\"");
+            }
+        }
+        s = s.replace('`', "");
+    }
+    s
+}
+
+/// The file name one-line mode reports errors under.
+pub const COMMAND_LINE: &str = "<command line>";
+
+/// Builds the one service of the one-line mode: named after the program,
+/// listening on `listen`, running `program`, with each `--set FIELD=VALUE`
+/// read as YAML exactly as `FIELD: VALUE` in a file.
+pub fn load_oneline(
+    listen: &[String],
+    sets: &[(String, String)],
+    program: &[String],
+) -> Result<Config, Vec<ConfigError>> {
+    oneline_with(listen, sets, program, &Context::current())
+}
+
+/// `load_oneline` for a given view of the running superd.
+pub fn oneline_with(
+    listen: &[String],
+    sets: &[(String, String)],
+    program: &[String],
+    ctx: &Context,
+) -> Result<Config, Vec<ConfigError>> {
+    use serde_yaml::{Mapping, Value};
+    let file = PathBuf::from(COMMAND_LINE);
+    let whole = |m: String| ConfigError {
+        file: file.clone(),
+        line: None,
+        column: None,
+        message: m,
+    };
+    let mut errors = Vec::new();
+    let Some(prog) = program.first() else {
+        return Err(vec![whole("no program given after --".into())]);
+    };
+    let name = service_name(prog);
+
+    // Each field becomes its own block of lines, so an error's line says
+    // which argument it came from. Values are parsed alone and serialized
+    // back: no VALUE can add a key or close the mapping.
+    let strings = |v: &[String]| Value::Sequence(v.iter().cloned().map(Value::String).collect());
+    let mut fields: Vec<(String, Value)> = vec![
+        ("--listen".into(), strings(listen)),
+        ("program".into(), strings(program)),
+    ];
+    let mut keys = vec!["listen".to_owned(), "exec".to_owned()];
+    for (field, value) in sets {
+        let label = format!("--set {field}={value}");
+        if !field.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') || field.is_empty() {
+            errors.push(whole(format!("{label}: bad field name {field:?}")));
+            continue;
+        }
+        match field.as_str() {
+            "listen" => errors.push(whole(format!("{label}: use --listen"))),
+            "exec" | "builtin" => {
+                errors.push(whole(format!("{label}: the program is given after --")))
+            }
+            _ if keys.contains(field) => {
+                errors.push(whole(format!("{label}: {field} is set twice")))
+            }
+            _ => {}
+        }
+        if field == "umask" || field == "socket_mode" {
+            if value.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+                errors.push(whole(format!("{label}: {}", raw::bare_octal_message())));
+                continue;
+            }
+        }
+        match serde_yaml::from_str::<Value>(value) {
+            Ok(v) => {
+                keys.push(field.clone());
+                fields.push((label, v));
+            }
+            Err(e) => errors.push(whole(format!("{label}: {}", clean_message(&e)))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let mut text = String::from("services:\n");
+    let name_yaml = serde_yaml::to_string(&Value::String(name)).unwrap_or_default();
+    text.push_str(&format!("  {}:\n", name_yaml.trim_end()));
+    let mut ranges: Vec<(usize, usize, String)> = Vec::new();
+    for ((label, value), key) in fields.into_iter().zip(keys) {
+        let mut m = Mapping::new();
+        m.insert(Value::String(key), value);
+        let block = serde_yaml::to_string(&m).unwrap_or_default();
+        let first = text.lines().count() + 1;
+        for line in block.lines() {
+            text.push_str("    ");
+            text.push_str(line);
+            text.push('\n');
+        }
+        ranges.push((first, text.lines().count(), label));
+    }
+
+    let sources = [files::Source {
+        path: file.clone(),
+        text,
+    }];
+    finish(&sources, ctx, Vec::new()).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| {
+                let label = e
+                    .line
+                    .and_then(|l| ranges.iter().find(|(a, b, _)| (*a..=*b).contains(&l)))
+                    .map(|(_, _, label)| label.as_str())
+                    .unwrap_or("the service");
+                whole(format!("{label}: {}", e.message))
+            })
+            .collect()
+    })
+}
+
+/// The program's file name, made a valid service name.
+fn service_name(prog: &str) -> String {
+    let base = prog.rsplit('/').next().unwrap_or(prog);
+    let name: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.is_empty() {
+        "service".into()
+    } else {
+        name
+    }
 }

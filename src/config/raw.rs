@@ -1,0 +1,775 @@
+//! The serde mirror of one configuration file. Every context-free check
+//! (address forms, durations, octal strings, enums, CIDRs, names) runs inside
+//! a visitor, so serde_yaml pins the error on the offending value; checks that
+//! need the system or other fields are left to `validate`.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+use crate::service::{
+    Address, Builtin, Cidr, Rate, RlimValue, Rlimit, RlimitResource, SocketType, StderrMode,
+};
+
+/// Marks the start of our own messages, so the loader can cut off the path
+/// serde_yaml puts in front of them (see `mod.rs`, `clean_message`).
+pub const MSG: char = '\u{1}';
+
+fn custom<E: de::Error>(msg: impl fmt::Display) -> E {
+    E::custom(format_args!("{MSG}{msg}"))
+}
+
+/// One file: `defaults` and `services`, nothing else.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with the keys defaults and services"
+)]
+pub struct RawFile {
+    pub defaults: Option<RawService>,
+    pub services: Option<Services>,
+}
+
+/// `services:` in file order.
+#[derive(Debug, Default)]
+pub struct Services(pub Vec<(String, RawService)>);
+
+/// One service (or `defaults`) as written: every field optional, so that
+/// `validate` can tell "unset" (inherit, or the default) from a value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of service fields (listen, exec, user, ...)"
+)]
+pub struct RawService {
+    pub listen: Option<OneOrMany<Address>>,
+    pub socket: Option<SocketType>,
+    pub wait: Option<bool>,
+    pub exec: Option<OneOrMany<Arg>>,
+    pub builtin: Option<Builtin>,
+    pub user: Option<IdRef>,
+    pub group: Option<IdRef>,
+    pub groups: Option<OneOrMany<IdRef>>,
+    pub cwd: Option<AbsPath>,
+    pub chroot: Option<AbsPath>,
+    pub umask: Option<Octal>,
+    pub nice: Option<Nice>,
+    pub env: Option<Env>,
+    pub stderr: Option<StderrMode>,
+    pub max_connections: Option<Count>,
+    pub max_per_source: Option<Count>,
+    pub rate: Option<Rate>,
+    pub only_from: Option<OneOrMany<Cidr>>,
+    pub deny_from: Option<OneOrMany<Cidr>>,
+    pub timeout: Option<Dur>,
+    pub kill_grace: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub rlimits: Option<Rlimits>,
+    pub backlog: Option<Count>,
+    pub reuse_port: Option<bool>,
+    pub v6only: Option<bool>,
+    pub keepalive: Option<bool>,
+    pub nodelay: Option<bool>,
+    pub socket_mode: Option<Octal>,
+    pub socket_user: Option<IdRef>,
+    pub socket_group: Option<IdRef>,
+    pub enabled: Option<bool>,
+}
+
+/// A scalar parsed from whatever YAML scalar shape it came in. The default
+/// methods refuse the shape with a message naming what was expected.
+pub trait Scalar: Sized {
+    const EXPECTING: &'static str;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Err(format!(
+            "expected {}, found the string {s:?}",
+            Self::EXPECTING
+        ))
+    }
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Err(format!(
+            "expected {}, found the number {n}",
+            Self::EXPECTING
+        ))
+    }
+    fn from_i64(n: i64) -> Result<Self, String> {
+        match u64::try_from(n) {
+            Ok(u) => Self::from_u64(u),
+            Err(_) => Err(format!(
+                "expected {}, found the number {n}",
+                Self::EXPECTING
+            )),
+        }
+    }
+    fn from_f64(n: f64) -> Result<Self, String> {
+        Err(format!(
+            "expected {}, found the number {n}",
+            Self::EXPECTING
+        ))
+    }
+    fn from_bool(b: bool) -> Result<Self, String> {
+        Err(format!("expected {}, found {b}", Self::EXPECTING))
+    }
+}
+
+struct ScalarVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Scalar> Visitor<'de> for ScalarVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTING)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        T::from_str(v).map_err(custom)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        T::from_u64(v).map_err(custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        T::from_i64(v).map_err(custom)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        T::from_f64(v).map_err(custom)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<T, E> {
+        T::from_bool(v).map_err(custom)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<T, E> {
+        Err(custom(format_args!(
+            "expected {}, found nothing",
+            T::EXPECTING
+        )))
+    }
+}
+
+macro_rules! scalar_deserialize {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_any(ScalarVisitor::<$t>(PhantomData))
+            }
+        }
+    )*};
+}
+
+scalar_deserialize!(
+    Address,
+    SocketType,
+    Builtin,
+    StderrMode,
+    Cidr,
+    Rate,
+    Arg,
+    IdRef,
+    AbsPath,
+    Octal,
+    Nice,
+    Count,
+    Dur,
+    RlimitResource,
+    RlimitSpec,
+    EnvKey,
+    ServiceName
+);
+
+/// A value or a list of values (`listen: 7007` or `listen: [7007, 7008]`).
+#[derive(Debug, Clone)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Scalar + Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Scalar + Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} or a list of them", T::EXPECTING)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(x) = seq.next_element::<T>()? {
+                    out.push(x);
+                }
+                Ok(OneOrMany(out))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                ScalarVisitor::<T>(PhantomData).visit_str(v).map(one)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                ScalarVisitor::<T>(PhantomData).visit_u64(v).map(one)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                ScalarVisitor::<T>(PhantomData).visit_i64(v).map(one)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                ScalarVisitor::<T>(PhantomData).visit_f64(v).map(one)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                ScalarVisitor::<T>(PhantomData).visit_bool(v).map(one)
+            }
+        }
+        fn one<T>(x: T) -> OneOrMany<T> {
+            OneOrMany(vec![x])
+        }
+        d.deserialize_any(V::<T>(PhantomData))
+    }
+}
+
+fn no_nul(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        Err("contains a NUL byte".into())
+    } else {
+        Ok(())
+    }
+}
+
+impl Scalar for Address {
+    const EXPECTING: &'static str =
+        "an address: PORT, :PORT, *:PORT, IPV4:PORT, [IPV6]:PORT, /unix/path or @abstract";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        port(&n.to_string()).map(Address::AnyPort)
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        no_nul(s)?;
+        let bad = || {
+            format!(
+                "bad address {s:?}: expected PORT, :PORT, *:PORT, IPV4:PORT, [IPV6]:PORT, /unix/path or @abstract"
+            )
+        };
+        if let Some(name) = s.strip_prefix('@') {
+            // sun_path is 108 bytes, one of which is the leading NUL.
+            if name.is_empty() || name.len() > 107 {
+                return Err(format!(
+                    "bad abstract socket name {s:?}: 1 to 107 bytes after @"
+                ));
+            }
+            return Ok(Address::UnixAbstract(name.as_bytes().to_vec()));
+        }
+        if s.starts_with('/') {
+            // sun_path holds 107 bytes plus the terminating NUL.
+            if s.len() > 107 {
+                return Err(format!("unix socket path {s:?} is longer than 107 bytes"));
+            }
+            return Ok(Address::UnixPath(PathBuf::from(s)));
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
+            return port(s).map(Address::AnyPort);
+        }
+        if let Some(p) = s.strip_prefix("*:").or_else(|| s.strip_prefix(':')) {
+            return port(p).map(Address::AnyPort);
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (ip, p) = rest.split_once("]:").ok_or_else(bad)?;
+            let ip: Ipv6Addr = ip.parse().map_err(|_| bad())?;
+            return Ok(Address::Inet(SocketAddr::new(IpAddr::V6(ip), port(p)?)));
+        }
+        let (ip, p) = s.rsplit_once(':').ok_or_else(bad)?;
+        let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
+        Ok(Address::Inet(SocketAddr::new(IpAddr::V4(ip), port(p)?)))
+    }
+}
+
+fn port(s: &str) -> Result<u16, String> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("bad port {s:?}: expected a number from 0 to 65535"));
+    }
+    s.parse()
+        .map_err(|_| format!("bad port {s:?}: expected a number from 0 to 65535"))
+}
+
+fn one_of<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+) -> Result<T, String> {
+    all.iter().copied().find(|&x| name(x) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&x| name(x)).collect();
+        format!("unknown {what} {s:?}, expected one of {}", names.join(", "))
+    })
+}
+
+impl Scalar for SocketType {
+    const EXPECTING: &'static str = "one of stream, dgram, seqpacket";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let all = [SocketType::Stream, SocketType::Dgram, SocketType::Seqpacket];
+        one_of(s, &all, SocketType::as_str, "socket type")
+    }
+}
+
+impl Scalar for Builtin {
+    const EXPECTING: &'static str = "one of echo, discard, daytime, chargen, time";
+    fn from_str(s: &str) -> Result<Self, String> {
+        one_of(s, &Builtin::ALL, Builtin::as_str, "builtin")
+    }
+}
+
+impl Scalar for StderrMode {
+    const EXPECTING: &'static str = "one of socket, log, null";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let all = [StderrMode::Socket, StderrMode::Log, StderrMode::Null];
+        one_of(s, &all, StderrMode::as_str, "stderr mode")
+    }
+}
+
+impl Scalar for RlimitResource {
+    const EXPECTING: &'static str =
+        "one of nofile, nproc, as, data, stack, fsize, core, cpu, memlock";
+    fn from_str(s: &str) -> Result<Self, String> {
+        one_of(s, &RlimitResource::ALL, RlimitResource::as_str, "rlimit")
+    }
+}
+
+impl Scalar for Cidr {
+    const EXPECTING: &'static str = "an IP address or CIDR network (10.0.0.0/8, 2001:db8::/32)";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "bad network {s:?}: expected an IP address or CIDR like 10.0.0.0/8 or 2001:db8::/32"
+            )
+        };
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix: u8 = match prefix {
+            None => max,
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                p.parse().map_err(|_| bad())?
+            }
+            Some(_) => return Err(bad()),
+        };
+        if prefix > max {
+            return Err(format!("bad network {s:?}: prefix longer than {max}"));
+        }
+        Ok(cidr(ip, prefix))
+    }
+}
+
+/// Clears host bits, and turns an IPv4-mapped IPv6 network into the IPv4
+/// network it covers (peers are compared as plain IPv4, SPEC §5).
+pub fn cidr(ip: IpAddr, prefix: u8) -> Cidr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            Cidr {
+                addr: IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask)),
+                prefix,
+            }
+        }
+        IpAddr::V6(v6) => {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return cidr(IpAddr::V4(v4), prefix - 96);
+            }
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            Cidr {
+                addr: IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask)),
+                prefix,
+            }
+        }
+    }
+}
+
+impl Scalar for Rate {
+    const EXPECTING: &'static str = "a rate like \"10/s\" or \"100/m\"";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("bad rate {s:?}: expected N/s or N/m with N >= 1");
+        let (n, unit) = s.split_once('/').ok_or_else(bad)?;
+        let per = match unit {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            _ => return Err(bad()),
+        };
+        let tokens: u32 = n.trim().parse().map_err(|_| bad())?;
+        if tokens == 0 {
+            return Err(bad());
+        }
+        Ok(Rate { tokens, per })
+    }
+}
+
+/// One `exec` word. Numbers and bools are taken as their text, so
+/// `exec: [/bin/sleep, 5]` works; floats are refused (`1.50` would lose its
+/// spelling).
+#[derive(Debug, Clone)]
+pub struct Arg(pub String);
+
+impl Scalar for Arg {
+    const EXPECTING: &'static str = "a string";
+    fn from_str(s: &str) -> Result<Self, String> {
+        no_nul(s)?;
+        Ok(Arg(s.to_owned()))
+    }
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Ok(Arg(n.to_string()))
+    }
+    fn from_i64(n: i64) -> Result<Self, String> {
+        Ok(Arg(n.to_string()))
+    }
+    fn from_bool(b: bool) -> Result<Self, String> {
+        Ok(Arg(b.to_string()))
+    }
+    fn from_f64(n: f64) -> Result<Self, String> {
+        Err(format!("expected a string, found the number {n}: quote it"))
+    }
+}
+
+/// A user or group: a name or a numeric id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum IdRef {
+    Id(u32),
+    Name(String),
+}
+
+impl fmt::Display for IdRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IdRef::Id(n) => write!(f, "{n}"),
+            IdRef::Name(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Scalar for IdRef {
+    const EXPECTING: &'static str = "a name or a numeric id";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        // (uid_t)-1 means "unchanged" to setuid/chown: never a real id.
+        match u32::try_from(n) {
+            Ok(id) if id != u32::MAX => Ok(IdRef::Id(id)),
+            _ => Err(format!("id {n} is out of range")),
+        }
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            let n: u64 = s.parse().map_err(|_| format!("id {s} is out of range"))?;
+            return Self::from_u64(n);
+        }
+        let ok = !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b':' && b != b'/' || b >= 0x80);
+        if !ok {
+            return Err(format!("bad user or group name {s:?}"));
+        }
+        Ok(IdRef::Name(s.to_owned()))
+    }
+}
+
+/// An absolute path (`cwd`, `chroot`).
+#[derive(Debug, Clone)]
+pub struct AbsPath(pub PathBuf);
+
+impl Scalar for AbsPath {
+    const EXPECTING: &'static str = "an absolute path";
+    fn from_str(s: &str) -> Result<Self, String> {
+        no_nul(s)?;
+        if !s.starts_with('/') {
+            return Err(format!("expected an absolute path, found {s:?}"));
+        }
+        Ok(AbsPath(PathBuf::from(s)))
+    }
+}
+
+/// A file mode written as a quoted octal string. A bare YAML number is
+/// refused: `022` would be read as a string by serde_yaml, `22` as decimal
+/// and `0o22` as 18; only quoting says what the admin meant unambiguously.
+/// (A bare `022` reaches `from_str`; the walk in `tree.rs` catches it.)
+#[derive(Debug, Clone, Copy)]
+pub struct Octal(pub u32);
+
+const QUOTE_IT: &str =
+    "must be a quoted octal string like \"022\" (a bare number is not read as octal)";
+
+impl Scalar for Octal {
+    const EXPECTING: &'static str = "a quoted octal string like \"022\"";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ok = !s.is_empty() && s.len() <= 4 && s.bytes().all(|b| (b'0'..=b'7').contains(&b));
+        let v = if ok {
+            u32::from_str_radix(s, 8).ok()
+        } else {
+            None
+        };
+        match v {
+            Some(v) if v <= 0o777 => Ok(Octal(v)),
+            _ => Err(format!(
+                "bad mode {s:?}: expected an octal string from \"000\" to \"777\""
+            )),
+        }
+    }
+    fn from_u64(_: u64) -> Result<Self, String> {
+        Err(QUOTE_IT.into())
+    }
+    fn from_i64(_: i64) -> Result<Self, String> {
+        Err(QUOTE_IT.into())
+    }
+    fn from_f64(_: f64) -> Result<Self, String> {
+        Err(QUOTE_IT.into())
+    }
+}
+
+/// The message for a bare `umask: 022`, found by the tree walk.
+pub fn bare_octal_message() -> &'static str {
+    QUOTE_IT
+}
+
+/// `nice`: -20..=19.
+#[derive(Debug, Clone, Copy)]
+pub struct Nice(pub i32);
+
+impl Scalar for Nice {
+    const EXPECTING: &'static str = "an integer from -20 to 19";
+    fn from_i64(n: i64) -> Result<Self, String> {
+        if (-20..=19).contains(&n) {
+            Ok(Nice(n as i32))
+        } else {
+            Err(format!("nice {n} is out of range: expected -20 to 19"))
+        }
+    }
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Self::from_i64(i64::try_from(n).unwrap_or(i64::MAX))
+    }
+}
+
+/// A positive count (`max_connections`, `backlog`, ...): 1 to 2^31-1, so it
+/// fits the `int` that `listen(2)` takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Count(pub u32);
+
+impl Scalar for Count {
+    const EXPECTING: &'static str = "an integer >= 1";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        match i32::try_from(n) {
+            Ok(v) if v >= 1 => Ok(Count(v as u32)),
+            _ if n == 0 => Err("expected an integer >= 1, found 0".into()),
+            _ => Err(format!("{n} is too large (at most {})", i32::MAX)),
+        }
+    }
+    fn from_i64(n: i64) -> Result<Self, String> {
+        match u64::try_from(n) {
+            Ok(u) => Self::from_u64(u),
+            Err(_) => Err(format!("expected an integer >= 1, found {n}")),
+        }
+    }
+}
+
+/// A duration: `500ms`, `30s`, `5m`, `1h`, or a plain number of seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Dur(pub Duration);
+
+impl Scalar for Dur {
+    const EXPECTING: &'static str = "a duration like 500ms, 30s, 5m, 1h or a number of seconds";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Ok(Dur(Duration::from_secs(n)))
+    }
+    fn from_f64(n: f64) -> Result<Self, String> {
+        Duration::try_from_secs_f64(n)
+            .map(Dur)
+            .map_err(|_| format!("bad duration {n}: expected a number of seconds >= 0"))
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("bad duration {s:?}: expected 500ms, 30s, 5m, 1h or a number of seconds");
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let scale = match unit {
+            "ms" => 0.001,
+            "" | "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        Duration::try_from_secs_f64(n * scale)
+            .map(Dur)
+            .map_err(|_| bad())
+    }
+}
+
+/// A size: `512`, `64K`, `256M`, `1G`, `1T` (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, mult) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 1u64 << 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 1 << 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 1 << 30),
+        b'T' | b't' => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// One `rlimits:` value: soft and hard.
+#[derive(Debug, Clone, Copy)]
+pub struct RlimitSpec {
+    pub soft: RlimValue,
+    pub hard: RlimValue,
+}
+
+fn rlim_value(s: &str) -> Option<RlimValue> {
+    if s == "unlimited" || s == "infinity" {
+        return Some(None);
+    }
+    parse_size(s).map(Some)
+}
+
+impl Scalar for RlimitSpec {
+    const EXPECTING: &'static str = "N, a size like 64M, \"SOFT:HARD\" or unlimited";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Ok(RlimitSpec {
+            soft: Some(n),
+            hard: Some(n),
+        })
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad =
+            || format!("bad rlimit {s:?}: expected N, a size like 64M, \"SOFT:HARD\" or unlimited");
+        let (soft, hard) = match s.split_once(':') {
+            Some((a, b)) => (
+                rlim_value(a).ok_or_else(bad)?,
+                rlim_value(b).ok_or_else(bad)?,
+            ),
+            None => {
+                let v = rlim_value(s).ok_or_else(bad)?;
+                (v, v)
+            }
+        };
+        // `None` is unlimited: larger than any number.
+        let over = match (soft, hard) {
+            (None, Some(_)) => true,
+            (Some(a), Some(b)) => a > b,
+            _ => false,
+        };
+        if over {
+            return Err(format!(
+                "bad rlimit {s:?}: the soft limit exceeds the hard limit"
+            ));
+        }
+        Ok(RlimitSpec { soft, hard })
+    }
+}
+
+/// `rlimits:` in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Rlimits(pub Vec<Rlimit>);
+
+impl<'de> Deserialize<'de> for Rlimits {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Rlimits;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of rlimits (nofile: 1024, core: 0, ...)")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Rlimits, A::Error> {
+                let mut out = Vec::new();
+                while let Some((resource, spec)) = map.next_entry::<RlimitResource, RlimitSpec>()? {
+                    out.push(Rlimit {
+                        resource,
+                        soft: spec.soft,
+                        hard: spec.hard,
+                    });
+                }
+                Ok(Rlimits(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// An environment variable name.
+#[derive(Debug, Clone)]
+pub struct EnvKey(pub String);
+
+impl Scalar for EnvKey {
+    const EXPECTING: &'static str = "a variable name ([A-Za-z_][A-Za-z0-9_]*)";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut b = s.bytes();
+        let ok = matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+            && b.all(|c| c.is_ascii_alphanumeric() || c == b'_');
+        if ok {
+            Ok(EnvKey(s.to_owned()))
+        } else {
+            Err(format!(
+                "bad variable name {s:?}: expected [A-Za-z_][A-Za-z0-9_]*"
+            ))
+        }
+    }
+}
+
+/// `env:` in file order. Values may be any scalar but a float or null;
+/// numbers and bools become their text.
+#[derive(Debug, Clone, Default)]
+pub struct Env(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Env;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of variable names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Env, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<EnvKey, Arg>()? {
+                    out.push((k.0, v.0));
+                }
+                Ok(Env(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A service name: `[A-Za-z0-9_.-]+`.
+#[derive(Debug, Clone)]
+pub struct ServiceName(pub String);
+
+impl Scalar for ServiceName {
+    const EXPECTING: &'static str = "a service name ([A-Za-z0-9_.-]+)";
+    fn from_str(s: &str) -> Result<Self, String> {
+        if is_service_name(s) {
+            Ok(ServiceName(s.to_owned()))
+        } else {
+            Err(format!("bad service name {s:?}: expected [A-Za-z0-9_.-]+"))
+        }
+    }
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Ok(ServiceName(n.to_string()))
+    }
+}
+
+pub fn is_service_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+impl<'de> Deserialize<'de> for Services {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Services;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping of service names to services")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<ServiceName, RawService>()? {
+                    out.push((k.0, v));
+                }
+                Ok(Services(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}

@@ -1,0 +1,362 @@
+//! The first, generic walk over a file's YAML: duplicate keys (at the key),
+//! the nesting and node-count bounds (no billion laughs), bare octal modes,
+//! and an index of where each key and string value sits, so that errors
+//! found after deserializing can still name a line and column.
+//!
+//! serde_yaml exposes positions only on errors; but a string scalar it can
+//! borrow is a slice of the input text, so its offset is where it was written.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
+
+use super::raw;
+
+/// Collections nested deeper than this are refused; a service needs four.
+pub const MAX_DEPTH: usize = 16;
+/// Nodes a file may expand to (aliases included), on top of one per byte
+/// of text: a file without aliases never comes near it, an alias bomb stops
+/// early.
+pub const EXTRA_NODES: usize = 10_000;
+
+/// Separates path components in index keys (service names may hold dots).
+const SEP: char = '\u{0}';
+
+/// A 1-based line and column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// Where keys and string values were written, by path.
+#[derive(Debug, Default)]
+pub struct Index {
+    keys: HashMap<String, Pos>,
+    values: HashMap<String, Pos>,
+}
+
+/// Builds an index key from path components.
+pub fn path_key(path: &[&str]) -> String {
+    let mut s = String::new();
+    for p in path {
+        s.push(SEP);
+        s.push_str(p);
+    }
+    s
+}
+
+impl Index {
+    /// Where the key at `path` was written (e.g. `["services", "echo"]`).
+    pub fn key(&self, path: &[&str]) -> Option<Pos> {
+        self.keys.get(&path_key(path)).copied()
+    }
+
+    /// Where the value at `path` was written: the string itself, the first
+    /// string of a list, or else its key.
+    pub fn value(&self, path: &[&str]) -> Option<Pos> {
+        let k = path_key(path);
+        self.values
+            .get(&k)
+            .or_else(|| self.values.get(&format!("{k}{SEP}0")))
+            .or_else(|| self.keys.get(&k))
+            .copied()
+    }
+}
+
+/// What the walk learned about one document.
+#[derive(Debug, Default)]
+pub struct Walked {
+    pub index: Index,
+    /// The root is null (`---` alone, `~`): a file without services.
+    pub root_is_null: bool,
+    /// Positions of bare (unquoted) numbers under `umask` / `socket_mode`.
+    pub bare_octals: Vec<Pos>,
+}
+
+/// Walks one document. An `Err` is the first structural problem; its
+/// location comes from serde_yaml.
+pub fn walk<'de>(
+    doc: serde_yaml::Deserializer<'de>,
+    text: &'de str,
+) -> Result<Walked, serde_yaml::Error> {
+    let mut st = State {
+        text,
+        line_starts: line_starts(text),
+        nodes: 0,
+        limit: EXTRA_NODES + text.len(),
+        out: Walked::default(),
+    };
+    let root = Node {
+        st: &mut st,
+        depth: 0,
+        path: String::new(),
+        octal: false,
+    }
+    .deserialize(doc)?;
+    st.out.root_is_null = root;
+    Ok(st.out)
+}
+
+/// The position of the first node of a document: used to point at a
+/// second document, which is refused.
+pub fn first_node(doc: serde_yaml::Deserializer<'_>) -> Option<Pos> {
+    struct Stop;
+    impl<'de> Visitor<'de> for Stop {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("nothing")
+        }
+    }
+    let err = de::Deserializer::deserialize_any(doc, Stop).err()?;
+    let loc = err.location()?;
+    Some(Pos {
+        line: loc.line(),
+        column: loc.column(),
+    })
+}
+
+fn line_starts(text: &str) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+    v
+}
+
+struct State<'de> {
+    text: &'de str,
+    line_starts: Vec<usize>,
+    nodes: usize,
+    limit: usize,
+    out: Walked,
+}
+
+impl State<'_> {
+    /// The offset of `s` in the text, when `s` is borrowed from it.
+    fn offset(&self, s: &str) -> Option<usize> {
+        let base = self.text.as_ptr() as usize;
+        let p = s.as_ptr() as usize;
+        (p >= base && p + s.len() <= base + self.text.len()).then(|| p - base)
+    }
+
+    fn pos(&self, offset: usize) -> Pos {
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        // libyaml counts columns in characters.
+        let column = self.text[start..offset].chars().count() + 1;
+        Pos { line, column }
+    }
+
+    fn count<E: de::Error>(&mut self) -> Result<(), E> {
+        self.nodes += 1;
+        if self.nodes > self.limit {
+            return Err(E::custom(format_args!(
+                "{}the document expands to more than {} nodes (aliases?)",
+                raw::MSG,
+                self.limit
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One node; `deserialize` returns whether it was null.
+struct Node<'a, 'de> {
+    st: &'a mut State<'de>,
+    depth: usize,
+    path: String,
+    /// The node is the value of `umask` or `socket_mode`.
+    octal: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_, 'de> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Node<'_, 'de> {
+    fn scalar<E: de::Error>(self) -> Result<bool, E> {
+        self.st.count()?;
+        Ok(false)
+    }
+
+    fn nest<E: de::Error>(&mut self) -> Result<(), E> {
+        self.st.count()?;
+        if self.depth + 1 > MAX_DEPTH {
+            return Err(E::custom(format_args!(
+                "{}nested deeper than {MAX_DEPTH} levels",
+                raw::MSG
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_, 'de> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
+        self.scalar()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
+        self.scalar()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
+        self.scalar()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
+        self.scalar()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
+        self.scalar()
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
+        self.st.count()?;
+        if let Some(off) = self.st.offset(v) {
+            let pos = self.st.pos(off);
+            // A quoted scalar's text starts right after its quote; a plain
+            // one cannot follow a quote character.
+            let quoted = off > 0 && matches!(self.st.text.as_bytes()[off - 1], b'"' | b'\'');
+            if self.octal && !quoted && v.starts_with(|c: char| c.is_ascii_digit()) {
+                self.st.out.bare_octals.push(pos);
+            }
+            self.st.out.index.values.insert(self.path, pos);
+        }
+        Ok(false)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+        self.st.count()?;
+        Ok(true)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
+        self.visit_unit()
+    }
+    fn visit_enum<A: EnumAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
+        Err(de::Error::custom(format_args!(
+            "{}YAML tags (!name) are not supported",
+            raw::MSG
+        )))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
+        self.nest()?;
+        let mut i = 0usize;
+        loop {
+            let node = Node {
+                st: &mut *self.st,
+                depth: self.depth + 1,
+                path: format!("{}{SEP}{i}", self.path),
+                octal: false,
+            };
+            if seq.next_element_seed(node)?.is_none() {
+                break;
+            }
+            i += 1;
+        }
+        Ok(false)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<bool, A::Error> {
+        self.nest()?;
+        let mut seen = HashMap::new();
+        loop {
+            let key = Key {
+                st: &mut *self.st,
+                parent: &self.path,
+                seen: &mut seen,
+            };
+            let Some(k) = map.next_key_seed(key)? else {
+                break;
+            };
+            let octal = k == "umask" || k == "socket_mode";
+            let node = Node {
+                st: &mut *self.st,
+                depth: self.depth + 1,
+                path: format!("{}{SEP}{k}", self.path),
+                octal,
+            };
+            map.next_value_seed(node)?;
+        }
+        Ok(false)
+    }
+}
+
+/// A mapping key: checked for duplicates, its position recorded.
+struct Key<'a, 'de> {
+    st: &'a mut State<'de>,
+    parent: &'a str,
+    seen: &'a mut HashMap<String, Option<Pos>>,
+}
+
+impl Key<'_, '_> {
+    fn check<E: de::Error>(self, k: String, pos: Option<Pos>) -> Result<String, E> {
+        self.st.count()?;
+        if let Some(first) = self.seen.get(&k) {
+            let at = first.map(|p| format!(" (first at line {})", p.line));
+            return Err(E::custom(format_args!(
+                "{}duplicate key \"{k}\"{}",
+                raw::MSG,
+                at.unwrap_or_default()
+            )));
+        }
+        if let Some(p) = pos {
+            self.st
+                .out
+                .index
+                .keys
+                .insert(format!("{}{SEP}{k}", self.parent), p);
+        }
+        self.seen.insert(k.clone(), pos);
+        Ok(k)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Key<'_, 'de> {
+    type Value = String;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key<'_, 'de> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<String, E> {
+        let pos = self.st.offset(v).map(|o| self.st.pos(o));
+        self.check(v.to_owned(), pos)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        self.check(v.to_owned(), None)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
+        self.check(v.to_string(), None)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
+        self.check(v.to_string(), None)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        self.check(v.to_string(), None)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
+        self.check(v.to_string(), None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
+        self.check("~".to_owned(), None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(de::Error::custom(format_args!(
+            "{}keys must be strings",
+            raw::MSG
+        )))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+        Err(de::Error::custom(format_args!(
+            "{}keys must be strings",
+            raw::MSG
+        )))
+    }
+}

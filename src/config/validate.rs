@@ -1,0 +1,769 @@
+//! From raw files to validated services: `defaults` inheritance, the checks
+//! that need several fields or the system (exec xor builtin, programs on
+//! disk, users and groups, the root rule) and the checks across services
+//! (duplicate names, conflicting addresses). Every error is collected.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
+
+use super::ConfigError;
+use super::raw::{IdRef, OneOrMany, RawFile, RawService};
+use super::tree::{Index, Pos};
+use crate::service::{Address, Credentials, Program, Rlimit, Service, SocketType, StderrMode};
+
+/// The PATH used to find programs when superd's own has none (SPEC §3's
+/// child PATH, so what `--check` finds is what the child would find).
+pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// What validation needs to know about the running superd.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub euid: u32,
+    pub egid: u32,
+    /// superd's own supplementary groups.
+    pub groups: Vec<u32>,
+    /// Where bare program names are looked up.
+    pub path: String,
+}
+
+impl Context {
+    pub fn current() -> Context {
+        Context {
+            euid: Uid::effective().as_raw(),
+            egid: Gid::effective().as_raw(),
+            groups: nix::unistd::getgroups()
+                .map(|g| g.into_iter().map(Gid::as_raw).collect())
+                .unwrap_or_default(),
+            path: std::env::var("PATH")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| DEFAULT_PATH.to_owned()),
+        }
+    }
+
+    fn root(&self) -> bool {
+        self.euid == 0
+    }
+}
+
+/// One parsed file.
+pub struct Parsed {
+    pub path: PathBuf,
+    pub raw: RawFile,
+    pub index: Index,
+}
+
+/// A user as passwd knows it.
+#[derive(Clone, Debug)]
+struct UserInfo {
+    name: String,
+    uid: u32,
+    /// `None`: the uid has no passwd entry.
+    gid: Option<u32>,
+    home: PathBuf,
+    shell: PathBuf,
+}
+
+/// Lookups are cached for one load: 1000 services naming `nobody` ask
+/// passwd once.
+#[derive(Default)]
+struct Cache {
+    users: HashMap<IdRef, Result<UserInfo, String>>,
+    groups: HashMap<IdRef, Result<u32, String>>,
+    grouplists: HashMap<(String, u32), Result<Vec<u32>, String>>,
+    programs: HashMap<(Option<PathBuf>, String), Result<PathBuf, String>>,
+    dirs: HashMap<PathBuf, bool>,
+}
+
+impl Cache {
+    fn user(&mut self, r: &IdRef) -> Result<UserInfo, String> {
+        if let Some(v) = self.users.get(r) {
+            return v.clone();
+        }
+        let v = match r {
+            IdRef::Name(n) => match User::from_name(n) {
+                Ok(Some(u)) => Ok(user_info(u)),
+                Ok(None) => Err(format!("unknown user {n:?}")),
+                Err(e) => Err(format!("cannot look up user {n:?}: {e}")),
+            },
+            IdRef::Id(id) => match User::from_uid(Uid::from_raw(*id)) {
+                Ok(Some(u)) => Ok(user_info(u)),
+                // A uid without a passwd entry is allowed (containers,
+                // dynamic ids), but nothing can be inferred from it.
+                Ok(None) => Ok(UserInfo {
+                    name: id.to_string(),
+                    uid: *id,
+                    gid: None,
+                    home: PathBuf::from("/"),
+                    shell: PathBuf::from("/bin/sh"),
+                }),
+                Err(e) => Err(format!("cannot look up uid {id}: {e}")),
+            },
+        };
+        self.users.insert(r.clone(), v.clone());
+        v
+    }
+
+    fn group(&mut self, r: &IdRef) -> Result<u32, String> {
+        if let Some(v) = self.groups.get(r) {
+            return v.clone();
+        }
+        let v = match r {
+            IdRef::Name(n) => match Group::from_name(n) {
+                Ok(Some(g)) => Ok(g.gid.as_raw()),
+                Ok(None) => Err(format!("unknown group {n:?}")),
+                Err(e) => Err(format!("cannot look up group {n:?}: {e}")),
+            },
+            // A bare gid needs no entry in /etc/group.
+            IdRef::Id(id) => Ok(*id),
+        };
+        self.groups.insert(r.clone(), v.clone());
+        v
+    }
+
+    /// The groups `initgroups(name, gid)` would set.
+    fn grouplist(&mut self, name: &str, gid: u32) -> Result<Vec<u32>, String> {
+        let key = (name.to_owned(), gid);
+        if let Some(v) = self.grouplists.get(&key) {
+            return v.clone();
+        }
+        let v = CString::new(name)
+            .map_err(|_| "user name contains NUL".to_owned())
+            .and_then(|c| {
+                nix::unistd::getgrouplist(&c, Gid::from_raw(gid))
+                    .map(|g| g.into_iter().map(Gid::as_raw).collect())
+                    .map_err(|e| format!("cannot list the groups of {name:?}: {e}"))
+            });
+        self.grouplists.insert(key, v.clone());
+        v
+    }
+
+    fn is_dir(&mut self, p: &Path) -> bool {
+        if let Some(&v) = self.dirs.get(p) {
+            return v;
+        }
+        let v = p.is_dir();
+        self.dirs.insert(p.to_path_buf(), v);
+        v
+    }
+
+    /// Finds `prog` (inside `chroot` when set); returns the path as the
+    /// child will exec it.
+    fn program(
+        &mut self,
+        prog: &str,
+        chroot: Option<&Path>,
+        search: &str,
+    ) -> Result<PathBuf, String> {
+        let key = (chroot.map(Path::to_path_buf), prog.to_owned());
+        if let Some(v) = self.programs.get(&key) {
+            return v.clone();
+        }
+        let v = find_program(prog, chroot, search);
+        self.programs.insert(key, v.clone());
+        v
+    }
+}
+
+fn user_info(u: User) -> UserInfo {
+    UserInfo {
+        name: u.name,
+        uid: u.uid.as_raw(),
+        gid: Some(u.gid.as_raw()),
+        home: u.dir,
+        shell: u.shell,
+    }
+}
+
+fn host_path(inside: &Path, chroot: Option<&Path>) -> PathBuf {
+    match chroot {
+        Some(root) => root.join(inside.strip_prefix("/").unwrap_or(inside)),
+        None => inside.to_path_buf(),
+    }
+}
+
+fn check_executable(inside: &Path, chroot: Option<&Path>) -> Result<(), String> {
+    let host = host_path(inside, chroot);
+    let shown = || match chroot {
+        Some(r) => format!("{} (in chroot {})", inside.display(), r.display()),
+        None => inside.display().to_string(),
+    };
+    let meta = std::fs::metadata(&host).map_err(|_| format!("program {} not found", shown()))?;
+    if !meta.is_file() {
+        return Err(format!("program {} is not a regular file", shown()));
+    }
+    // access(X_OK) alone says yes to root for any file with one x bit; the
+    // mode test alone ignores ACLs and read-only mounts: ask both.
+    if meta.permissions().mode() & 0o111 == 0
+        || nix::unistd::access(&host, AccessFlags::X_OK).is_err()
+    {
+        return Err(format!("program {} is not executable", shown()));
+    }
+    Ok(())
+}
+
+fn find_program(prog: &str, chroot: Option<&Path>, search: &str) -> Result<PathBuf, String> {
+    if prog.is_empty() {
+        return Err("exec: the program name is empty".into());
+    }
+    if prog.starts_with('/') {
+        let p = PathBuf::from(prog);
+        check_executable(&p, chroot)?;
+        return Ok(p);
+    }
+    if prog.contains('/') {
+        return Err(format!(
+            "program {prog:?}: expected an absolute path or a bare name found in PATH"
+        ));
+    }
+    for dir in search.split(':').filter(|d| d.starts_with('/')) {
+        let p = Path::new(dir).join(prog);
+        if check_executable(&p, chroot).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(format!("program {prog:?} not found in PATH ({search})"))
+}
+
+/// Where a value came from: the service itself or `defaults`.
+#[derive(Clone, Copy)]
+struct Origin<'a> {
+    file: &'a Parsed,
+    /// `["services", name]` or `["defaults"]`.
+    service: Option<&'a str>,
+}
+
+impl<'a> Origin<'a> {
+    fn path<'b>(&'b self, rest: &[&'b str]) -> Vec<&'b str> {
+        let mut v: Vec<&str> = match self.service {
+            Some(name) => vec!["services", name],
+            None => vec!["defaults"],
+        };
+        v.extend_from_slice(rest);
+        v
+    }
+
+    fn error(&self, pos: Option<Pos>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.path.clone(),
+            line: pos.map(|p| p.line),
+            column: pos.map(|p| p.column),
+            message: message.into(),
+        }
+    }
+
+    /// An error about the value of `field`.
+    fn at_value(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        self.error(self.file.index.value(&self.path(&[field])), message)
+    }
+
+    /// An error about the key `field` (or, with `""`, the service's key).
+    fn at_key(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        let path = if field.is_empty() {
+            self.path(&[])
+        } else {
+            self.path(&[field])
+        };
+        self.error(self.file.index.key(&path), message)
+    }
+
+    fn at(&self) -> String {
+        let pos = self.file.index.key(&self.path(&[]));
+        match pos {
+            Some(p) => format!("{}:{}:{}", self.file.path.display(), p.line, p.column),
+            None => self.file.path.display().to_string(),
+        }
+    }
+}
+
+/// The service's own value, else the default's, with where it came from.
+fn pick<'a, T>(
+    own: &'a Option<T>,
+    own_origin: Origin<'a>,
+    def: Option<(&'a Option<T>, Origin<'a>)>,
+) -> Option<(&'a T, Origin<'a>)> {
+    match own {
+        Some(v) => Some((v, own_origin)),
+        None => def.and_then(|(d, o)| d.as_ref().map(|v| (v, o))),
+    }
+}
+
+/// Validates every file; returns the services and appends the errors.
+pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) -> Vec<Service> {
+    let mut cache = Cache::default();
+
+    // `defaults`: at most one file may have it.
+    let mut defaults: Option<(&RawService, Origin)> = None;
+    for f in files {
+        if let Some(d) = &f.raw.defaults {
+            let o = Origin {
+                file: f,
+                service: None,
+            };
+            match &defaults {
+                Some((_, first)) => errors.push(o.at_key(
+                    "",
+                    format!(
+                        "defaults are already set in {}: only one file may have defaults",
+                        first.at()
+                    ),
+                )),
+                None => {
+                    if d.listen.is_some() {
+                        errors.push(o.at_key(
+                            "listen",
+                            "listen cannot be set in defaults: each service says where it listens",
+                        ));
+                    }
+                    defaults = Some((d, o));
+                }
+            }
+        }
+    }
+
+    let mut services: Vec<(Service, Origin)> = Vec::new();
+    let mut names: HashMap<&str, Origin> = HashMap::new();
+    for f in files {
+        let Some(list) = &f.raw.services else {
+            continue;
+        };
+        for (name, raw) in &list.0 {
+            let o = Origin {
+                file: f,
+                service: Some(name),
+            };
+            if let Some(first) = names.get(name.as_str()) {
+                errors.push(o.at_key(
+                    "",
+                    format!(
+                        "duplicate service {name:?}: already defined at {}",
+                        first.at()
+                    ),
+                ));
+                continue;
+            }
+            names.insert(name, o);
+            if let Some(s) = service(name, raw, o, defaults, ctx, &mut cache, errors) {
+                services.push((s, o));
+            }
+        }
+    }
+
+    conflicts(&services, errors);
+    services.into_iter().map(|(s, _)| s).collect()
+}
+
+/// Two services (or one twice) on the same socket. Disabled services are
+/// left out: they bind nothing, and an admin disables one precisely to
+/// hand its port to another.
+fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
+    let mut seen: Vec<(&Address, SocketType, usize)> = Vec::new();
+    for (i, (s, o)) in services.iter().enumerate() {
+        if !s.enabled {
+            continue;
+        }
+        for a in &s.listen {
+            for &(b, bt, j) in &seen {
+                // Unix sockets share one namespace whatever their type; TCP
+                // and UDP ports are distinct.
+                let same_proto = a.is_unix() && b.is_unix() || s.socket == bt;
+                if same_proto && a.conflicts_with(b) {
+                    let (other, oo) = &services[j];
+                    let msg = if i == j {
+                        format!("address {a} conflicts with {b} of the same service")
+                    } else {
+                        format!(
+                            "address {a} conflicts with {b} of service {:?} ({})",
+                            other.name,
+                            oo.at()
+                        )
+                    };
+                    errors.push(o.at_value("listen", msg));
+                }
+            }
+        }
+        for a in &s.listen {
+            seen.push((a, s.socket, i));
+        }
+    }
+}
+
+fn service<'a>(
+    name: &str,
+    raw: &'a RawService,
+    own: Origin<'a>,
+    defaults: Option<(&'a RawService, Origin<'a>)>,
+    ctx: &Context,
+    cache: &mut Cache,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Service> {
+    let before = errors.len();
+    macro_rules! pick {
+        ($f:ident) => {
+            pick(&raw.$f, own, defaults.map(|(d, o)| (&d.$f, o)))
+        };
+    }
+
+    let listen: Vec<Address> = match &raw.listen {
+        Some(OneOrMany(v)) if v.is_empty() => {
+            errors.push(own.at_key("listen", "listen is empty: expected at least one address"));
+            Vec::new()
+        }
+        Some(OneOrMany(v)) => v.clone(),
+        None => {
+            errors.push(own.at_key("", format!("service {name:?} has no listen address")));
+            Vec::new()
+        }
+    };
+    let socket = pick!(socket).map(|(v, _)| *v).unwrap_or(SocketType::Stream);
+    let any_unix = listen.iter().any(Address::is_unix);
+    if socket == SocketType::Seqpacket && listen.iter().any(|a| !a.is_unix()) {
+        let o = pick!(socket).map(|(_, o)| o).unwrap_or(own);
+        errors.push(o.at_value("socket", "seqpacket needs unix addresses (/path or @name)"));
+    }
+
+    // exec and builtin decide together what the service is: a service
+    // naming either one takes nothing of the other from defaults.
+    let (exec, builtin, prog_origin) = if raw.exec.is_some() || raw.builtin.is_some() {
+        (raw.exec.as_ref(), raw.builtin, own)
+    } else if let Some((d, o)) = defaults {
+        (d.exec.as_ref(), d.builtin, o)
+    } else {
+        (None, None, own)
+    };
+    let chroot = pick!(chroot).map(|(v, o)| (v.0.clone(), o));
+    if let Some((c, o)) = &chroot {
+        if !cache.is_dir(c) {
+            errors.push(o.at_value(
+                "chroot",
+                format!("chroot {} is not a directory", c.display()),
+            ));
+        }
+    }
+    let program = match (exec, builtin) {
+        (Some(_), Some(_)) => {
+            errors.push(
+                prog_origin.at_key("builtin", "exec and builtin are exclusive: set exactly one"),
+            );
+            None
+        }
+        (None, None) => {
+            errors.push(own.at_key("", format!("service {name:?} needs exec or builtin")));
+            None
+        }
+        (Some(OneOrMany(args)), None) => {
+            let argv: Vec<String> = args.iter().map(|a| a.0.clone()).collect();
+            match argv.first() {
+                None => {
+                    errors.push(prog_origin.at_key("exec", "exec is empty: expected a program"));
+                    None
+                }
+                Some(p) => {
+                    match cache.program(p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
+                        Ok(path) => Some(Program::Exec { path, argv }),
+                        Err(m) => {
+                            errors.push(prog_origin.at_value("exec", m));
+                            None
+                        }
+                    }
+                }
+            }
+        }
+        (None, Some(b)) => {
+            if socket == SocketType::Seqpacket || socket == SocketType::Dgram && any_unix {
+                errors.push(prog_origin.at_value(
+                    "builtin",
+                    format!("builtin {b} serves TCP, UDP and unix stream sockets only, not {socket} on unix"),
+                ));
+            }
+            Some(Program::Builtin(b))
+        }
+    };
+    let is_builtin = builtin.is_some() && exec.is_none();
+
+    // wait: builtins never fork, so there is nothing to wait for; a dgram
+    // exec service has no connection to hand over, so it must wait.
+    let wait = match (pick!(wait), is_builtin) {
+        (Some((true, o)), true) => {
+            errors.push(o.at_value(
+                "wait",
+                "wait: true makes no sense for a builtin (builtins never fork)",
+            ));
+            false
+        }
+        (_, true) => false,
+        (Some((false, o)), false) if socket == SocketType::Dgram => {
+            errors.push(o.at_value(
+                "wait",
+                "dgram services need wait: true (there is no connection to accept)",
+            ));
+            true
+        }
+        (Some((w, _)), false) => *w,
+        (None, false) => socket == SocketType::Dgram,
+    };
+
+    let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
+
+    let positive =
+        |d: Option<(&super::raw::Dur, Origin)>, field: &str, errors: &mut Vec<ConfigError>| {
+            d.and_then(|(v, o)| {
+                if v.0.is_zero() {
+                    errors.push(o.at_value(field, format!("{field} must be longer than 0")));
+                    None
+                } else {
+                    Some(v.0)
+                }
+            })
+        };
+    let timeout = positive(pick!(timeout), "timeout", errors);
+    let idle_timeout =
+        positive(pick!(idle_timeout), "idle_timeout", errors).unwrap_or(Duration::from_secs(60));
+
+    // env and rlimits merge key by key: a service adding one variable keeps
+    // the others from defaults.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in [defaults.and_then(|(d, _)| d.env.as_ref()), raw.env.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        for (k, v) in &e.0 {
+            if v.contains('\0') {
+                continue; // refused by the visitor already
+            }
+            match env.iter_mut().find(|(ek, _)| ek == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => env.push((k.clone(), v.clone())),
+            }
+        }
+    }
+    let mut rlimits: Vec<Rlimit> = Vec::new();
+    for r in [
+        defaults.and_then(|(d, _)| d.rlimits.as_ref()),
+        raw.rlimits.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for l in &r.0 {
+            match rlimits.iter_mut().find(|x| x.resource == l.resource) {
+                Some(slot) => *slot = *l,
+                None => rlimits.push(*l),
+            }
+        }
+    }
+
+    let mut id =
+        |field: &str, r: Option<(&IdRef, Origin)>, user: bool, errors: &mut Vec<ConfigError>| {
+            let (r, o) = r?;
+            let v = if user {
+                cache.user(r).map(|u| u.uid)
+            } else {
+                cache.group(r)
+            };
+            v.map_err(|m| errors.push(o.at_value(field, m))).ok()
+        };
+    let socket_user = id("socket_user", pick!(socket_user), true, errors);
+    let socket_group = id("socket_group", pick!(socket_group), false, errors);
+
+    if errors.len() > before {
+        return None;
+    }
+    Some(Service {
+        name: name.to_owned(),
+        file: own.file.path.clone(),
+        listen,
+        socket,
+        wait,
+        program: program?,
+        credentials,
+        cwd: pick!(cwd)
+            .map(|(v, _)| v.0.clone())
+            .unwrap_or_else(|| PathBuf::from("/")),
+        chroot: chroot.map(|(c, _)| c),
+        umask: pick!(umask).map(|(v, _)| v.0).unwrap_or(0o022),
+        nice: pick!(nice).map(|(v, _)| v.0),
+        env,
+        stderr: pick!(stderr).map(|(v, _)| *v).unwrap_or(StderrMode::Socket),
+        max_connections: pick!(max_connections).map(|(v, _)| v.0).unwrap_or(256),
+        max_per_source: pick!(max_per_source).map(|(v, _)| v.0),
+        rate: pick!(rate).map(|(v, _)| *v),
+        only_from: pick!(only_from)
+            .map(|(v, _)| v.0.clone())
+            .unwrap_or_default(),
+        deny_from: pick!(deny_from)
+            .map(|(v, _)| v.0.clone())
+            .unwrap_or_default(),
+        timeout,
+        kill_grace: pick!(kill_grace)
+            .map(|(v, _)| v.0)
+            .unwrap_or(Duration::from_secs(5)),
+        idle_timeout,
+        rlimits,
+        // Count is at most i32::MAX by construction.
+        backlog: pick!(backlog).map(|(v, _)| v.0 as i32).unwrap_or(1024),
+        reuse_port: pick!(reuse_port).map(|(v, _)| *v).unwrap_or(false),
+        v6only: pick!(v6only).map(|(v, _)| *v).unwrap_or(false),
+        keepalive: pick!(keepalive).map(|(v, _)| *v).unwrap_or(false),
+        nodelay: pick!(nodelay).map(|(v, _)| *v).unwrap_or(false),
+        socket_mode: pick!(socket_mode).map(|(v, _)| v.0).unwrap_or(0o666),
+        socket_user,
+        socket_group,
+        enabled: pick!(enabled).map(|(v, _)| *v).unwrap_or(true),
+    })
+}
+
+/// Resolves user, group and groups, and applies the root rule (SPEC §2):
+/// as root, an exec service needs a user and runs as uid 0 only when its
+/// own `user:` says so; not as root, nobody can be switched to.
+fn credentials<'a>(
+    raw: &'a RawService,
+    own: Origin<'a>,
+    defaults: Option<(&'a RawService, Origin<'a>)>,
+    is_builtin: bool,
+    ctx: &Context,
+    cache: &mut Cache,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Credentials> {
+    macro_rules! pick {
+        ($f:ident) => {
+            pick(&raw.$f, own, defaults.map(|(d, o)| (&d.$f, o)))
+        };
+    }
+    let user = pick!(user);
+    let group = pick!(group);
+    let groups = pick!(groups);
+    let name = own.service.unwrap_or("defaults");
+
+    let info = user.and_then(|(r, o)| {
+        cache
+            .user(r)
+            .map_err(|m| errors.push(o.at_value("user", m)))
+            .ok()
+    });
+    let gid = group.and_then(|(r, o)| {
+        cache
+            .group(r)
+            .map_err(|m| errors.push(o.at_value("group", m)))
+            .ok()
+    });
+    let mut list = Vec::new();
+    if let Some((OneOrMany(rs), o)) = groups {
+        for r in rs {
+            match cache.group(r) {
+                Ok(g) => list.push(g),
+                Err(m) => errors.push(o.at_value("groups", m)),
+            }
+        }
+    }
+
+    if is_builtin {
+        // Builtins run inside superd: there is no child to give an identity.
+        return None;
+    }
+    if ctx.root() {
+        let Some((_, uo)) = user else {
+            errors.push(own.at_key(
+                "",
+                format!("service {name:?} needs a user: superd runs as root (set user: here or in defaults)"),
+            ));
+            return None;
+        };
+        let info = info?;
+        if info.uid == 0 && uo.service.is_none() {
+            errors.push(own.at_key(
+                "",
+                format!(
+                    "service {name:?} would run as root through defaults ({}): only a service's own user: may say root",
+                    uo.at()
+                ),
+            ));
+            return None;
+        }
+        let gid = match (gid, info.gid) {
+            (Some(g), _) | (None, Some(g)) => g,
+            (None, None) => {
+                if group.is_none() {
+                    errors.push(user.map_or(own, |(_, o)| o).at_value(
+                        "user",
+                        format!(
+                            "uid {} has no passwd entry: set group: explicitly",
+                            info.uid
+                        ),
+                    ));
+                }
+                return None;
+            }
+        };
+        let groups = match groups {
+            Some(_) => list,
+            None if info.gid.is_none() => Vec::new(),
+            None => cache
+                .grouplist(&info.name, gid)
+                .map_err(|m| errors.push(user.map_or(own, |(_, o)| o).at_value("user", m)))
+                .ok()?,
+        };
+        return Some(Credentials {
+            user: info.name,
+            uid: info.uid,
+            gid,
+            groups,
+            home: info.home,
+            shell: info.shell,
+        });
+    }
+
+    // Not root: setuid/setgid/setgroups would fail, so anything but
+    // superd's own identity is refused now rather than at every connection.
+    const NEEDS_ROOT: &str = "needs superd to run as root";
+    if let (Some((_, o)), Some(i)) = (user, &info) {
+        if i.uid != ctx.euid {
+            errors.push(o.at_value(
+                "user",
+                format!("user {} (uid {}) {NEEDS_ROOT}", i.name, i.uid),
+            ));
+        }
+    }
+    let gid = gid.or(info.as_ref().and_then(|i| i.gid));
+    if let Some(g) = gid {
+        if g != ctx.egid {
+            let o = group
+                .map(|(_, o)| (o, "group"))
+                .or(user.map(|(_, o)| (o, "user")));
+            if let Some((o, field)) = o {
+                errors.push(o.at_value(
+                    field,
+                    format!("group {g} {NEEDS_ROOT} (superd's group is {})", ctx.egid),
+                ));
+            }
+        }
+    }
+    if let Some((_, o)) = groups {
+        let mut want = list.clone();
+        let mut have = ctx.groups.clone();
+        want.sort_unstable();
+        have.sort_unstable();
+        want.dedup();
+        have.dedup();
+        if want != have {
+            errors.push(o.at_value(
+                "groups",
+                format!("supplementary groups other than superd's own {NEEDS_ROOT}"),
+            ));
+        }
+    }
+    let info = info?;
+    Some(Credentials {
+        user: info.name,
+        uid: info.uid,
+        gid: gid.unwrap_or(ctx.egid),
+        groups: ctx.groups.clone(),
+        home: info.home,
+        shell: info.shell,
+    })
+}
