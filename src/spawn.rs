@@ -287,14 +287,37 @@ impl Child<'_> {
     fn setup_and_exec(&self) -> Result<std::convert::Infallible, Failure> {
         // 1. Signals. Dispositions first, so that once the mask is emptied no
         // inherited handler can run in the child; then the empty mask (the
-        // daemon blocks its signalfd signals; Rust ignores SIGPIPE). glibc
-        // refuses its reserved signals 32 and 33 with EINVAL: nothing to undo.
+        // daemon blocks its signalfd signals; Rust ignores SIGPIPE).
         for sig in 1..=self.sig_max {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
             // SAFETY: sigaction(2) with a valid, fully initialised struct.
             let ret = unsafe { libc::sigaction(sig, &self.sig_default, ptr::null_mut()) };
+            if ret == 0 {
+                continue;
+            }
+            if Errno::last_raw() != libc::EINVAL {
+                return Err(Failure(Step::Signals, Errno::last_raw()));
+            }
+            // glibc refuses its reserved signals (32, 33) with EINVAL, yet
+            // an ignored one is inherited across exec (we met SIG 32 ignored
+            // under `cargo test`): reset it with the raw syscall. An all-zero
+            // kernel `struct sigaction` is SIG_DFL, no flags, empty mask; the
+            // buffer is larger than that struct on every Linux ABI. Where the
+            // kernel refuses too (EINVAL), there is nothing to undo.
+            let kernel_default = [0u64; 8];
+            // SAFETY: rt_sigaction(2) reads the zeroed buffer, writes nothing
+            // (old action NULL); 8 is sizeof(kernel sigset_t) on 64-signal ABIs.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    kernel_default.as_ptr(),
+                    ptr::null_mut::<libc::c_void>(),
+                    8usize,
+                )
+            };
             if ret == -1 && Errno::last_raw() != libc::EINVAL {
                 return Err(Failure(Step::Signals, Errno::last_raw()));
             }
