@@ -41,6 +41,9 @@ pub enum Step {
     Verify,
     Exec,
 }
+// `Umask` never fails (umask(2) cannot) but keeps its place in the
+// vocabulary; `Verify` reports EPERM: the ids did not stick, or a non-root
+// child could become root again.
 
 impl Step {
     /// In sequence order; the index is the code sent over the report pipe.
@@ -322,9 +325,9 @@ impl Child<'_> {
                 return Err(Failure(Step::Signals, Errno::last_raw()));
             }
         }
+        let set = &self.empty_mask;
         // SAFETY: sigprocmask(2) with an initialised empty set.
-        let ret =
-            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, ptr::null_mut()) };
+        let ret = unsafe { libc::sigprocmask(libc::SIG_SETMASK, set, ptr::null_mut()) };
         check(ret, Step::Signals)?;
 
         // 2. Own session and process group, so `timeout` and shutdown can
@@ -382,10 +385,8 @@ impl Child<'_> {
             check(unsafe { libc::chroot(root.as_ptr()) }, Step::Chroot)?;
         }
         // SAFETY: chdir(2) with a NUL-terminated path owned by the plan.
-        check(
-            unsafe { libc::chdir(self.plan.cwd().as_ptr()) },
-            Step::Chdir,
-        )?;
+        let ret = unsafe { libc::chdir(self.plan.cwd().as_ptr()) };
+        check(ret, Step::Chdir)?;
 
         // 7. Identity: groups, then gid, then uid (after setuid we could no
         // longer change the others), then check it cannot be undone.
@@ -448,19 +449,15 @@ impl Child<'_> {
         let fail = Err(Failure(Step::Verify, libc::EPERM));
         let (mut r, mut e, mut s) = (0, 0, 0);
         // SAFETY: getresuid(2) writes three ids to valid stack locations.
-        check(
-            unsafe { libc::getresuid(&mut r, &mut e, &mut s) },
-            Step::Verify,
-        )?;
+        let ret = unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+        check(ret, Step::Verify)?;
         if (r, e, s) != (uid, uid, uid) {
             return fail;
         }
         let (mut r, mut e, mut s) = (0, 0, 0);
         // SAFETY: getresgid(2) writes three ids to valid stack locations.
-        check(
-            unsafe { libc::getresgid(&mut r, &mut e, &mut s) },
-            Step::Verify,
-        )?;
+        let ret = unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
+        check(ret, Step::Verify)?;
         if (r, e, s) != (gid, gid, gid) {
             return fail;
         }

@@ -620,3 +620,23 @@ fn builtin_plan_cannot_be_spawned() {
     let err = spawn_locked(&SpawnPlan::new(&s), a.as_fd(), &ConnInfo::None).unwrap_err();
     assert_eq!(err, Errno::EINVAL);
 }
+
+#[test]
+fn missing_chroot_fails_at_chroot() {
+    let dir = TempDir::new();
+    let mut s = service(&probe_path(), &[]);
+    s.chroot = Some(dir.0.join("missing"));
+    expect_failure(&s, Step::Chroot, Errno::ENOENT);
+}
+
+#[test]
+fn impossible_rlimit_fails_at_rlimit() {
+    // Above the kernel's fs.nr_open: refused even for root.
+    let mut s = service(&probe_path(), &[]);
+    s.rlimits = vec![Rlimit {
+        resource: RlimitResource::Nofile,
+        soft: Some(1 << 40),
+        hard: Some(1 << 40),
+    }];
+    expect_failure(&s, Step::Rlimit, Errno::EPERM);
+}
