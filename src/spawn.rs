@@ -1,13 +1,13 @@
 //! fork, the child sequence, exec: the only code of superd that runs between
 //! `fork` and `execve`. Everything it uses was built before the fork by
 //! [`crate::plan`]; failures are reported to the parent over a pipe.
-//!
-//! The rule for this module: after `fork` the child calls only
-//! async-signal-safe functions (raw syscalls through `libc`) on data prepared
-//! before the fork. It never allocates, never logs (fd 2 belongs to the
-//! client), never panics and never returns: it ends in `execve` or `_exit`.
 
 #![allow(unsafe_code)]
+
+// The rule for this module: after `fork` the child calls only
+// async-signal-safe functions (raw syscalls through `libc`) on data prepared
+// before the fork. It never allocates, never logs (fd 2 belongs to the
+// client), never panics and never returns: it ends in `execve` or `_exit`.
 
 use std::fmt;
 use std::fs::OpenOptions;

@@ -2,10 +2,9 @@
 //! inetd program would check about its process: fds, signals, session, ids,
 //! environment, limits, umask, cwd, nice and peer. `probe stderr` first writes
 //! a line to stderr; `probe accept` (wait mode) accepts on fd 0 and reports there.
-//!
-//! `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
-//! handlers; skipping it lets the probe report the state it was exec'd with.
 
+// `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
+// handlers; skipping it lets the probe report the state it was exec'd with.
 #![no_main]
 
 use std::ffi::{c_char, c_int};
