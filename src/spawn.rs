@@ -1,13 +1,13 @@
 //! fork, the child sequence, exec: the only code of superd that runs between
 //! `fork` and `execve`. Everything it uses was built before the fork by
 //! [`crate::plan`]; failures are reported to the parent over a pipe.
-//!
-//! The rule for this module: after `fork` the child calls only
-//! async-signal-safe functions (raw syscalls through `libc`) on data prepared
-//! before the fork. It never allocates, never logs (fd 2 belongs to the
-//! client), never panics and never returns: it ends in `execve` or `_exit`.
 
 #![allow(unsafe_code)]
+
+// The rule for this module: after `fork` the child calls only
+// async-signal-safe functions (raw syscalls through `libc`) on data prepared
+// before the fork. It never allocates, never logs (fd 2 belongs to the
+// client), never panics and never returns: it ends in `execve` or `_exit`.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -41,6 +41,9 @@ pub enum Step {
     Verify,
     Exec,
 }
+// `Umask` never fails (umask(2) cannot) but keeps its place in the
+// vocabulary; `Verify` reports EPERM: the ids did not stick, or a non-root
+// child could become root again.
 
 impl Step {
     /// In sequence order; the index is the code sent over the report pipe.
@@ -287,21 +290,44 @@ impl Child<'_> {
     fn setup_and_exec(&self) -> Result<std::convert::Infallible, Failure> {
         // 1. Signals. Dispositions first, so that once the mask is emptied no
         // inherited handler can run in the child; then the empty mask (the
-        // daemon blocks its signalfd signals; Rust ignores SIGPIPE). glibc
-        // refuses its reserved signals 32 and 33 with EINVAL: nothing to undo.
+        // daemon blocks its signalfd signals; Rust ignores SIGPIPE).
         for sig in 1..=self.sig_max {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
                 continue;
             }
             // SAFETY: sigaction(2) with a valid, fully initialised struct.
             let ret = unsafe { libc::sigaction(sig, &self.sig_default, ptr::null_mut()) };
+            if ret == 0 {
+                continue;
+            }
+            if Errno::last_raw() != libc::EINVAL {
+                return Err(Failure(Step::Signals, Errno::last_raw()));
+            }
+            // glibc refuses its reserved signals (32, 33) with EINVAL, yet
+            // an ignored one is inherited across exec (we met SIG 32 ignored
+            // under `cargo test`): reset it with the raw syscall. An all-zero
+            // kernel `struct sigaction` is SIG_DFL, no flags, empty mask; the
+            // buffer is larger than that struct on every Linux ABI. Where the
+            // kernel refuses too (EINVAL), there is nothing to undo.
+            let kernel_default = [0u64; 8];
+            // SAFETY: rt_sigaction(2) reads the zeroed buffer, writes nothing
+            // (old action NULL); 8 is sizeof(kernel sigset_t) on 64-signal ABIs.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    kernel_default.as_ptr(),
+                    ptr::null_mut::<libc::c_void>(),
+                    8usize,
+                )
+            };
             if ret == -1 && Errno::last_raw() != libc::EINVAL {
                 return Err(Failure(Step::Signals, Errno::last_raw()));
             }
         }
+        let set = &self.empty_mask;
         // SAFETY: sigprocmask(2) with an initialised empty set.
-        let ret =
-            unsafe { libc::sigprocmask(libc::SIG_SETMASK, &self.empty_mask, ptr::null_mut()) };
+        let ret = unsafe { libc::sigprocmask(libc::SIG_SETMASK, set, ptr::null_mut()) };
         check(ret, Step::Signals)?;
 
         // 2. Own session and process group, so `timeout` and shutdown can
@@ -359,10 +385,8 @@ impl Child<'_> {
             check(unsafe { libc::chroot(root.as_ptr()) }, Step::Chroot)?;
         }
         // SAFETY: chdir(2) with a NUL-terminated path owned by the plan.
-        check(
-            unsafe { libc::chdir(self.plan.cwd().as_ptr()) },
-            Step::Chdir,
-        )?;
+        let ret = unsafe { libc::chdir(self.plan.cwd().as_ptr()) };
+        check(ret, Step::Chdir)?;
 
         // 7. Identity: groups, then gid, then uid (after setuid we could no
         // longer change the others), then check it cannot be undone.
@@ -425,19 +449,15 @@ impl Child<'_> {
         let fail = Err(Failure(Step::Verify, libc::EPERM));
         let (mut r, mut e, mut s) = (0, 0, 0);
         // SAFETY: getresuid(2) writes three ids to valid stack locations.
-        check(
-            unsafe { libc::getresuid(&mut r, &mut e, &mut s) },
-            Step::Verify,
-        )?;
+        let ret = unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+        check(ret, Step::Verify)?;
         if (r, e, s) != (uid, uid, uid) {
             return fail;
         }
         let (mut r, mut e, mut s) = (0, 0, 0);
         // SAFETY: getresgid(2) writes three ids to valid stack locations.
-        check(
-            unsafe { libc::getresgid(&mut r, &mut e, &mut s) },
-            Step::Verify,
-        )?;
+        let ret = unsafe { libc::getresgid(&mut r, &mut e, &mut s) };
+        check(ret, Step::Verify)?;
         if (r, e, s) != (gid, gid, gid) {
             return fail;
         }

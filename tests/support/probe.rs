@@ -2,10 +2,9 @@
 //! inetd program would check about its process: fds, signals, session, ids,
 //! environment, limits, umask, cwd, nice and peer. `probe stderr` first writes
 //! a line to stderr; `probe accept` (wait mode) accepts on fd 0 and reports there.
-//!
-//! `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
-//! handlers; skipping it lets the probe report the state it was exec'd with.
 
+// `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
+// handlers; skipping it lets the probe report the state it was exec'd with.
 #![no_main]
 
 use std::ffi::{c_char, c_int};
@@ -46,12 +45,11 @@ fn write_all(fd: c_int, mut buf: &[u8]) {
 
 fn report() -> String {
     let mut r = String::new();
-    // SAFETY (all blocks in this function): plain syscalls on this process
-    // with valid out-pointers to local variables.
-    let pid = unsafe { libc::getpid() };
+    // SAFETY: getpid/getsid/getpgid(2) on this process take no pointers.
+    let (pid, sid, pgid) = unsafe { (libc::getpid(), libc::getsid(0), libc::getpgid(0)) };
     let _ = writeln!(r, "pid={pid}");
-    let _ = writeln!(r, "sid={}", unsafe { libc::getsid(0) });
-    let _ = writeln!(r, "pgid={}", unsafe { libc::getpgid(0) });
+    let _ = writeln!(r, "sid={sid}");
+    let _ = writeln!(r, "pgid={pgid}");
 
     // Open fds, without the one read_dir itself uses.
     let mut fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
@@ -72,11 +70,15 @@ fn report() -> String {
 
     let mut ids = Vec::new();
     for fd in 0..3 {
+        // SAFETY: fcntl(2) F_GETFL takes no pointer; a closed fd gives -1.
         let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
         let nonblock = flags != -1 && flags & libc::O_NONBLOCK != 0;
         let _ = writeln!(r, "nonblock.{fd}={}", nonblock as u8);
+        // SAFETY: `stat` is plain data; all-zero is a valid value.
         let mut st: libc::stat = unsafe { mem::zeroed() };
-        let kind = if unsafe { libc::fstat(fd, &mut st) } == -1 {
+        // SAFETY: fstat(2) writes into the local `st`.
+        let ret = unsafe { libc::fstat(fd, &mut st) };
+        let kind = if ret == -1 {
             "closed"
         } else {
             match st.st_mode & libc::S_IFMT {
@@ -116,6 +118,8 @@ fn report() -> String {
         }
     }
 
+    // SAFETY: id getters take no pointers; getgroups(2) writes at most
+    // `groups.len()` entries into the local array; errno is this thread's.
     unsafe {
         let _ = writeln!(r, "uid={}", libc::getuid());
         let _ = writeln!(r, "euid={}", libc::geteuid());
@@ -152,6 +156,7 @@ fn report() -> String {
             rlim_cur: 0,
             rlim_max: 0,
         };
+        // SAFETY: getrlimit(2) writes into the local `lim`.
         if unsafe { libc::getrlimit(res, &mut lim) } == 0 {
             let f = |v: libc::rlim_t| {
                 if v == libc::RLIM_INFINITY {
