@@ -71,7 +71,10 @@ fn describe_service(out: &mut String, s: &Service) {
     let _ = writeln!(out, "  limits: {limits}");
     if !s.only_from.is_empty() || !s.deny_from.is_empty() {
         let list = |v: &[crate::service::Cidr]| {
-            v.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+            v.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
         };
         let _ = writeln!(
             out,
@@ -94,7 +97,12 @@ fn describe_service(out: &mut String, s: &Service) {
     }
     for r in &s.rlimits {
         let v = |x: Option<u64>| x.map_or("unlimited".to_string(), |n| n.to_string());
-        proc += &format!(" rlimit_{}={}:{}", r.resource.as_str(), v(r.soft), v(r.hard));
+        proc += &format!(
+            " rlimit_{}={}:{}",
+            r.resource.as_str(),
+            v(r.soft),
+            v(r.hard)
+        );
     }
     let _ = writeln!(out, "  process: {proc}");
     if !s.env.is_empty() {

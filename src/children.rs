@@ -121,10 +121,7 @@ pub fn secs(d: Duration) -> String {
 
 /// Writes the `exit` line of SPEC §7: info for status 0, warn otherwise.
 pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) {
-    let peer = child
-        .peer
-        .map(|p| format!(" peer={p}"))
-        .unwrap_or_default();
+    let peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
     let duration = secs(now.saturating_duration_since(child.started));
     let reason = if child.timed_out {
         " reason=timeout"

@@ -214,7 +214,16 @@ mod tests {
 
     #[test]
     fn flags_and_values() {
-        let o = opts(&["--check", "-vv", "-q", "--grace=500ms", "--pidfile", "/run/x", "a", "b"]);
+        let o = opts(&[
+            "--check",
+            "-vv",
+            "-q",
+            "--grace=500ms",
+            "--pidfile",
+            "/run/x",
+            "a",
+            "b",
+        ]);
         assert!(o.check);
         assert_eq!(o.verbosity, 1);
         assert_eq!(o.grace, Duration::from_millis(500));
@@ -225,7 +234,13 @@ mod tests {
     #[test]
     fn oneline() {
         let o = opts(&[
-            "--listen", "127.0.0.1:0", "--set", "max_connections=8", "--", "/bin/cat", "-u",
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "max_connections=8",
+            "--",
+            "/bin/cat",
+            "-u",
         ]);
         assert_eq!(o.listen, vec!["127.0.0.1:0"]);
         assert_eq!(o.sets, vec![("max_connections".into(), "8".into())]);

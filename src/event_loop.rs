@@ -679,7 +679,11 @@ impl Daemon {
                     let shift = st.fail_streak.saturating_sub(1).min(10);
                     Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
                 } else if !st.failure_bucket.try_take(now) {
-                    Some(st.failure_bucket.next_token_at(now).saturating_duration_since(now))
+                    Some(
+                        st.failure_bucket
+                            .next_token_at(now)
+                            .saturating_duration_since(now),
+                    )
                 } else {
                     None
                 };
@@ -705,7 +709,10 @@ impl Daemon {
             entry.listener.fd.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        if !matches!(nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO), Ok(1)) {
+        if !matches!(
+            nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
+            Ok(1)
+        ) {
             return;
         }
         let _ = self
@@ -951,11 +958,11 @@ impl Daemon {
                 Ok(0) => break true,
                 Ok(n) => {
                     pipe.buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = pipe
+                    while let Some(end) = pipe.buf.iter().position(|&b| b == b'\n').or((pipe
                         .buf
-                        .iter()
-                        .position(|&b| b == b'\n')
-                        .or((pipe.buf.len() >= STDERR_LINE_MAX).then_some(STDERR_LINE_MAX))
+                        .len()
+                        >= STDERR_LINE_MAX)
+                        .then_some(STDERR_LINE_MAX))
                     {
                         let rest = pipe.buf.split_off((end + 1).min(pipe.buf.len()));
                         let line = std::mem::replace(&mut pipe.buf, rest);
@@ -1209,9 +1216,7 @@ impl Daemon {
                 // SIGKILL cannot be caught: reap them, waiting briefly.
                 let until = Instant::now() + Duration::from_secs(5);
                 while !self.children.is_empty() && Instant::now() < until {
-                    let _ = self
-                        .poll
-                        .poll(&mut events, Some(Duration::from_millis(50)));
+                    let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
                     self.signals.drain(|_| {});
                     self.reap();
                 }
@@ -1292,6 +1297,24 @@ struct Slot {
     udp: Option<builtins::UdpServer>,
 }
 
+/// Takes the listener for `key` out of the pool: the same key, or a socket
+/// that was configured with port 0 and got exactly the port `key` names
+/// (an admin who pins the port the kernel chose keeps the socket).
+fn take_from_pool(pool: &mut HashMap<ListenerKey, Vec<Slot>>, key: &ListenerKey) -> Option<Slot> {
+    if let Some(slot) = pool.get_mut(key).and_then(Vec::pop) {
+        return Some(slot);
+    }
+    let port = key.addr.port().filter(|p| *p != 0)?;
+    let mut any_port = key.clone();
+    any_port.addr = key.addr.with_port(0)?;
+    let slots = pool.get_mut(&any_port)?;
+    let i = slots.iter().position(|s| s.listener.port == Some(port))?;
+    let mut slot = slots.swap_remove(i);
+    // From now on the socket is known by the pinned key.
+    slot.listener.key = key.clone();
+    Some(slot)
+}
+
 /// Binds a listener for every address of every enabled service, taking an
 /// existing one from `pool` when its key matches (reload). All or nothing:
 /// on failure, listeners bound here are closed (their socket files
@@ -1307,7 +1330,7 @@ fn bind_all(
         if s.enabled {
             for addr in &s.listen {
                 let key = s.listener_key(addr);
-                if let Some(slot) = pool.get_mut(&key).and_then(|v| v.pop()) {
+                if let Some(slot) = take_from_pool(pool, &key) {
                     slots.push(slot);
                     continue;
                 }

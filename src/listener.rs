@@ -32,6 +32,9 @@ pub struct Listener {
     pub local: String,
     /// The socket file superd created, removed when the listener goes away.
     pub unix_path: Option<PathBuf>,
+    /// The port actually bound (inet), which differs from the key's when
+    /// the configuration said 0.
+    pub port: Option<u16>,
 }
 
 /// Who is on the other end of an accepted connection.
@@ -133,6 +136,7 @@ impl Listener {
                     fd,
                     local: key.addr.to_string(),
                     unix_path: None,
+                    port: None,
                 })
             }
         }
@@ -255,7 +259,8 @@ fn sockaddr_to_inet(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
         libc::AF_INET => {
             // SAFETY: ss_family says the storage holds a sockaddr_in, and
             // sockaddr_storage is large and aligned enough for it.
-            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
                 u16::from_be(sin.sin_port),
@@ -306,6 +311,7 @@ fn bind_inet(key: &ListenerKey, sa: SocketAddr) -> io::Result<Listener> {
         fd,
         local: local.to_string(),
         unix_path: None,
+        port: Some(local.port()),
     })
 }
 
@@ -367,6 +373,7 @@ fn bind_unix_path(key: &ListenerKey, path: &Path) -> io::Result<Listener> {
         fd,
         local: path.display().to_string(),
         unix_path: Some(path.to_path_buf()),
+        port: None,
     };
     fs::set_permissions(path, fs::Permissions::from_mode(key.socket_mode))?;
     if key.socket_user.is_some() || key.socket_group.is_some() {

@@ -27,7 +27,9 @@ pub fn init(verbosity: i32) {
     }
     builder
         .format(|buf, record| writeln!(buf, "{:<5} {}", record.level(), record.args()))
-        .target(env_logger::Target::Pipe(Box::new(NonBlockingStderr::open())))
+        .target(env_logger::Target::Pipe(
+            Box::new(NonBlockingStderr::open()),
+        ))
         .try_init()
         .ok();
 }
@@ -74,10 +76,12 @@ impl NonBlockingStderr {
         let stderr = io::stderr();
         let fd = stderr.as_fd();
         let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLOUT)];
-        matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO), Ok(1))
-            && fds[0]
-                .revents()
-                .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLOUT))
+        matches!(
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
+            Ok(1)
+        ) && fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLOUT))
     }
 
     /// Writes one whole line, or drops it. Lines up to PIPE_BUF bytes are
@@ -143,8 +147,7 @@ impl Write for NonBlockingStderr {
 /// so every line stays `key=value` parseable.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '"' && c != '\\' && c != '=')
     {
         return s.to_string();

@@ -41,9 +41,7 @@ impl Notifier {
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .and_then(|fd| {
-            socket::sendto(fd.as_raw_fd(), state.as_bytes(), addr, MsgFlags::empty())
-        });
+        .and_then(|fd| socket::sendto(fd.as_raw_fd(), state.as_bytes(), addr, MsgFlags::empty()));
         if let Err(e) = sent {
             debug!("sd_notify failed state={state:?} error=\"{e}\"");
         }

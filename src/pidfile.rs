@@ -43,18 +43,19 @@ impl PidFile {
                 path.display()
             ));
         }
-        let mut lock = Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(mut f, e)| {
-            let mut other = String::new();
-            let _ = f.read_to_string(&mut other);
-            match e {
-                nix::errno::Errno::EWOULDBLOCK => format!(
-                    "pidfile {}: held by another superd (pid {})",
-                    path.display(),
-                    other.trim()
-                ),
-                e => format!("pidfile {}: lock: {e}", path.display()),
-            }
-        })?;
+        let mut lock =
+            Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(mut f, e)| {
+                let mut other = String::new();
+                let _ = f.read_to_string(&mut other);
+                match e {
+                    nix::errno::Errno::EWOULDBLOCK => format!(
+                        "pidfile {}: held by another superd (pid {})",
+                        path.display(),
+                        other.trim()
+                    ),
+                    e => format!("pidfile {}: lock: {e}", path.display()),
+                }
+            })?;
         let write = |f: &mut File| -> io::Result<()> {
             f.set_len(0)?;
             f.rewind()?;

@@ -63,6 +63,15 @@ impl Address {
         }
     }
 
+    /// The same address on another port (inet only).
+    pub fn with_port(&self, port: u16) -> Option<Address> {
+        match self {
+            Address::AnyPort(_) => Some(Address::AnyPort(port)),
+            Address::Inet(sa) => Some(Address::Inet(SocketAddr::new(sa.ip(), port))),
+            _ => None,
+        }
+    }
+
     /// Whether two addresses of the same socket type would fight over the
     /// same port: equal, or a wildcard and anything on the same non-zero port.
     /// Port 0 never conflicts (the kernel picks a free port).

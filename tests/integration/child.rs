@@ -26,7 +26,11 @@ fn fds_0_1_2_are_one_blocking_socket_and_nothing_else_is_open() {
     let r = probe_report(&d);
     assert_eq!(get(&r, "fds"), "0,1,2");
     for fd in 0..3 {
-        assert_eq!(get(&r, &format!("nonblock.{fd}")), "0", "fd {fd} non-blocking");
+        assert_eq!(
+            get(&r, &format!("nonblock.{fd}")),
+            "0",
+            "fd {fd} non-blocking"
+        );
         assert_eq!(get(&r, &format!("kind.{fd}")), "sock");
     }
     assert_eq!(get(&r, "same_socket_012"), "1");
@@ -39,7 +43,11 @@ fn signals_are_default_and_unblocked_and_the_child_leads_its_session() {
     let d = probe_service("");
     let r = probe_report(&d);
     assert_eq!(get(&r, "sigblk"), "0000000000000000");
-    assert_eq!(get(&r, "sigign"), "0000000000000000", "SIGPIPE must not be ignored");
+    assert_eq!(
+        get(&r, "sigign"),
+        "0000000000000000",
+        "SIGPIPE must not be ignored"
+    );
     assert_eq!(get(&r, "sigcgt"), "0000000000000000");
     assert_eq!(get(&r, "sid"), get(&r, "pid"));
     assert_eq!(get(&r, "pgid"), get(&r, "pid"));
@@ -69,7 +77,10 @@ fn environment_is_clean_with_ucspi_variables() {
         .filter_map(|(k, v)| k.strip_prefix("env.").map(|k| (k, v.as_str())))
         .collect();
     let names: Vec<&str> = env.iter().map(|(k, _)| *k).collect();
-    assert!(!names.contains(&"SUPERD_LEAK_MARKER"), "superd's env leaked: {names:?}");
+    assert!(
+        !names.contains(&"SUPERD_LEAK_MARKER"),
+        "superd's env leaked: {names:?}"
+    );
     let e = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| *v);
     assert_eq!(e("PATH"), Some("/custom"), "env overrides the default");
     assert_eq!(e("GREETING"), Some("hi"));
@@ -85,8 +96,20 @@ fn environment_is_clean_with_ucspi_variables() {
         assert!(e(k).is_some(), "{k} missing: {names:?}");
     }
     let allowed = [
-        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "SUPERD_SERVICE", "PROTO", "TCPREMOTEIP",
-        "TCPREMOTEPORT", "TCPLOCALIP", "TCPLOCALPORT", "REMOTE_ADDR", "REMOTE_PORT", "GREETING",
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "SUPERD_SERVICE",
+        "PROTO",
+        "TCPREMOTEIP",
+        "TCPREMOTEPORT",
+        "TCPLOCALIP",
+        "TCPLOCALPORT",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "GREETING",
     ];
     for n in &names {
         assert!(allowed.contains(n), "unexpected variable {n}");
@@ -100,7 +123,10 @@ fn rlimits_umask_cwd_and_nice_are_applied() {
     );
     let r = probe_report(&d);
     let nofile = get(&r, "rlimit.nofile");
-    assert!(nofile.starts_with("1024:"), "soft nofile must default to 1024: {nofile}");
+    assert!(
+        nofile.starts_with("1024:"),
+        "soft nofile must default to 1024: {nofile}"
+    );
     assert_eq!(get(&r, "rlimit.core"), "0:0");
     assert_eq!(get(&r, "rlimit.fsize"), "1048576:2097152");
     assert_eq!(get(&r, "umask"), "0027");
@@ -142,12 +168,18 @@ fn runs_as_the_configured_user_and_groups() {
     assert_eq!(get(&r, "status.uid"), "65534 65534 65534 65534");
     assert_eq!(get(&r, "groups"), "");
     let nogroup = get(&r, "gid").to_string();
-    assert_eq!(get(&r, "status.gid"), format!("{nogroup} {nogroup} {nogroup} {nogroup}"));
+    assert_eq!(
+        get(&r, "status.gid"),
+        format!("{nogroup} {nogroup} {nogroup} {nogroup}")
+    );
     let r = report(&exchange(&d.addr("grp"), b""));
     assert_eq!(get(&r, "uid"), "65534");
     assert_eq!(get(&r, "gid"), "1", "group: daemon is gid 1");
     assert_eq!(get(&r, "groups"), "1,100");
-    let env_user = r.iter().find(|(k, _)| k == "env.USER").map(|(_, v)| v.as_str());
+    let env_user = r
+        .iter()
+        .find(|(k, _)| k == "env.USER")
+        .map(|(_, v)| v.as_str());
     assert_eq!(env_user, Some("nobody"));
     drop(dir);
 }
@@ -156,7 +188,7 @@ fn runs_as_the_configured_user_and_groups() {
 fn stderr_modes_socket_log_and_null() {
     let p = probe_bin();
     let d = Superd::start(&format!(
-        "services:\n  sock:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    {u}\n  log:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: log\n    {u}\n  null:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: \"null\"\n    {u}\n",
+        "services:\n  sock:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    {u}\n  log:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: log\n    {u}\n  devnull:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: \"null\"\n    {u}\n",
         p = p.display(),
         u = user_line()
     ));
@@ -168,7 +200,7 @@ fn stderr_modes_socket_log_and_null() {
     let line = d.wait_for(&["stderr", "service=log", "probe-stderr: hello"]);
     assert!(field(&line, "pid").is_some(), "{line}");
     d.wait_for(&["stderr", "service=log", "second line"]);
-    let out = String::from_utf8(exchange(&d.addr("null"), b"")).unwrap();
+    let out = String::from_utf8(exchange(&d.addr("devnull"), b"")).unwrap();
     assert!(!out.contains("probe-stderr"), "{out}");
     assert!(out.contains("kind.2=chr"), "{out}");
 }
@@ -191,7 +223,10 @@ fn exec_failure_is_logged_and_the_service_keeps_serving() {
     let line = d.wait_for(&["exec failed", "service=flaky"]);
     assert!(line.starts_with("ERROR"), "{line}");
     assert_eq!(field(&line, "step").as_deref(), Some("exec"));
-    assert_eq!(field(&line, "error").as_deref(), Some("No such file or directory"));
+    assert_eq!(
+        field(&line, "error").as_deref(),
+        Some("No such file or directory")
+    );
     d.wait_for(&["exit", "service=flaky", "status=127"]);
     // And it serves again once the program is back.
     std::fs::write(&prog, "#!/bin/sh\necho back\n").unwrap();
@@ -213,8 +248,7 @@ fn shutdown_terminates_children_and_exits_zero() {
     let status = d.stop();
     assert_eq!(status.code(), Some(0));
     assert!(
-        std::fs::metadata(format!("/proc/{pid}")).is_err()
-            || proc_state(pid) == Some('Z'),
+        std::fs::metadata(format!("/proc/{pid}")).is_err() || proc_state(pid) == Some('Z'),
         "child {pid} survived shutdown"
     );
     drop(s);

@@ -70,11 +70,15 @@ impl TempDir {
         &self.0
     }
 
+    /// Writes a file atomically (a hidden temporary name, then rename), so
+    /// a reload never reads half a file.
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let p = self.0.join(name);
-        fs::write(&p, content).expect("write file");
+        let tmp = self.0.join(format!(".{name}.tmp"));
+        fs::write(&tmp, content).expect("write file");
         use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::rename(&tmp, &p).expect("rename");
         p
     }
 }
@@ -329,8 +333,7 @@ pub fn children_of(ppid: i32) -> Vec<i32> {
 
 pub fn proc_state(pid: i32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rfind(')')
-        .and_then(|i| stat[i + 2..].chars().next())
+    stat.rfind(')').and_then(|i| stat[i + 2..].chars().next())
 }
 
 /// Connects to `addr` with generous timeouts.
@@ -355,7 +358,10 @@ pub fn exchange(addr: &str, input: &[u8]) -> Vec<u8> {
 pub fn report(bytes: &[u8]) -> Vec<(String, String)> {
     String::from_utf8_lossy(bytes)
         .lines()
-        .filter_map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .filter_map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
         .collect()
 }
 

@@ -14,7 +14,11 @@ use crate::harness::*;
 pub fn connect_from(src: &str, addr: &str) -> TcpStream {
     let to: SocketAddr = addr.parse().unwrap();
     let from: SocketAddr = format!("{src}:0").parse().unwrap();
-    let fam = if to.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    let fam = if to.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
     let fd: OwnedFd = nsock::socket(fam, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).unwrap();
     match from {
         SocketAddr::V4(a) => nsock::bind(fd.as_raw_fd(), &SockaddrIn::from(a)).unwrap(),
@@ -75,7 +79,10 @@ fn max_connections_queues_the_extra_clients_and_serves_them_in_turn() {
     for i in 2..5 {
         drop(clients.remove(0));
         let c = &mut clients[1];
-        assert!(echoes(c, format!("client {i}\n").as_bytes()), "client {i} not served");
+        assert!(
+            echoes(c, format!("client {i}\n").as_bytes()),
+            "client {i} not served"
+        );
         assert!(live_children(&d) <= 2);
     }
     assert!(d.lines_with(&["refused"]).is_empty(), "{}", d.log_text());
@@ -91,7 +98,10 @@ fn max_per_source_counts_each_source_and_releases_on_any_end() {
     let mut a1 = connect_from("127.0.0.2", &addr);
     assert!(echoes(&mut a1, b"a1\n"));
     let mut a2 = connect_from("127.0.0.2", &addr);
-    assert!(closed_at_once(&mut a2), "second connection from .2 must be closed");
+    assert!(
+        closed_at_once(&mut a2),
+        "second connection from .2 must be closed"
+    );
     let line = d.wait_for(&["refused", "service=ps", "reason=max_per_source"]);
     assert!(line.starts_with("WARN"), "{line}");
     assert!(line.contains("peer=127.0.0.2:"), "{line}");
@@ -109,8 +119,11 @@ fn max_per_source_counts_each_source_and_releases_on_any_end() {
         let line = d.wait_nth(3, &["spawn", "service=ps"]);
         field(&line, "pid").unwrap().parse::<i32>().unwrap()
     };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
-        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     d.wait_for(&["exit", "service=ps", "signal=SIGKILL"]);
     let mut a4 = connect_from("127.0.0.2", &addr);
     assert!(echoes(&mut a4, b"a4\n"));
@@ -137,7 +150,10 @@ fn max_per_source_slot_is_released_by_an_exec_failure() {
     std::fs::write(&prog, "#!/bin/sh\nexec cat\n").unwrap();
     std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut b = connect_from("127.0.0.2", &addr);
-    assert!(echoes(&mut b, b"again\n"), "slot released after exec failure");
+    assert!(
+        echoes(&mut b, b"again\n"),
+        "slot released after exec failure"
+    );
 }
 
 #[test]
@@ -156,7 +172,11 @@ fn rate_delays_a_burst_without_refusing_it() {
         assert_eq!(out, b"ok\n", "every connection of the burst is served");
     }
     // The bucket paced them: at least (12-4)/4 s minus a token's slack.
-    assert!(start.elapsed() >= Duration::from_millis(1500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(d.lines_with(&["refused"]).is_empty());
     // The service is still up afterwards, without a reload.
     assert_eq!(exchange(&addr, b""), b"ok\n");
@@ -169,7 +189,12 @@ fn deny_from_and_only_from_over_ipv4() {
     );
     let deny = d.addr("deny");
     assert!(closed_at_once(&mut connect_from("127.0.0.2", &deny)));
-    d.wait_for(&["refused", "service=deny", "peer=127.0.0.2:", "reason=deny_from"]);
+    d.wait_for(&[
+        "refused",
+        "service=deny",
+        "peer=127.0.0.2:",
+        "reason=deny_from",
+    ]);
     assert!(echoes(&mut connect_from("127.0.0.1", &deny), b"x\n"));
     // deny_from wins over only_from.
     let only = d.addr("only");
@@ -195,8 +220,16 @@ fn access_rules_over_ipv6_and_mapped_ipv4() {
     assert!(closed_at_once(&mut connect(&format!("[::1]:{port}"))));
     d.wait_for(&["refused", "service=v6", "peer=[::1]:", "reason=deny_from"]);
     // A v4 client on the dual-stack socket is matched as its IPv4 address.
-    assert!(closed_at_once(&mut connect_from("127.0.0.2", &format!("127.0.0.1:{port}"))));
-    d.wait_for(&["refused", "service=v6", "peer=127.0.0.2:", "reason=deny_from"]);
+    assert!(closed_at_once(&mut connect_from(
+        "127.0.0.2",
+        &format!("127.0.0.1:{port}")
+    )));
+    d.wait_for(&[
+        "refused",
+        "service=v6",
+        "peer=127.0.0.2:",
+        "reason=deny_from",
+    ]);
     assert!(echoes(&mut connect(&format!("127.0.0.1:{port}")), b"v4\n"));
     let only = d.addr("v6only");
     assert!(echoes(&mut connect(&only), b"ok\n"));

@@ -55,8 +55,13 @@ fn reload_changing_arguments_refuses_nothing_and_keeps_the_socket() {
     let served = Arc::new(AtomicUsize::new(0));
     let saw_two = Arc::new(AtomicBool::new(false));
     let client = {
-        let (stop, failures, served, saw_two, addr) =
-            (stop.clone(), failures.clone(), served.clone(), saw_two.clone(), addr.clone());
+        let (stop, failures, served, saw_two, addr) = (
+            stop.clone(),
+            failures.clone(),
+            served.clone(),
+            saw_two.clone(),
+            addr.clone(),
+        );
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::SeqCst) && n < 100_000 {
@@ -91,11 +96,21 @@ fn reload_changing_arguments_refuses_nothing_and_keeps_the_socket() {
     d.wait_nth(2, &["reloaded"]);
     d.wait_until("new arguments in use", || saw_two.load(Ordering::SeqCst));
     let before = served.load(Ordering::SeqCst);
-    d.wait_until("more connections", || served.load(Ordering::SeqCst) > before + 20);
+    d.wait_until("more connections", || {
+        served.load(Ordering::SeqCst) > before + 20
+    });
     stop.store(true, Ordering::SeqCst);
     client.join().unwrap();
-    assert_eq!(failures.load(Ordering::SeqCst), 0, "refused or reset connections");
-    assert_eq!(listening_inode(port), Some(inode), "listening socket replaced");
+    assert_eq!(
+        failures.load(Ordering::SeqCst),
+        0,
+        "refused or reset connections"
+    );
+    assert_eq!(
+        listening_inode(port),
+        Some(inode),
+        "listening socket replaced"
+    );
     assert!(holds_inode(d.pid(), inode));
     assert_eq!(exchange(&addr, b""), b"two\n");
 }
@@ -174,7 +189,10 @@ fn a_child_outlives_the_removal_of_its_service() {
     d.dir.write("test.yaml", "services: {}\n");
     d.signal(Signal::SIGHUP);
     d.wait_for(&["reloaded"]);
-    assert!(std::net::TcpStream::connect(&addr).is_err(), "removed service stops listening");
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "removed service stops listening"
+    );
     s.write_all(b"after\n").unwrap();
     let mut buf = [0u8; 6];
     s.read_exact(&mut buf).unwrap();
@@ -191,7 +209,10 @@ fn sd_notify_ready_reloading_stopping_in_order() {
     let rx = UnixDatagram::bind(&sock).unwrap();
     rx.set_read_timeout(Some(DEADLINE)).unwrap();
     let conf = TempDir::new("notifyconf");
-    conf.write("t.yaml", "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n");
+    conf.write(
+        "t.yaml",
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+    );
     let p = conf.path().to_str().unwrap().to_string();
     let d = Superd::spawn(conf, &[&p], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
     let mut buf = [0u8; 512];
@@ -247,8 +268,15 @@ fn pidfile_is_locked_never_follows_symlinks_and_is_removed() {
     let p2 = conf2.path().to_str().unwrap().to_string();
     let mut second = Superd::spawn(conf2, &[&p2, "--pidfile", &pf], &[]);
     assert_eq!(second.wait_exit().code(), Some(1));
-    assert!(second.log_text().contains("held by another superd"), "{}", second.log_text());
-    assert_eq!(std::fs::read_to_string(&pidfile).unwrap().trim(), first.pid().to_string());
+    assert!(
+        second.log_text().contains("held by another superd"),
+        "{}",
+        second.log_text()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        first.pid().to_string()
+    );
     assert_eq!(first.stop().code(), Some(0));
     assert!(!pidfile.exists(), "pidfile removed at exit");
 

@@ -30,8 +30,14 @@ fn tcp_wait_mode_hands_the_listening_socket_to_one_child() {
         // The child got the listening socket itself, blocking, on 0-2.
         assert_eq!(get(&r, "nonblock.0"), "0");
         assert_eq!(get(&r, "same_socket_012"), "1");
-        assert!(get(&r, "peer").starts_with("error:"), "fd 0 is not connected");
-        assert!(!r.iter().any(|(k, _)| k == "env.PROTO"), "no connection variables in wait mode");
+        assert!(
+            get(&r, "peer").starts_with("error:"),
+            "fd 0 is not connected"
+        );
+        assert!(
+            !r.iter().any(|(k, _)| k == "env.PROTO"),
+            "no connection variables in wait mode"
+        );
         // superd resumes watching once the child is gone.
         d.wait_nth(round, &["exit", "service=w"]);
     }
@@ -81,8 +87,14 @@ fn unix_stream_socket_with_peer_credentials_and_cleanup() {
     let r = report(&out);
     assert_eq!(get(&r, "env.PROTO"), "UNIX");
     assert_eq!(get(&r, "env.UNIXREMOTEPID"), std::process::id().to_string());
-    assert_eq!(get(&r, "env.UNIXREMOTEEUID"), nix::unistd::geteuid().to_string());
-    assert_eq!(get(&r, "env.UNIXREMOTEEGID"), nix::unistd::getegid().to_string());
+    assert_eq!(
+        get(&r, "env.UNIXREMOTEEUID"),
+        nix::unistd::geteuid().to_string()
+    );
+    assert_eq!(
+        get(&r, "env.UNIXREMOTEEGID"),
+        nix::unistd::getegid().to_string()
+    );
     assert_eq!(get(&r, "peer"), "unix");
     assert_eq!(d.stop().code(), Some(0));
     assert!(!sock.exists(), "socket file removed at exit");
@@ -171,13 +183,20 @@ fn stale_socket_file_is_replaced_and_other_files_are_refused() {
     let conf = TempDir::new("stale2");
     conf.write(
         "t.yaml",
-        &format!("services:\n  s:\n    listen: {}\n    builtin: echo\n", regular.display()),
+        &format!(
+            "services:\n  s:\n    listen: {}\n    builtin: echo\n",
+            regular.display()
+        ),
     );
     let p = conf.path().to_str().unwrap().to_string();
     let mut d = Superd::spawn(conf, &[&p], &[]);
     let status = d.wait_exit();
     assert_eq!(status.code(), Some(1));
-    assert!(d.log_text().contains(&regular.display().to_string()), "{}", d.log_text());
+    assert!(
+        d.log_text().contains(&regular.display().to_string()),
+        "{}",
+        d.log_text()
+    );
     assert_eq!(std::fs::read_to_string(&regular).unwrap(), "precious");
 }
 
@@ -197,7 +216,11 @@ fn an_address_that_cannot_be_bound_exits_1_with_nothing_half_started() {
     let p = dir.path().to_str().unwrap().to_string();
     let mut d = Superd::spawn(dir, &[&p], &[]);
     assert_eq!(d.wait_exit().code(), Some(1));
-    assert!(d.log_text().contains(&format!("127.0.0.1:{port}")), "{}", d.log_text());
+    assert!(
+        d.log_text().contains(&format!("127.0.0.1:{port}")),
+        "{}",
+        d.log_text()
+    );
     assert!(!sock.exists(), "the unix socket bound first was removed");
 }
 

@@ -25,6 +25,7 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
             }
             out_fd = fd;
         }
+        "udp" => return udp(),
         _ => {}
     }
     let report = report();
@@ -201,5 +202,43 @@ fn peer() -> String {
             libc::AF_UNIX => "unix".to_string(),
             f => format!("family:{f}"),
         }
+    }
+}
+
+/// wait-mode datagram service: take one datagram from fd 0 and answer its
+/// sender with the report plus `udp.request=<payload>`.
+fn udp() -> c_int {
+    let mut buf = [0u8; 2048];
+    // SAFETY: recvfrom(2) into a local buffer and sockaddr_storage of the
+    // stated sizes; sendto(2) from the same, unchanged.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = mem::zeroed();
+        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let n = libc::recvfrom(
+            0,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            0,
+            (&raw mut ss).cast(),
+            &mut len,
+        );
+        if n < 0 {
+            return 4;
+        }
+        let mut r = report();
+        let _ = writeln!(
+            r,
+            "udp.request={}",
+            String::from_utf8_lossy(&buf[..n as usize])
+        );
+        let sent = libc::sendto(
+            0,
+            r.as_ptr().cast(),
+            r.len(),
+            0,
+            (&raw const ss).cast(),
+            len,
+        );
+        if sent < 0 { 5 } else { 0 }
     }
 }
