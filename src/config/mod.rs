@@ -333,3 +333,6 @@ fn service_name(prog: &str) -> String {
         name
     }
 }
+
+#[cfg(test)]
+mod tests;
