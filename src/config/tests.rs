@@ -1,6 +1,9 @@
 //! Tests of the config layer: one per error class, each pinning the exact
 //! file:line:column, plus defaults, a full example and one-line mode.
 
+// `&[p.clone()]` reads better in tests than `slice::from_ref(&p)`.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -445,13 +445,13 @@ fn service<'a>(
         (None, None, own)
     };
     let chroot = pick!(chroot).map(|(v, o)| (v.0.clone(), o));
-    if let Some((c, o)) = &chroot {
-        if !cache.is_dir(c) {
-            errors.push(o.at_value(
-                "chroot",
-                format!("chroot {} is not a directory", c.display()),
-            ));
-        }
+    if let Some((c, o)) = &chroot
+        && !cache.is_dir(c)
+    {
+        errors.push(o.at_value(
+            "chroot",
+            format!("chroot {} is not a directory", c.display()),
+        ));
     }
     let program = match (exec, builtin) {
         (Some(_), Some(_)) => {
@@ -738,26 +738,26 @@ fn credentials<'a>(
     // Not root: setuid/setgid/setgroups would fail, so anything but
     // superd's own identity is refused now rather than at every connection.
     const NEEDS_ROOT: &str = "needs superd to run as root";
-    if let (Some((_, o)), Some(i)) = (user, &info) {
-        if i.uid != ctx.euid {
-            errors.push(o.at_value(
-                "user",
-                format!("user {} (uid {}) {NEEDS_ROOT}", i.name, i.uid),
-            ));
-        }
+    if let (Some((_, o)), Some(i)) = (user, &info)
+        && i.uid != ctx.euid
+    {
+        errors.push(o.at_value(
+            "user",
+            format!("user {} (uid {}) {NEEDS_ROOT}", i.name, i.uid),
+        ));
     }
     let gid = gid.or(info.as_ref().and_then(|i| i.gid));
-    if let Some(g) = gid {
-        if g != ctx.egid {
-            let o = group
-                .map(|(_, o)| (o, "group"))
-                .or(user.map(|(_, o)| (o, "user")));
-            if let Some((o, field)) = o {
-                errors.push(o.at_value(
-                    field,
-                    format!("group {g} {NEEDS_ROOT} (superd's group is {})", ctx.egid),
-                ));
-            }
+    if let Some(g) = gid
+        && g != ctx.egid
+    {
+        let o = group
+            .map(|(_, o)| (o, "group"))
+            .or(user.map(|(_, o)| (o, "user")));
+        if let Some((o, field)) = o {
+            errors.push(o.at_value(
+                field,
+                format!("group {g} {NEEDS_ROOT} (superd's group is {})", ctx.egid),
+            ));
         }
     }
     if let Some((_, o)) = groups {
