@@ -55,11 +55,9 @@ pub fn collect(paths: &[PathBuf], root: bool, errors: &mut Vec<ConfigError>) -> 
             }
         };
         if meta.is_dir() {
-            if root {
-                if let Err(m) = safe_dir(&meta) {
-                    errors.push(whole(path, m));
-                    continue;
-                }
+            if root && let Err(m) = safe_dir(&meta) {
+                errors.push(whole(path, m));
+                continue;
             }
             let mut names = match fs::read_dir(path) {
                 Ok(rd) => rd
@@ -165,10 +163,8 @@ fn read(path: &Path, root: bool) -> Result<String, String> {
     if meta.len() > MAX_FILE {
         return Err(format!("larger than {} bytes", MAX_FILE));
     }
-    if root {
-        if let Some(why) = writable_by_others(&meta) {
-            return Err(format!("{why}; {ROOT_SHELL}"));
-        }
+    if root && let Some(why) = writable_by_others(&meta) {
+        return Err(format!("{why}; {ROOT_SHELL}"));
     }
     let mut buf = Vec::new();
     // The file may have grown since fstat: read one byte past the limit.

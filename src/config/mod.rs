@@ -190,11 +190,11 @@ fn clean_message(e: &serde_yaml::Error) -> String {
         s.drain(..i);
         // The first `name` is what was found: quote it; the rest is the
         // list of what was expected: bare words.
-        if let Some(a) = s.find('`') {
-            if let Some(b) = s[a + 1..].find('`') {
-                s.replace_range(a + 1 + b..a + 2 + b, "\"");
-                s.replace_range(a..a + 1, "\"");
-            }
+        if let Some(a) = s.find('`')
+            && let Some(b) = s[a + 1..].find('`')
+        {
+            s.replace_range(a + 1 + b..a + 2 + b, "\"");
+            s.replace_range(a..a + 1, "\"");
         }
         s = s.replace('`', "");
     }
@@ -261,11 +261,11 @@ pub fn oneline_with(
             }
             _ => {}
         }
-        if field == "umask" || field == "socket_mode" {
-            if value.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
-                errors.push(whole(format!("{label}: {}", raw::bare_octal_message())));
-                continue;
-            }
+        if (field == "umask" || field == "socket_mode")
+            && value.trim_start().starts_with(|c: char| c.is_ascii_digit())
+        {
+            errors.push(whole(format!("{label}: {}", raw::bare_octal_message())));
+            continue;
         }
         match serde_yaml::from_str::<Value>(value) {
             Ok(v) => {
@@ -333,3 +333,6 @@ fn service_name(prog: &str) -> String {
         name
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -217,10 +217,10 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
         self.st.count()?;
         if let Some(off) = self.st.offset(v) {
-            let pos = self.st.pos(off);
-            // A quoted scalar's text starts right after its quote; a plain
-            // one cannot follow a quote character.
+            // A quoted scalar's text starts right after its quote (the node
+            // starts at the quote); a plain one cannot follow a quote.
             let quoted = off > 0 && matches!(self.st.text.as_bytes()[off - 1], b'"' | b'\'');
+            let pos = self.st.pos(if quoted { off - 1 } else { off });
             if self.octal && !quoted && v.starts_with(|c: char| c.is_ascii_digit()) {
                 self.st.out.bare_octals.push(pos);
             }

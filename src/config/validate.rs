@@ -262,6 +262,16 @@ impl<'a> Origin<'a> {
         self.error(self.file.index.value(&self.path(&[field])), message)
     }
 
+    /// An error about element `i` of the list `field`.
+    fn at_element(&self, field: &str, i: usize, message: impl Into<String>) -> ConfigError {
+        let i = i.to_string();
+        let pos = self.file.index.value(&self.path(&[field, &i]));
+        self.error(
+            pos.or_else(|| self.file.index.value(&self.path(&[field]))),
+            message,
+        )
+    }
+
     /// An error about the key `field` (or, with `""`, the service's key).
     fn at_key(&self, field: &str, message: impl Into<String>) -> ConfigError {
         let path = if field.is_empty() {
@@ -367,7 +377,7 @@ fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
         if !s.enabled {
             continue;
         }
-        for a in &s.listen {
+        for (k, a) in s.listen.iter().enumerate() {
             for &(b, bt, j) in &seen {
                 // Unix sockets share one namespace whatever their type; TCP
                 // and UDP ports are distinct.
@@ -383,11 +393,9 @@ fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
                             oo.at()
                         )
                     };
-                    errors.push(o.at_value("listen", msg));
+                    errors.push(o.at_element("listen", k, msg));
                 }
             }
-        }
-        for a in &s.listen {
             seen.push((a, s.socket, i));
         }
     }
@@ -437,13 +445,13 @@ fn service<'a>(
         (None, None, own)
     };
     let chroot = pick!(chroot).map(|(v, o)| (v.0.clone(), o));
-    if let Some((c, o)) = &chroot {
-        if !cache.is_dir(c) {
-            errors.push(o.at_value(
-                "chroot",
-                format!("chroot {} is not a directory", c.display()),
-            ));
-        }
+    if let Some((c, o)) = &chroot
+        && !cache.is_dir(c)
+    {
+        errors.push(o.at_value(
+            "chroot",
+            format!("chroot {} is not a directory", c.display()),
+        ));
     }
     let program = match (exec, builtin) {
         (Some(_), Some(_)) => {
@@ -475,10 +483,19 @@ fn service<'a>(
             }
         }
         (None, Some(b)) => {
+            // UDP builtins answer to the datagram's source address; a unix
+            // dgram peer usually has none. Seqpacket has no builtin protocol.
             if socket == SocketType::Seqpacket || socket == SocketType::Dgram && any_unix {
+                let what = if socket == SocketType::Seqpacket {
+                    "seqpacket"
+                } else {
+                    "unix dgram"
+                };
                 errors.push(prog_origin.at_value(
                     "builtin",
-                    format!("builtin {b} serves TCP, UDP and unix stream sockets only, not {socket} on unix"),
+                    format!(
+                        "builtin {b} cannot serve {what} sockets (only TCP, UDP and unix stream)"
+                    ),
                 ));
             }
             Some(Program::Builtin(b))
@@ -654,10 +671,10 @@ fn credentials<'a>(
     });
     let mut list = Vec::new();
     if let Some((OneOrMany(rs), o)) = groups {
-        for r in rs {
+        for (i, r) in rs.iter().enumerate() {
             match cache.group(r) {
                 Ok(g) => list.push(g),
-                Err(m) => errors.push(o.at_value("groups", m)),
+                Err(m) => errors.push(o.at_element("groups", i, m)),
             }
         }
     }
@@ -721,26 +738,26 @@ fn credentials<'a>(
     // Not root: setuid/setgid/setgroups would fail, so anything but
     // superd's own identity is refused now rather than at every connection.
     const NEEDS_ROOT: &str = "needs superd to run as root";
-    if let (Some((_, o)), Some(i)) = (user, &info) {
-        if i.uid != ctx.euid {
-            errors.push(o.at_value(
-                "user",
-                format!("user {} (uid {}) {NEEDS_ROOT}", i.name, i.uid),
-            ));
-        }
+    if let (Some((_, o)), Some(i)) = (user, &info)
+        && i.uid != ctx.euid
+    {
+        errors.push(o.at_value(
+            "user",
+            format!("user {} (uid {}) {NEEDS_ROOT}", i.name, i.uid),
+        ));
     }
     let gid = gid.or(info.as_ref().and_then(|i| i.gid));
-    if let Some(g) = gid {
-        if g != ctx.egid {
-            let o = group
-                .map(|(_, o)| (o, "group"))
-                .or(user.map(|(_, o)| (o, "user")));
-            if let Some((o, field)) = o {
-                errors.push(o.at_value(
-                    field,
-                    format!("group {g} {NEEDS_ROOT} (superd's group is {})", ctx.egid),
-                ));
-            }
+    if let Some(g) = gid
+        && g != ctx.egid
+    {
+        let o = group
+            .map(|(_, o)| (o, "group"))
+            .or(user.map(|(_, o)| (o, "user")));
+        if let Some((o, field)) = o {
+            errors.push(o.at_value(
+                field,
+                format!("group {g} {NEEDS_ROOT} (superd's group is {})", ctx.egid),
+            ));
         }
     }
     if let Some((_, o)) = groups {

@@ -1,0 +1,957 @@
+//! Tests of the config layer: one per error class, each pinning the exact
+//! file:line:column, plus defaults, a full example and one-line mode.
+
+// `&[p.clone()]` reads better in tests than `slice::from_ref(&p)`.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::service::*;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh private directory (0755: a config dir must not be writable by
+/// others when the tests run as root).
+fn tmpdir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("superd-config-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn root_ctx() -> Context {
+    Context {
+        euid: 0,
+        egid: 0,
+        groups: vec![0],
+        path: validate::DEFAULT_PATH.into(),
+    }
+}
+
+fn user_ctx() -> Context {
+    Context {
+        euid: 65534,
+        egid: 65534,
+        groups: vec![],
+        path: validate::DEFAULT_PATH.into(),
+    }
+}
+
+fn is_root() -> bool {
+    euid_is_root()
+}
+
+/// Loads one file's text as root would; returns the errors.
+fn errs(text: &str) -> (PathBuf, Vec<ConfigError>) {
+    let d = tmpdir();
+    let p = write(&d, "t.yaml", text);
+    let e = load_with(&[p.clone()], &root_ctx()).expect_err("expected errors");
+    (p, e)
+}
+
+fn ok(text: &str) -> Config {
+    let d = tmpdir();
+    let p = write(&d, "t.yaml", text);
+    load_with(&[p], &root_ctx()).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// Asserts exactly one error, at `line:col`, whose message contains `msg`.
+fn one(text: &str, line: usize, col: usize, msg: &str) {
+    let (p, e) = errs(text);
+    assert_eq!(e.len(), 1, "{e:#?}");
+    let s = e[0].to_string();
+    assert_eq!(e[0].file, p);
+    assert_eq!((e[0].line, e[0].column), (Some(line), Some(col)), "{s}");
+    assert!(s.contains(msg), "{s:?} does not contain {msg:?}");
+}
+
+const ECHO: &str = "services:\n  echo:\n    listen: 127.0.0.1:7007\n    builtin: echo\n";
+
+#[test]
+fn unknown_key_at_the_key() {
+    one(
+        "services:\n  echo:\n    lisen: 7007\n    builtin: echo\n",
+        3,
+        5,
+        "unknown field \"lisen\", expected one of listen, socket, wait, exec",
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    one(
+        "servces: {}\n",
+        1,
+        1,
+        "unknown field \"servces\", expected defaults or services",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    one(
+        "services:\n  echo:\n    listen: 7007\n    builtin: echo\n    max_connections: many\n",
+        5,
+        22,
+        "expected an integer >= 1",
+    );
+    one(
+        "services:\n  echo:\n    listen: 7007\n    builtin: echo\n    wait: [1]\n",
+        5,
+        11,
+        "invalid type: sequence, expected a boolean",
+    );
+}
+
+#[test]
+fn bad_address() {
+    one(
+        "services:\n  echo:\n    listen: [7007, \"localhost:7\"]\n    builtin: echo\n",
+        3,
+        20,
+        "bad address \"localhost:7\": expected PORT, :PORT",
+    );
+    one(
+        "services:\n  e:\n    listen: 70000\n    builtin: echo\n",
+        3,
+        13,
+        "bad port",
+    );
+}
+
+#[test]
+fn duplicate_key_anywhere() {
+    one(
+        "services:\n  echo:\n    listen: 7007\n    builtin: echo\n    listen: 7008\n",
+        5,
+        5,
+        "duplicate key \"listen\" (first at line 3)",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    builtin: echo\n    env: {A: x, A: y}\n",
+        5,
+        17,
+        "duplicate key \"A\"",
+    );
+}
+
+#[test]
+fn duplicate_service_across_files() {
+    let d = tmpdir();
+    let a = write(&d, "a.yaml", ECHO);
+    let b = write(
+        &d,
+        "b.yaml",
+        "\nservices:\n  echo:\n    listen: 7008\n    builtin: echo\n",
+    );
+    let e = load_with(&[d.clone()], &root_ctx()).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].file, b);
+    assert_eq!((e[0].line, e[0].column), (Some(3), Some(3)));
+    let s = e[0].to_string();
+    assert!(
+        s.contains(&format!("already defined at {}:2:3", a.display())),
+        "{s}"
+    );
+}
+
+#[test]
+fn same_address_in_two_services() {
+    let text = "services:\n  a:\n    listen: 7000\n    builtin: echo\n  b:\n    listen: \"127.0.0.1:7000\"\n    builtin: echo\n";
+    let (p, e) = errs(text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].column), (Some(6), Some(13)));
+    assert!(
+        e[0].message.contains(&format!(
+            "conflicts with *:7000 of service \"a\" ({}:2:3)",
+            p.display()
+        )),
+        "{}",
+        e[0]
+    );
+    // TCP and UDP do not conflict; disabled services do not either; port 0 never.
+    ok(
+        "services:\n  a:\n    listen: 7000\n    builtin: echo\n  b:\n    listen: 7000\n    socket: dgram\n    builtin: echo\n",
+    );
+    ok(
+        "services:\n  a:\n    listen: 7000\n    builtin: echo\n  b:\n    listen: 7000\n    enabled: false\n    builtin: echo\n",
+    );
+    ok("services:\n  a:\n    listen: [0, 0]\n    builtin: echo\n");
+    // Twice in one service.
+    one(
+        "services:\n  a:\n    listen: [\"/run/x.sock\", \"/run/x.sock\"]\n    builtin: echo\n",
+        3,
+        29,
+        "of the same service",
+    );
+}
+
+#[test]
+fn bare_octal_umask() {
+    let base = "services:\n  a:\n    listen: 1\n    builtin: echo\n";
+    one(
+        &format!("{base}    umask: 022\n"),
+        5,
+        12,
+        "must be a quoted octal string",
+    );
+    one(
+        &format!("{base}    umask: 22\n"),
+        5,
+        12,
+        "must be a quoted octal string",
+    );
+    one(
+        &format!("{base}    socket_mode: 0o660\n"),
+        5,
+        18,
+        "must be a quoted octal string",
+    );
+    one(
+        &format!("{base}    umask: \"0999\"\n"),
+        5,
+        12,
+        "bad mode \"0999\"",
+    );
+    let c = ok(&format!(
+        "{base}    umask: \"0027\"\n    socket_mode: '660'\n"
+    ));
+    assert_eq!(c.services[0].umask, 0o027);
+    assert_eq!(c.services[0].socket_mode, 0o660);
+}
+
+#[test]
+fn alias_bomb() {
+    let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        text.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    text.push_str("services: *a8\n");
+    let (_, e) = errs(&text);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].message.contains("expands to more than"), "{}", e[0]);
+    // The node being counted when the bound is hit: inside the anchored list.
+    assert_eq!((e[0].line, e[0].column), (Some(1), Some(31)), "{}", e[0]);
+}
+
+#[test]
+fn nesting_bound() {
+    let deep = format!("{}1{}", "[".repeat(20), "]".repeat(20));
+    one(
+        &format!("services: {deep}\n"),
+        1,
+        26,
+        "nested deeper than 16 levels",
+    );
+}
+
+#[test]
+fn file_over_one_mib() {
+    let d = tmpdir();
+    let p = write(&d, "big.yaml", &format!("# {}\n", "x".repeat(1 << 20)));
+    let e = load_with(&[p.clone()], &root_ctx()).unwrap_err();
+    assert_eq!(e.len(), 1);
+    assert_eq!((e[0].file.clone(), e[0].line), (p, None));
+    assert!(e[0].message.contains("larger than 1048576 bytes"));
+}
+
+#[test]
+fn non_regular_files() {
+    let d = tmpdir();
+    let fifo = d.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    std::os::unix::fs::symlink(&fifo, d.join("x.yaml")).unwrap();
+    std::fs::create_dir(d.join("sub.yaml")).unwrap();
+    let e = load_with(&[d.clone()], &root_ctx()).unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].file, d.join("sub.yaml"));
+    assert_eq!(e[0].message, "not a regular file");
+    assert_eq!(e[1].file, d.join("x.yaml"));
+    assert_eq!(e[1].message, "not a regular file");
+    // A symlink to a regular file is followed.
+    let real = write(&d, "real", ECHO);
+    std::os::unix::fs::symlink(&real, d.join("link.yaml")).unwrap();
+    assert!(load_with(&[d.join("link.yaml")], &root_ctx()).is_ok());
+    // A missing path is an error.
+    let e = load_with(&[d.join("nope")], &root_ctx()).unwrap_err();
+    assert_eq!(e[0].message, "no such file or directory");
+}
+
+#[test]
+fn exec_not_found() {
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: [/nonexistent/prog, -x]\n    user: nobody\n",
+        4,
+        12,
+        "program /nonexistent/prog not found",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: no-such-program-here\n    user: nobody\n",
+        4,
+        11,
+        "program \"no-such-program-here\" not found in PATH",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: ./rel\n    user: nobody\n",
+        4,
+        11,
+        "expected an absolute path or a bare name",
+    );
+    // A bare name is found in PATH; argv[0] stays as written.
+    let c = ok("services:\n  a:\n    listen: 1\n    exec: sh\n    user: nobody\n");
+    match &c.services[0].program {
+        Program::Exec { path, argv } => {
+            assert!(path.is_absolute() && path.ends_with("sh"));
+            assert_eq!(argv, &["sh"]);
+        }
+        p => panic!("{p:?}"),
+    }
+}
+
+#[test]
+fn exec_and_builtin() {
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    builtin: echo\n    user: nobody\n",
+        5,
+        5,
+        "exec and builtin are exclusive",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    user: nobody\n",
+        2,
+        3,
+        "needs exec or builtin",
+    );
+}
+
+#[test]
+fn unknown_user_and_group() {
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: no-such-user-x\n",
+        5,
+        11,
+        "unknown user \"no-such-user-x\"",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    groups: [root, nogroupx]\n",
+        6,
+        20,
+        "unknown group \"nogroupx\"",
+    );
+}
+
+#[test]
+fn root_rule() {
+    if !is_root() {
+        eprintln!("skipped: the root rule is only checked when the tests run as root");
+        return;
+    }
+    // The real context: superd as root refuses an exec service without a
+    // user, and a root user coming from defaults.
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "t.yaml",
+        "defaults:\n  user: 0\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+    );
+    let e = load(&[p]).unwrap_err();
+    assert_eq!((e[0].line, e[0].column), (Some(4), Some(3)));
+    assert!(
+        e[0].message.contains("would run as root through defaults"),
+        "{}",
+        e[0]
+    );
+    let p = write(
+        &d,
+        "u.yaml",
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+    );
+    let e = load(&[p]).unwrap_err();
+    assert!(e[0].message.contains("needs a user"), "{}", e[0]);
+}
+
+#[test]
+fn root_rule_with_root_context() {
+    // These use a root context, so they hold whoever runs the tests.
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+        2,
+        3,
+        "needs a user: superd runs as root",
+    );
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "t.yaml",
+        "defaults:\n  user: root\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n  b:\n    listen: 2\n    exec: /bin/cat\n    user: root\n",
+    );
+    let e = load_with(&[p.clone()], &root_ctx()).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].column), (Some(4), Some(3)));
+    assert!(
+        e[0].message.contains("would run as root through defaults"),
+        "{}",
+        e[0]
+    );
+    // A service's own `user: 0` is fine; builtins need no user.
+    let c = ok(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: 0\n  b:\n    listen: 2\n    builtin: echo\n",
+    );
+    assert_eq!(c.services[0].credentials.as_ref().unwrap().uid, 0);
+    assert_eq!(c.services[1].credentials, None);
+}
+
+#[test]
+fn not_root_rules() {
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "t.yaml",
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+    );
+    let c = load_with(&[p], &user_ctx()).unwrap();
+    assert_eq!(c.services[0].credentials, None);
+    let p = write(
+        &d,
+        "u.yaml",
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: root\n",
+    );
+    let e = load_with(&[p], &user_ctx()).unwrap_err();
+    assert_eq!((e[0].line, e[0].column), (Some(5), Some(11)));
+    assert!(
+        e[0].message.contains("needs superd to run as root"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn writable_config_refused_when_root() {
+    if !is_root() {
+        eprintln!("skipped: the ownership rule applies only when superd runs as root");
+        return;
+    }
+    let d = tmpdir();
+    let p = write(&d, "t.yaml", ECHO);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let e = load_with(&[p.clone()], &root_ctx()).unwrap_err();
+    assert!(e[0].message.contains("writable by everyone"), "{}", e[0]);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+    let e = load_with(&[p.clone()], &root_ctx()).unwrap_err();
+    assert!(
+        e[0].message.contains("owned by uid 65534, not root"),
+        "{}",
+        e[0]
+    );
+    // The directory counts too.
+    nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = load_with(&[d.clone()], &root_ctx()).unwrap_err();
+    assert!(e[0].message.contains("writable by everyone"), "{}", e[0]);
+    // Not root: no ownership rule.
+    assert!(load_with(&[p], &user_ctx()).is_ok());
+}
+
+#[test]
+fn defaults_in_two_files() {
+    let d = tmpdir();
+    let a = write(&d, "a.yaml", "defaults:\n  user: nobody\n");
+    let b = write(&d, "b.yaml", "services: {}\ndefaults:\n  user: nobody\n");
+    let e = load_with(&[d], &root_ctx()).unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        (e[0].file.clone(), e[0].line, e[0].column),
+        (b, Some(2), Some(1))
+    );
+    assert!(
+        e[0].message
+            .contains(&format!("already set in {}:1:1", a.display()))
+    );
+    one(
+        "defaults:\n  listen: 7\n",
+        2,
+        3,
+        "listen cannot be set in defaults",
+    );
+}
+
+#[test]
+fn directory_listing() {
+    let d = tmpdir();
+    for junk in [
+        "x.yaml~",
+        ".x.yaml",
+        ".x.yaml.swp",
+        "x.yaml.dpkg-old",
+        "x.txt",
+    ] {
+        write(&d, junk, "garbage: [");
+    }
+    write(
+        &d,
+        "b.yml",
+        "services:\n  b:\n    listen: 2\n    builtin: echo\n",
+    );
+    write(
+        &d,
+        "a.yaml",
+        "services:\n  a:\n    listen: 1\n    builtin: echo\n",
+    );
+    write(
+        &d,
+        "C.yaml",
+        "services:\n  c:\n    listen: 3\n    builtin: echo\n",
+    );
+    write(&d, "empty.yaml", "");
+    write(&d, "comments.yaml", "# nothing here\n");
+    let c = load_with(&[d], &root_ctx()).unwrap();
+    let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["c", "a", "b"]);
+}
+
+#[test]
+fn every_default() {
+    let c = ok("services:\n  echo:\n    listen: 7007\n    exec: /bin/cat\n    user: nobody\n");
+    let s = &c.services[0];
+    assert_eq!(s.listen, [Address::AnyPort(7007)]);
+    assert_eq!(s.socket, SocketType::Stream);
+    assert!(!s.wait);
+    let cr = s.credentials.as_ref().unwrap();
+    assert_eq!(cr.user, "nobody");
+    assert_eq!(s.cwd, PathBuf::from("/"));
+    assert_eq!(s.chroot, None);
+    assert_eq!(s.umask, 0o022);
+    assert_eq!(s.nice, None);
+    assert!(s.env.is_empty());
+    assert_eq!(s.stderr, StderrMode::Socket);
+    assert_eq!(s.max_connections, 256);
+    assert_eq!(s.max_per_source, None);
+    assert_eq!(s.rate, None);
+    assert!(s.only_from.is_empty() && s.deny_from.is_empty());
+    assert_eq!(s.timeout, None);
+    assert_eq!(s.kill_grace, Duration::from_secs(5));
+    assert_eq!(s.idle_timeout, Duration::from_secs(60));
+    assert!(s.rlimits.is_empty());
+    assert_eq!(s.backlog, 1024);
+    assert!(!s.reuse_port && !s.v6only && !s.keepalive && !s.nodelay);
+    assert_eq!(s.socket_mode, 0o666);
+    assert_eq!((s.socket_user, s.socket_group), (None, None));
+    assert!(s.enabled);
+    // dgram waits by default.
+    let c = ok(
+        "services:\n  u:\n    listen: 7\n    socket: dgram\n    exec: /bin/cat\n    user: nobody\n",
+    );
+    assert!(c.services[0].wait);
+}
+
+#[test]
+fn every_field() {
+    let d = tmpdir();
+    let chroot = d.join("jail");
+    std::fs::create_dir_all(chroot.join("bin")).unwrap();
+    std::fs::copy("/bin/cat", chroot.join("bin/cat")).unwrap();
+    let text = format!(
+        r#"defaults:
+  env: {{A: "1", B: b}}
+  rlimits: {{core: 0}}
+services:
+  full:
+    listen: ["127.0.0.1:7008", "[::1]:7008", ":7009", "*:7010", "0.0.0.0:7011", "[::]:7012"]
+    socket: stream
+    wait: true
+    exec: [/bin/cat, -u, 5]
+    user: nobody
+    group: root
+    groups: [root, 0]
+    cwd: /tmp
+    chroot: {chroot}
+    umask: "0027"
+    nice: -5
+    env: {{B: 2, C: true, D: "x y"}}
+    stderr: log
+    max_connections: 8
+    max_per_source: 2
+    rate: 10/m
+    only_from: [10.0.0.1/8, "::ffff:192.168.1.1/120", "2001:db8::1/32"]
+    deny_from: 10.1.2.3
+    timeout: 1.5
+    kill_grace: 500ms
+    idle_timeout: 2m
+    rlimits: {{nofile: 64, as: 1G, stack: "8M:unlimited", cpu: unlimited, nproc: "10:20"}}
+    backlog: 16
+    reuse_port: true
+    v6only: true
+    keepalive: true
+    nodelay: true
+    socket_mode: "0600"
+    socket_user: nobody
+    socket_group: 0
+    enabled: false
+  unix:
+    listen: ["/run/superd-test.sock", "@abstract"]
+    socket: seqpacket
+    exec: cat
+    user: root
+"#,
+        chroot = chroot.display()
+    );
+    let p = write(&d, "t.yaml", &text);
+    let c = load_with(&[p.clone()], &root_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
+    let s = &c.services[0];
+    let sa = |x: &str| Address::Inet(x.parse::<SocketAddr>().unwrap());
+    assert_eq!(s.name, "full");
+    assert_eq!(s.file, p);
+    assert_eq!(
+        s.listen,
+        [
+            sa("127.0.0.1:7008"),
+            sa("[::1]:7008"),
+            Address::AnyPort(7009),
+            Address::AnyPort(7010),
+            sa("0.0.0.0:7011"),
+            sa("[::]:7012"),
+        ]
+    );
+    assert!(s.wait);
+    assert_eq!(
+        s.program,
+        Program::Exec {
+            path: "/bin/cat".into(),
+            argv: vec!["/bin/cat".into(), "-u".into(), "5".into()]
+        }
+    );
+    let cr = s.credentials.as_ref().unwrap();
+    assert_eq!((cr.user.as_str(), cr.gid), ("nobody", 0));
+    assert_eq!(cr.groups, [0, 0]);
+    assert_eq!(s.cwd, PathBuf::from("/tmp"));
+    assert_eq!(s.chroot.as_deref(), Some(chroot.as_path()));
+    assert_eq!((s.umask, s.nice), (0o027, Some(-5)));
+    let env: Vec<(&str, &str)> = s
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(env, [("A", "1"), ("B", "2"), ("C", "true"), ("D", "x y")]);
+    assert_eq!(s.stderr, StderrMode::Log);
+    assert_eq!((s.max_connections, s.max_per_source), (8, Some(2)));
+    assert_eq!(
+        s.rate,
+        Some(Rate {
+            tokens: 10,
+            per: Duration::from_secs(60)
+        })
+    );
+    let nets: Vec<String> = s.only_from.iter().map(|c| c.to_string()).collect();
+    assert_eq!(nets, ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"]);
+    assert_eq!(s.deny_from[0].to_string(), "10.1.2.3/32");
+    assert_eq!(s.timeout, Some(Duration::from_millis(1500)));
+    assert_eq!(s.kill_grace, Duration::from_millis(500));
+    assert_eq!(s.idle_timeout, Duration::from_secs(120));
+    let rl = |r, soft, hard| Rlimit {
+        resource: r,
+        soft,
+        hard,
+    };
+    assert_eq!(
+        s.rlimits,
+        [
+            rl(RlimitResource::Core, Some(0), Some(0)),
+            rl(RlimitResource::Nofile, Some(64), Some(64)),
+            rl(RlimitResource::As, Some(1 << 30), Some(1 << 30)),
+            rl(RlimitResource::Stack, Some(8 << 20), None),
+            rl(RlimitResource::Cpu, None, None),
+            rl(RlimitResource::Nproc, Some(10), Some(20)),
+        ]
+    );
+    assert_eq!(s.backlog, 16);
+    assert!(s.reuse_port && s.v6only && s.keepalive && s.nodelay);
+    assert_eq!(s.socket_mode, 0o600);
+    assert_eq!((s.socket_user, s.socket_group), (Some(65534), Some(0)));
+    assert!(!s.enabled);
+    let u = &c.services[1];
+    assert_eq!(
+        u.listen,
+        [
+            Address::UnixPath("/run/superd-test.sock".into()),
+            Address::UnixAbstract(b"abstract".to_vec())
+        ]
+    );
+    assert_eq!(u.socket, SocketType::Seqpacket);
+    assert_eq!(u.credentials.as_ref().unwrap().uid, 0);
+}
+
+#[test]
+fn field_rules() {
+    let b = "services:\n  a:\n    listen: 1\n";
+    one(
+        &format!("{b}    builtin: echo\n    wait: true\n"),
+        5,
+        5,
+        "wait: true makes no sense for a builtin",
+    );
+    one(
+        &format!("{b}    exec: /bin/cat\n    user: nobody\n    socket: seqpacket\n"),
+        6,
+        13,
+        "seqpacket needs unix addresses",
+    );
+    one(
+        "services:\n  a:\n    listen: /run/x\n    socket: dgram\n    builtin: echo\n",
+        5,
+        14,
+        "builtin echo cannot serve unix dgram sockets",
+    );
+    one(
+        "services:\n  a:\n    listen: \"@x\"\n    socket: seqpacket\n    builtin: echo\n",
+        5,
+        14,
+        "builtin echo cannot serve seqpacket sockets",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    socket: dgram\n    wait: false\n    exec: /bin/cat\n    user: nobody\n",
+        5,
+        5,
+        "dgram services need wait: true",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    nice: 20\n"),
+        5,
+        11,
+        "nice 20 is out of range",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    rate: 0/s\n"),
+        5,
+        11,
+        "bad rate \"0/s\"",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    timeout: 0\n"),
+        5,
+        5,
+        "timeout must be longer than 0",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    rlimits: {{core: \"2:1\"}}\n"),
+        5,
+        21,
+        "soft limit exceeds",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    rlimits: {{cores: 1}}\n"),
+        5,
+        15,
+        "unknown rlimit \"cores\"",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    env: {{1A: x}}\n"),
+        5,
+        11,
+        "bad variable name \"1A\"",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    cwd: tmp\n"),
+        5,
+        10,
+        "expected an absolute path",
+    );
+    one(
+        &format!("{b}    builtin: echo\n    only_from: [10.0.0.0/33]\n"),
+        5,
+        17,
+        "prefix longer than 32",
+    );
+    one(
+        &format!("{b}    builtin: lol\n"),
+        4,
+        14,
+        "unknown builtin \"lol\", expected one of echo",
+    );
+    one(
+        &format!("{b}    exec: \"/bin/c\\0at\"\n    user: nobody\n"),
+        4,
+        11,
+        "NUL",
+    );
+    one(
+        "services:\n  \"a b\":\n    listen: 1\n",
+        2,
+        3,
+        "bad service name \"a b\"",
+    );
+    one(
+        "services: {a: 1}\n---\nservices: {}\n",
+        3,
+        1,
+        "a second YAML document",
+    );
+    one(
+        "services: {a: {listen: 1, builtin: echo}\n",
+        2,
+        1,
+        "did not find expected",
+    );
+}
+
+/// Every struct refuses unknown fields (`deny_unknown_fields` and the
+/// hand-written maps alike).
+#[test]
+fn unknown_fields_everywhere() {
+    one("bogus: 1\n", 1, 1, "unknown field \"bogus\"");
+    one("defaults:\n  bogus: 1\n", 2, 3, "unknown field \"bogus\"");
+    one(
+        "services:\n  a:\n    bogus: 1\n",
+        3,
+        5,
+        "unknown field \"bogus\"",
+    );
+    one(
+        "services:\n  a:\n    rlimits:\n      bogus: 1\n",
+        4,
+        7,
+        "unknown rlimit \"bogus\"",
+    );
+}
+
+#[test]
+fn empty_and_null_files() {
+    for text in ["", "---\n", "~\n", "services:\n", "services: {}\n"] {
+        assert!(ok(text).services.is_empty(), "{text:?}");
+    }
+    assert!(load_with(&[], &root_ctx()).unwrap().services.is_empty());
+}
+
+#[test]
+fn errors_from_every_file() {
+    let d = tmpdir();
+    write(&d, "a.yaml", "services:\n  a:\n    lisen: 1\n");
+    write(&d, "b.yaml", "services:\n  b:\n    listen: nope\n");
+    let e = load_with(&[d], &root_ctx()).unwrap_err();
+    assert_eq!(e.len(), 2, "{e:?}");
+}
+
+#[test]
+fn oneline() {
+    let ctx = root_ctx();
+    let c = oneline_with(
+        &["127.0.0.1:7000".into()],
+        &[
+            ("user".into(), "nobody".into()),
+            ("max_connections".into(), "8".into()),
+            ("umask".into(), "'027'".into()),
+            ("env".into(), "{A: b}".into()),
+        ],
+        &["/bin/cat".into(), "-u".into()],
+        &ctx,
+    )
+    .unwrap_or_else(|e| panic!("{e:?}"));
+    let s = &c.services[0];
+    assert_eq!(s.name, "cat");
+    assert_eq!(s.max_connections, 8);
+    assert_eq!(s.umask, 0o027);
+    assert_eq!(s.env, [("A".to_owned(), "b".to_owned())]);
+    assert_eq!(s.file, PathBuf::from(COMMAND_LINE));
+
+    let e = oneline_with(
+        &["127.0.0.1:7000".into()],
+        &[
+            ("user".into(), "nobody".into()),
+            ("max_connections".into(), "0".into()),
+            ("umask".into(), "022".into()),
+        ],
+        &["/bin/cat".into()],
+        &ctx,
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].to_string(),
+        format!(
+            "{COMMAND_LINE}: --set umask=022: must be a quoted octal string like \"022\" (a bare number is not read as octal)"
+        )
+    );
+
+    let e = oneline_with(
+        &["127.0.0.1:7000".into()],
+        &[
+            ("user".into(), "nobody".into()),
+            ("max_connections".into(), "0".into()),
+        ],
+        &["/bin/cat".into()],
+        &ctx,
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].to_string(),
+        format!("{COMMAND_LINE}: --set max_connections=0: expected an integer >= 1, found 0")
+    );
+
+    // A value cannot inject structure; an unknown field is named.
+    let e = oneline_with(
+        &["7000".into()],
+        &[("user".into(), "nobody\nexec: /bin/sh".into())],
+        &["/bin/cat".into()],
+        &ctx,
+    )
+    .unwrap_err();
+    assert!(
+        e[0].message
+            .starts_with("--set user=nobody\nexec: /bin/sh: mapping values are not allowed"),
+        "{e:?}"
+    );
+    let e = oneline_with(
+        &["7000".into()],
+        &[
+            ("user".into(), "nobody".into()),
+            ("lisen".into(), "1".into()),
+        ],
+        &["/bin/cat".into()],
+        &ctx,
+    )
+    .unwrap_err();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].message
+            .starts_with("--set lisen=1: unknown field \"lisen\", expected one of listen"),
+        "{e:?}"
+    );
+    // As root, a user is required.
+    let e = oneline_with(&["7000".into()], &[], &["/bin/cat".into()], &ctx).unwrap_err();
+    assert!(e[0].message.contains("needs a user"), "{e:?}");
+}
+
+#[test]
+fn thousand_services_fast() {
+    let mut text = String::from("defaults:\n  user: nobody\nservices:\n");
+    for i in 0..1000 {
+        text.push_str(&format!(
+            "  s{i}:\n    listen: \"127.0.0.1:{}\"\n    exec: [/bin/cat, -u]\n    umask: \"027\"\n    max_connections: 4\n",
+            10000 + i
+        ));
+    }
+    let d = tmpdir();
+    let p = write(&d, "big.yaml", &text);
+    let t = std::time::Instant::now();
+    let c = load_with(&[p], &root_ctx()).unwrap();
+    let el = t.elapsed();
+    assert_eq!(c.services.len(), 1000);
+    eprintln!("1000 services loaded in {el:?}");
+}
