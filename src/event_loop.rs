@@ -583,14 +583,8 @@ impl Daemon {
         let st = self.services.get_mut(&sid).expect("live");
         let service = st.service.clone();
         let source = conn.peer.ip().map(source_key);
-        if let Peer::Inet(_) = conn.peer {
-            if service.socket == SocketType::Stream {
-                listener::set_connection_options(
-                    conn.fd.as_fd(),
-                    service.keepalive,
-                    service.nodelay,
-                );
-            }
+        if matches!(conn.peer, Peer::Inet(_)) && service.socket == SocketType::Stream {
+            listener::set_connection_options(conn.fd.as_fd(), service.keepalive, service.nodelay);
         }
         match &service.program {
             Program::Builtin(kind) => {
@@ -713,6 +707,13 @@ impl Daemon {
             nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
             Ok(1)
         ) {
+            return;
+        }
+        let revents = pfd[0].revents().unwrap_or(nix::poll::PollFlags::empty());
+        if !revents.contains(nix::poll::PollFlags::POLLIN) {
+            // Only a pending socket error (an ICMP report on a datagram
+            // socket): reading SO_ERROR clears it; no child for that.
+            let _ = socket::getsockopt(&entry.listener.fd, socket::sockopt::SocketError);
             return;
         }
         let _ = self
