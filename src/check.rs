@@ -48,8 +48,11 @@ fn describe_service(out: &mut String, s: &Service) {
                 c.user, c.uid, c.gid, c.groups
             );
         }
+        None if s.builtin().is_some() => {
+            let _ = writeln!(out, "  user: - (builtin: served inside superd)");
+        }
         None => {
-            let _ = writeln!(out, "  user: (superd's own)");
+            let _ = writeln!(out, "  user: superd's own (superd is not root)");
         }
     }
     let mut limits = format!("max_connections={}", s.max_connections);

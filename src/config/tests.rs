@@ -307,12 +307,29 @@ fn exec_not_found() {
         11,
         "program \"no-such-program-here\" not found in PATH",
     );
+    // A relative path with a slash is relative to the file's directory.
     one(
         "services:\n  a:\n    listen: 1\n    exec: ./rel\n    user: nobody\n",
         4,
         11,
-        "expected an absolute path or a bare name",
+        "/rel not found",
     );
+    let d = tmpdir();
+    let prog = write(&d, "tool.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let p = write(
+        &d,
+        "t.yaml",
+        "services:\n  a:\n    listen: 1\n    exec: [./tool.sh, x]\n    user: nobody\n",
+    );
+    let c = load_with(&[p], &root_ctx()).unwrap();
+    match &c.services[0].program {
+        Program::Exec { path, argv } => {
+            assert_eq!(path, &std::fs::canonicalize(&d).unwrap().join("./tool.sh"));
+            assert_eq!(argv, &["./tool.sh", "x"]);
+        }
+        other => panic!("{other:?}"),
+    }
     // A bare name is found in PATH; argv[0] stays as written.
     let c = ok("services:\n  a:\n    listen: 1\n    exec: sh\n    user: nobody\n");
     match &c.services[0].program {
@@ -432,13 +449,17 @@ fn not_root_rules() {
         "u.yaml",
         "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: root\n",
     );
-    let e = load_with(&[p], &user_ctx()).unwrap_err();
-    assert_eq!((e[0].line, e[0].column), (Some(5), Some(11)));
-    assert!(
-        e[0].message.contains("needs superd to run as root"),
-        "{}",
-        e[0]
+    // Not root: the user is validated, then the child keeps superd's
+    // identity (as xinetd does).
+    let c = load_with(&[p], &user_ctx()).unwrap();
+    assert_eq!(c.services[0].credentials, None);
+    let p = write(
+        &d,
+        "v.yaml",
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: no-such-user-x\n",
     );
+    let e = load_with(&[p], &user_ctx()).unwrap_err();
+    assert_eq!((e[0].line, e[0].column), (Some(5), Some(11)), "{}", e[0]);
 }
 
 #[test]

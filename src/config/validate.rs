@@ -207,6 +207,26 @@ fn check_executable(inside: &Path, chroot: Option<&Path>) -> Result<(), String> 
     Ok(())
 }
 
+/// A relative program path with a slash (`../examples/hello.sh`) names a
+/// file relative to the directory of the config file that wrote it, so a
+/// service directory can ship its own programs. Not under chroot, where
+/// only absolute paths inside the jail make sense.
+fn relative_to_file(prog: &str, file: &Path, chrooted: bool) -> String {
+    if chrooted || prog.starts_with('/') || !prog.contains('/') {
+        return prog.to_owned();
+    }
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    match std::fs::canonicalize(dir) {
+        Ok(abs) => abs.join(prog).to_string_lossy().into_owned(),
+        Err(_) => prog.to_owned(),
+    }
+}
+
 fn find_program(prog: &str, chroot: Option<&Path>, search: &str) -> Result<PathBuf, String> {
     if prog.is_empty() {
         return Err("exec: the program name is empty".into());
@@ -218,7 +238,7 @@ fn find_program(prog: &str, chroot: Option<&Path>, search: &str) -> Result<PathB
     }
     if prog.contains('/') {
         return Err(format!(
-            "program {prog:?}: expected an absolute path or a bare name found in PATH"
+            "program {prog:?}: expected an absolute path, a path relative to this file, or a bare name found in PATH"
         ));
     }
     for dir in search.split(':').filter(|d| d.starts_with('/')) {
@@ -472,7 +492,8 @@ fn service<'a>(
                     None
                 }
                 Some(p) => {
-                    match cache.program(p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
+                    let p = relative_to_file(p, prog_origin.file.path.as_path(), chroot.is_some());
+                    match cache.program(&p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
                         Ok(path) => Some(Program::Exec { path, argv }),
                         Err(m) => {
                             errors.push(prog_origin.at_value("exec", m));
@@ -735,52 +756,8 @@ fn credentials<'a>(
         });
     }
 
-    // Not root: setuid/setgid/setgroups would fail, so anything but
-    // superd's own identity is refused now rather than at every connection.
-    const NEEDS_ROOT: &str = "needs superd to run as root";
-    if let (Some((_, o)), Some(i)) = (user, &info)
-        && i.uid != ctx.euid
-    {
-        errors.push(o.at_value(
-            "user",
-            format!("user {} (uid {}) {NEEDS_ROOT}", i.name, i.uid),
-        ));
-    }
-    let gid = gid.or(info.as_ref().and_then(|i| i.gid));
-    if let Some(g) = gid
-        && g != ctx.egid
-    {
-        let o = group
-            .map(|(_, o)| (o, "group"))
-            .or(user.map(|(_, o)| (o, "user")));
-        if let Some((o, field)) = o {
-            errors.push(o.at_value(
-                field,
-                format!("group {g} {NEEDS_ROOT} (superd's group is {})", ctx.egid),
-            ));
-        }
-    }
-    if let Some((_, o)) = groups {
-        let mut want = list.clone();
-        let mut have = ctx.groups.clone();
-        want.sort_unstable();
-        have.sort_unstable();
-        want.dedup();
-        have.dedup();
-        if want != have {
-            errors.push(o.at_value(
-                "groups",
-                format!("supplementary groups other than superd's own {NEEDS_ROOT}"),
-            ));
-        }
-    }
-    let info = info?;
-    Some(Credentials {
-        user: info.name,
-        uid: info.uid,
-        gid: gid.unwrap_or(ctx.egid),
-        groups: ctx.groups.clone(),
-        home: info.home,
-        shell: info.shell,
-    })
+    // Not root: superd cannot change identity, so the child runs as
+    // superd's own user, as xinetd does. user/group/groups were resolved
+    // above, so a typo is still an error; they take effect under root.
+    None
 }
