@@ -391,6 +391,12 @@ impl Daemon {
 
     /// Runs until SIGTERM/SIGINT, then shuts down. Returns the exit code.
     pub fn run(mut self) -> crate::ExitCode {
+        info!(
+            "ready services={} listeners={} pid={}",
+            self.order.len(),
+            self.listeners.len(),
+            std::process::id()
+        );
         self.notifier.notify("READY=1");
         let mut events = Events::with_capacity(256);
         loop {
@@ -661,10 +667,10 @@ impl Daemon {
                 st.counters.exec_failures += 1;
                 st.fail_streak += 1;
                 error!(
-                    "exec failed service={} step={} error={}",
+                    "exec failed service={} step={} error=\"{}\"",
                     service.name,
                     f.step.as_str(),
-                    quote(f.errno.desc())
+                    f.errno.desc()
                 );
                 // Pace a program that keeps failing: wait mode backs off
                 // (the unread datagram or connection would otherwise

@@ -166,8 +166,28 @@ fn clean_message(e: &serde_yaml::Error) -> String {
             s.replace_range(i..i + suffix.len(), "");
         }
     }
+    // serde_yaml's path (`services.web.max_connections`) before the
+    // message: keep its field, the last segment, so the message says what
+    // it is about (`max_connections: expected an integer >= 1, ...`).
+    let field = s
+        .split_once(": ")
+        .map(|(p, _)| p)
+        .filter(|p| !p.contains(' '))
+        .and_then(|p| {
+            let segs: Vec<&str> = p.split('.').collect();
+            let deep = match segs.first() {
+                Some(&"services") => segs.len() >= 3,
+                Some(&"defaults") => segs.len() >= 2,
+                _ => false,
+            };
+            deep.then(|| segs[segs.len() - 1].to_owned())
+        });
     if let Some(i) = s.find(raw::MSG) {
-        return s[i + raw::MSG.len_utf8()..].to_owned();
+        let msg = &s[i + raw::MSG.len_utf8()..];
+        return match field {
+            Some(f) => format!("{f}: {msg}"),
+            None => msg.to_owned(),
+        };
     }
     const SERDE: [&str; 7] = [
         "unknown field",
@@ -308,7 +328,15 @@ pub fn oneline_with(
                     .and_then(|l| ranges.iter().find(|(a, b, _)| (*a..=*b).contains(&l)))
                     .map(|(_, _, label)| label.as_str())
                     .unwrap_or("the service");
-                whole(format!("{label}: {}", e.message))
+                // The label names the field already.
+                let field = label
+                    .strip_prefix("--set ")
+                    .and_then(|l| l.split_once('='))
+                    .map(|(f, _)| format!("{f}: "));
+                let msg = field
+                    .and_then(|f| e.message.strip_prefix(f.as_str()))
+                    .unwrap_or(&e.message);
+                whole(format!("{label}: {msg}"))
             })
             .collect()
     })

@@ -262,6 +262,7 @@ fn pidfile_is_locked_never_follows_symlinks_and_is_removed() {
     let p = conf.path().to_str().unwrap().to_string();
     let pf = pidfile.to_str().unwrap().to_string();
     let first = Superd::spawn(conf, &[&p, "--pidfile", &pf], &[]);
+    first.wait_for(&["ready"]);
     first.wait_until("pidfile written", || {
         std::fs::read_to_string(&pidfile).is_ok_and(|s| s.trim() == first.pid().to_string())
     });
