@@ -26,6 +26,9 @@ pub struct Child {
     /// The per-source slot this child holds, released when it is reaped.
     pub source: Option<SourceKey>,
     pub started: Instant,
+    /// Unique per spawn: a timer names the child by pid and serial, so a
+    /// reused pid is never mistaken for an earlier child.
+    pub serial: u64,
     /// wait mode: the listener to hand back to the loop at exit.
     pub wait_listener: Option<Token>,
     /// Set once `timeout` fired: the exit line says `reason=timeout`.

@@ -156,7 +156,7 @@ struct StderrPipe {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Resume(u64),
-    ChildTimeout(i32),
+    ChildTimeout(i32, u64),
     ChildKill(i32),
     SessionIdle(Token),
 }
@@ -181,6 +181,7 @@ pub struct Daemon {
     ready: Vec<Token>,
     next_token: usize,
     next_service_id: u64,
+    next_serial: u64,
     reload_pending: bool,
     status_pending: bool,
     reap_pending: bool,
@@ -245,6 +246,7 @@ impl Daemon {
             ready: Vec::new(),
             next_token: 1,
             next_service_id: 1,
+            next_serial: 0,
             reload_pending: false,
             status_pending: false,
             reap_pending: false,
@@ -648,6 +650,10 @@ impl Daemon {
                 peer,
                 source,
                 started: now,
+                serial: {
+                    self.next_serial += 1;
+                    self.next_serial
+                },
                 wait_listener,
                 timed_out: false,
                 exec_failed,
@@ -655,7 +661,7 @@ impl Daemon {
         );
         debug!("spawn service={} pid={pid}", service.name);
         if let Some(t) = service.timeout {
-            self.timer(now + t, Timer::ChildTimeout(pid));
+            self.timer(now + t, Timer::ChildTimeout(pid, self.next_serial));
         }
         if let Some(fd) = spawned.stderr {
             self.watch_stderr(fd, &service.name, pid);
@@ -1014,9 +1020,9 @@ impl Daemon {
                         self.drain_listener(t);
                     }
                 }
-                Timer::ChildTimeout(pid) => {
+                Timer::ChildTimeout(pid, serial) => {
                     let grace = match self.children.get_mut(pid) {
-                        Some(c) if !c.timed_out => {
+                        Some(c) if !c.timed_out && c.serial == serial => {
                             c.timed_out = true;
                             let g = self
                                 .services
