@@ -115,7 +115,28 @@ impl Superd {
 
     /// Starts superd with `args`, `dir` kept alive as long as it runs.
     pub fn spawn(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Superd {
+        Superd::spawn_limited(dir, args, env, None)
+    }
+
+    /// Like `spawn`, with superd's own RLIMIT_NOFILE set to `nofile`.
+    pub fn spawn_limited(
+        dir: TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+        nofile: Option<u64>,
+    ) -> Superd {
         let mut cmd = Command::new(superd_bin());
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; nothing else runs
+            // between fork and exec here.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -263,6 +284,26 @@ impl Superd {
     }
 
     /// Children of superd that are zombies right now.
+    /// CPU time superd has used (utime + stime), in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+        let f: Vec<&str> = after.split(' ').collect();
+        // Fields 14 and 15 of stat(5); `after` starts at field 3.
+        f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+    }
+
+    /// Resident memory of superd, in KiB (VmRSS).
+    pub fn rss_kib(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     pub fn zombies(&self) -> usize {
         children_of(self.pid())
             .into_iter()

@@ -257,3 +257,49 @@ fn timeout_kills_the_child_and_its_process_group() {
             || proc_state(grandchild) == Some('Z')
     });
 }
+
+#[test]
+fn out_of_descriptors_pauses_accepting_without_spinning_and_serves_the_queue_later() {
+    let dir = TempDir::new("emfile");
+    dir.write(
+        "t.yaml",
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    idle_timeout: 1h\n",
+    );
+    let p = dir.path().to_str().unwrap().to_string();
+    // 48 descriptors: superd's own handful, then a few dozen sessions.
+    let d = Superd::spawn_limited(dir, &[&p], &[], Some(48));
+    let addr = d.addr("e");
+    // Flood past the limit: every client says hello and waits for the echo.
+    let mut clients: Vec<TcpStream> = (0..120).map(|_| connect(&addr)).collect();
+    for c in clients.iter_mut() {
+        c.write_all(b"hello\n").unwrap();
+    }
+    let line = d.wait_for(&["out of resources", "service=e", "step=accept"]);
+    assert!(line.starts_with("WARN"), "{line}");
+    // While the flood stands, superd does not spin: over the next 2 seconds
+    // of wall time (bounded by the poll below) it uses well under a second
+    // of CPU. A busy loop would use all of it.
+    let before = d.cpu_ticks();
+    let until = Instant::now() + Duration::from_secs(2);
+    d.wait_until("two seconds of flood", || Instant::now() >= until);
+    let used = d.cpu_ticks() - before;
+    assert!(
+        used < 50,
+        "superd used {used} ticks in 2 s while out of fds"
+    );
+    // The log says so once per interval, not once per attempt.
+    assert!(
+        d.lines_with(&["out of resources"]).len() <= 2,
+        "{}",
+        d.log_text()
+    );
+    // Release them in order: each one read frees a descriptor, and every
+    // client that waited in the backlog is served in turn.
+    let total = clients.len();
+    for (i, mut c) in clients.drain(..).enumerate() {
+        let mut buf = [0u8; 6];
+        c.read_exact(&mut buf)
+            .unwrap_or_else(|e| panic!("client {i} of {total} not served: {e}"));
+        assert_eq!(&buf, b"hello\n");
+    }
+}
