@@ -6,6 +6,7 @@ mod harness;
 
 mod basics;
 mod child;
+mod docs;
 mod limits;
 mod live;
 mod sockets;
