@@ -7,6 +7,7 @@ mod harness;
 mod basics;
 mod child;
 mod docs;
+mod examples;
 mod limits;
 mod live;
 mod sockets;
