@@ -10,4 +10,5 @@ mod docs;
 mod examples;
 mod limits;
 mod live;
+mod oneline;
 mod sockets;
