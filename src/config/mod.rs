@@ -336,6 +336,8 @@ pub fn oneline_with(
                 let msg = field
                     .and_then(|f| e.message.strip_prefix(f.as_str()))
                     .unwrap_or(&e.message);
+                // No file to edit in this mode: say which option to add.
+                let msg = msg.replace("(set user: here or in defaults)", "(add --set user=NAME)");
                 whole(format!("{label}: {msg}"))
             })
             .collect()

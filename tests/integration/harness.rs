@@ -256,15 +256,24 @@ impl Superd {
         self.wait_exit()
     }
 
+    /// Waits for superd to exit, and for its whole log to be read.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + DEADLINE;
-        loop {
+        let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
+                break s;
             }
             assert!(Instant::now() < deadline, "superd did not exit");
             std::thread::sleep(Duration::from_millis(10));
+        };
+        let (m, c) = &*self.log;
+        let mut log = m.lock().unwrap();
+        while !log.closed {
+            let now = Instant::now();
+            assert!(now < deadline, "superd's stderr stayed open after exit");
+            log = c.wait_timeout(log, deadline - now).unwrap().0;
         }
+        status
     }
 
     /// superd's stdout, read to EOF (for --check).
