@@ -5,6 +5,7 @@
 mod harness;
 
 mod basics;
+mod builtins;
 mod child;
 mod cli;
 mod docs;
