@@ -848,8 +848,15 @@ impl Daemon {
 
     fn end_session_entry(&mut self, entry: SessionEntry, reason: Option<&str>) {
         let now = Instant::now();
+        // A session that ended on an I/O error (the peer reset it, say)
+        // says which.
+        let error = entry
+            .session
+            .error()
+            .map(|e| format!(" error={}", quote(&e.to_string())))
+            .unwrap_or_default();
         info!(
-            "exit service={} peer={} status=0 duration={} bytes_in={} bytes_out={}{}",
+            "exit service={} peer={} status=0 duration={} bytes_in={} bytes_out={}{}{error}",
             entry.service,
             entry.peer,
             children::secs(now.duration_since(entry.started)),
