@@ -3,10 +3,9 @@
 //! and abstract name; wait mode.
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::time::Duration;
 
 use crate::harness::*;
 
@@ -248,13 +247,12 @@ fn ipv6_and_dual_stack() {
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     let r = report(&exchange(&format!("[::1]:{port}"), b""));
     assert_eq!(get(&r, "env.TCPREMOTEIP"), "::1");
-    // v6only refuses IPv4.
+    // v6only leaves IPv4 alone: the same port on 127.0.0.1 is free for
+    // someone else, which a dual-stack socket would not allow.
     let port = d.port("v6only");
-    assert!(
-        TcpStream::connect_timeout(
-            &format!("127.0.0.1:{port}").parse().unwrap(),
-            Duration::from_secs(5)
-        )
-        .is_err()
-    );
+    let v4 = std::net::TcpListener::bind(("127.0.0.1", port));
+    assert!(v4.is_ok(), "v6only socket also holds IPv4 port {port}: {v4:?}");
+    let dual = d.port("dual");
+    let err = std::net::TcpListener::bind(("127.0.0.1", dual)).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 }
