@@ -4,8 +4,9 @@
 //! xinetd when installed, side by side on loopback; then superd's idle CPU,
 //! RSS, start and reload times with 1 and 1000 services.
 //!
-//! Run with `cargo bench --bench load`. `SUPERD_BENCH_SECS` sets the
-//! measured seconds per cell (default 3; each cell also warms up 0.5 s).
+//! Run with `cargo bench --bench load`. Each cell is `SUPERD_BENCH_ROUNDS`
+//! rounds (default 3) of `SUPERD_BENCH_SECS` measured seconds (default 1),
+//! each after a 0.5 s warm-up, the servers interleaved round by round.
 
 #![allow(unsafe_code)]
 
@@ -39,12 +40,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("__client") {
         // One cell against any server: `__client PORT tiny|echo CONC SECS`.
         let proto = if args[3] == "echo" { Proto::Echo } else { Proto::Tiny };
-        let r = run_cell(
+        let r = Cell::from_rounds(vec![run_round(
             args[2].parse().expect("port"),
             proto,
             args[4].parse().expect("concurrency"),
             Duration::from_secs_f64(args[5].parse().expect("seconds")),
-        );
+        )]);
         println!(
             "{:.0} conn/s p50 {:.3} ms p99 {:.3} ms errors {}",
             r.rate,
@@ -57,7 +58,11 @@ fn main() {
     let secs: f64 = std::env::var("SUPERD_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+        .unwrap_or(1.0);
+    let rounds_n: usize = std::env::var("SUPERD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let cell = Duration::from_secs_f64(secs);
     let superd = PathBuf::from(env!("CARGO_BIN_EXE_superd"));
     let dir = std::env::temp_dir().join(format!("superd-bench-{}", std::process::id()));
@@ -67,10 +72,14 @@ fn main() {
     let tiny = build_tiny(&dir);
     let root = unsafe { libc::geteuid() } == 0;
     let mut notes: Vec<String> = Vec::new();
+    let load_before = loadavg();
 
     eprintln!("superd: {}", superd.display());
     eprintln!("tiny:   {}", tiny.display());
-    eprintln!("cells:  {secs} s each (+{} ms warm-up)", WARMUP.as_millis());
+    eprintln!(
+        "cells:  {rounds_n} rounds of {secs} s (+{} ms warm-up each)",
+        WARMUP.as_millis()
+    );
 
     // ---- servers ------------------------------------------------------------
     let mut servers: Vec<Server> = Vec::new();
@@ -115,13 +124,23 @@ fn main() {
     }
 
     // ---- load ----------------------------------------------------------------
-    // results[server][concurrency]
+    // Rounds interleave the servers, so that a burst of other work on the
+    // machine hits every server alike; a cell's rate is the median of its
+    // rounds, its latencies are those of all rounds together.
     let mut results: Vec<Vec<Cell>> = vec![Vec::new(); servers.len()];
     for &c in &CONCURRENCY {
+        let mut rounds: Vec<Vec<Round>> = (0..servers.len()).map(|_| Vec::new()).collect();
+        for _ in 0..rounds_n {
+            for (i, s) in servers.iter().enumerate() {
+                rounds[i].push(run_round(s.port, s.proto, c, cell));
+                // Let the previous round's zombies and TIME_WAITs settle.
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
         for (i, s) in servers.iter().enumerate() {
-            let r = run_cell(s.port, s.proto, c, cell);
+            let r = Cell::from_rounds(std::mem::take(&mut rounds[i]));
             eprintln!(
-                "{:<26} c={c:<3} {:>8.0} conn/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
+                "{:<32} c={c:<3} {:>8.0} conn/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
                 s.label,
                 r.rate,
                 r.p50 as f64 / 1000.0,
@@ -129,8 +148,6 @@ fn main() {
                 r.errors
             );
             results[i].push(r);
-            // Let TIME_WAIT and zombies of the previous cell settle.
-            thread::sleep(Duration::from_millis(300));
         }
     }
     let after_load = (vm(sd_pid, "VmRSS"), vm(sd_pid, "VmHWM"));
@@ -150,7 +167,7 @@ fn main() {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Load: {secs} s per cell on loopback, {} CPUs, kernel {}; each connection = connect, read the reply to EOF, verify it.\n",
+        "Load: loopback, {} CPUs, kernel {}; per cell {rounds_n} rounds of {secs} s, servers interleaved (conn/s: median round; latency: all rounds); each connection = connect, (echo: send a line, half-close), read the reply to EOF, verify it.\n",
         thread::available_parallelism().map_or(0, |n| n.get()),
         kernel()
     );
@@ -213,6 +230,10 @@ fn main() {
         IDLE_WINDOW.as_secs(),
         fp.idle_many
     );
+    notes.push(format!(
+        "load average before / after the run: {load_before} / {} (other work on the machine shows here)",
+        loadavg()
+    ));
     notes.push(format!(
         "the {MANY} services are exec services of the tiny program on 127.0.0.1:0{}",
         if root { ", user nobody" } else { "" }
@@ -496,6 +517,13 @@ fn wait_serving(port: u16, proto: Proto) -> Result<(), String> {
 
 // ---- load ---------------------------------------------------------------------
 
+/// One round of one cell: its rate and every latency (microseconds).
+struct Round {
+    rate: f64,
+    lat: Vec<u32>,
+    errors: u64,
+}
+
 #[derive(Clone, Default)]
 struct Cell {
     rate: f64,
@@ -525,7 +553,24 @@ fn one_connection(addr: SocketAddr, proto: Proto, buf: &mut Vec<u8>) -> bool {
     s.read_to_end(buf).is_ok() && buf.as_slice() == expected
 }
 
-fn run_cell(port: u16, proto: Proto, conc: usize, dur: Duration) -> Cell {
+impl Cell {
+    fn from_rounds(mut rounds: Vec<Round>) -> Cell {
+        rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let rate = rounds.get(rounds.len() / 2).map_or(0.0, |r| r.rate);
+        let errors = rounds.iter().map(|r| r.errors).sum();
+        let mut all: Vec<u32> = rounds.into_iter().flat_map(|r| r.lat).collect();
+        all.sort_unstable();
+        let pct = |p: usize| all.get(all.len() * p / 100).copied().unwrap_or(0) as u64;
+        Cell {
+            rate,
+            p50: pct(50),
+            p99: pct(99),
+            errors,
+        }
+    }
+}
+
+fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let stop = Arc::new(AtomicBool::new(false));
     let from = Instant::now() + WARMUP;
@@ -564,12 +609,9 @@ fn run_cell(port: u16, proto: Proto, conc: usize, dur: Duration) -> Cell {
         all.extend(lat);
         errors += e;
     }
-    all.sort_unstable();
-    let pct = |p: usize| all.get(all.len() * p / 100).copied().unwrap_or(0) as u64;
-    Cell {
+    Round {
         rate: all.len() as f64 / dur.as_secs_f64(),
-        p50: pct(50),
-        p99: pct(99),
+        lat: all,
         errors,
     }
 }
@@ -676,6 +718,12 @@ fn kib(v: Option<u64>) -> String {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn kernel() -> String {
