@@ -39,7 +39,11 @@ fn main() {
     }
     if args.get(1).map(String::as_str) == Some("__client") {
         // One cell against any server: `__client PORT tiny|echo CONC SECS`.
-        let proto = if args[3] == "echo" { Proto::Echo } else { Proto::Tiny };
+        let proto = if args[3] == "echo" {
+            Proto::Echo
+        } else {
+            Proto::Tiny
+        };
         let r = Cell::from_rounds(vec![run_round(
             args[2].parse().expect("port"),
             proto,
@@ -239,8 +243,7 @@ fn main() {
         if root { ", user nobody" } else { "" }
     ));
     notes.push(
-        "superd logs to a file; at the default level each connection writes one `exit` line"
-            .into(),
+        "superd logs to a file; at the default level each connection writes one `exit` line".into(),
     );
     notes.push("tcpserver runs without -v (it logs nothing per connection); xinetd logs PID HOST EXIT DURATION to a file".into());
     let _ = writeln!(out);
@@ -332,7 +335,12 @@ fn ceiling(prog: &str) -> ! {
         libc::posix_spawnattr_setsigdefault(&mut attr, &def);
         libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGDEF as _);
         loop {
-            let c = libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC);
+            let c = libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            );
             if c < 0 {
                 continue;
             }
@@ -379,7 +387,17 @@ fn start_ceiling(tiny: &Path) -> Server {
 fn start_tcpserver(tiny: &Path) -> Result<Server, String> {
     let port = free_port();
     let child = Command::new("tcpserver")
-        .args(["-R", "-H", "-l", "localhost", "-c", "1024", "-b", "1024", "127.0.0.1"])
+        .args([
+            "-R",
+            "-H",
+            "-l",
+            "localhost",
+            "-c",
+            "1024",
+            "-b",
+            "1024",
+            "127.0.0.1",
+        ])
         .arg(port.to_string())
         .arg(tiny)
         .stdin(Stdio::null())
@@ -443,7 +461,13 @@ impl Superd {
     }
 }
 
-fn spawn_superd(superd: &Path, dir: &Path, name: &str, config: &str, quiet: bool) -> (Superd, Duration) {
+fn spawn_superd(
+    superd: &Path,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    quiet: bool,
+) -> (Superd, Duration) {
     let cfg = dir.join(format!("{name}.yaml"));
     fs::write(&cfg, config).expect("write config");
     let sock = dir.join(format!("{name}.notify"));
@@ -472,8 +496,12 @@ fn spawn_superd(superd: &Path, dir: &Path, name: &str, config: &str, quiet: bool
         config: cfg,
         log,
     };
-    wait_notify(&sd.notify, "READY=1")
-        .unwrap_or_else(|e| panic!("{name}: {e}; log: {}", fs::read_to_string(&sd.log).unwrap_or_default()));
+    wait_notify(&sd.notify, "READY=1").unwrap_or_else(|e| {
+        panic!(
+            "{name}: {e}; log: {}",
+            fs::read_to_string(&sd.log).unwrap_or_default()
+        )
+    });
     let took = t0.elapsed();
     sd.ports.clear();
     (sd, took)
@@ -482,14 +510,26 @@ fn spawn_superd(superd: &Path, dir: &Path, name: &str, config: &str, quiet: bool
 fn wait_notify(sock: &UnixDatagram, what: &str) -> Result<(), String> {
     let mut buf = [0u8; 512];
     loop {
-        let n = sock.recv(&mut buf).map_err(|e| format!("waiting for {what}: {e}"))?;
-        if String::from_utf8_lossy(&buf[..n]).lines().any(|l| l == what) {
+        let n = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("waiting for {what}: {e}"))?;
+        if String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == what)
+        {
             return Ok(());
         }
     }
 }
 
-fn start_superd(superd: &Path, dir: &Path, name: &str, tiny: &Path, root: bool, quiet: bool) -> Superd {
+fn start_superd(
+    superd: &Path,
+    dir: &Path,
+    name: &str,
+    tiny: &Path,
+    root: bool,
+    quiet: bool,
+) -> Superd {
     let (p_tiny, p_echo) = (free_port(), free_port());
     let user = if root { "\n    user: root" } else { "" };
     let config = format!(
@@ -635,7 +675,11 @@ fn many_config(tiny: &Path, root: bool, changed: bool) -> String {
     }
     s.push_str("services:\n");
     for i in 0..MANY {
-        let extra = if changed && i == MANY / 2 { ", changed" } else { "" };
+        let extra = if changed && i == MANY / 2 {
+            ", changed"
+        } else {
+            ""
+        };
         let _ = write!(
             s,
             "  s{i:04}:\n    listen: 127.0.0.1:0\n    exec: [{}{extra}]\n",
@@ -652,7 +696,8 @@ fn footprint(superd: &Path, dir: &Path, tiny: &Path, root: bool) -> Footprint {
         tiny.display()
     );
     let (sd_one, start_one) = spawn_superd(superd, dir, "one", &one, false);
-    let (sd_many, start_many) = spawn_superd(superd, dir, "many", &many_config(tiny, root, false), false);
+    let (sd_many, start_many) =
+        spawn_superd(superd, dir, "many", &many_config(tiny, root, false), false);
     let listening = fs::read_to_string(&sd_many.log)
         .unwrap_or_default()
         .lines()
@@ -713,7 +758,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn kib(v: Option<u64>) -> String {
-    v.map_or("?".into(), |k| format!("{:.1} MiB ({k} KiB)", k as f64 / 1024.0))
+    v.map_or("?".into(), |k| {
+        format!("{:.1} MiB ({k} KiB)", k as f64 / 1024.0)
+    })
 }
 
 fn ms(d: Duration) -> f64 {
