@@ -1,0 +1,786 @@
+//! The load and footprint benchmark of issue 6: connections/s and p50/p99
+//! latency of superd (fork+exec and builtin echo), of a minimal
+//! accept-and-posix_spawn loop (the practical ceiling), and of tcpserver and
+//! xinetd when installed, side by side on loopback; then superd's idle CPU,
+//! RSS, start and reload times with 1 and 1000 services.
+//!
+//! Run with `cargo bench --bench load`. Each cell is `SUPERD_BENCH_ROUNDS`
+//! rounds (default 3) of `SUPERD_BENCH_SECS` measured seconds (default 1),
+//! each after a 0.5 s warm-up, the servers interleaved round by round.
+
+#![allow(unsafe_code)]
+
+use std::ffi::CString;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const TINY_REPLY: &[u8] = b"superd-bench tiny reply\n";
+const ECHO_LINE: &[u8] = b"superd-bench echo line\n";
+const CONCURRENCY: [usize; 3] = [1, 8, 64];
+const WARMUP: Duration = Duration::from_millis(500);
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+const MANY: usize = 1000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__ceiling") {
+        ceiling(&args[2]);
+    }
+    if args.get(1).map(String::as_str) == Some("__client") {
+        // One cell against any server: `__client PORT tiny|echo CONC SECS`.
+        let proto = if args[3] == "echo" {
+            Proto::Echo
+        } else {
+            Proto::Tiny
+        };
+        let r = Cell::from_rounds(vec![run_round(
+            args[2].parse().expect("port"),
+            proto,
+            args[4].parse().expect("concurrency"),
+            Duration::from_secs_f64(args[5].parse().expect("seconds")),
+        )]);
+        println!(
+            "{:.0} conn/s p50 {:.3} ms p99 {:.3} ms errors {}",
+            r.rate,
+            r.p50 as f64 / 1000.0,
+            r.p99 as f64 / 1000.0,
+            r.errors
+        );
+        return;
+    }
+    // `cargo test --all-targets` runs a harness-less bench without
+    // `--bench`: do nothing there, the load run is minutes long.
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("load: run it with `cargo bench --bench load`");
+        return;
+    }
+    let secs: f64 = std::env::var("SUPERD_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let rounds_n: usize = std::env::var("SUPERD_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let cell = Duration::from_secs_f64(secs);
+    let superd = PathBuf::from(env!("CARGO_BIN_EXE_superd"));
+    let dir = std::env::temp_dir().join(format!("superd-bench-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("temp dir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+    let tiny = build_tiny(&dir);
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut notes: Vec<String> = Vec::new();
+    let load_before = loadavg();
+
+    eprintln!("superd: {}", superd.display());
+    eprintln!("tiny:   {}", tiny.display());
+    eprintln!(
+        "cells:  {rounds_n} rounds of {secs} s (+{} ms warm-up each)",
+        WARMUP.as_millis()
+    );
+
+    // ---- servers ------------------------------------------------------------
+    let mut servers: Vec<Server> = Vec::new();
+    servers.push(start_ceiling(&tiny));
+    let sd = start_superd(&superd, &dir, "superd", &tiny, root, false);
+    let sd_q = start_superd(&superd, &dir, "superd-q", &tiny, root, true);
+    let sd_pid = sd.child.id();
+    servers.push(Server {
+        label: "superd fork+exec".into(),
+        port: sd.ports[0],
+        proto: Proto::Tiny,
+        child: None,
+    });
+    servers.push(Server {
+        label: "superd fork+exec (-q)".into(),
+        port: sd_q.ports[0],
+        proto: Proto::Tiny,
+        child: None,
+    });
+    match start_tcpserver(&tiny) {
+        Ok(s) => servers.push(s),
+        Err(e) => notes.push(format!("tcpserver skipped: {e}")),
+    }
+    match start_xinetd(&tiny, &dir) {
+        Ok(s) => servers.push(s),
+        Err(e) => notes.push(format!("xinetd skipped: {e}")),
+    }
+    servers.push(Server {
+        label: "superd builtin echo".into(),
+        port: sd.ports[1],
+        proto: Proto::Echo,
+        child: None,
+    });
+    servers.push(Server {
+        label: "superd builtin echo (-q)".into(),
+        port: sd_q.ports[1],
+        proto: Proto::Echo,
+        child: None,
+    });
+    for s in &servers {
+        wait_serving(s.port, s.proto).unwrap_or_else(|e| panic!("{}: {e}", s.label));
+    }
+
+    // ---- load ----------------------------------------------------------------
+    // Rounds interleave the servers, so that a burst of other work on the
+    // machine hits every server alike; a cell's rate is the median of its
+    // rounds, its latencies are those of all rounds together.
+    let mut results: Vec<Vec<Cell>> = vec![Vec::new(); servers.len()];
+    for &c in &CONCURRENCY {
+        let mut rounds: Vec<Vec<Round>> = (0..servers.len()).map(|_| Vec::new()).collect();
+        for _ in 0..rounds_n {
+            for (i, s) in servers.iter().enumerate() {
+                rounds[i].push(run_round(s.port, s.proto, c, cell));
+                // Let the previous round's zombies and TIME_WAITs settle.
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+        for (i, s) in servers.iter().enumerate() {
+            let r = Cell::from_rounds(std::mem::take(&mut rounds[i]));
+            eprintln!(
+                "{:<32} c={c:<3} {:>8.0} conn/s  p50 {:>7.3} ms  p99 {:>7.3} ms  errors {}",
+                s.label,
+                r.rate,
+                r.p50 as f64 / 1000.0,
+                r.p99 as f64 / 1000.0,
+                r.errors
+            );
+            results[i].push(r);
+        }
+    }
+    let after_load = (vm(sd_pid, "VmRSS"), vm(sd_pid, "VmHWM"));
+    for s in &mut servers {
+        if let Some(mut c) = s.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    sd.stop();
+    sd_q.stop();
+
+    // ---- footprint -------------------------------------------------------------
+    let fp = footprint(&superd, &dir, &tiny, root);
+
+    // ---- report -----------------------------------------------------------------
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Load: loopback, {} CPUs, kernel {}; per cell {rounds_n} rounds of {secs} s, servers interleaved (conn/s: median round; latency: all rounds); each connection = connect, (echo: send a line, half-close), read the reply to EOF, verify it.\n",
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        kernel()
+    );
+    let _ = writeln!(
+        out,
+        "| server | c | conn/s | × ceiling | p50 ms | p99 ms | errors |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for (ci, &c) in CONCURRENCY.iter().enumerate() {
+        let ceiling = results[0][ci].rate;
+        for (si, s) in servers.iter().enumerate() {
+            let r = &results[si][ci];
+            let _ = writeln!(
+                out,
+                "| {} | {c} | {:.0} | {:.2} | {:.3} | {:.3} | {} |",
+                s.label,
+                r.rate,
+                r.rate / ceiling,
+                r.p50 as f64 / 1000.0,
+                r.p99 as f64 / 1000.0,
+                r.errors
+            );
+        }
+    }
+    let _ = writeln!(out, "\nFootprint (superd, default log level):\n");
+    let _ = writeln!(out, "| measure | value |");
+    let _ = writeln!(out, "|---|---:|");
+    let _ = writeln!(out, "| RSS, 1 service | {} |", kib(fp.rss_one));
+    let _ = writeln!(out, "| RSS, {MANY} services | {} |", kib(fp.rss_many));
+    let _ = writeln!(
+        out,
+        "| RSS / peak RSS after the load run (2 services) | {} / {} |",
+        kib(after_load.0),
+        kib(after_load.1)
+    );
+    let _ = writeln!(
+        out,
+        "| start to READY=1, 1 service | {:.1} ms |",
+        ms(fp.start_one)
+    );
+    let _ = writeln!(
+        out,
+        "| start to READY=1, {MANY} services | {:.1} ms |",
+        ms(fp.start_many)
+    );
+    let _ = writeln!(
+        out,
+        "| SIGHUP to READY=1, {MANY} services, one changed | {:.1} ms |",
+        ms(fp.reload_many)
+    );
+    let _ = writeln!(
+        out,
+        "| CPU ticks idle over {} s, 1 service | {} |",
+        IDLE_WINDOW.as_secs(),
+        fp.idle_one
+    );
+    let _ = writeln!(
+        out,
+        "| CPU ticks idle over {} s, {MANY} services | {} |",
+        IDLE_WINDOW.as_secs(),
+        fp.idle_many
+    );
+    notes.push(format!(
+        "load average before / after the run: {load_before} / {} (other work on the machine shows here)",
+        loadavg()
+    ));
+    notes.push(format!(
+        "the {MANY} services are exec services of the tiny program on 127.0.0.1:0{}",
+        if root { ", user nobody" } else { "" }
+    ));
+    notes.push(
+        "superd logs to a file; at the default level each connection writes one `exit` line".into(),
+    );
+    notes.push("tcpserver runs without -v (it logs nothing per connection); xinetd logs PID HOST EXIT DURATION to a file".into());
+    let _ = writeln!(out);
+    for n in &notes {
+        let _ = writeln!(out, "- {n}");
+    }
+    println!("{out}");
+    let _ = fs::remove_dir_all(&dir);
+}
+
+// ---- the tiny program ---------------------------------------------------------
+
+fn build_tiny(dir: &Path) -> PathBuf {
+    let out = dir.join("tiny");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/tiny.c");
+    let cc = Command::new("cc")
+        .args(["-O2", "-static", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status();
+    if !matches!(cc, Ok(s) if s.success()) {
+        // No C compiler (or no static libc): the same program in Rust.
+        let rs = dir.join("tiny.rs");
+        fs::write(
+            &rs,
+            "use std::io::Write;\nfn main() { let _ = std::io::stdout().write_all(b\"superd-bench tiny reply\\n\"); }\n",
+        )
+        .expect("write tiny.rs");
+        let ok = Command::new("rustc")
+            .args(["-O", "-C", "target-feature=+crt-static", "-o"])
+            .arg(&out)
+            .arg(&rs)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot build the tiny program with cc or rustc");
+    }
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).expect("chmod tiny");
+    let got = Command::new(&out).output().expect("run tiny");
+    assert_eq!(got.stdout, TINY_REPLY, "tiny program reply");
+    out
+}
+
+// ---- servers ------------------------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    /// Read the tiny program's reply to EOF.
+    Tiny,
+    /// Send a line, half-close, read it back to EOF.
+    Echo,
+}
+
+struct Server {
+    label: String,
+    port: u16,
+    proto: Proto,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// The ceiling: a minimal blocking accept loop that posix_spawns the tiny
+/// program on the socket and lets the kernel reap (SIGCHLD ignored). Runs in
+/// its own process (this binary, `__ceiling PROGRAM`); prints its port.
+fn ceiling(prog: &str) -> ! {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let fd = l.as_raw_fd();
+    let path = CString::new(prog).expect("path");
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let env = CString::new("PATH=/usr/bin:/bin").expect("env");
+    let envp = [env.as_ptr(), std::ptr::null()];
+    // SAFETY: plain libc calls on valid fds and initialised structures; the
+    // process is single-threaded.
+    unsafe {
+        libc::listen(fd, 1024);
+        println!("{}", l.local_addr().expect("addr").port());
+        let _ = std::io::stdout().flush();
+        libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+        let mut attr: libc::posix_spawnattr_t = std::mem::zeroed();
+        libc::posix_spawnattr_init(&mut attr);
+        let mut def: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut def);
+        libc::sigaddset(&mut def, libc::SIGPIPE);
+        libc::posix_spawnattr_setsigdefault(&mut attr, &def);
+        libc::posix_spawnattr_setflags(&mut attr, libc::POSIX_SPAWN_SETSIGDEF as _);
+        loop {
+            let c = libc::accept4(
+                fd,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                libc::SOCK_CLOEXEC,
+            );
+            if c < 0 {
+                continue;
+            }
+            let mut fa: libc::posix_spawn_file_actions_t = std::mem::zeroed();
+            libc::posix_spawn_file_actions_init(&mut fa);
+            for target in 0..3 {
+                libc::posix_spawn_file_actions_adddup2(&mut fa, c, target);
+            }
+            let mut pid = 0;
+            libc::posix_spawn(
+                &mut pid,
+                path.as_ptr(),
+                &fa,
+                &attr,
+                argv.as_ptr() as *const *mut libc::c_char,
+                envp.as_ptr() as *const *mut libc::c_char,
+            );
+            libc::posix_spawn_file_actions_destroy(&mut fa);
+            libc::close(c);
+        }
+    }
+}
+
+fn start_ceiling(tiny: &Path) -> Server {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = Command::new(exe)
+        .arg("__ceiling")
+        .arg(tiny)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start ceiling loop");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ceiling port");
+    Server {
+        label: "ceiling (accept + posix_spawn)".into(),
+        port: line.trim().parse().expect("ceiling port"),
+        proto: Proto::Tiny,
+        child: Some(child),
+    }
+}
+
+fn start_tcpserver(tiny: &Path) -> Result<Server, String> {
+    let port = free_port();
+    let child = Command::new("tcpserver")
+        .args([
+            "-R",
+            "-H",
+            "-l",
+            "localhost",
+            "-c",
+            "1024",
+            "-b",
+            "1024",
+            "127.0.0.1",
+        ])
+        .arg(port.to_string())
+        .arg(tiny)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("tcpserver not runnable ({e}); apt-get install ucspi-tcp"))?;
+    Ok(Server {
+        label: "tcpserver".into(),
+        port,
+        proto: Proto::Tiny,
+        child: Some(child),
+    })
+}
+
+fn start_xinetd(tiny: &Path, dir: &Path) -> Result<Server, String> {
+    if unsafe { libc::geteuid() } != 0 {
+        return Err("xinetd needs root".into());
+    }
+    let port = free_port();
+    let conf = dir.join("xinetd.conf");
+    fs::write(
+        &conf,
+        format!(
+            "defaults\n{{\n  instances = UNLIMITED\n  per_source = UNLIMITED\n  cps = 1000000 1\n}}\n\
+             service superd-bench\n{{\n  type = UNLISTED\n  socket_type = stream\n  protocol = tcp\n  wait = no\n  user = root\n  server = {}\n  port = {port}\n  bind = 127.0.0.1\n  instances = UNLIMITED\n  cps = 1000000 1\n  log_type = FILE {}\n  log_on_success = PID HOST EXIT DURATION\n  log_on_failure = HOST\n}}\n",
+            tiny.display(),
+            dir.join("xinetd.log").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = Command::new("xinetd")
+        .args(["-dontfork", "-f"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("xinetd not runnable ({e}); apt-get install xinetd"))?;
+    Ok(Server {
+        label: "xinetd".into(),
+        port,
+        proto: Proto::Tiny,
+        child: Some(child),
+    })
+}
+
+/// A running superd with its notify socket.
+struct Superd {
+    child: Child,
+    notify: UnixDatagram,
+    ports: Vec<u16>,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+impl Superd {
+    fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_superd(
+    superd: &Path,
+    dir: &Path,
+    name: &str,
+    config: &str,
+    quiet: bool,
+) -> (Superd, Duration) {
+    let cfg = dir.join(format!("{name}.yaml"));
+    fs::write(&cfg, config).expect("write config");
+    let sock = dir.join(format!("{name}.notify"));
+    let _ = fs::remove_file(&sock);
+    let notify = UnixDatagram::bind(&sock).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let log = dir.join(format!("{name}.log"));
+    let mut cmd = Command::new(superd);
+    if quiet {
+        cmd.arg("-q");
+    }
+    cmd.arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).expect("log file"));
+    let t0 = Instant::now();
+    let child = cmd.spawn().expect("start superd");
+    let mut sd = Superd {
+        child,
+        notify,
+        ports: Vec::new(),
+        config: cfg,
+        log,
+    };
+    wait_notify(&sd.notify, "READY=1").unwrap_or_else(|e| {
+        panic!(
+            "{name}: {e}; log: {}",
+            fs::read_to_string(&sd.log).unwrap_or_default()
+        )
+    });
+    let took = t0.elapsed();
+    sd.ports.clear();
+    (sd, took)
+}
+
+fn wait_notify(sock: &UnixDatagram, what: &str) -> Result<(), String> {
+    let mut buf = [0u8; 512];
+    loop {
+        let n = sock
+            .recv(&mut buf)
+            .map_err(|e| format!("waiting for {what}: {e}"))?;
+        if String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == what)
+        {
+            return Ok(());
+        }
+    }
+}
+
+fn start_superd(
+    superd: &Path,
+    dir: &Path,
+    name: &str,
+    tiny: &Path,
+    root: bool,
+    quiet: bool,
+) -> Superd {
+    let (p_tiny, p_echo) = (free_port(), free_port());
+    let user = if root { "\n    user: root" } else { "" };
+    let config = format!(
+        "services:\n  tiny:\n    listen: 127.0.0.1:{p_tiny}\n    exec: {}{user}\n  echo:\n    listen: 127.0.0.1:{p_echo}\n    builtin: echo\n",
+        tiny.display()
+    );
+    let (mut sd, _) = spawn_superd(superd, dir, name, &config, quiet);
+    sd.ports = vec![p_tiny, p_echo];
+    sd
+}
+
+fn wait_serving(port: u16, proto: Proto) -> Result<(), String> {
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut buf = Vec::new();
+    loop {
+        if one_connection(SocketAddr::from(([127, 0, 0, 1], port)), proto, &mut buf) {
+            return Ok(());
+        }
+        if Instant::now() > until {
+            return Err(format!("port {port} does not serve"));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- load ---------------------------------------------------------------------
+
+/// One round of one cell: its rate and every latency (microseconds).
+struct Round {
+    rate: f64,
+    lat: Vec<u32>,
+    errors: u64,
+}
+
+#[derive(Clone, Default)]
+struct Cell {
+    rate: f64,
+    /// Microseconds.
+    p50: u64,
+    p99: u64,
+    errors: u64,
+}
+
+/// One connection: connect, (echo: send a line, half-close), read to EOF,
+/// verify. `false` on any failure or a wrong reply.
+fn one_connection(addr: SocketAddr, proto: Proto, buf: &mut Vec<u8>) -> bool {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let expected = match proto {
+        Proto::Tiny => TINY_REPLY,
+        Proto::Echo => {
+            if s.write_all(ECHO_LINE).is_err() || s.shutdown(Shutdown::Write).is_err() {
+                return false;
+            }
+            ECHO_LINE
+        }
+    };
+    buf.clear();
+    s.read_to_end(buf).is_ok() && buf.as_slice() == expected
+}
+
+impl Cell {
+    fn from_rounds(mut rounds: Vec<Round>) -> Cell {
+        rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+        let rate = rounds.get(rounds.len() / 2).map_or(0.0, |r| r.rate);
+        let errors = rounds.iter().map(|r| r.errors).sum();
+        let mut all: Vec<u32> = rounds.into_iter().flat_map(|r| r.lat).collect();
+        all.sort_unstable();
+        let pct = |p: usize| all.get(all.len() * p / 100).copied().unwrap_or(0) as u64;
+        Cell {
+            rate,
+            p50: pct(50),
+            p99: pct(99),
+            errors,
+        }
+    }
+}
+
+fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let stop = Arc::new(AtomicBool::new(false));
+    let from = Instant::now() + WARMUP;
+    let to = from + dur;
+    let workers: Vec<_> = (0..conc)
+        .map(|_| {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
+                let mut errors = 0u64;
+                let mut buf = Vec::with_capacity(64);
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    let ok = one_connection(addr, proto, &mut buf);
+                    let t1 = Instant::now();
+                    let counted = t0 >= from && t1 <= to;
+                    if ok && counted {
+                        lat.push(t1.duration_since(t0).as_micros() as u32);
+                    } else if !ok {
+                        if counted {
+                            errors += 1;
+                        }
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    thread::sleep(to.saturating_duration_since(Instant::now()));
+    stop.store(true, Ordering::Relaxed);
+    let mut all: Vec<u32> = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (lat, e) = w.join().expect("worker");
+        all.extend(lat);
+        errors += e;
+    }
+    Round {
+        rate: all.len() as f64 / dur.as_secs_f64(),
+        lat: all,
+        errors,
+    }
+}
+
+// ---- footprint ----------------------------------------------------------------
+
+struct Footprint {
+    rss_one: Option<u64>,
+    rss_many: Option<u64>,
+    start_one: Duration,
+    start_many: Duration,
+    reload_many: Duration,
+    idle_one: u64,
+    idle_many: u64,
+}
+
+fn many_config(tiny: &Path, root: bool, changed: bool) -> String {
+    let mut s = String::with_capacity(MANY * 80);
+    if root {
+        s.push_str("defaults:\n  user: nobody\n");
+    }
+    s.push_str("services:\n");
+    for i in 0..MANY {
+        let extra = if changed && i == MANY / 2 {
+            ", changed"
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "  s{i:04}:\n    listen: 127.0.0.1:0\n    exec: [{}{extra}]\n",
+            tiny.display()
+        );
+    }
+    s
+}
+
+fn footprint(superd: &Path, dir: &Path, tiny: &Path, root: bool) -> Footprint {
+    let user = if root { "\n    user: root" } else { "" };
+    let one = format!(
+        "services:\n  tiny:\n    listen: 127.0.0.1:0\n    exec: {}{user}\n",
+        tiny.display()
+    );
+    let (sd_one, start_one) = spawn_superd(superd, dir, "one", &one, false);
+    let (sd_many, start_many) =
+        spawn_superd(superd, dir, "many", &many_config(tiny, root, false), false);
+    let listening = fs::read_to_string(&sd_many.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("listening service="))
+        .count();
+    assert_eq!(listening, MANY, "every service of the big config listens");
+    // Let both settle before sampling memory and idling.
+    thread::sleep(Duration::from_millis(200));
+    let rss_one = vm(sd_one.child.id(), "VmRSS");
+    let rss_many = vm(sd_many.child.id(), "VmRSS");
+
+    let t_one = cpu_ticks(sd_one.child.id());
+    let t_many = cpu_ticks(sd_many.child.id());
+    thread::sleep(IDLE_WINDOW);
+    let idle_one = cpu_ticks(sd_one.child.id()) - t_one;
+    let idle_many = cpu_ticks(sd_many.child.id()) - t_many;
+
+    // Reload: one service's arguments changed.
+    fs::write(&sd_many.config, many_config(tiny, root, true)).expect("rewrite config");
+    let t0 = Instant::now();
+    unsafe { libc::kill(sd_many.child.id() as i32, libc::SIGHUP) };
+    wait_notify(&sd_many.notify, "RELOADING=1").expect("RELOADING=1");
+    wait_notify(&sd_many.notify, "READY=1").expect("READY=1 after reload");
+    let reload_many = t0.elapsed();
+    let log = fs::read_to_string(&sd_many.log).unwrap_or_default();
+    assert!(
+        log.contains(&format!("reloaded services={MANY}")),
+        "reload applied: {}",
+        log.lines().last().unwrap_or("")
+    );
+    sd_one.stop();
+    sd_many.stop();
+    Footprint {
+        rss_one,
+        rss_many,
+        start_one,
+        start_many,
+        reload_many,
+        idle_one,
+        idle_many,
+    }
+}
+
+/// A `Vm*` line of /proc/PID/status, in KiB.
+fn vm(pid: u32, field: &str) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let rest = &s[s.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+fn kib(v: Option<u64>) -> String {
+    v.map_or("?".into(), |k| {
+        format!("{:.1} MiB ({k} KiB)", k as f64 / 1024.0)
+    })
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn kernel() -> String {
+    fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
