@@ -266,6 +266,28 @@ impl Daemon {
 
     fn timer(&mut self, at: Instant, t: Timer) {
         self.timers.push(Reverse((at, t)));
+        // Timers are deleted lazily (a session that ends leaves its idle
+        // timer behind). Keep the heap in proportion to what is alive, so a
+        // flood of short sessions cannot grow it for a whole idle_timeout.
+        let live = self.sessions.len() + self.children.len() + self.services.len();
+        if self.timers.len() > 1024 && self.timers.len() > 4 * live {
+            self.compact_timers();
+        }
+    }
+
+    /// Drops timers whose session, child or service is gone.
+    fn compact_timers(&mut self) {
+        let timers = std::mem::take(&mut self.timers);
+        self.timers = timers
+            .into_iter()
+            .filter(|Reverse((_, t))| match t {
+                Timer::Resume(sid) => self.services.contains_key(sid),
+                Timer::ChildTimeout(pid, _) | Timer::ChildKill(pid) => {
+                    self.children.get(*pid).is_some()
+                }
+                Timer::SessionIdle(token) => self.sessions.contains_key(token),
+            })
+            .collect();
     }
 
     /// Makes `services` the running set. `bound` holds a listener for every
@@ -384,6 +406,9 @@ impl Daemon {
         let live: std::collections::HashSet<u64> = new_order.iter().copied().collect();
         self.services.retain(|id, _| live.contains(id));
         self.order = new_order;
+        // Loading a large configuration peaks well above what stays alive
+        // (the YAML event list, the old maps): give that memory back.
+        crate::sys::trim_heap();
         // Every listener may have connections waiting: drain them all.
         let tokens: Vec<Token> = self.listeners.keys().copied().collect();
         for t in tokens {
@@ -604,7 +629,9 @@ impl Daemon {
                 let info = match conn.peer {
                     Peer::Inet(remote) => ConnInfo::Tcp {
                         remote,
-                        local: listener::local_inet(conn.fd.as_fd())
+                        local: conn
+                            .local
+                            .or_else(|| listener::local_inet(conn.fd.as_fd()))
                             .unwrap_or_else(|| canonical_addr(remote)),
                     },
                     Peer::Unix { pid, uid, gid } => ConnInfo::Unix { pid, uid, gid },
@@ -783,12 +810,7 @@ impl Daemon {
             Peer::Inet(_) => Stream::Tcp(std::net::TcpStream::from(conn.fd)),
             Peer::Unix { .. } => Stream::Unix(std::os::unix::net::UnixStream::from(conn.fd)),
         };
-        let token = self.token();
-        let raw = match &stream {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        };
-        let entry = SessionEntry {
+        let mut entry = SessionEntry {
             session: builtins::Session::new(kind, now_unix(), 0),
             stream,
             service_id: sid,
@@ -798,6 +820,23 @@ impl Daemon {
             started: now,
             last_activity: now,
             idle_timeout: service.idle_timeout,
+        };
+        // Serve first: most sessions (daytime, time, a short echo) are over
+        // in this one pump and never need epoll or a timer. Registering
+        // afterwards is safe with edge triggering: epoll reports readiness
+        // that already exists when the fd is added.
+        let pump = match &mut entry.stream {
+            Stream::Tcp(s) => entry.session.pump(s),
+            Stream::Unix(s) => entry.session.pump(s),
+        };
+        if pump.done {
+            self.end_session_entry(entry, None);
+            return;
+        }
+        let token = self.token();
+        let raw = match &entry.stream {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
         };
         if self
             .poll
@@ -814,7 +853,9 @@ impl Daemon {
         }
         self.sessions.insert(token, entry);
         self.timer(now + service.idle_timeout, Timer::SessionIdle(token));
-        self.pump_session(token);
+        if pump.again {
+            self.ready.push(token);
+        }
     }
 
     fn pump_session(&mut self, token: Token) {

@@ -35,6 +35,9 @@ pub struct Listener {
     /// The port actually bound (inet), which differs from the key's when
     /// the configuration said 0.
     pub port: Option<u16>,
+    /// The bound address when it is a specific IP (not a wildcard), the
+    /// local address of every connection accepted on it.
+    pub specific: Option<SocketAddr>,
 }
 
 /// Who is on the other end of an accepted connection.
@@ -69,6 +72,9 @@ impl std::fmt::Display for Peer {
 pub struct Accepted {
     pub fd: OwnedFd,
     pub peer: Peer,
+    /// The local address, when the listener's own says it (a specific
+    /// IP); `None` for wildcard listeners, where getsockname must tell.
+    pub local: Option<SocketAddr>,
 }
 
 /// Why an address could not be bound.
@@ -137,6 +143,7 @@ impl Listener {
                     local: key.addr.to_string(),
                     unix_path: None,
                     port: None,
+                    specific: None,
                 })
             }
         }
@@ -171,7 +178,11 @@ impl Listener {
             Some(sa) => Peer::Inet(canonical_addr(sa)),
             None => peer_credentials(fd.as_fd()),
         };
-        Ok(Accepted { fd, peer })
+        Ok(Accepted {
+            fd,
+            peer,
+            local: self.specific,
+        })
     }
 
     /// Removes the socket file superd created (at shutdown, or when the
@@ -312,6 +323,7 @@ fn bind_inet(key: &ListenerKey, sa: SocketAddr) -> io::Result<Listener> {
         local: local.to_string(),
         unix_path: None,
         port: Some(local.port()),
+        specific: (!local.ip().is_unspecified()).then(|| canonical_addr(local)),
     })
 }
 
@@ -374,6 +386,7 @@ fn bind_unix_path(key: &ListenerKey, path: &Path) -> io::Result<Listener> {
         local: path.display().to_string(),
         unix_path: Some(path.to_path_buf()),
         port: None,
+        specific: None,
     };
     fs::set_permissions(path, fs::Permissions::from_mode(key.socket_mode))?;
     if key.socket_user.is_some() || key.socket_group.is_some() {

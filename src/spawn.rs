@@ -1,13 +1,22 @@
-//! fork, the child sequence, exec: the only code of superd that runs between
-//! `fork` and `execve`. Everything it uses was built before the fork by
-//! [`crate::plan`]; failures are reported to the parent over a pipe.
+//! Starting a child, the child sequence, exec: the only code of superd that
+//! runs between clone and `execve`. Everything it uses was built before by
+//! [`crate::plan`]; a failure is reported in superd's own memory.
 
 #![allow(unsafe_code)]
 
-// The rule for this module: after `fork` the child calls only
+// The rule for this module: after the clone the child calls only
 // async-signal-safe functions (raw syscalls through `libc`) on data prepared
-// before the fork. It never allocates, never logs (fd 2 belongs to the
-// client), never panics and never returns: it ends in `execve` or `_exit`.
+// before it. It never allocates, never logs (fd 2 belongs to the client),
+// never panics and never returns: it ends in `execve` or `_exit`.
+//
+// The child is started the way glibc's posix_spawn starts one:
+// `clone(CLONE_VM | CLONE_VFORK)` on a stack of its own. It shares superd's
+// memory until execve, so no page table is copied and no page faults in
+// copy-on-write (fork's cost grows with the parent's mappings); superd is
+// suspended until the child has exec'd or exited, so the child can read the
+// plan and write its failure report straight into superd's memory. The uid
+// and gid calls are raw syscalls: glibc's wrappers would try to broadcast
+// them to the threads of the process whose memory the child shares.
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -46,7 +55,7 @@ pub enum Step {
 // child could become root again.
 
 impl Step {
-    /// In sequence order; the index is the code sent over the report pipe.
+    /// In sequence order; the index is the code in the failure report.
     const ALL: [Step; 14] = [
         Step::Signals,
         Step::Setsid,
@@ -126,7 +135,7 @@ pub struct Spawned {
 
 /// Forks and execs the plan's program on `sock` (blocking in the child) with
 /// the environment for `conn`. Returns once the child has exec'd or reported
-/// a failure; `Err` only when nothing was forked (`EAGAIN`, `ENOMEM`, or
+/// a failure; `Err` only when no child was started (`EAGAIN`, `ENOMEM`, or
 /// `EINVAL` for a builtin's plan). Does not reap.
 pub fn spawn(plan: &SpawnPlan, sock: BorrowedFd<'_>, conn: &ConnInfo) -> Result<Spawned, Errno> {
     let path = plan.path().ok_or(Errno::EINVAL)?;
@@ -135,8 +144,6 @@ pub fn spawn(plan: &SpawnPlan, sock: BorrowedFd<'_>, conn: &ConnInfo) -> Result<
     // Every fd the child dup2()s onto 0-2 must itself be >= 3, so that dup2
     // always makes a new descriptor and none is overwritten before it is
     // used. The daemon keeps 0-2 open, so the moves below almost never run.
-    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    let report_w = above_stdio(report_w)?;
     let sock_moved = if sock.as_raw_fd() < 3 {
         Some(dup_above_stdio(sock.as_raw_fd())?)
     } else {
@@ -159,82 +166,55 @@ pub fn spawn(plan: &SpawnPlan, sock: BorrowedFd<'_>, conn: &ConnInfo) -> Result<
         StderrMode::Null => (None, None, dev_null()?),
     };
 
+    let mut report = Report::default();
     let child = Child {
         plan,
         path: path.as_ptr(),
         envp: env.as_ptr(),
         sock: sock_fd,
         stderr: stderr_fd,
-        report: report_w.as_raw_fd(),
+        report: &mut report,
         fd_limit: close_fallback_limit(),
-        sig_max: libc::SIGRTMAX(),
-        sig_default: sig_default(),
+        signals: non_default_signals(),
         empty_mask: empty_sigset(),
     };
+    let stack_top = child_stack()?;
 
-    // SAFETY: the child branch runs only `Child::run`, which makes
-    // async-signal-safe calls on data prepared above and never returns. The
-    // daemon is single-threaded; in a multi-threaded caller (tests) the same
-    // rule keeps the child correct.
-    let pid = unsafe { libc::fork() };
+    // SAFETY: the child runs `child_main` on its own stack (`child_stack`,
+    // used by one child at a time: CLONE_VFORK suspends this thread until
+    // the child has exec'd or exited). It makes only async-signal-safe
+    // calls on `child`, which lives in this frame until clone returns, and
+    // never returns. Signals superd handles are blocked (signalfd), so no
+    // handler of superd's can run on the shared memory.
+    let pid = unsafe {
+        libc::clone(
+            child_main,
+            stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&child as *const Child<'_>).cast_mut().cast(),
+        )
+    };
     if pid == -1 {
         return Err(Errno::last());
     }
-    if pid == 0 {
-        child.run();
-    }
+    drop(child);
 
-    // Parent: close our copies of the child's ends, so EOF on the report
-    // pipe means "exec succeeded" and EOF on the stderr pipe means "the
-    // child and its descendants are done with stderr".
-    drop(report_w);
+    // The child has exec'd or exited: close our copies of its ends, so EOF
+    // on the stderr pipe means "the child and its descendants are done".
     drop(stderr_w);
     drop(sock_moved);
-    let exec_failure = read_report(&report_r);
+    // SAFETY: the child wrote `report` (if at all) before it exited, and
+    // CLONE_VFORK orders that write before clone's return here.
+    let report = unsafe { ptr::read_volatile(&report) };
+    let exec_failure = report.failed.then(|| ExecFailure {
+        step: Step::from_code(report.step).unwrap_or(Step::Exec),
+        errno: Errno::from_raw(report.errno),
+    });
     Ok(Spawned {
         pid: Pid::from_raw(pid),
         stderr: stderr_r,
         exec_failure,
     })
-}
-
-/// The size of a failure record: step code and errno, native-endian. Far
-/// below PIPE_BUF, so the write is atomic.
-const RECORD: usize = 8;
-
-/// Reads the child's report until EOF (exec succeeded: CLOEXEC closed the
-/// pipe) or a whole record.
-fn read_report(fd: &OwnedFd) -> Option<ExecFailure> {
-    let mut rec = [0u8; RECORD];
-    let mut got = 0;
-    while got < RECORD {
-        match nix::unistd::read(fd.as_raw_fd(), &mut rec[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(Errno::EINTR) => continue,
-            Err(e) => {
-                log::warn!("spawn: reading the child's exec report failed: {e}");
-                return None;
-            }
-        }
-    }
-    match got {
-        0 => None,
-        RECORD => {
-            let code = u32::from_ne_bytes([rec[0], rec[1], rec[2], rec[3]]);
-            let errno = i32::from_ne_bytes([rec[4], rec[5], rec[6], rec[7]]);
-            Some(ExecFailure {
-                step: Step::from_code(code).unwrap_or(Step::Exec),
-                errno: Errno::from_raw(errno),
-            })
-        }
-        // Cannot happen (the record is written atomically), but a torn
-        // report is still a failure, not a success.
-        _ => Some(ExecFailure {
-            step: Step::Exec,
-            errno: Errno::EIO,
-        }),
-    }
 }
 
 /// A failed step and the errno it left.
@@ -249,7 +229,95 @@ fn check(ret: libc::c_int, step: Step) -> Result<(), Failure> {
     }
 }
 
-/// Everything the child needs, as raw values; built before fork.
+/// What a failed child leaves in superd's memory before `_exit(127)`.
+#[derive(Clone, Copy, Default)]
+#[repr(C)]
+struct Report {
+    failed: bool,
+    step: u32,
+    errno: libc::c_int,
+}
+
+/// The entry point of the cloned child.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Child` that `spawn` passed to clone; spawn's
+    // frame, and so the Child, outlives the child's use of it (CLONE_VFORK).
+    let child = unsafe { &*(arg as *const Child<'_>) };
+    child.run()
+}
+
+/// Size of the child's stack: the child sequence is a few small frames of
+/// syscalls; glibc's posix_spawn uses far less.
+const CHILD_STACK: usize = 256 * 1024;
+
+thread_local! {
+    /// The top of this thread's child stack, mapped once (0: not yet).
+    static STACK_TOP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The top of a stack for the child, mapped once per thread (the daemon has
+/// one thread; concurrent test threads each get their own), with a guard
+/// page below it.
+fn child_stack() -> Result<*mut libc::c_void, Errno> {
+    let top = STACK_TOP.with(|t| t.get());
+    if top != 0 {
+        return Ok(top as *mut libc::c_void);
+    }
+    // SAFETY: an anonymous private mapping; nothing else refers to it.
+    let base = unsafe {
+        libc::mmap(
+            ptr::null_mut(),
+            CHILD_STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(Errno::last());
+    }
+    // SAFETY: the lowest page of our own mapping becomes a guard page: a
+    // runaway child faults instead of writing over other memory.
+    unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) };
+    // Stacks grow down; the top is 16-byte aligned (page aligned, in fact).
+    let top = base as usize + CHILD_STACK;
+    STACK_TOP.with(|t| t.set(top));
+    Ok(top as *mut libc::c_void)
+}
+
+/// The signals whose disposition is not the default in superd: inherited
+/// `SIG_IGN`s (signal 32 under some supervisors), SIGPIPE (the Rust runtime
+/// ignores it) and any handler. superd never changes dispositions after it
+/// starts, so this is read once; the child resets only these (an ignored
+/// signal survives exec; a handler must not run on shared memory).
+fn non_default_signals() -> &'static [libc::c_int] {
+    static LIST: OnceLock<Vec<libc::c_int>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        (1..=libc::SIGRTMAX())
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                let mut old = [0u64; 8];
+                // SAFETY: rt_sigaction(2) reading the current action into a
+                // buffer larger than the kernel's struct sigaction; 8 is the
+                // kernel sigset size.
+                let ret = unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        ptr::null::<libc::c_void>(),
+                        old.as_mut_ptr(),
+                        8usize,
+                    )
+                };
+                // The handler is the first word: 0 is SIG_DFL.
+                ret == 0 && old[0] != 0
+            })
+            .collect()
+    })
+}
+
+/// Everything the child needs, as raw values; built before the clone.
 struct Child<'a> {
     plan: &'a SpawnPlan,
     path: *const libc::c_char,
@@ -258,12 +326,12 @@ struct Child<'a> {
     sock: RawFd,
     /// What goes on fd 2 (the socket, a pipe or /dev/null), >= 3.
     stderr: RawFd,
-    /// The write end of the close-on-exec report pipe, >= 3.
-    report: RawFd,
+    /// Where a failure is reported, in superd's memory (shared until exec).
+    report: *mut Report,
     /// `Some(n)`: the kernel lacks `CLOSE_RANGE_CLOEXEC`; mark 3..n by hand.
     fd_limit: Option<RawFd>,
-    sig_max: libc::c_int,
-    sig_default: libc::sigaction,
+    /// The signals to reset to their default disposition.
+    signals: &'static [libc::c_int],
     empty_mask: libc::sigset_t,
 }
 
@@ -271,18 +339,20 @@ impl Child<'_> {
     /// The child side: set up, exec, or report and `_exit(127)`.
     fn run(&self) -> ! {
         let Err(Failure(step, errno)) = self.setup_and_exec();
-        let mut rec = [0u8; RECORD];
-        rec[..4].copy_from_slice(&step.code().to_ne_bytes());
-        rec[4..].copy_from_slice(&errno.to_ne_bytes());
-        loop {
-            // SAFETY: write(2) on our own fd from a live stack buffer.
-            let n = unsafe { libc::write(self.report, rec.as_ptr().cast(), RECORD) };
-            if n != -1 || Errno::last_raw() != libc::EINTR {
-                break;
-            }
-        }
-        // SAFETY: _exit(2) ends the child without running the parent's
-        // atexit handlers or flushing its stdio buffers (copies of superd's).
+        // SAFETY: `report` points into spawn's frame, alive and not touched
+        // by superd until this child is gone (CLONE_VFORK).
+        unsafe {
+            ptr::write_volatile(
+                self.report,
+                Report {
+                    failed: true,
+                    step: step.code(),
+                    errno,
+                },
+            )
+        };
+        // SAFETY: _exit(2) ends the child without running atexit handlers or
+        // flushing stdio buffers, which are superd's own (shared memory).
         unsafe { libc::_exit(127) }
     }
 
@@ -291,27 +361,16 @@ impl Child<'_> {
         // 1. Signals. Dispositions first, so that once the mask is emptied no
         // inherited handler can run in the child; then the empty mask (the
         // daemon blocks its signalfd signals; Rust ignores SIGPIPE).
-        for sig in 1..=self.sig_max {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            // SAFETY: sigaction(2) with a valid, fully initialised struct.
-            let ret = unsafe { libc::sigaction(sig, &self.sig_default, ptr::null_mut()) };
-            if ret == 0 {
-                continue;
-            }
-            if Errno::last_raw() != libc::EINVAL {
-                return Err(Failure(Step::Signals, Errno::last_raw()));
-            }
-            // glibc refuses its reserved signals (32, 33) with EINVAL, yet
-            // an ignored one is inherited across exec (we met SIG 32 ignored
-            // under `cargo test`): reset it with the raw syscall. An all-zero
-            // kernel `struct sigaction` is SIG_DFL, no flags, empty mask; the
-            // buffer is larger than that struct on every Linux ABI. Where the
-            // kernel refuses too (EINVAL), there is nothing to undo.
+        for &sig in self.signals {
+            // An all-zero kernel `struct sigaction` is SIG_DFL with no flags
+            // and an empty mask. The raw syscall also reaches glibc's
+            // reserved signals (32, 33), which sigaction(3) refuses, yet an
+            // ignored one is inherited across exec (we met signal 32 ignored
+            // under `cargo test`).
             let kernel_default = [0u64; 8];
-            // SAFETY: rt_sigaction(2) reads the zeroed buffer, writes nothing
-            // (old action NULL); 8 is sizeof(kernel sigset_t) on 64-signal ABIs.
+            // SAFETY: rt_sigaction(2) reads the zeroed buffer (larger than
+            // the kernel struct on every Linux ABI) and writes nothing; 8 is
+            // sizeof(kernel sigset_t).
             let ret = unsafe {
                 libc::syscall(
                     libc::SYS_rt_sigaction,
@@ -361,8 +420,8 @@ impl Child<'_> {
             }
         }
 
-        // 4. No other fd survives exec. Close-on-exec rather than close, so
-        // the report pipe works until execve succeeds.
+        // 4. No other fd survives exec: one close_range pass marks them all
+        // close-on-exec (the child has its own fd table: no CLONE_FILES).
         self.cloexec_above_stdio()?;
 
         // 5. Limits, priority and umask, while still privileged (raising a
@@ -393,18 +452,21 @@ impl Child<'_> {
         if let Some(c) = self.plan.credentials() {
             if c.set_groups {
                 // SAFETY: setgroups(2) with a pointer/length pair from a Vec.
-                let ret = unsafe { libc::setgroups(c.groups.len(), c.groups.as_ptr()) };
-                check(ret, Step::Setgroups)?;
+                let ret = unsafe {
+                    libc::syscall(libc::SYS_setgroups, c.groups.len(), c.groups.as_ptr())
+                };
+                check(ret as libc::c_int, Step::Setgroups)?;
             }
-            // SAFETY: setgid(2)/setuid(2) take plain ids.
-            check(unsafe { libc::setgid(c.gid) }, Step::Setgid)?;
+            // SAFETY: setgid(2)/setuid(2) take plain ids; raw, see the top.
+            let ret = unsafe { libc::syscall(libc::SYS_setgid, c.gid) };
+            check(ret as libc::c_int, Step::Setgid)?;
             // SAFETY: as above.
-            check(unsafe { libc::setuid(c.uid) }, Step::Setuid)?;
+            let ret = unsafe { libc::syscall(libc::SYS_setuid, c.uid) };
+            check(ret as libc::c_int, Step::Setuid)?;
             self.verify(c.uid, c.gid)?;
         }
 
-        // 8. exec. On success the report pipe closes (CLOEXEC): the parent
-        // reads EOF.
+        // 8. exec. On success superd resumes (CLONE_VFORK) with no report.
         // SAFETY: execve(2) with NUL-terminated strings and NULL-terminated
         // arrays owned by the plan and by the caller's `Env`, alive until
         // `spawn` returns.
@@ -461,22 +523,12 @@ impl Child<'_> {
         if (r, e, s) != (gid, gid, gid) {
             return fail;
         }
-        // SAFETY: setuid(2); it must fail here.
-        if uid != 0 && unsafe { libc::setuid(0) } != -1 {
+        // SAFETY: setuid(2), raw; it must fail here.
+        if uid != 0 && unsafe { libc::syscall(libc::SYS_setuid, 0) } != -1 {
             return fail;
         }
         Ok(())
     }
-}
-
-/// A `sigaction` that restores the default disposition.
-fn sig_default() -> libc::sigaction {
-    // SAFETY: `sigaction` is plain data for which all-zero is valid
-    // (SIG_DFL is 0, no flags); the mask is then initialised properly.
-    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
-    act.sa_sigaction = libc::SIG_DFL;
-    act.sa_mask = empty_sigset();
-    act
 }
 
 fn empty_sigset() -> libc::sigset_t {

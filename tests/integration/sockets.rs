@@ -251,7 +251,10 @@ fn ipv6_and_dual_stack() {
     // someone else, which a dual-stack socket would not allow.
     let port = d.port("v6only");
     let v4 = std::net::TcpListener::bind(("127.0.0.1", port));
-    assert!(v4.is_ok(), "v6only socket also holds IPv4 port {port}: {v4:?}");
+    assert!(
+        v4.is_ok(),
+        "v6only socket also holds IPv4 port {port}: {v4:?}"
+    );
     let dual = d.port("dual");
     let err = std::net::TcpListener::bind(("127.0.0.1", dual)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
