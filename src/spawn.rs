@@ -197,7 +197,6 @@ pub fn spawn(plan: &SpawnPlan, sock: BorrowedFd<'_>, conn: &ConnInfo) -> Result<
     if pid == -1 {
         return Err(Errno::last());
     }
-    drop(child);
 
     // The child has exec'd or exited: close our copies of its ends, so EOF
     // on the stderr pipe means "the child and its descendants are done".
