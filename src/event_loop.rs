@@ -811,7 +811,10 @@ impl Daemon {
             Peer::Unix { .. } => Stream::Unix(std::os::unix::net::UnixStream::from(conn.fd)),
         };
         let mut entry = SessionEntry {
-            session: builtins::Session::new(kind, now_unix(), 0),
+            session: {
+                let t = now_unix();
+                builtins::Session::new(kind, t, crate::sys::utc_offset(t))
+            },
             stream,
             service_id: sid,
             service: service.name.clone(),
@@ -923,8 +926,12 @@ impl Daemon {
         };
         let sock = FdDatagram(entry.listener.fd.as_fd());
         let counters = &mut st.counters;
-        let drain = udp.serve(&sock, now_unix(), 0, |peer| {
-            match access::check(peer.ip(), &service.only_from, &service.deny_from) {
+        let t = now_unix();
+        let drain = udp.serve(
+            &sock,
+            t,
+            crate::sys::utc_offset(t),
+            |peer| match access::check(peer.ip(), &service.only_from, &service.deny_from) {
                 Ok(()) => {
                     counters.accepted += 1;
                     true
@@ -942,8 +949,8 @@ impl Daemon {
                     );
                     false
                 }
-            }
-        });
+            },
+        );
         for d in &drain.datagrams {
             debug!(
                 "datagram service={} peer={} bytes_in={} outcome={:?}",

@@ -12,3 +12,16 @@ pub fn trim_heap() {
         libc::malloc_trim(0);
     }
 }
+
+/// The local time zone's offset from UTC at `unix_secs`, in seconds
+/// (daytime is local time, as inetd prints it; 0 where TZ is UTC or the
+/// zone cannot be read).
+pub fn utc_offset(unix_secs: i64) -> i64 {
+    let t: libc::time_t = unix_secs;
+    // SAFETY: `tm` is plain data, all-zero is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r(3) reads `t` and fills our `tm`; it is the
+    // reentrant form (superd has one thread anyway).
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if ok { tm.tm_gmtoff } else { 0 }
+}

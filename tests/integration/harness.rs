@@ -141,7 +141,10 @@ impl Superd {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            // daytime answers in local time: pin the zone so the tests'
+            // clock comparisons hold on any machine.
+            .env("TZ", "UTC0");
         for (k, v) in env {
             cmd.env(k, v);
         }
