@@ -259,3 +259,116 @@ fn ipv6_and_dual_stack() {
     let err = std::net::TcpListener::bind(("127.0.0.1", dual)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
 }
+
+#[test]
+fn keepalive_and_nodelay_reach_the_accepted_socket() {
+    let d = Superd::start(&format!(
+        "services:\n  on:\n    listen: 127.0.0.1:0\n    exec: {p}\n    keepalive: true\n    nodelay: true\n    {u}\n  off:\n    listen: 127.0.0.1:0\n    exec: {p}\n    {u}\n",
+        p = probe_bin().display(),
+        u = user_line()
+    ));
+    let r = report(&exchange(&d.addr("on"), b""));
+    assert_eq!(get(&r, "sockopt.keepalive"), "1");
+    assert_eq!(get(&r, "sockopt.nodelay"), "1");
+    let r = report(&exchange(&d.addr("off"), b""));
+    assert_eq!(get(&r, "sockopt.keepalive"), "0");
+    assert_eq!(get(&r, "sockopt.nodelay"), "0");
+}
+
+/// Binds 127.0.0.1:`port` with SO_REUSEPORT set.
+fn bind_reuseport(port: u16) -> nix::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReusePort, &true)?;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, port))?;
+    nix::sys::socket::listen(&fd, nix::sys::socket::Backlog::new(8)?)?;
+    Ok(fd)
+}
+
+#[test]
+fn reuse_port_lets_a_second_listener_share_the_port() {
+    let d = Superd::start(
+        "services:\n  shared:\n    listen: 127.0.0.1:0\n    builtin: echo\n    reuse_port: true\n  alone:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+    );
+    // Only a socket with SO_REUSEPORT (same owner) lets another bind its
+    // port: that is how a second superd or a hot spare shares it.
+    assert!(bind_reuseport(d.port("shared")).is_ok());
+    assert_eq!(
+        bind_reuseport(d.port("alone")).unwrap_err(),
+        nix::errno::Errno::EADDRINUSE
+    );
+}
+
+#[test]
+fn socket_user_and_group_own_the_unix_socket_file() {
+    if !is_root() {
+        eprintln!("skipped: chown of the socket file needs root");
+        return;
+    }
+    let dir = TempDir::new("sockown");
+    let sock = dir.path().join("own.sock");
+    let d = Superd::start(&format!(
+        "services:\n  own:\n    listen: {}\n    builtin: echo\n    socket_user: nobody\n    socket_group: daemon\n    socket_mode: \"0660\"\n",
+        sock.display()
+    ));
+    d.wait_for(&["listening", "service=own"]);
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(&sock).unwrap();
+    assert_eq!(meta.uid(), 65534);
+    assert_eq!(meta.gid(), 1);
+    assert_eq!(meta.mode() & 0o777, 0o660);
+}
+
+#[test]
+fn chroot_puts_the_child_in_the_jail() {
+    if !is_root() {
+        eprintln!("skipped: chroot needs root");
+        return;
+    }
+    // A jail holding the probe and the shared libraries it needs.
+    let jail = TempDir::new("jail");
+    let probe = probe_bin();
+    let out = std::process::Command::new("ldd").arg(&probe).output();
+    let Ok(out) = out else {
+        eprintln!("skipped: no ldd to find the probe's libraries");
+        return;
+    };
+    let copy_in = |src: &std::path::Path| {
+        let dst = jail.path().join(src.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(src, &dst).unwrap();
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)" or
+        // "/lib64/ld-linux-x86-64.so.2 (0x...)"
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(std::path::PathBuf::from);
+        if let Some(p) = path {
+            copy_in(&p);
+        }
+    }
+    std::fs::create_dir_all(jail.path().join("bin")).unwrap();
+    std::fs::copy(&probe, jail.path().join("bin/probe")).unwrap();
+    std::fs::create_dir_all(jail.path().join("work")).unwrap();
+    let d = Superd::start(&format!(
+        "services:\n  jailed:\n    listen: 127.0.0.1:0\n    exec: /bin/probe\n    chroot: {}\n    cwd: /work\n    user: nobody\n",
+        jail.path().display()
+    ));
+    let r = report(&exchange(&d.addr("jailed"), b""));
+    // Inside the jail: cwd is /work there, and the host's files are gone.
+    assert_eq!(get(&r, "cwd"), "/work");
+    assert_eq!(get(&r, "uid"), "65534");
+    // No /proc in the jail: the probe cannot even list its fds there.
+    assert_eq!(get(&r, "fds"), "");
+    assert!(get(&r, "peer").starts_with("127.0.0.1:"), "{r:?}");
+}

@@ -171,6 +171,20 @@ fn report() -> String {
     }
 
     let _ = writeln!(r, "peer={}", peer());
+    for (name, level, opt) in [
+        ("keepalive", libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        ("nodelay", libc::IPPROTO_TCP, libc::TCP_NODELAY),
+    ] {
+        let mut v: c_int = 0;
+        let mut len = mem::size_of::<c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt(2) into a local int of the stated size.
+        let ok = unsafe { libc::getsockopt(0, level, opt, (&raw mut v).cast(), &mut len) } == 0;
+        let _ = writeln!(
+            r,
+            "sockopt.{name}={}",
+            if ok { v.to_string() } else { "error".into() }
+        );
+    }
 
     for (k, v) in std::env::vars_os() {
         let _ = writeln!(r, "env.{}={}", k.to_string_lossy(), v.to_string_lossy());
