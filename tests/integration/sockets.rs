@@ -372,3 +372,27 @@ fn chroot_puts_the_child_in_the_jail() {
     assert_eq!(get(&r, "fds"), "");
     assert!(get(&r, "peer").starts_with("127.0.0.1:"), "{r:?}");
 }
+
+#[test]
+fn backlog_is_the_listen_queue_length() {
+    let d = Superd::start(
+        "services:\n  b:\n    listen: 127.0.0.1:0\n    builtin: echo\n    backlog: 17\n",
+    );
+    let port = d.port("b");
+    let Ok(out) = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+    else {
+        eprintln!("skipped: no ss(8) to read the listen queue length");
+        return;
+    };
+    // For a listening socket, ss shows the backlog as Send-Q.
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no listener in ss output"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[0], "LISTEN", "{line}");
+    assert_eq!(cols[2], "17", "{line}");
+}
