@@ -239,6 +239,13 @@ impl Superd {
         let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(s) = self.child.try_wait().unwrap() {
+                // The reader thread may still hold the last lines: wait
+                // for its EOF, or a caller's log_text() misses them.
+                let (m, c) = &*self.log;
+                let mut log = m.lock().unwrap();
+                while !log.closed && Instant::now() < deadline {
+                    log = c.wait_timeout(log, deadline - Instant::now()).unwrap().0;
+                }
                 return s;
             }
             assert!(Instant::now() < deadline, "superd did not exit");

@@ -6,6 +6,7 @@ mod harness;
 
 mod basics;
 mod child;
+mod faults;
 mod limits;
 mod live;
 mod sockets;
