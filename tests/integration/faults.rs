@@ -538,19 +538,36 @@ fn started_with_fds_0_1_2_closed_children_still_get_their_socket() {
 /// and counted, and the count is logged when the reader comes back.
 #[test]
 fn a_stalled_log_reader_never_blocks_the_loop() {
-    const N: usize = 3000;
+    stalled_log(false);
+}
+
+/// The same with stderr a unix stream socket, as under systemd-journald.
+#[test]
+fn a_stalled_log_socket_never_blocks_the_loop() {
+    stalled_log(true);
+}
+
+fn stalled_log(socket: bool) {
+    // A socket buffer holds a few hundred KiB: more connections for it.
+    let n: usize = if socket { 8000 } else { 3000 };
     let dir = TempDir::new("stall");
     dir.write(
         "t.yaml",
         "services:\n  echo:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
     );
     let mut cmd = superd_command(dir.path());
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("start superd");
-    let stderr: ChildStderr = child.stderr.take().unwrap();
-    let _superd = Running(child);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null());
+    let (stderr, _superd): (Box<dyn Read + Send>, Running) = if socket {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        cmd.stderr(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+        let child = cmd.spawn().expect("start superd");
+        (Box::new(ours), Running(child))
+    } else {
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start superd");
+        let stderr: ChildStderr = child.stderr.take().unwrap();
+        (Box::new(stderr), Running(child))
+    };
     // Read up to the listening line, then stop reading.
     let mut r = BufReader::new(stderr);
     let mut line = String::new();
@@ -562,10 +579,10 @@ fn a_stalled_log_reader_never_blocks_the_loop() {
         }
     };
     // Every connection logs at least two lines (accept, exit): a
-    // 64 KiB pipe is full long before N.
+    // 64 KiB pipe is full long before n.
     let started = Instant::now();
     let a = addr.clone();
-    in_parallel(4, N, move |i| {
+    in_parallel(4, n, move |i| {
         let msg = format!("hello {i}\n");
         let mut s = connect(&a);
         s.write_all(msg.as_bytes()).unwrap();
@@ -573,7 +590,10 @@ fn a_stalled_log_reader_never_blocks_the_loop() {
         s.read_exact(&mut got).unwrap();
         assert_eq!(got, msg.as_bytes());
     });
-    eprintln!("stalled log: {N} echo sessions in {:?}", started.elapsed());
+    eprintln!(
+        "stalled log (socket={socket}): {n} echo sessions in {:?}",
+        started.elapsed()
+    );
 
     // The reader comes back: drain everything, connect once more, and the
     // next line written says how many were lost.
@@ -604,7 +624,7 @@ fn a_stalled_log_reader_never_blocks_the_loop() {
     assert!(dropped.starts_with("WARN"), "{dropped}");
     let count: u64 = field(&dropped, "count").unwrap().parse().unwrap();
     assert!(count > 0, "{dropped}");
-    assert!(count < (3 * N) as u64, "{dropped}");
+    assert!(count < (3 * n) as u64, "{dropped}");
     // Lines after the note are whole lines again.
     log.wait_for(&["exit service=echo ", "bytes_in=5"]);
 }
