@@ -643,11 +643,10 @@ impl Daemon {
                         self.child_started(sid, &service, spawned, Some(conn.peer), source, None);
                     }
                     Err(e) => {
-                        // fork failed: keep the connection for the resume,
-                        // release its per-source slot until then.
+                        // fork failed: keep the connection, with its
+                        // per-source slot, and start it first when the
+                        // pause ends.
                         let st = self.services.get_mut(&sid).expect("live");
-                        // The connection keeps its per-source slot while it
-                        // waits; it is started first when the pause ends.
                         st.pending = Some(conn);
                         self.pause_for_resources(sid, "fork", &e);
                     }
@@ -711,14 +710,12 @@ impl Daemon {
                 let delay = if service.wait {
                     let shift = st.fail_streak.saturating_sub(1).min(10);
                     Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
-                } else if !st.failure_bucket.try_take(now) {
-                    Some(
-                        st.failure_bucket
-                            .next_token_at(now)
-                            .saturating_duration_since(now),
-                    )
                 } else {
-                    None
+                    // This failure spends a token; if none is left for the
+                    // next attempt, wait until there is one.
+                    let _ = st.failure_bucket.try_take(now);
+                    let next = st.failure_bucket.next_token_at(now);
+                    (next > now).then(|| next.saturating_duration_since(now))
                 };
                 if let Some(d) = delay {
                     let until = now + d.max(Duration::from_millis(1));

@@ -63,6 +63,33 @@ pub fn load_with(paths: &[PathBuf], ctx: &Context) -> Result<Config, Vec<ConfigE
     finish(&sources, ctx, errors)
 }
 
+/// Parses and validates one file's bytes as if read from `name`, with the
+/// same size and UTF-8 rules as a file on disk, without opening anything
+/// (user, group and program lookups aside). For fuzzing and tests: every
+/// input must end in `Ok` or in errors, never in a panic.
+pub fn check_text(name: &str, text: &[u8], ctx: &Context) -> Result<Config, Vec<ConfigError>> {
+    let path = PathBuf::from(name);
+    let whole = |m: &str| {
+        Err(vec![ConfigError {
+            file: path.clone(),
+            line: None,
+            column: None,
+            message: m.to_owned(),
+        }])
+    };
+    if text.len() as u64 > files::MAX_FILE {
+        return whole("larger than the size limit");
+    }
+    let Ok(text) = std::str::from_utf8(text) else {
+        return whole("not valid UTF-8");
+    };
+    let sources = [files::Source {
+        path: path.clone(),
+        text: text.to_owned(),
+    }];
+    finish(&sources, ctx, Vec::new())
+}
+
 fn finish(
     sources: &[files::Source],
     ctx: &Context,
@@ -105,6 +132,17 @@ fn at(file: &Path, pos: Option<tree::Pos>, message: impl Into<String>) -> Config
 /// Walks and deserializes one file. `None` when nothing more can be said
 /// about it (its errors are in `errors`).
 fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<validate::Parsed> {
+    if let Some(pos) = tree::flow_too_deep(text) {
+        errors.push(at(
+            path,
+            Some(pos),
+            format!(
+                "brackets ([ and {{) nested deeper than {} levels",
+                tree::MAX_FLOW_BRACKETS
+            ),
+        ));
+        return None;
+    }
     let mut docs = serde_yaml::Deserializer::from_str(text);
     let Some(first) = docs.next() else {
         // Empty, or only comments: no services.

@@ -976,3 +976,37 @@ fn thousand_services_fast() {
     assert_eq!(c.services.len(), 1000);
     eprintln!("1000 services loaded in {el:?}");
 }
+
+#[test]
+fn deep_flow_brackets_are_refused_before_libyaml_sees_them() {
+    // 1 MiB of `[` took libyaml minutes; refused at the 65th bracket.
+    let text = format!("services: {}", "[".repeat(200));
+    one(
+        &text,
+        1,
+        11 + tree::MAX_FLOW_BRACKETS,
+        "nested deeper than 64",
+    );
+    let text = format!("services:\n  x: {}", "{a: ".repeat(100));
+    one(&text, 2, 6 + 4 * tree::MAX_FLOW_BRACKETS, "brackets");
+    // Closers inside quoted scalars and comments do not count down.
+    let text = format!("services: {}", "{a: \"}\", b: ".repeat(80));
+    one(&text, 1, 11 + 12 * tree::MAX_FLOW_BRACKETS, "brackets");
+    // Brackets in a quoted argument are fine.
+    ok("services:\n  x:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, '[{']\n    user: root\n");
+}
+
+#[test]
+fn a_long_line_costs_linear_time() {
+    // Columns were counted from the line start for every scalar:
+    // quadratic in the line length.
+    let mut text = String::from("services: {");
+    for i in 0..20_000 {
+        text.push_str(&format!("s{i}: {{listen: [x]}}, "));
+    }
+    text.push('}');
+    let start = std::time::Instant::now();
+    let (_, e) = errs(&text);
+    assert!(!e.is_empty());
+    assert!(start.elapsed() < std::time::Duration::from_secs(20));
+}

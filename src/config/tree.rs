@@ -20,6 +20,90 @@ pub const MAX_DEPTH: usize = 16;
 /// early.
 pub const EXTRA_NODES: usize = 10_000;
 
+/// Flow brackets nested deeper than this, as `flow_too_deep` counts them,
+/// are refused before libyaml sees the text: libyaml's scanner does work in
+/// the nesting depth for every token, so a file of 1 MiB of `[` or `{a: `
+/// took minutes. Far above `MAX_DEPTH`, so no file this refuses would have
+/// been accepted.
+pub const MAX_FLOW_BRACKETS: usize = 64;
+
+/// Where flow brackets first nest deeper than `MAX_FLOW_BRACKETS`; `None`
+/// when they never do. Errs on the side of counting too deep: every `[` and
+/// `{` counts, even inside a string or a comment; a `]` or `}` counts only
+/// outside the quoted scalars and comments it can recognise (a quote that
+/// starts a token, `#` after a blank).
+pub fn flow_too_deep(text: &str) -> Option<Pos> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    // Whether a token may start here: the text start, after a blank or a
+    // flow indicator.
+    let starts_token = |i: usize| {
+        i == 0
+            || matches!(
+                b[i - 1],
+                b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b',' | b':'
+            )
+    };
+    let open = |i: usize, depth: &mut usize| {
+        *depth += 1;
+        (*depth > MAX_FLOW_BRACKETS).then_some(i)
+    };
+    while i < b.len() {
+        match b[i] {
+            b'[' | b'{' => {
+                if let Some(at) = open(i, &mut depth) {
+                    return Some(pos_at(text, at));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            q @ (b'"' | b'\'') if starts_token(i) => {
+                // Skip the quoted scalar; brackets in it still open.
+                i += 1;
+                while i < b.len() {
+                    match b[i] {
+                        b'\\' if q == b'"' => i += 1,
+                        b'\'' if q == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 1,
+                        c if c == q => break,
+                        b'[' | b'{' => {
+                            if let Some(at) = open(i, &mut depth) {
+                                return Some(pos_at(text, at));
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') => {
+                while i < b.len() && b[i] != b'\n' {
+                    if matches!(b[i], b'[' | b'{')
+                        && let Some(at) = open(i, &mut depth)
+                    {
+                        return Some(pos_at(text, at));
+                    }
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn pos_at(text: &str, offset: usize) -> Pos {
+    let before = &text.as_bytes()[..offset];
+    let start = before
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |n| n + 1);
+    Pos {
+        line: before.iter().filter(|&&c| c == b'\n').count() + 1,
+        column: count_chars(&before[start..]) + 1,
+    }
+}
+
 /// Separates path components in index keys (service names may hold dots).
 const SEP: char = '\u{0}';
 
@@ -87,6 +171,7 @@ pub fn walk<'de>(
         nodes: 0,
         limit: EXTRA_NODES + text.len(),
         out: Walked::default(),
+        char_checkpoints: char_checkpoints(text),
     };
     let root = Node {
         st: &mut st,
@@ -129,6 +214,26 @@ struct State<'de> {
     nodes: usize,
     limit: usize,
     out: Walked,
+    /// Characters before every `CHECKPOINT`-th byte.
+    char_checkpoints: Vec<usize>,
+}
+
+const CHECKPOINT: usize = 256;
+
+/// Characters in UTF-8 bytes (any slice, whole characters or not): the
+/// bytes that are not continuation bytes.
+fn count_chars(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b & 0xc0 != 0x80).count()
+}
+
+fn char_checkpoints(text: &str) -> Vec<usize> {
+    let mut v = vec![0];
+    let mut n = 0;
+    for chunk in text.as_bytes().chunks(CHECKPOINT) {
+        n += count_chars(chunk);
+        v.push(n);
+    }
+    v
 }
 
 impl State<'_> {
@@ -143,10 +248,17 @@ impl State<'_> {
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
         // libyaml counts columns in characters.
-        let column = self.text[start..offset].chars().count() + 1;
+        let column = self.chars_before(offset) - self.chars_before(start) + 1;
         Pos { line, column }
     }
 
+    /// Characters in `text[..offset]`, from the checkpoints: counting from
+    /// the line start at every scalar is quadratic in the length of a line
+    /// (a 1 MiB one-line flow file took seconds).
+    fn chars_before(&self, offset: usize) -> usize {
+        let k = offset / CHECKPOINT;
+        self.char_checkpoints[k] + count_chars(&self.text.as_bytes()[k * CHECKPOINT..offset])
+    }
     fn count<E: de::Error>(&mut self) -> Result<(), E> {
         self.nodes += 1;
         if self.nodes > self.limit {
