@@ -40,6 +40,7 @@ pub fn init(verbosity: i32) {
 /// checked with a zero-timeout poll before each write.
 struct NonBlockingStderr {
     file: Option<File>,
+    always_ready: bool,
     dropped: u64,
     /// Bytes of the current line already accepted by env_logger's buffer.
     line: Vec<u8>,
@@ -49,10 +50,8 @@ impl NonBlockingStderr {
     fn open() -> NonBlockingStderr {
         // Only pipes and terminals: reopening a regular file would lose its
         // O_APPEND offset, and sockets cannot be reopened through /proc.
-        let reopen = nix::sys::stat::fstat(2).is_ok_and(|st| {
-            let fmt = st.st_mode & libc::S_IFMT;
-            fmt == libc::S_IFIFO || fmt == libc::S_IFCHR
-        });
+        let fmt = nix::sys::stat::fstat(2).map_or(0, |st| st.st_mode & libc::S_IFMT);
+        let reopen = fmt == libc::S_IFIFO || fmt == libc::S_IFCHR;
         let file = reopen
             .then(|| {
                 OpenOptions::new()
@@ -64,13 +63,15 @@ impl NonBlockingStderr {
             .flatten();
         NonBlockingStderr {
             file,
+            // A regular file never blocks a write: no poll needed.
+            always_ready: fmt == libc::S_IFREG,
             dropped: 0,
             line: Vec::new(),
         }
     }
 
     fn ready(&self) -> bool {
-        if self.file.is_some() {
+        if self.file.is_some() || self.always_ready {
             return true;
         }
         let stderr = io::stderr();
