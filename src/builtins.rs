@@ -50,8 +50,8 @@ pub fn format_time(unix_secs: i64) -> [u8; 4] {
 /// RFC 867 leaves the daytime format free; like inetd we send ctime(3)'s
 /// 24 characters (`"%.3s %.3s%3d %.2d:%.2d:%.2d %d"`, so a single-digit day
 /// is padded with a space) followed by CRLF. `utc_offset_secs` is added to
-/// shift UTC to local time (0 gives UTC: superd has no unsafe `localtime_r`
-/// here, so the caller decides the offset).
+/// shift UTC to local time (the event loop passes the local zone's offset
+/// from `sys::utc_offset`; 0 gives UTC).
 pub fn format_daytime(unix_secs: i64, utc_offset_secs: i64) -> String {
     const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
     const MONTHS: [&str; 12] = [
