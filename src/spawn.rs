@@ -180,12 +180,12 @@ pub fn spawn(plan: &SpawnPlan, sock: BorrowedFd<'_>, conn: &ConnInfo) -> Result<
     };
     let stack_top = child_stack()?;
 
-    // SAFETY: the child runs `child_main` on its own stack (`child_stack`,
-    // used by one child at a time: CLONE_VFORK suspends this thread until
-    // the child has exec'd or exited). It makes only async-signal-safe
-    // calls on `child`, which lives in this frame until clone returns, and
-    // never returns. Signals superd handles are blocked (signalfd), so no
-    // handler of superd's can run on the shared memory.
+    // The child runs `child_main` on its own stack (`child_stack`, used by
+    // one child at a time: CLONE_VFORK suspends this thread until the child
+    // has exec'd or exited). Signals superd handles are blocked (signalfd),
+    // so no handler of superd's can run on the shared memory.
+    // SAFETY: the child makes only async-signal-safe calls on `child`,
+    // which lives in this frame until clone returns, and never returns.
     let pid = unsafe {
         libc::clone(
             child_main,
