@@ -130,6 +130,14 @@ impl NonBlockingStderr {
 
 impl Write for NonBlockingStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // The usual case: env_logger hands over exactly one whole line.
+        if self.line.is_empty() && buf.iter().position(|&b| b == b'\n') == buf.len().checked_sub(1)
+        {
+            if !buf.is_empty() {
+                self.emit(buf);
+            }
+            return Ok(buf.len());
+        }
         self.line.extend_from_slice(buf);
         while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
             let rest = self.line.split_off(end + 1);
