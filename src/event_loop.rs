@@ -47,6 +47,9 @@ const WAIT_BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// (burst the same): a client flood against a broken program costs a few
 /// forks a second, never a tight loop.
 const NOWAIT_FAILURES_PER_SEC: u32 = 50;
+/// Connections accepted on one listener before the loop looks at anything
+/// else.
+const ACCEPT_BATCH: usize = 64;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
 const STDERR_LINE_MAX: usize = 4096;
 
@@ -494,7 +497,15 @@ impl Daemon {
 
     /// Accepts on `token` until the backlog is empty or a limit says stop.
     fn drain_listener(&mut self, token: Token) {
+        let mut accepted = 0;
         loop {
+            // A flood on one listener must not starve the others, signals
+            // or reaping: after a batch it waits its turn on the ready list
+            // (no new edge would come for what is already queued).
+            if accepted == ACCEPT_BATCH {
+                self.ready.push(token);
+                return;
+            }
             let Some(entry) = self.listeners.get(&token) else {
                 return;
             };
@@ -537,6 +548,7 @@ impl Daemon {
             }
             match entry.listener.accept() {
                 Ok(conn) => {
+                    accepted += 1;
                     let st = self.services.get_mut(&sid).expect("live");
                     let _ = st.limits.take_rate_token(now);
                     st.counters.accepted += 1;
@@ -1210,8 +1222,7 @@ impl Daemon {
                 .collect();
             let state = if !s.enabled {
                 "disabled"
-            } else if let Some((p, until)) = st.paused.filter(|(_, u)| *u > now) {
-                let _ = until;
+            } else if let Some((p, _)) = st.paused.filter(|(_, until)| *until > now) {
                 p.as_str()
             } else if st.limits.at_capacity() {
                 "paused_max_connections"
