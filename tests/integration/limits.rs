@@ -303,3 +303,42 @@ fn out_of_descriptors_pauses_accepting_without_spinning_and_serves_the_queue_lat
         assert_eq!(&buf, b"hello\n");
     }
 }
+
+#[test]
+fn a_flood_on_one_service_does_not_starve_another() {
+    let d = Superd::start(&format!(
+        "services:\n  flood:\n    listen: 127.0.0.1:0\n    exec: /bin/true\n    {}\n  calm:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+        user_line()
+    ));
+    let flood = d.addr("flood");
+    let calm = d.addr("calm");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Four clients connecting and hanging up as fast as they can (faster
+    // than any fork+exec), each bounded in count: the backlog never runs
+    // dry while they go on.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, flood) = (stop.clone(), flood.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) && n < 50_000 {
+                    drop(TcpStream::connect(&flood));
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    d.wait_nth(200, &["exit", "service=flood"]);
+    // While the flood goes on, the other service answers and signals are
+    // handled.
+    for i in 0..20 {
+        let mut c = connect(&calm);
+        assert!(echoes(&mut c, format!("calm {i}\n").as_bytes()));
+    }
+    d.signal(nix::sys::signal::Signal::SIGUSR1);
+    d.wait_for(&["status", "service=calm"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+}
