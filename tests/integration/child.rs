@@ -253,3 +253,29 @@ fn shutdown_terminates_children_and_exits_zero() {
     );
     drop(s);
 }
+
+#[test]
+fn grace_then_sigkill_for_a_child_that_ignores_sigterm() {
+    let dir = TempDir::new("grace");
+    dir.write(
+        "t.yaml",
+        &format!(
+            "services:\n  stubborn:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'trap \"\" TERM; echo ready; while :; do sleep 1; done']\n    {}\n",
+            user_line()
+        ),
+    );
+    let p = dir.path().to_str().unwrap().to_string();
+    let mut d = Superd::spawn(dir, &[&p, "-v", "--grace", "1s"], &[]);
+    let mut s = connect(&d.addr("stubborn"));
+    let mut buf = [0u8; 6];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    let start = std::time::Instant::now();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = d.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    // It waited for the grace period, then killed what was left.
+    assert!(start.elapsed() >= std::time::Duration::from_millis(900));
+    assert!(d.log_text().contains("grace expired"), "{}", d.log_text());
+    assert!(d.log_text().contains("signal=SIGKILL"), "{}", d.log_text());
+}
