@@ -1380,13 +1380,32 @@ fn take_from_pool(pool: &mut HashMap<ListenerKey, Vec<Slot>>, key: &ListenerKey)
     if let Some(slot) = pool.get_mut(key).and_then(Vec::pop) {
         return Some(slot);
     }
-    let port = key.addr.port().filter(|p| *p != 0)?;
-    let mut any_port = key.clone();
-    any_port.addr = key.addr.with_port(0)?;
-    let slots = pool.get_mut(&any_port)?;
-    let i = slots.iter().position(|s| s.listener.port == Some(port))?;
+    // The same address with other options that an open socket can take
+    // (backlog, socket file mode and owner): adjust it in place rather
+    // than fail to bind the address a second time.
+    let same_addr = |k: &ListenerKey, s: &Slot| {
+        k.addr == key.addr
+            || key.addr.port().is_some_and(|p| p != 0)
+                && key.addr.with_port(0).as_ref() == Some(&k.addr)
+                && s.listener.port == key.addr.port()
+    };
+    let found = pool.iter().find_map(|(k, slots)| {
+        slots
+            .iter()
+            .position(|s| same_addr(k, s) && s.listener.can_adjust_to(key))
+            .map(|i| (k.clone(), i))
+    });
+    let (k, i) = found?;
+    let slots = pool.get_mut(&k)?;
     let mut slot = slots.swap_remove(i);
-    // From now on the socket is known by the pinned key.
+    if let Err(e) = slot.listener.adjust(key) {
+        warn!(
+            "cannot change socket options addr={} error={}",
+            slot.listener.local,
+            quote(&e.to_string())
+        );
+    }
+    // From now on the socket is known by the new key.
     slot.listener.key = key.clone();
     Some(slot)
 }
@@ -1419,7 +1438,15 @@ fn bind_all(
                         udp: None,
                     }),
                     Err(e) => {
-                        failure = Some(BindFailure(format!("service {}: {e}", s.name)));
+                        // The address is ours already, with options a
+                        // socket cannot change once bound.
+                        let held = pool.keys().any(|k| k.addr == key.addr);
+                        let hint = if held {
+                            " (v6only and reuse_port cannot change on a reload: restart superd)"
+                        } else {
+                            ""
+                        };
+                        failure = Some(BindFailure(format!("service {}: {e}{hint}", s.name)));
                         out.push(slots);
                         break 'outer;
                     }

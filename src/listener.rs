@@ -185,6 +185,33 @@ impl Listener {
         })
     }
 
+    /// Whether this socket can take `key`'s options without being rebound:
+    /// same address and type, same v6only and reuse_port (fixed at bind).
+    pub fn can_adjust_to(&self, key: &ListenerKey) -> bool {
+        self.key.socket == key.socket
+            && self.key.v6only == key.v6only
+            && self.key.reuse_port == key.reuse_port
+    }
+
+    /// Applies the options that can change on an open socket (reload):
+    /// the backlog (listen() again) and the socket file's mode and owner.
+    pub fn adjust(&mut self, key: &ListenerKey) -> io::Result<()> {
+        if key.socket != SocketType::Dgram && key.backlog != self.key.backlog {
+            listen_if_stream(&self.fd, key)?;
+        }
+        if let Some(path) = &self.unix_path {
+            if key.socket_mode != self.key.socket_mode {
+                fs::set_permissions(path, fs::Permissions::from_mode(key.socket_mode))?;
+            }
+            if key.socket_user != self.key.socket_user || key.socket_group != self.key.socket_group
+            {
+                std::os::unix::fs::lchown(path, key.socket_user, key.socket_group)?;
+            }
+        }
+        self.key = key.clone();
+        Ok(())
+    }
+
     /// Removes the socket file superd created (at shutdown, or when the
     /// service goes away).
     pub fn remove_socket_file(&mut self) {

@@ -296,3 +296,59 @@ fn pidfile_is_locked_never_follows_symlinks_and_is_removed() {
     assert_eq!(third.wait_exit().code(), Some(1));
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
 }
+
+#[test]
+fn a_reload_that_removes_a_unix_service_removes_its_socket_file() {
+    let dir = TempDir::new("unixreload");
+    let sock = dir.path().join("gone.sock");
+    let d = Superd::start(&format!(
+        "services:\n  u:\n    listen: {}\n    builtin: echo\n  keep:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+        sock.display()
+    ));
+    d.wait_for(&["listening", "service=u"]);
+    assert!(sock.exists());
+    let keep = d.port("keep");
+    d.dir.write(
+        "test.yaml",
+        &format!("services:\n  keep:\n    listen: 127.0.0.1:{keep}\n    builtin: echo\n"),
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reloaded"]);
+    assert!(
+        !sock.exists(),
+        "socket file of the removed service left behind"
+    );
+    assert_eq!(exchange(&format!("127.0.0.1:{keep}"), b"k"), b"k");
+}
+
+#[test]
+fn a_reload_changing_backlog_and_socket_mode_keeps_the_sockets() {
+    let dir = TempDir::new("adjust");
+    let sock = dir.path().join("adj.sock");
+    let d = Superd::start(&format!(
+        "services:\n  tcp:\n    listen: 127.0.0.1:0\n    builtin: echo\n    backlog: 16\n  unix:\n    listen: {}\n    builtin: echo\n    socket_mode: \"0600\"\n",
+        sock.display()
+    ));
+    let port = d.port("tcp");
+    d.wait_for(&["listening", "service=unix"]);
+    let inode = listening_inode(port).expect("listening socket");
+    d.dir.write(
+        "test.yaml",
+        &format!(
+            "services:\n  tcp:\n    listen: 127.0.0.1:{port}\n    builtin: echo\n    backlog: 64\n  unix:\n    listen: {}\n    builtin: echo\n    socket_mode: \"0644\"\n",
+            sock.display()
+        ),
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reloaded"]);
+    assert!(
+        d.lines_with(&["reload failed"]).is_empty(),
+        "{}",
+        d.log_text()
+    );
+    assert_eq!(listening_inode(port), Some(inode), "TCP socket replaced");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+    assert_eq!(exchange(&format!("127.0.0.1:{port}"), b"t"), b"t");
+}
