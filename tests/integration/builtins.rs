@@ -407,11 +407,12 @@ fn a_chargen_client_that_never_reads_costs_no_memory() {
     drop(lazy);
     let line = d.wait_nth(2, &["exit", "service=chargen "]);
     // What superd wrote in all is what the two kernel queues held when we
-    // looked (a probe segment may be counted in both): it had stopped
-    // writing, it was not still generating data somewhere.
+    // looked: it had stopped writing, it was not still generating data
+    // somewhere. Data in flight can be counted in both queues (unacked at
+    // superd, already queued at the client): up to a window of slack.
     let out: usize = field(&line, "bytes_out").unwrap().parse().unwrap();
     assert!(
-        out <= unread + txq && unread + txq - out <= 64 * 1024,
+        out <= unread + txq && unread + txq - out <= 256 * 1024,
         "{line}: queues held {unread} + {txq}"
     );
 }
