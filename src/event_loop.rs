@@ -50,6 +50,8 @@ const NOWAIT_FAILURES_PER_SEC: u32 = 50;
 /// Connections accepted on one listener before the loop looks at anything
 /// else.
 const ACCEPT_BATCH: usize = 64;
+/// Reads of 4 KiB from one stderr pipe before the loop looks elsewhere.
+const STDERR_READS_PER_TURN: usize = 16;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
 const STDERR_LINE_MAX: usize = 4096;
 
@@ -257,7 +259,7 @@ impl Daemon {
         };
         let bound = bind_all(&config.services, &mut HashMap::new())
             .map_err(|e| StartError(e.to_string()))?;
-        d.install(config.services, bound, Vec::new());
+        d.install(config.services, bound, HashMap::new());
         Ok(d)
     }
 
@@ -300,15 +302,13 @@ impl Daemon {
         &mut self,
         services: Vec<Service>,
         mut bound: Vec<Vec<Slot>>,
-        old_by_name: Vec<(String, u64)>,
+        old_ids: HashMap<String, u64>,
     ) {
         let now = Instant::now();
-        let old_ids: HashMap<String, u64> = old_by_name.into_iter().collect();
         let mut new_order = Vec::new();
-        let mut keep_ids = Vec::new();
         for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
             let service = Rc::new(service);
-            let plan = match service.program {
+            let new_plan = || match service.program {
                 Program::Exec { .. } => Some(Rc::new(SpawnPlan::new(&service))),
                 Program::Builtin(_) => None,
             };
@@ -321,10 +321,13 @@ impl Daemon {
                         service.rate,
                         now,
                     );
+                    // An unchanged service keeps its plan (no passwd lookup,
+                    // no C strings rebuilt for each of 1000 services).
+                    if *st.service != *service {
+                        st.plan = new_plan();
+                    }
                     st.service = service.clone();
-                    st.plan = plan;
                     st.listeners.clear();
-                    keep_ids.push(id);
                     id
                 }
                 None => {
@@ -341,7 +344,7 @@ impl Daemon {
                                 now,
                             ),
                             service: service.clone(),
-                            plan,
+                            plan: new_plan(),
                             counters: Counters::default(),
                             listeners: Vec::new(),
                             paused: None,
@@ -364,8 +367,12 @@ impl Daemon {
             for slot in listeners {
                 let is_new = slot.token.is_none();
                 let token = slot.token.unwrap_or_else(|| self.token());
+                // A kept UDP builtin keeps its server (chargen's rotation).
                 let udp = match (service.builtin(), service.socket) {
-                    (Some(kind), SocketType::Dgram) => Some(builtins::UdpServer::new(kind)),
+                    (Some(kind), SocketType::Dgram) => slot
+                        .udp
+                        .filter(|u| u.kind() == kind)
+                        .or_else(|| Some(builtins::UdpServer::new(kind))),
                     _ => None,
                 };
                 let mut entry = ListenerEntry {
@@ -1030,7 +1037,15 @@ impl Daemon {
             return;
         };
         let mut chunk = [0u8; 4096];
+        let mut reads = 0;
         let eof = loop {
+            // A child that writes stderr without pause must not hold the
+            // loop: after a budget, this pipe waits its turn (ready list).
+            if reads == STDERR_READS_PER_TURN {
+                self.ready.push(token);
+                break false;
+            }
+            reads += 1;
             match pipe.file.read(&mut chunk) {
                 Ok(0) => break true,
                 Ok(n) => {
@@ -1039,7 +1054,7 @@ impl Daemon {
                         .buf
                         .len()
                         >= STDERR_LINE_MAX)
-                        .then_some(STDERR_LINE_MAX))
+                        .then_some(STDERR_LINE_MAX - 1))
                     {
                         let rest = pipe.buf.split_off((end + 1).min(pipe.buf.len()));
                         let line = std::mem::replace(&mut pipe.buf, rest);
@@ -1170,7 +1185,7 @@ impl Daemon {
                         slot.listener.remove_socket_file();
                     }
                 }
-                let old: Vec<(String, u64)> = self
+                let old: HashMap<String, u64> = self
                     .services
                     .values()
                     .map(|s| (s.service.name.clone(), s.id))

@@ -279,3 +279,26 @@ fn grace_then_sigkill_for_a_child_that_ignores_sigterm() {
     assert!(d.log_text().contains("grace expired"), "{}", d.log_text());
     assert!(d.log_text().contains("signal=SIGKILL"), "{}", d.log_text());
 }
+
+#[test]
+fn a_child_flooding_its_stderr_log_does_not_hold_the_loop() {
+    let d = Superd::start(&format!(
+        "services:\n  noisy:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'echo started; exec yes noise >&2']\n    stderr: log\n    timeout: 20s\n    {}\n  calm:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+        user_line()
+    ));
+    let calm = d.addr("calm");
+    let mut noisy = connect(&d.addr("noisy"));
+    let mut buf = [0u8; 8];
+    noisy.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"started\n");
+    d.wait_nth(100, &["stderr", "service=noisy", "noise"]);
+    // While the child still floods its pipe, the other service answers.
+    for i in 0..10 {
+        let msg = format!("calm {i}\n");
+        assert_eq!(exchange(&calm, msg.as_bytes()), msg.as_bytes());
+    }
+    assert!(
+        d.lines_with(&["exit", "service=noisy"]).is_empty(),
+        "the flood had already ended"
+    );
+}
