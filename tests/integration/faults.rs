@@ -13,7 +13,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -92,63 +92,6 @@ fn in_parallel(threads: usize, count: usize, f: impl Fn(usize) + Send + Sync + '
 }
 
 // ---- a superd started by hand (custom fds, user, limits) ------------------
-
-/// Log lines read from a pipe by a thread, for the tests that cannot use
-/// `Superd::start` (they change how superd is started).
-#[derive(Clone, Default)]
-struct Lines(Arc<(Mutex<LinesState>, Condvar)>);
-
-/// The lines so far, and whether the pipe reached EOF.
-type LinesState = (Vec<String>, bool);
-
-impl Lines {
-    fn follow(stderr: impl Read + Send + 'static) -> Lines {
-        let lines = Lines::default();
-        let l2 = lines.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match r.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => l2.push(line.trim_end().to_owned()),
-                }
-            }
-            let (m, c) = &*l2.0;
-            m.lock().unwrap().1 = true;
-            c.notify_all();
-        });
-        lines
-    }
-
-    fn push(&self, line: String) {
-        let (m, c) = &*self.0;
-        m.lock().unwrap().0.push(line);
-        c.notify_all();
-    }
-
-    fn text(&self) -> String {
-        self.0.0.lock().unwrap().0.join("\n")
-    }
-
-    /// Waits for a line holding every one of `parts`.
-    fn wait_for(&self, parts: &[&str]) -> String {
-        let (m, c) = &*self.0;
-        let deadline = Instant::now() + DEADLINE;
-        let mut g = m.lock().unwrap();
-        loop {
-            if let Some(l) = g.0.iter().find(|l| parts.iter().all(|p| l.contains(p))) {
-                return l.clone();
-            }
-            let now = Instant::now();
-            if now >= deadline || g.1 {
-                panic!("no log line with {parts:?}; log:\n{}", g.0.join("\n"));
-            }
-            g = c.wait_timeout(g, deadline - now).unwrap().0;
-        }
-    }
-}
 
 /// A child process killed on drop.
 struct Running(Child);
@@ -362,7 +305,7 @@ fn fork_failure_pauses_without_spinning_and_serves_when_the_limit_lifts() {
             return;
         }
     };
-    let log = Lines::follow(child.stderr.take().unwrap());
+    let log = LogFollower::follow(child.stderr.take().unwrap());
     let superd = Running(child);
     let line = log.wait_for(&["listening", "service=cat "]);
     let addr = field(&line, "addr").unwrap();
@@ -470,7 +413,7 @@ fn closed_std_fds(close: &'static [i32], read_log: bool) {
         });
     }
     let mut child = cmd.spawn().expect("start superd");
-    let log = child.stderr.take().map(Lines::follow);
+    let log = child.stderr.take().map(LogFollower::follow);
     let mut superd = Running(child);
     if let Some(log) = &log {
         log.wait_for(&["listening", "service=probe "]);
@@ -596,18 +539,7 @@ fn stalled_log(socket: bool) {
 
     // The reader comes back: drain everything, connect once more, and the
     // next line written says how many were lost.
-    let log = Lines::default();
-    let l2 = log.clone();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match r.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => l2.push(line.trim_end().to_owned()),
-            }
-        }
-    });
+    let log = LogFollower::follow(r);
     // Everything superd wrote before the stall fits in the pipe; once the
     // reader has it all, the next connection's lines go through.
     let deadline = Instant::now() + DEADLINE;

@@ -95,10 +95,103 @@ struct Log {
     closed: bool,
 }
 
+/// superd's log as a thread reads it, line by line, from a pipe: what the
+/// tests wait on. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct LogFollower(Arc<(Mutex<Log>, Condvar)>);
+
+impl LogFollower {
+    /// Follows `stderr` in a thread until EOF.
+    pub fn follow(stderr: impl Read + Send + 'static) -> LogFollower {
+        let log = LogFollower::default();
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if std::env::var_os("SUPERD_TEST_ECHO").is_some() {
+                            eprint!("[superd] {line}");
+                        }
+                        let (m, c) = &*l2.0;
+                        m.lock().unwrap().lines.push(line.trim_end().to_string());
+                        c.notify_all();
+                    }
+                }
+            }
+            let (m, c) = &*l2.0;
+            m.lock().unwrap().closed = true;
+            c.notify_all();
+        });
+        log
+    }
+
+    /// Waits for the `n`-th (1-based) line containing every one of
+    /// `parts`; panics with the whole log after the deadline or at EOF.
+    pub fn wait_nth(&self, n: usize, parts: &[&str]) -> String {
+        let (m, c) = &*self.0;
+        let deadline = Instant::now() + DEADLINE;
+        let mut log = m.lock().unwrap();
+        loop {
+            let found: Vec<&String> = log
+                .lines
+                .iter()
+                .filter(|l| parts.iter().all(|p| l.contains(p)))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            let now = Instant::now();
+            if now >= deadline || log.closed {
+                panic!(
+                    "no log line #{n} with {parts:?} (closed={}); log:\n{}",
+                    log.closed,
+                    log.lines.join("\n")
+                );
+            }
+            log = c.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+
+    pub fn wait_for(&self, parts: &[&str]) -> String {
+        self.wait_nth(1, parts)
+    }
+
+    /// Lines containing all of `parts`, now.
+    pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
+        let (m, _) = &*self.0;
+        m.lock()
+            .unwrap()
+            .lines
+            .iter()
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .cloned()
+            .collect()
+    }
+
+    pub fn text(&self) -> String {
+        self.0.0.lock().unwrap().lines.join("\n")
+    }
+
+    /// Waits until the pipe reached EOF (every line is in).
+    pub fn wait_closed(&self, deadline: Instant) {
+        let (m, c) = &*self.0;
+        let mut log = m.lock().unwrap();
+        while !log.closed {
+            let now = Instant::now();
+            assert!(now < deadline, "superd's stderr stayed open");
+            log = c.wait_timeout(log, deadline - now).unwrap().0;
+        }
+    }
+}
+
 /// A running superd.
 pub struct Superd {
     pub child: Child,
-    log: Arc<(Mutex<Log>, Condvar)>,
+    pub log: LogFollower,
     pub dir: TempDir,
     stdout: Option<std::process::ChildStdout>,
 }
@@ -151,29 +244,7 @@ impl Superd {
         let mut child = cmd.spawn().expect("start superd");
         let stderr = child.stderr.take().unwrap();
         let stdout = child.stdout.take();
-        let log = Arc::new((Mutex::new(Log::default()), Condvar::new()));
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(stderr);
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match r.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if std::env::var_os("SUPERD_TEST_ECHO").is_some() {
-                            eprint!("[superd] {line}");
-                        }
-                        let (m, c) = &*l2;
-                        m.lock().unwrap().lines.push(line.trim_end().to_string());
-                        c.notify_all();
-                    }
-                }
-            }
-            let (m, c) = &*l2;
-            m.lock().unwrap().closed = true;
-            c.notify_all();
-        });
+        let log = LogFollower::follow(stderr);
         Superd {
             child,
             log,
@@ -189,48 +260,20 @@ impl Superd {
     /// Waits for the `n`-th (1-based) log line containing every one of
     /// `parts`; panics with the whole log after the deadline.
     pub fn wait_nth(&self, n: usize, parts: &[&str]) -> String {
-        let (m, c) = &*self.log;
-        let deadline = Instant::now() + DEADLINE;
-        let mut log = m.lock().unwrap();
-        loop {
-            let found: Vec<&String> = log
-                .lines
-                .iter()
-                .filter(|l| parts.iter().all(|p| l.contains(p)))
-                .collect();
-            if found.len() >= n {
-                return found[n - 1].clone();
-            }
-            let now = Instant::now();
-            if now >= deadline || log.closed {
-                panic!(
-                    "no log line #{n} with {parts:?} (closed={}); log:\n{}",
-                    log.closed,
-                    log.lines.join("\n")
-                );
-            }
-            log = c.wait_timeout(log, deadline - now).unwrap().0;
-        }
+        self.log.wait_nth(n, parts)
     }
 
     pub fn wait_for(&self, parts: &[&str]) -> String {
-        self.wait_nth(1, parts)
+        self.log.wait_for(parts)
     }
 
     /// Lines containing all of `parts`, now.
     pub fn lines_with(&self, parts: &[&str]) -> Vec<String> {
-        let (m, _) = &*self.log;
-        m.lock()
-            .unwrap()
-            .lines
-            .iter()
-            .filter(|l| parts.iter().all(|p| l.contains(p)))
-            .cloned()
-            .collect()
+        self.log.lines_with(parts)
     }
 
     pub fn log_text(&self) -> String {
-        self.log.0.lock().unwrap().lines.join("\n")
+        self.log.text()
     }
 
     /// The address of `service`'s `n`-th listener, from its `listening`
@@ -269,13 +312,7 @@ impl Superd {
             assert!(Instant::now() < deadline, "superd did not exit");
             std::thread::sleep(Duration::from_millis(10));
         };
-        let (m, c) = &*self.log;
-        let mut log = m.lock().unwrap();
-        while !log.closed {
-            let now = Instant::now();
-            assert!(now < deadline, "superd's stderr stayed open after exit");
-            log = c.wait_timeout(log, deadline - now).unwrap().0;
-        }
+        self.log.wait_closed(deadline);
         status
     }
 
