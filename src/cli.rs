@@ -111,7 +111,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
             "--grace" => {
                 let v = value("a duration")?;
                 opts.grace =
-                    parse_duration(&v).ok_or_else(|| format!("--grace: invalid duration {v:?}"))?;
+                    crate::config::parse_duration(&v).map_err(|e| format!("--grace: {e}"))?;
             }
             "--pidfile" => opts.pidfile = Some(PathBuf::from(value("a path")?)),
             "--listen" => opts.listen.push(value("an address")?),
@@ -165,28 +165,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
 fn text_is_option(arg: &std::ffi::OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
     arg.as_bytes().first() == Some(&b'-')
-}
-
-/// A duration as the configuration writes it: `500ms`, `30s`, `5m`, `1h`,
-/// or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000.0)
-    } else {
-        (s, 1000.0)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    if !v.is_finite() || v < 0.0 {
-        return None;
-    }
-    Some(Duration::from_secs_f64(v * mult_ms / 1000.0))
 }
 
 #[cfg(test)]
@@ -268,13 +246,18 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("2.5"), Some(Duration::from_millis(2500)));
-        assert_eq!(parse_duration("x"), None);
-        assert_eq!(parse_duration("-1s"), None);
+    fn grace_durations() {
+        let grace = |v: &str| match p(&["--grace", v]) {
+            Ok(Command::Run(o)) => Some(o.grace),
+            _ => None,
+        };
+        assert_eq!(grace("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(grace("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(grace("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(grace("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(grace("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(grace("x"), None);
+        assert_eq!(grace("-1s"), None);
+        assert_eq!(grace("99999999999999"), None);
     }
 }

@@ -73,9 +73,11 @@ impl Address {
     }
 
     /// Whether two addresses of the same socket type would fight over the
-    /// same port: equal, or a wildcard and anything on the same non-zero port.
-    /// Port 0 never conflicts (the kernel picks a free port).
-    pub fn conflicts_with(&self, other: &Address) -> bool {
+    /// same port: equal, or a wildcard and anything it covers on the same
+    /// non-zero port. `v6only` says whether each one's IPv6 wildcard is
+    /// IPv6 only (then it leaves IPv4 addresses alone). Port 0 never
+    /// conflicts (the kernel picks a free port).
+    pub fn conflicts_with(&self, v6only: bool, other: &Address, other_v6only: bool) -> bool {
         match (self, other) {
             (Address::UnixPath(a), Address::UnixPath(b)) => a == b,
             (Address::UnixAbstract(a), Address::UnixAbstract(b)) => a == b,
@@ -86,28 +88,31 @@ impl Address {
                 if pa == 0 || pb == 0 || pa != pb {
                     return false;
                 }
-                match (self, other) {
-                    (Address::Inet(a), Address::Inet(b)) => {
-                        let (ia, ib) = (a.ip(), b.ip());
-                        ia == ib
-                            || ia.is_unspecified() && same_family_or_dual(ia, ib)
-                            || ib.is_unspecified() && same_family_or_dual(ib, ia)
-                    }
-                    // AnyPort covers every address of both families.
-                    _ => true,
-                }
+                let (ia, ib) = (self.ip(), other.ip());
+                ia == ib || covers(ia, v6only, ib) || covers(ib, other_v6only, ia)
             }
+        }
+    }
+
+    /// The IP an inet address binds: `AnyPort` is the IPv6 wildcard (dual
+    /// stack unless v6only).
+    fn ip(&self) -> IpAddr {
+        match self {
+            Address::Inet(sa) => sa.ip(),
+            _ => ANY_V6,
         }
     }
 }
 
-/// Whether the wildcard `wild` covers `other`: same family, or `[::]`
-/// (dual stack unless v6only, which we cannot know here: be conservative).
-fn same_family_or_dual(wild: IpAddr, other: IpAddr) -> bool {
-    matches!(
-        (wild, other),
-        (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), _)
-    )
+/// Whether the address `wild` (when it is a wildcard) covers `other`: the
+/// IPv4 wildcard covers IPv4; the IPv6 wildcard covers IPv6, and IPv4 too
+/// unless it is v6only.
+fn covers(wild: IpAddr, v6only: bool, other: IpAddr) -> bool {
+    match wild {
+        IpAddr::V4(w) if w.is_unspecified() => other.is_ipv4(),
+        IpAddr::V6(w) if w.is_unspecified() => other.is_ipv6() || !v6only,
+        _ => false,
+    }
 }
 
 impl fmt::Display for Address {

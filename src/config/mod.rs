@@ -16,6 +16,14 @@ use serde::Deserialize;
 use crate::service::Service;
 pub use validate::Context;
 
+/// A duration in the configuration's syntax (`500ms`, `30s`, `5m`, `1h`, or
+/// seconds), bounded like every duration field: for `--grace`, so the
+/// command line and the files read durations alike.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    use raw::Scalar as _;
+    raw::Dur::from_str(s.trim()).map(|d| d.0)
+}
+
 /// A validated configuration: every service, in load order (files in the
 /// order given, a directory's files in byte order of their names, services in
 /// file order).

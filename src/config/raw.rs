@@ -561,15 +561,36 @@ impl Scalar for Count {
 #[derive(Debug, Clone, Copy)]
 pub struct Dur(pub Duration);
 
+/// The longest duration accepted: far beyond any sensible timeout, far
+/// below where clock arithmetic (`Instant + Duration`) would overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+impl Dur {
+    fn bounded(d: Duration) -> Result<Dur, String> {
+        if d > MAX_DURATION {
+            Err(format!(
+                "duration of {} s is too long: at most 10 years ({} s)",
+                d.as_secs(),
+                MAX_DURATION.as_secs()
+            ))
+        } else {
+            Ok(Dur(d))
+        }
+    }
+}
+
 impl Scalar for Dur {
     const EXPECTING: &'static str = "a duration like 500ms, 30s, 5m, 1h or a number of seconds";
     fn from_u64(n: u64) -> Result<Self, String> {
-        Ok(Dur(Duration::from_secs(n)))
+        Dur::bounded(Duration::from_secs(n))
     }
     fn from_f64(n: f64) -> Result<Self, String> {
+        if n.is_finite() && n > MAX_DURATION.as_secs_f64() {
+            return Dur::bounded(Duration::MAX);
+        }
         Duration::try_from_secs_f64(n)
-            .map(Dur)
             .map_err(|_| format!("bad duration {n}: expected a number of seconds >= 0"))
+            .and_then(Dur::bounded)
     }
     fn from_str(s: &str) -> Result<Self, String> {
         let bad =
@@ -586,9 +607,7 @@ impl Scalar for Dur {
             _ => return Err(bad()),
         };
         let n: f64 = num.parse().map_err(|_| bad())?;
-        Duration::try_from_secs_f64(n * scale)
-            .map(Dur)
-            .map_err(|_| bad())
+        Dur::from_f64(n * scale).map_err(|e| if e.contains("too long") { e } else { bad() })
     }
 }
 

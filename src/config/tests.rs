@@ -1010,3 +1010,56 @@ fn a_long_line_costs_linear_time() {
     assert!(!e.is_empty());
     assert!(start.elapsed() < std::time::Duration::from_secs(20));
 }
+
+/// Quoted IPv6 addresses and commented-out flow lists hold brackets that
+/// are text, not nesting: a file with many of them is valid.
+#[test]
+fn brackets_in_quotes_and_comments_do_not_add_up() {
+    let mut text = String::from("services:\n");
+    for i in 0..120 {
+        text.push_str(&format!(
+            "  # old: listen: [\"[::1]:{p}\", \"[::2]:{p}\"]\n  s{i}:\n    listen: [\"127.0.0.1:{p}\", \"[::1]:{p}\"]\n    builtin: echo\n",
+            p = 20000 + i
+        ));
+    }
+    let c = ok(&text);
+    assert_eq!(c.services.len(), 120);
+}
+
+/// A duration large enough to overflow the clock is refused at load, not
+/// left to panic the daemon later.
+#[test]
+fn durations_are_bounded() {
+    for field in ["timeout", "kill_grace", "idle_timeout"] {
+        for v in ["9223372036854775807", "\"9000000000000000000s\"", "1e300"] {
+            let (_, e) = errs(&format!(
+                "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    {field}: {v}\n"
+            ));
+            assert!(
+                e.iter()
+                    .any(|e| e.line == Some(5) && e.message.contains("at most")),
+                "{field}: {v}: {e:?}"
+            );
+        }
+    }
+    ok("services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    idle_timeout: 86400\n");
+}
+
+/// `[::]` with `v6only: true` leaves IPv4 free: the split-stack pair is
+/// no conflict; without v6only it is.
+#[test]
+fn v6only_wildcard_does_not_conflict_with_ipv4() {
+    ok(
+        "services:\n  a:\n    listen: [\"[::]:7600\", \"0.0.0.0:7600\"]\n    builtin: echo\n    v6only: true\n",
+    );
+    let (_, e) =
+        errs("services:\n  a:\n    listen: [\"[::]:7601\", \"0.0.0.0:7601\"]\n    builtin: echo\n");
+    assert!(!e.is_empty());
+}
+
+/// The bare-octal rule is about the service fields, not any key spelled
+/// `umask` (an `env` variable may be called that).
+#[test]
+fn bare_octal_rule_only_for_service_fields() {
+    ok("services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    env:\n      umask: 022\n");
+}

@@ -58,7 +58,11 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
             }
             b']' | b'}' => depth = depth.saturating_sub(1),
             q @ (b'"' | b'\'') if starts_token(i) => {
-                // Skip the quoted scalar; brackets in it still open.
+                // Skip the quoted scalar. Its brackets count as opens while
+                // it lasts (should the quote be misread, real nesting is
+                // still caught), but only as long as it lasts: a quoted
+                // `[::1]:7008` must not add to the depth for good.
+                let mut inner = depth;
                 i += 1;
                 while i < b.len() {
                     match b[i] {
@@ -66,7 +70,7 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
                         b'\'' if q == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 1,
                         c if c == q => break,
                         b'[' | b'{' => {
-                            if let Some(at) = open(i, &mut depth) {
+                            if let Some(at) = open(i, &mut inner) {
                                 return Some(pos_at(text, at));
                             }
                         }
@@ -76,9 +80,11 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
                 }
             }
             b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') => {
+                // A comment's brackets, likewise, only within the comment.
+                let mut inner = depth;
                 while i < b.len() && b[i] != b'\n' {
                     if matches!(b[i], b'[' | b'{')
-                        && let Some(at) = open(i, &mut depth)
+                        && let Some(at) = open(i, &mut inner)
                     {
                         return Some(pos_at(text, at));
                     }
@@ -294,6 +300,13 @@ impl<'de> Node<'_, 'de> {
         Ok(false)
     }
 
+    /// Whether this node is a service's mapping (or `defaults`), whose keys
+    /// are service fields. Paths start with SEP: `\0services\0NAME`.
+    fn is_service_body(&self) -> bool {
+        let parts: Vec<&str> = self.path.split(SEP).collect();
+        matches!(parts.as_slice(), ["", "services", _] | ["", "defaults"])
+    }
+
     fn nest<E: de::Error>(&mut self) -> Result<(), E> {
         self.st.count()?;
         if self.depth + 1 > MAX_DEPTH {
@@ -382,7 +395,9 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             let Some(k) = map.next_key_seed(key)? else {
                 break;
             };
-            let octal = k == "umask" || k == "socket_mode";
+            // Only the service fields (`services.NAME.umask`,
+            // `defaults.umask`): an `env` variable may be called umask.
+            let octal = (k == "umask" || k == "socket_mode") && self.is_service_body();
             let node = Node {
                 st: &mut *self.st,
                 depth: self.depth + 1,

@@ -392,17 +392,17 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
 /// left out: they bind nothing, and an admin disables one precisely to
 /// hand its port to another.
 fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
-    let mut seen: Vec<(&Address, SocketType, usize)> = Vec::new();
+    let mut seen: Vec<(&Address, SocketType, bool, usize)> = Vec::new();
     for (i, (s, o)) in services.iter().enumerate() {
         if !s.enabled {
             continue;
         }
         for (k, a) in s.listen.iter().enumerate() {
-            for &(b, bt, j) in &seen {
+            for &(b, bt, b_v6only, j) in &seen {
                 // Unix sockets share one namespace whatever their type; TCP
                 // and UDP ports are distinct.
                 let same_proto = a.is_unix() && b.is_unix() || s.socket == bt;
-                if same_proto && a.conflicts_with(b) {
+                if same_proto && a.conflicts_with(s.v6only, b, b_v6only) {
                     let (other, oo) = &services[j];
                     let msg = if i == j {
                         format!("address {a} conflicts with {b} of the same service")
@@ -416,7 +416,7 @@ fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
                     errors.push(o.at_element("listen", k, msg));
                 }
             }
-            seen.push((a, s.socket, i));
+            seen.push((a, s.socket, s.v6only, i));
         }
     }
 }
