@@ -126,8 +126,8 @@ pub fn chargen_line(k: usize) -> &'static [u8] {
     &CHARGEN[start..start + CHARGEN_LINE_BYTES]
 }
 
-/// The current time as Unix seconds, for callers that have no clock of
-/// their own; before 1970 (a broken clock) reads as negative.
+/// The current time as Unix seconds (what the event loop gives sessions);
+/// before 1970 (a broken clock) reads as negative.
 pub fn now_unix() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
@@ -547,15 +547,6 @@ fn udp_reply_at(
 pub trait DatagramSocket {
     fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)>;
     fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize>;
-}
-
-impl DatagramSocket for mio::net::UdpSocket {
-    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        mio::net::UdpSocket::recv_from(self, buf)
-    }
-    fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        mio::net::UdpSocket::send_to(self, buf, target)
-    }
 }
 
 impl DatagramSocket for std::net::UdpSocket {

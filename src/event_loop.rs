@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 use mio::unix::SourceFd;
@@ -203,11 +203,13 @@ impl std::fmt::Display for StartError {
     }
 }
 
-fn now_unix() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// The local zone's offset for daytime (the only builtin that shows a
+/// local time); 0 for the others, which need no `localtime_r`.
+fn offset_for(kind: crate::service::Builtin, now: i64) -> i64 {
+    match kind {
+        crate::service::Builtin::Daytime => crate::sys::utc_offset(now),
+        _ => 0,
+    }
 }
 
 fn is_resource_error(e: &io::Error) -> bool {
@@ -828,8 +830,8 @@ impl Daemon {
         };
         let mut entry = SessionEntry {
             session: {
-                let t = now_unix();
-                builtins::Session::new(kind, t, crate::sys::utc_offset(t))
+                let t = builtins::now_unix();
+                builtins::Session::new(kind, t, offset_for(kind, t))
             },
             stream,
             service_id: sid,
@@ -942,12 +944,10 @@ impl Daemon {
         };
         let sock = FdDatagram(entry.listener.fd.as_fd());
         let counters = &mut st.counters;
-        let t = now_unix();
-        let drain = udp.serve(
-            &sock,
-            t,
-            crate::sys::utc_offset(t),
-            |peer| match access::check(peer.ip(), &service.only_from, &service.deny_from) {
+        let t = builtins::now_unix();
+        let offset = offset_for(udp.kind(), t);
+        let drain = udp.serve(&sock, t, offset, |peer| {
+            match access::check(peer.ip(), &service.only_from, &service.deny_from) {
                 Ok(()) => {
                     counters.accepted += 1;
                     true
@@ -965,8 +965,8 @@ impl Daemon {
                     );
                     false
                 }
-            },
-        );
+            }
+        });
         for d in &drain.datagrams {
             debug!(
                 "datagram service={} peer={} bytes_in={} outcome={:?}",
