@@ -616,34 +616,23 @@ impl Cell {
     }
 }
 
+/// One round of one cell: `conc` connections always in flight, driven by
+/// [`client_threads`] event-driven client threads (non-blocking sockets on
+/// one epoll each), so that the client spends little of the machine's CPU
+/// and the rate measures the server. A connection is timed from `socket()`
+/// to its verified EOF; it counts when it started after the warm-up and
+/// ended before the round's end.
 fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let stop = Arc::new(AtomicBool::new(false));
     let from = Instant::now() + WARMUP;
     let to = from + dur;
-    let workers: Vec<_> = (0..conc)
-        .map(|_| {
+    let threads = client_threads(conc);
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            // Spread `conc` over the threads as evenly as possible.
+            let n = conc / threads + usize::from(t < conc % threads);
             let stop = stop.clone();
-            thread::spawn(move || {
-                let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
-                let mut errors = 0u64;
-                let mut buf = Vec::with_capacity(64);
-                while !stop.load(Ordering::Relaxed) {
-                    let t0 = Instant::now();
-                    let ok = one_connection(addr, proto, &mut buf);
-                    let t1 = Instant::now();
-                    let counted = t0 >= from && t1 <= to;
-                    if ok && counted {
-                        lat.push(t1.duration_since(t0).as_micros() as u32);
-                    } else if !ok {
-                        if counted {
-                            errors += 1;
-                        }
-                        thread::sleep(Duration::from_millis(1));
-                    }
-                }
-                (lat, errors)
-            })
+            thread::spawn(move || client_worker(port, proto, n, from, to, &stop))
         })
         .collect();
     thread::sleep(to.saturating_duration_since(Instant::now()));
@@ -659,6 +648,261 @@ fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
         rate: all.len() as f64 / dur.as_secs_f64(),
         lat: all,
         errors,
+    }
+}
+
+/// Client threads for `conc` connections: `SUPERD_BENCH_CLIENT_THREADS`,
+/// else one per CPU, never more than `conc`.
+fn client_threads(conc: usize) -> usize {
+    let default = thread::available_parallelism().map_or(1, |n| n.get());
+    std::env::var("SUPERD_BENCH_CLIENT_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+        .clamp(1, conc.max(1))
+}
+
+/// Where one client connection is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Echo: connecting; the line is not sent yet.
+    Sending,
+    /// Reading the reply to EOF.
+    Reading,
+}
+
+struct ClientConn {
+    fd: i32,
+    phase: Phase,
+    started: Instant,
+    got: Vec<u8>,
+}
+
+/// Keeps `n` connections in flight on one epoll until `stop`; returns the
+/// latencies (microseconds) of the counted connections and the errors.
+fn client_worker(
+    port: u16,
+    proto: Proto,
+    n: usize,
+    from: Instant,
+    to: Instant,
+    stop: &AtomicBool,
+) -> (Vec<u32>, u64) {
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: epoll_create1 has no memory arguments.
+    let ep = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    assert!(ep >= 0, "epoll_create1");
+    let mut conns: Vec<Option<ClientConn>> = (0..n).map(|_| None).collect();
+    let mut lat: Vec<u32> = Vec::with_capacity(1 << 16);
+    let mut errors = 0u64;
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; n.max(1)];
+    // Connections that finished, with their outcome, to close and replace.
+    let mut finished: Vec<(usize, bool)> = Vec::with_capacity(n);
+    for slot in 0..n {
+        if let Some(outcome) = client_start(ep, &addr, slot, proto, &mut conns) {
+            finished.push((slot, outcome));
+        }
+    }
+    loop {
+        while let Some((slot, outcome)) = finished.pop() {
+            let c = conns[slot].take().expect("finished connection");
+            // SAFETY: the connection owns `fd`; closing also removes it
+            // from the epoll set.
+            unsafe { libc::close(c.fd) };
+            let end = Instant::now();
+            let counted = c.started >= from && end <= to;
+            if outcome && counted {
+                lat.push(end.duration_since(c.started).as_micros() as u32);
+            } else if !outcome {
+                if counted {
+                    errors += 1;
+                }
+                // A server that refuses must not turn the client into a
+                // busy loop.
+                thread::sleep(Duration::from_millis(1));
+            }
+            if stop.load(Ordering::Relaxed) {
+                continue;
+            }
+            if let Some(outcome) = client_start(ep, &addr, slot, proto, &mut conns) {
+                finished.push((slot, outcome));
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        // SAFETY: `events` is a valid buffer of `events.len()` entries.
+        let got =
+            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 20) };
+        for ev in events.iter().take(got.max(0) as usize) {
+            let slot = ev.u64 as usize;
+            if let Some(outcome) = client_drive(slot, proto, &mut conns) {
+                finished.push((slot, outcome));
+            }
+        }
+    }
+    for c in conns.into_iter().flatten() {
+        // SAFETY: as above; connections still in flight are not counted.
+        unsafe { libc::close(c.fd) };
+    }
+    // SAFETY: `ep` is this worker's epoll fd.
+    unsafe { libc::close(ep) };
+    (lat, errors)
+}
+
+/// Client source addresses, 127.0.1.1 and up. An echo client closes first
+/// (it half-closes, RFC 862), so each of its connections leaves a TIME_WAIT
+/// on its side for 60 s; from one source address the ~28,000 ephemeral
+/// ports are all in TIME_WAIT within two seconds at echo rates, and every
+/// connect() then searches the port range for a reusable one, which makes
+/// the kernel's port search, not the server, the measured bottleneck.
+/// Loopback is the whole of 127.0.0.0/8, and 64 sources give 64 times the
+/// 4-tuples. Every server is measured with the same client.
+const SOURCES: usize = 64;
+
+/// Opens the connection of `slot` and registers it (edge-triggered);
+/// the outcome if it finished at once (see [`client_drive`]).
+fn client_start(
+    ep: i32,
+    addr: &libc::sockaddr_in,
+    slot: usize,
+    proto: Proto,
+    conns: &mut [Option<ClientConn>],
+) -> Option<bool> {
+    let started = Instant::now();
+    // SAFETY: socket/connect/epoll_ctl get a valid address of the stated
+    // length and an event structure on the stack.
+    let fd = unsafe {
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        // The source address rotates over 127.0.0.0/8 (see SOURCES); the
+        // port is chosen at connect, for the whole 4-tuple.
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let src = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 1, (slot % SOURCES) as u8 + 1]).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let r = libc::bind(
+            fd,
+            (&src as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert!(r == 0, "bind: {}", std::io::Error::last_os_error());
+        libc::connect(
+            fd,
+            (addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        // EINPROGRESS or an immediate error: either way the outcome shows
+        // as an event (writable, or an error) on the registered socket.
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32,
+            u64: slot as u64,
+        };
+        let r = libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, fd, &mut ev);
+        assert!(r == 0, "epoll_ctl: {}", std::io::Error::last_os_error());
+        fd
+    };
+    conns[slot] = Some(ClientConn {
+        fd,
+        phase: match proto {
+            Proto::Echo => Phase::Sending,
+            Proto::Tiny => Phase::Reading,
+        },
+        started,
+        got: Vec::with_capacity(64),
+    });
+    // On loopback the handshake is usually complete when connect()
+    // returns: send at once rather than after a writable event. Anything
+    // that is not finished here goes on at the next event.
+    if proto == Proto::Echo {
+        return client_drive(slot, proto, conns);
+    }
+    None
+}
+
+/// Moves the connection of `slot` on after an event: `None` while it is
+/// still going, `Some(true)` for a verified reply at EOF, `Some(false)` for
+/// any failure or a wrong reply.
+fn client_drive(slot: usize, proto: Proto, conns: &mut [Option<ClientConn>]) -> Option<bool> {
+    let c = conns[slot].as_mut()?;
+    if c.phase == Phase::Sending {
+        // MSG_MORE holds the line back until the shutdown, whose FIN then
+        // leaves in the same segment: one packet instead of two, as a
+        // client that writes its whole request at once would send.
+        // SAFETY: sending from a static buffer on the connection's fd.
+        let n = unsafe {
+            libc::send(
+                c.fd,
+                ECHO_LINE.as_ptr().cast(),
+                ECHO_LINE.len(),
+                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                // Still connecting: the writable edge comes later.
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => None,
+                _ => Some(false),
+            };
+        }
+        if n as usize != ECHO_LINE.len() {
+            return Some(false);
+        }
+        // SAFETY: shutting down the write side of the connection's fd.
+        if unsafe { libc::shutdown(c.fd, libc::SHUT_WR) } != 0 {
+            return Some(false);
+        }
+        c.phase = Phase::Reading;
+    }
+    let expected = match proto {
+        Proto::Tiny => TINY_REPLY,
+        Proto::Echo => ECHO_LINE,
+    };
+    let mut buf = [0u8; 256];
+    loop {
+        // SAFETY: reading into a stack buffer of the stated length.
+        let n = unsafe { libc::read(c.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        match n {
+            0 => return Some(c.got == expected),
+            n if n > 0 => {
+                c.got.extend_from_slice(&buf[..n as usize]);
+                if c.got.len() > expected.len() {
+                    return Some(false);
+                }
+            }
+            _ => {
+                let e = std::io::Error::last_os_error();
+                return match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::NotConnected => None,
+                    std::io::ErrorKind::Interrupted => continue,
+                    _ => Some(false),
+                };
+            }
+        }
     }
 }
 

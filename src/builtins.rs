@@ -139,6 +139,34 @@ pub fn now_unix() -> i64 {
 // Stream sessions (TCP, unix stream)
 // ---------------------------------------------------------------------------
 
+/// A connected stream a [`Session`] pumps.
+pub trait Conn: Read + Write {
+    /// Writes `buf`, the last bytes of a session that closes the
+    /// connection as soon as they are all taken. TCP holds them back
+    /// (`MSG_MORE`) so that the FIN of the close leaves in the same
+    /// segment: one packet fewer for the peer to receive and acknowledge.
+    /// A partial write is pushed by the kernel as usual.
+    fn write_final(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
+}
+
+impl Conn for std::net::TcpStream {
+    fn write_final(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, send};
+        use std::os::fd::AsRawFd;
+        send(
+            self.as_raw_fd(),
+            buf,
+            // nix names no MSG_MORE; the bit is libc's.
+            MsgFlags::from_bits_retain(libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL,
+        )
+        .map_err(io::Error::from)
+    }
+}
+
+impl Conn for std::os::unix::net::UnixStream {}
+
 /// What one [`Session::pump`] call did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pump {
@@ -243,7 +271,7 @@ impl Session {
     /// makes one read attempt that returns `WouldBlock`. Reading resumes in
     /// the same call once writing frees room, because data already queued in
     /// the kernel raises no new readable edge.
-    pub fn pump<S: Read + Write>(&mut self, stream: &mut S) -> Pump {
+    pub fn pump<S: Conn>(&mut self, stream: &mut S) -> Pump {
         let mut pump = Pump::default();
         if self.finished {
             pump.done = true;
@@ -256,20 +284,10 @@ impl Session {
         loop {
             let mut changed = false;
 
-            if !write_blocked {
-                match self.write_step(stream) {
-                    Step::Moved(n) => {
-                        self.bytes_out += n as u64;
-                        moved_total += n;
-                        changed = true;
-                    }
-                    Step::Blocked => write_blocked = true,
-                    Step::Idle | Step::Eof => {}
-                    Step::Failed(e) => return self.fail(pump, moved_total, e),
-                }
-            }
-
-            if !read_blocked && !self.read_eof {
+            // Read first, as far as there is room: a session that sees the
+            // peer's EOF before it writes can send its last bytes with the
+            // FIN (see `Conn::write_final`).
+            while !read_blocked && !self.read_eof && moved_total < PUMP_BUDGET {
                 match self.read_step(stream, &mut scratch) {
                     Step::Moved(n) => {
                         self.bytes_in += n as u64;
@@ -281,7 +299,20 @@ impl Session {
                         self.read_eof = true;
                         changed = true;
                     }
-                    Step::Idle => {}
+                    Step::Idle => break,
+                    Step::Failed(e) => return self.fail(pump, moved_total, e),
+                }
+            }
+
+            if !write_blocked {
+                match self.write_step(stream) {
+                    Step::Moved(n) => {
+                        self.bytes_out += n as u64;
+                        moved_total += n;
+                        changed = true;
+                    }
+                    Step::Blocked => write_blocked = true,
+                    Step::Idle | Step::Eof => {}
                     Step::Failed(e) => return self.fail(pump, moved_total, e),
                 }
             }
@@ -321,14 +352,20 @@ impl Session {
         }
     }
 
-    fn write_step<S: Write>(&mut self, stream: &mut S) -> Step {
+    fn write_step<S: Conn>(&mut self, stream: &mut S) -> Step {
+        let read_eof = self.read_eof;
         match &mut self.state {
             State::Discard => Step::Idle,
             State::Echo(ring) => {
                 if ring.len() == 0 {
                     return Step::Idle;
                 }
-                let step = write_retry(stream, &[IoSlice::new(ring.pending())]);
+                // After the peer's EOF, what is pending is all there is.
+                let step = if read_eof {
+                    retry(|| stream.write_final(ring.pending()))
+                } else {
+                    write_retry(stream, &[IoSlice::new(ring.pending())])
+                };
                 if let Step::Moved(n) = step {
                     ring.consume(n);
                 }
@@ -338,7 +375,7 @@ impl Session {
                 if *sent == data.len() {
                     return Step::Idle;
                 }
-                let step = write_retry(stream, &[IoSlice::new(&data[*sent..])]);
+                let step = retry(|| stream.write_final(&data[*sent..]));
                 if let Step::Moved(n) = step {
                     *sent += n;
                 }
@@ -415,8 +452,13 @@ fn read_retry<S: Read>(stream: &mut S, buf: &mut [u8]) -> Step {
 }
 
 fn write_retry<S: Write>(stream: &mut S, bufs: &[IoSlice<'_>]) -> Step {
+    retry(|| stream.write_vectored(bufs))
+}
+
+/// One write attempt, retried on EINTR.
+fn retry(mut write: impl FnMut() -> io::Result<usize>) -> Step {
     loop {
-        return match stream.write_vectored(bufs) {
+        return match write() {
             Ok(0) => Step::Failed(io::ErrorKind::WriteZero.into()),
             Ok(n) => Step::Moved(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -1010,6 +1052,8 @@ mod tests {
             Err(io::ErrorKind::WouldBlock.into())
         }
     }
+
+    impl Conn for Sink {}
 
     impl Write for Sink {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {

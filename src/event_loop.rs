@@ -898,12 +898,11 @@ impl Daemon {
     }
 
     fn end_session(&mut self, token: Token, reason: Option<&str>) {
+        // No deregister: the session's fd is the only one referring to its
+        // socket, and closing it (when the entry drops) takes it out of
+        // the epoll set; an event already fetched for the token finds no
+        // session and is ignored (tokens are not reused).
         if let Some(entry) = self.sessions.remove(&token) {
-            let raw = match &entry.stream {
-                Stream::Tcp(s) => s.as_raw_fd(),
-                Stream::Unix(s) => s.as_raw_fd(),
-            };
-            let _ = self.poll.registry().deregister(&mut SourceFd(&raw));
             self.end_session_entry(entry, reason);
         }
     }
