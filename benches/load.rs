@@ -202,6 +202,30 @@ fn main() {
             );
         }
     }
+    // What a builtin saves over fork+exec: the ratio per concurrency, at
+    // the same log level.
+    let find = |label: &str| servers.iter().position(|s| s.label == label);
+    let _ = writeln!(
+        out,
+        "\nBuiltin echo ÷ superd fork+exec, conn/s at the same log level:\n"
+    );
+    let _ = writeln!(out, "| log level | c | echo ÷ fork+exec |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    for (level, echo, exec) in [
+        ("default", "superd builtin echo", "superd fork+exec"),
+        ("-q", "superd builtin echo (-q)", "superd fork+exec (-q)"),
+    ] {
+        let (Some(e), Some(x)) = (find(echo), find(exec)) else {
+            continue;
+        };
+        for (ci, &c) in CONCURRENCY.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "| {level} | {c} | {:.1} |",
+                results[e][ci].rate / results[x][ci].rate
+            );
+        }
+    }
     let _ = writeln!(out, "\nFootprint (superd, default log level):\n");
     let _ = writeln!(out, "| measure | value |");
     let _ = writeln!(out, "|---|---:|");
@@ -252,6 +276,10 @@ fn main() {
         "superd logs to a file; at the default level each connection writes one `exit` line".into(),
     );
     notes.push("tcpserver runs without -v (it logs nothing per connection); xinetd logs PID HOST EXIT DURATION to a file".into());
+    notes.push(format!(
+        "client: {} event-driven thread(s) (non-blocking sockets on one epoll each), sources 127.0.1.1-127.0.1.{SOURCES}; the echo line and the client's FIN leave in one segment",
+        client_threads(usize::MAX)
+    ));
     let _ = writeln!(out);
     for n in &notes {
         let _ = writeln!(out, "- {n}");
@@ -739,8 +767,7 @@ fn client_worker(
             break;
         }
         // SAFETY: `events` is a valid buffer of `events.len()` entries.
-        let got =
-            unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 20) };
+        let got = unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, 20) };
         for ev in events.iter().take(got.max(0) as usize) {
             let slot = ev.u64 as usize;
             if let Some(outcome) = client_drive(slot, proto, &mut conns) {

@@ -277,7 +277,8 @@ impl Session {
             pump.done = true;
             return pump;
         }
-        let mut scratch = [0u8; SCRATCH];
+        // Filled with zeroes only when a session that drops input reads.
+        let mut scratch: Option<[u8; SCRATCH]> = None;
         let mut read_blocked = false;
         let mut write_blocked = false;
         let mut moved_total = 0usize;
@@ -404,7 +405,7 @@ impl Session {
         }
     }
 
-    fn read_step<S: Read>(&mut self, stream: &mut S, scratch: &mut [u8]) -> Step {
+    fn read_step<S: Read>(&mut self, stream: &mut S, scratch: &mut Option<[u8; SCRATCH]>) -> Step {
         match &mut self.state {
             State::Echo(ring) => {
                 let Some(space) = ring.space() else {
@@ -420,7 +421,7 @@ impl Session {
             // RFC 863 and RFC 864 throw input away. Daytime and time read
             // and drop it too: closing a socket with unread input makes the
             // kernel send a RST, which can destroy the reply in flight.
-            _ => read_retry(stream, scratch),
+            _ => read_retry(stream, scratch.get_or_insert([0; SCRATCH])),
         }
     }
 }

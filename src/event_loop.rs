@@ -437,8 +437,11 @@ impl Daemon {
             std::process::id()
         );
         self.notifier.notify("READY=1");
+        // A turn's log lines go out together, before the loop sleeps.
+        crate::logging::batch(true);
         let mut events = Events::with_capacity(256);
         loop {
+            crate::logging::flush();
             let timeout = if self.ready.is_empty() {
                 self.timers
                     .peek()
@@ -481,6 +484,7 @@ impl Daemon {
                 self.reload();
             }
         }
+        crate::logging::batch(false);
         self.shutdown_now()
     }
 

@@ -1,12 +1,14 @@
 //! The log: env_logger formatting `LEVEL message key=value…` lines onto
 //! stderr through a writer that never blocks the event loop. A reader that
 //! stops reading costs dropped lines (counted, and announced when it comes
-//! back), never a stalled superd.
+//! back), never a stalled superd. While the loop runs, the lines of one
+//! turn go out together, in one write, before the loop sleeps.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Mutex, MutexGuard};
 
 use log::LevelFilter;
 
@@ -25,34 +27,95 @@ pub fn init(verbosity: i32) {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
+    lock().open();
     builder
         .format(|buf, record| writeln!(buf, "{:<5} {}", record.level(), record.args()))
-        .target(env_logger::Target::Pipe(
-            Box::new(NonBlockingStderr::open()),
-        ))
+        .target(env_logger::Target::Pipe(Box::new(Handle)))
         .try_init()
         .ok();
+    // A panic aborts the process: the lines of the current turn go out
+    // before the panic message does.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(mut w) = STDERR.try_lock() {
+            w.flush_pending();
+        }
+        default_hook(info);
+    }));
+}
+
+/// Holds lines back until [`flush`] while `on`, so that a busy loop turn
+/// costs one write however many lines it logs; turning it off flushes.
+/// The event loop batches while it runs and flushes before it sleeps.
+pub fn batch(on: bool) {
+    let mut w = lock();
+    w.batching = on;
+    if !on {
+        w.flush_pending();
+    }
+}
+
+/// Writes the lines held back by [`batch`]; what the reader cannot take
+/// now is dropped and counted, never kept for later.
+pub fn flush() {
+    lock().flush_pending();
+}
+
+/// The most a batch holds before it is written at once.
+const BATCH_BYTES: usize = 16 * 1024;
+
+static STDERR: Mutex<Writer> = Mutex::new(Writer {
+    file: None,
+    always_ready: false,
+    dropped: 0,
+    line: Vec::new(),
+    pending: Vec::new(),
+    pending_lines: 0,
+    batching: false,
+});
+
+fn lock() -> MutexGuard<'static, Writer> {
+    // Single-threaded: a poisoned lock only means a panic mid-line.
+    STDERR.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// env_logger's target: every line goes to the one [`Writer`].
+struct Handle;
+
+impl Write for Handle {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        lock().take(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// fd 2, written without ever blocking: a pipe or terminal is reopened
 /// through /proc as a separate, non-blocking open file description (so the
 /// flag does not leak to whoever shares our stderr); anything else is
 /// checked with a zero-timeout poll before each write.
-struct NonBlockingStderr {
+struct Writer {
     file: Option<File>,
     always_ready: bool,
     dropped: u64,
     /// Bytes of the current line already accepted by env_logger's buffer.
     line: Vec<u8>,
+    /// Whole lines held back while batching.
+    pending: Vec<u8>,
+    pending_lines: u64,
+    batching: bool,
 }
 
-impl NonBlockingStderr {
-    fn open() -> NonBlockingStderr {
+impl Writer {
+    fn open(&mut self) {
         // Only pipes and terminals: reopening a regular file would lose its
         // O_APPEND offset, and sockets cannot be reopened through /proc.
         let fmt = nix::sys::stat::fstat(2).map_or(0, |st| st.st_mode & libc::S_IFMT);
         let reopen = fmt == libc::S_IFIFO || fmt == libc::S_IFCHR;
-        let file = reopen
+        self.file = reopen
             .then(|| {
                 OpenOptions::new()
                     .write(true)
@@ -61,12 +124,74 @@ impl NonBlockingStderr {
                     .ok()
             })
             .flatten();
-        NonBlockingStderr {
-            file,
-            // A regular file never blocks a write: no poll needed.
-            always_ready: fmt == libc::S_IFREG,
-            dropped: 0,
-            line: Vec::new(),
+        // A regular file never blocks a write: no poll needed.
+        self.always_ready = fmt == libc::S_IFREG;
+    }
+
+    /// Takes what env_logger hands over (normally one whole line).
+    fn take(&mut self, buf: &[u8]) {
+        if self.line.is_empty() && buf.iter().position(|&b| b == b'\n') == buf.len().checked_sub(1)
+        {
+            if !buf.is_empty() {
+                self.emit(buf);
+            }
+            return;
+        }
+        self.line.extend_from_slice(buf);
+        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
+            let rest = self.line.split_off(end + 1);
+            let line = std::mem::replace(&mut self.line, rest);
+            self.emit(&line);
+        }
+    }
+
+    fn emit(&mut self, line: &[u8]) {
+        self.pending.extend_from_slice(line);
+        self.pending_lines += 1;
+        if !self.batching || self.pending.len() >= BATCH_BYTES {
+            self.flush_pending();
+        }
+    }
+
+    /// Writes the pending lines, preceded by the count of lines lost
+    /// before them, if any. Lines the reader cannot take are dropped.
+    fn flush_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let lines = std::mem::take(&mut self.pending_lines);
+        if self.dropped > 0 {
+            let note = format!(
+                "WARN  log lines dropped count={} reason=stderr_blocked\n",
+                self.dropped
+            );
+            if self.write_lines(note.as_bytes()) == 0 {
+                self.dropped += lines;
+                self.pending.clear();
+                return;
+            }
+            self.dropped = 0;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let written = self.write_lines(&pending);
+        self.dropped += lines - written;
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// Writes `bytes` (whole lines) while the reader takes them; returns
+    /// how many lines went out (see [`whole_lines`]).
+    fn write_lines(&mut self, bytes: &[u8]) -> u64 {
+        if !self.ready() {
+            return 0;
+        }
+        whole_lines(bytes, |b| self.write_fd(b))
+    }
+
+    fn write_fd(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(bytes),
+            None => io::stderr().write(bytes),
         }
     }
 
@@ -84,72 +209,33 @@ impl NonBlockingStderr {
             .revents()
             .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLOUT))
     }
-
-    /// Writes one whole line, or drops it. Lines up to PIPE_BUF bytes are
-    /// written atomically to a pipe: all or EAGAIN.
-    fn emit(&mut self, line: &[u8]) {
-        if self.dropped > 0 {
-            let note = format!(
-                "WARN  log lines dropped count={} reason=stderr_blocked\n",
-                self.dropped
-            );
-            if !self.try_write(note.as_bytes()) {
-                self.dropped += 1;
-                return;
-            }
-            self.dropped = 0;
-        }
-        if !self.try_write(line) {
-            self.dropped += 1;
-        }
-    }
-
-    fn try_write(&mut self, bytes: &[u8]) -> bool {
-        if !self.ready() {
-            return false;
-        }
-        let result = match &mut self.file {
-            Some(f) => f.write(bytes),
-            None => io::stderr().write(bytes),
-        };
-        match result {
-            Ok(n) if n == bytes.len() => true,
-            // A partial write is finished when possible, best effort; the
-            // line counts as written (the rest may be lost).
-            Ok(n) => {
-                let rest = &bytes[n..];
-                match &mut self.file {
-                    Some(f) => f.write(rest).is_ok(),
-                    None => io::stderr().write(rest).is_ok(),
-                }
-            }
-            Err(_) => false,
-        }
-    }
 }
 
-impl Write for NonBlockingStderr {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        // The usual case: env_logger hands over exactly one whole line.
-        if self.line.is_empty() && buf.iter().position(|&b| b == b'\n') == buf.len().checked_sub(1)
-        {
-            if !buf.is_empty() {
-                self.emit(buf);
-            }
-            return Ok(buf.len());
-        }
-        self.line.extend_from_slice(buf);
-        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
-            let rest = self.line.split_off(end + 1);
-            let line = std::mem::replace(&mut self.line, rest);
-            self.emit(&line);
-        }
-        Ok(buf.len())
+/// One write of `bytes` (whole lines); returns how many lines went out. A
+/// line cut by a partial write is finished with one more write, best
+/// effort, and counts as written; the lines after it are not tried (they
+/// count as dropped).
+fn whole_lines(bytes: &[u8], mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> u64 {
+    let n = match write(bytes) {
+        Ok(n) => n,
+        Err(_) => return 0,
+    };
+    if n == bytes.len() {
+        return count_lines(bytes);
     }
+    if n == 0 || bytes[n - 1] == b'\n' {
+        return count_lines(&bytes[..n]);
+    }
+    let cut_end = bytes[n..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(bytes.len(), |i| n + i + 1);
+    let _ = write(&bytes[n..cut_end]);
+    count_lines(&bytes[..cut_end])
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
+fn count_lines(bytes: &[u8]) -> u64 {
+    bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
 /// Quotes a log value when it holds spaces, quotes or control characters,
@@ -180,7 +266,56 @@ pub fn quote(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::quote;
+    use super::{quote, whole_lines};
+    use std::io;
+
+    /// A reader that takes `first` bytes of the first write, then
+    /// everything (`None`: nothing at all after the first write).
+    fn reader(
+        first: usize,
+        then: Option<()>,
+        out: &mut Vec<u8>,
+    ) -> impl FnMut(&[u8]) -> io::Result<usize> + '_ {
+        let mut calls = 0;
+        move |b: &[u8]| {
+            calls += 1;
+            let n = match (calls, then) {
+                (1, _) => b.len().min(first),
+                (_, Some(())) => b.len(),
+                (_, None) => 0,
+            };
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            out.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_out_in_whole_lines() {
+        let batch = b"one\ntwo\nthree\n";
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, reader(100, None, &mut out)), 3);
+        assert_eq!(out, batch);
+        // Cut at a line's end: two out, the third dropped, not retried.
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, reader(8, Some(()), &mut out)), 2);
+        assert_eq!(out, b"one\ntwo\n");
+        // Cut mid-line: that line is finished, the next is dropped.
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, reader(6, Some(()), &mut out)), 2);
+        assert_eq!(out, b"one\ntwo\n");
+        // Cut mid-line and the reader takes no more: the line counts as
+        // written (it was started), what follows is dropped.
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, reader(6, None, &mut out)), 2);
+        assert_eq!(out, b"one\ntw");
+        // Nothing taken: nothing out.
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, reader(0, None, &mut out)), 0);
+        assert!(out.is_empty());
+    }
 
     #[test]
     fn quote_only_when_needed() {

@@ -588,3 +588,64 @@ fn a_finished_tcp_session_logs_one_exit_line() {
     assert_eq!(d.lines_with(&["exit", "service=echo "]).len(), 1);
     assert_eq!(d.lines_with(&["exit", "service=time "]).len(), 1);
 }
+
+/// Segments the client received on `s` (TCP_INFO's `tcpi_segs_in`).
+fn segments_in(s: &TcpStream) -> u32 {
+    // SAFETY: tcp_info is plain integers, for which all zeroes is valid.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `info`.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(r, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+/// Echo's reply and daytime's go out with the FIN in one segment, so the
+/// client receives the SYN-ACK and then one segment: 2 in all (3 when the
+/// FIN follows the data on its own). A loaded machine may send an ACK on
+/// its own now and then, so most connections, not all, must show it.
+#[test]
+fn the_last_bytes_and_the_fin_share_one_segment() {
+    let d = Superd::start(
+        "services:\n  echo:\n    listen: 127.0.0.1:0\n    builtin: echo\n  daytime:\n    listen: 127.0.0.1:0\n    builtin: daytime\n",
+    );
+    for service in ["echo", "daytime"] {
+        let addr = d.addr(service);
+        let mut merged = 0;
+        for _ in 0..20 {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            if service == "echo" {
+                // The line and this client's FIN in one segment too.
+                let sent = nix::sys::socket::send(
+                    s.as_raw_fd(),
+                    b"one segment\n",
+                    nix::sys::socket::MsgFlags::from_bits_retain(libc::MSG_MORE),
+                )
+                .unwrap();
+                assert_eq!(sent, 12);
+                s.shutdown(Shutdown::Write).unwrap();
+            }
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert!(!got.is_empty(), "{service}: no reply");
+            let segs = segments_in(&s);
+            assert!(segs >= 2, "{service}: {segs} segments in");
+            if segs == 2 {
+                merged += 1;
+            }
+        }
+        assert!(
+            merged >= 15,
+            "{service}: only {merged} of 20 replies carried the FIN"
+        );
+    }
+}
