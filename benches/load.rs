@@ -167,8 +167,8 @@ fn main() {
             let _ = c.wait();
         }
     }
-    sd.stop();
-    sd_q.stop();
+    drop(sd);
+    drop(sd_q);
 
     // ---- footprint -------------------------------------------------------------
     let fp = footprint(&superd, &dir, &tiny, root);
@@ -337,6 +337,17 @@ struct Server {
     child: Option<Child>,
 }
 
+/// A server the benchmark started is killed when dropped, on a failed
+/// assertion too.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -488,8 +499,12 @@ struct Superd {
     log: PathBuf,
 }
 
-impl Superd {
-    fn stop(mut self) {
+/// Stopped when dropped, a failed assertion included: no superd of the
+/// benchmark outlives it.
+impl Drop for Superd {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of a child this process started and
+        // has not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
     }
@@ -1005,8 +1020,8 @@ fn footprint(superd: &Path, dir: &Path, tiny: &Path, root: bool) -> Footprint {
         "reload applied: {}",
         log.lines().last().unwrap_or("")
     );
-    sd_one.stop();
-    sd_many.stop();
+    drop(sd_one);
+    drop(sd_many);
     Footprint {
         rss_one,
         rss_many,

@@ -184,6 +184,11 @@ pub struct Daemon {
     /// Sessions and UDP listeners that stopped on a budget, not on
     /// `WouldBlock`: no edge will come for them, so they run next turn.
     ready: Vec<Token>,
+    /// Connections this turn ended after logging about them (a builtin
+    /// session's `exit`, a `refused`): closed after the turn's log lines
+    /// are written, so that a peer that sees the close finds its line in
+    /// the log.
+    closing: Vec<OwnedFd>,
     next_token: usize,
     next_service_id: u64,
     next_serial: u64,
@@ -251,6 +256,7 @@ impl Daemon {
             children: Children::default(),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
+            closing: Vec::new(),
             next_token: 1,
             next_service_id: 1,
             next_serial: 0,
@@ -442,6 +448,7 @@ impl Daemon {
         let mut events = Events::with_capacity(256);
         loop {
             crate::logging::flush();
+            self.closing.clear();
             let timeout = if self.ready.is_empty() {
                 self.timers
                     .peek()
@@ -568,6 +575,8 @@ impl Daemon {
                     debug!("accept service={} peer={}", service.name, conn.peer);
                     if self.admit(sid, &conn) {
                         self.start_connection(sid, conn);
+                    } else {
+                        self.closing.push(conn.fd);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -930,6 +939,10 @@ impl Daemon {
             reason.map(|r| format!(" reason={r}")).unwrap_or_default()
         );
         self.connection_ended(entry.service_id, entry.source);
+        self.closing.push(match entry.stream {
+            Stream::Tcp(s) => s.into(),
+            Stream::Unix(s) => s.into(),
+        });
     }
 
     /// Serves the queued datagrams of a UDP builtin (a budget at a time:

@@ -185,7 +185,13 @@ impl Writer {
         if !self.ready() {
             return 0;
         }
-        whole_lines(bytes, |b| self.write_fd(b))
+        // A regular file takes any write whole; a pipe only up to PIPE_BUF.
+        let chunk = if self.always_ready {
+            usize::MAX
+        } else {
+            libc::PIPE_BUF
+        };
+        whole_lines(bytes, chunk, |b| self.write_fd(b))
     }
 
     fn write_fd(&mut self, bytes: &[u8]) -> io::Result<usize> {
@@ -211,27 +217,51 @@ impl Writer {
     }
 }
 
-/// One write of `bytes` (whole lines); returns how many lines went out. A
-/// line cut by a partial write is finished with one more write, best
-/// effort, and counts as written; the lines after it are not tried (they
-/// count as dropped).
-fn whole_lines(bytes: &[u8], mut write: impl FnMut(&[u8]) -> io::Result<usize>) -> u64 {
-    let n = match write(bytes) {
-        Ok(n) => n,
-        Err(_) => return 0,
-    };
-    if n == bytes.len() {
-        return count_lines(bytes);
+/// Writes `bytes` (whole lines) in writes of at most `chunk` bytes that
+/// end at a line's end, while the reader takes them; returns how many lines
+/// went out. With `chunk` at most PIPE_BUF a pipe takes each write whole or
+/// not at all, so no line is ever cut. A line cut by a partial write (a
+/// socket, or a line longer than `chunk`) is finished with one more write,
+/// best effort, and counts as written; the lines after it are not tried
+/// (they count as dropped).
+fn whole_lines(
+    bytes: &[u8],
+    chunk: usize,
+    mut write: impl FnMut(&[u8]) -> io::Result<usize>,
+) -> u64 {
+    let mut lines = 0;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = if rest.len() <= chunk {
+            rest.len()
+        } else {
+            rest[..chunk]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .or_else(|| rest.iter().position(|&b| b == b'\n'))
+                .map_or(rest.len(), |i| i + 1)
+        };
+        let piece = &rest[..end];
+        let n = match write(piece) {
+            Ok(n) => n,
+            Err(_) => return lines,
+        };
+        if n == piece.len() {
+            lines += count_lines(piece);
+            rest = &rest[end..];
+            continue;
+        }
+        if n == 0 || piece[n - 1] == b'\n' {
+            return lines + count_lines(&piece[..n]);
+        }
+        let cut_end = piece[n..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(piece.len(), |i| n + i + 1);
+        let _ = write(&piece[n..cut_end]);
+        return lines + count_lines(&piece[..cut_end]);
     }
-    if n == 0 || bytes[n - 1] == b'\n' {
-        return count_lines(&bytes[..n]);
-    }
-    let cut_end = bytes[n..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(bytes.len(), |i| n + i + 1);
-    let _ = write(&bytes[n..cut_end]);
-    count_lines(&bytes[..cut_end])
+    lines
 }
 
 fn count_lines(bytes: &[u8]) -> u64 {
@@ -296,24 +326,32 @@ mod tests {
     fn a_batch_goes_out_in_whole_lines() {
         let batch = b"one\ntwo\nthree\n";
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, reader(100, None, &mut out)), 3);
+        assert_eq!(whole_lines(batch, 100, reader(100, None, &mut out)), 3);
         assert_eq!(out, batch);
         // Cut at a line's end: two out, the third dropped, not retried.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, reader(8, Some(()), &mut out)), 2);
+        assert_eq!(whole_lines(batch, 100, reader(8, Some(()), &mut out)), 2);
         assert_eq!(out, b"one\ntwo\n");
         // Cut mid-line: that line is finished, the next is dropped.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, reader(6, Some(()), &mut out)), 2);
+        assert_eq!(whole_lines(batch, 100, reader(6, Some(()), &mut out)), 2);
         assert_eq!(out, b"one\ntwo\n");
         // Cut mid-line and the reader takes no more: the line counts as
         // written (it was started), what follows is dropped.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, reader(6, None, &mut out)), 2);
+        assert_eq!(whole_lines(batch, 100, reader(6, None, &mut out)), 2);
         assert_eq!(out, b"one\ntw");
+        // In chunks that end at a line's end: a reader that takes the
+        // first chunk and no more loses whole lines only.
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, 9, reader(8, None, &mut out)), 2);
+        assert_eq!(out, b"one\ntwo\n");
+        let mut out = Vec::new();
+        assert_eq!(whole_lines(batch, 2, reader(100, Some(()), &mut out)), 3);
+        assert_eq!(out, batch);
         // Nothing taken: nothing out.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, reader(0, None, &mut out)), 0);
+        assert_eq!(whole_lines(batch, 100, reader(0, None, &mut out)), 0);
         assert!(out.is_empty());
     }
 

@@ -34,6 +34,9 @@ impl Notifier {
     /// Sends `state` (e.g. `READY=1`); failures are logged at debug only:
     /// the supervisor's notification socket is not superd's to fix.
     pub fn notify(&self, state: &str) {
+        // What was logged before a state change is on stderr before the
+        // supervisor hears of it (the loop batches a turn's lines).
+        crate::logging::flush();
         let Some(addr) = &self.addr else { return };
         let sent = socket::socket(
             AddressFamily::Unix,

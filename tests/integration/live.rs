@@ -231,6 +231,83 @@ fn sd_notify_ready_reloading_stopping_in_order() {
     assert_eq!(next(), "STOPPING=1");
 }
 
+/// A supervisor that reads the log when it hears READY=1, or a client
+/// that reads it when its connection closes, finds the lines of what just
+/// happened there already (stderr a regular file here: read at once, no
+/// follower thread in between), though the loop writes a turn's lines
+/// together.
+#[test]
+fn the_log_is_written_before_each_notification_and_close() {
+    let dir = TempDir::new("notifylog");
+    let sock = dir.path().join("notify.sock");
+    let rx = UnixDatagram::bind(&sock).unwrap();
+    rx.set_read_timeout(Some(DEADLINE)).unwrap();
+    dir.write(
+        "t.yaml",
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    deny_from: [127.0.0.2]\n",
+    );
+    let log_path = dir.path().join("superd.log");
+    let child = std::process::Command::new(superd_bin())
+        .arg(dir.path().join("t.yaml"))
+        .env_remove("RUST_LOG")
+        .env("NOTIFY_SOCKET", &sock)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = rx.recv(&mut buf).expect("notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(next(), "READY=1");
+    assert!(log().contains("INFO  ready services=1 "), "{}", log());
+    // Log lines of a busy turn, then a reload in the same process.
+    let addr = log()
+        .lines()
+        .find_map(|l| l.contains("listening service=e ").then(|| field(l, "addr")))
+        .flatten()
+        .expect("listening line");
+    for i in 0..5 {
+        let msg = format!("line {i}\n");
+        assert_eq!(exchange(&addr, msg.as_bytes()), msg.as_bytes());
+        let text = log();
+        assert_eq!(text.matches("exit service=e ").count(), i + 1, "{text}");
+        // Refused: closed at once, and the line is there by then.
+        let mut s = crate::limits::connect_from("127.0.0.2", &addr);
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        let text = log();
+        assert_eq!(text.matches("refused service=e ").count(), i + 1, "{text}");
+    }
+    for k in 1..=10 {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.0.id() as i32),
+            Signal::SIGHUP,
+        )
+        .unwrap();
+        assert!(next().starts_with("RELOADING=1"));
+        assert_eq!(next(), "READY=1");
+        let text = log();
+        assert_eq!(
+            text.matches("INFO  reloaded services=1").count(),
+            k,
+            "{text}"
+        );
+        assert_eq!(text.matches("exit service=e ").count(), 5, "{text}");
+    }
+}
+
 #[test]
 fn sigusr1_logs_every_service_and_its_live_children() {
     let d = Superd::start(&format!(
