@@ -5,7 +5,7 @@
 //! RSS, start and reload times with 1 and 1000 services.
 //!
 //! Run with `cargo bench --bench load`. Each cell is `SUPERD_BENCH_ROUNDS`
-//! rounds (default 3) of `SUPERD_BENCH_SECS` measured seconds (default 1),
+//! rounds (default 5) of `SUPERD_BENCH_SECS` measured seconds (default 1),
 //! each after a 0.5 s warm-up, the servers interleaved round by round.
 
 #![allow(unsafe_code)]
@@ -72,7 +72,7 @@ fn main() {
     let rounds_n: usize = std::env::var("SUPERD_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let cell = Duration::from_secs_f64(secs);
     let superd = PathBuf::from(env!("CARGO_BIN_EXE_superd"));
     let dir = std::env::temp_dir().join(format!("superd-bench-{}", std::process::id()));
@@ -277,7 +277,7 @@ fn main() {
     );
     notes.push("tcpserver runs without -v (it logs nothing per connection); xinetd logs PID HOST EXIT DURATION to a file".into());
     notes.push(format!(
-        "client: {} event-driven thread(s) (non-blocking sockets on one epoll each), sources 127.0.1.1-127.0.1.{SOURCES}; the echo line and the client's FIN leave in one segment",
+        "client: {} event-driven thread(s) (non-blocking sockets on one epoll each), {SOURCES} source addresses from 127.1.0.1; the echo line and the client's FIN leave in one segment",
         client_threads(usize::MAX)
     ));
     let _ = writeln!(out);
@@ -675,7 +675,9 @@ fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
             // Spread `conc` over the threads as evenly as possible.
             let n = conc / threads + usize::from(t < conc % threads);
             let stop = stop.clone();
-            thread::spawn(move || client_worker(port, proto, n, from, to, &stop))
+            // Threads start at different source addresses.
+            let first = (t as u32).wrapping_mul(SOURCES / threads as u32);
+            thread::spawn(move || client_worker(port, proto, n, first, from, to, &stop))
         })
         .collect();
     thread::sleep(to.saturating_duration_since(Instant::now()));
@@ -727,6 +729,7 @@ fn client_worker(
     port: u16,
     proto: Proto,
     n: usize,
+    mut next_source: u32,
     from: Instant,
     to: Instant,
     stop: &AtomicBool,
@@ -749,7 +752,9 @@ fn client_worker(
     // Connections that finished, with their outcome, to close and replace.
     let mut finished: Vec<(usize, bool)> = Vec::with_capacity(n);
     for slot in 0..n {
-        if let Some(outcome) = client_start(ep, &addr, slot, proto, &mut conns) {
+        let src = source(next_source);
+        next_source = next_source.wrapping_add(1);
+        if let Some(outcome) = client_start(ep, &addr, src, slot, proto, &mut conns) {
             finished.push((slot, outcome));
         }
     }
@@ -774,7 +779,9 @@ fn client_worker(
             if stop.load(Ordering::Relaxed) {
                 continue;
             }
-            if let Some(outcome) = client_start(ep, &addr, slot, proto, &mut conns) {
+            let src = source(next_source);
+            next_source = next_source.wrapping_add(1);
+            if let Some(outcome) = client_start(ep, &addr, src, slot, proto, &mut conns) {
                 finished.push((slot, outcome));
             }
         }
@@ -799,21 +806,28 @@ fn client_worker(
     (lat, errors)
 }
 
-/// Client source addresses, 127.0.1.1 and up. An echo client closes first
-/// (it half-closes, RFC 862), so each of its connections leaves a TIME_WAIT
-/// on its side for 60 s; from one source address the ~28,000 ephemeral
-/// ports are all in TIME_WAIT within two seconds at echo rates, and every
-/// connect() then searches the port range for a reusable one, which makes
-/// the kernel's port search, not the server, the measured bottleneck.
-/// Loopback is the whole of 127.0.0.0/8, and 64 sources give 64 times the
-/// 4-tuples. Every server is measured with the same client.
-const SOURCES: usize = 64;
+/// Client source addresses, 127.1.0.1 and up, one after the other for
+/// each new connection. An echo client closes first (it half-closes, RFC
+/// 862), so each of its connections leaves a TIME_WAIT on its side for
+/// 60 s; from one source address the ~28,000 ephemeral ports are all in
+/// TIME_WAIT within a second at echo rates, and every connect() then
+/// searches the port range for a reusable one, which makes the kernel's
+/// port search, not the server, the measured bottleneck. Loopback is the
+/// whole of 127.0.0.0/8: 1024 sources give 1024 times the 4-tuples. Every
+/// server is measured with the same client.
+const SOURCES: u32 = 1024;
+
+/// The `n`th client source address (network order).
+fn source(n: u32) -> u32 {
+    (u32::from_be_bytes([127, 1, 0, 1]) + n % SOURCES).to_be()
+}
 
 /// Opens the connection of `slot` and registers it (edge-triggered);
 /// the outcome if it finished at once (see [`client_drive`]).
 fn client_start(
     ep: i32,
     addr: &libc::sockaddr_in,
+    src: u32,
     slot: usize,
     proto: Proto,
     conns: &mut [Option<ClientConn>],
@@ -828,7 +842,7 @@ fn client_start(
             0,
         );
         assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        // The source address rotates over 127.0.0.0/8 (see SOURCES); the
+        // A new source address for each connection (see SOURCES); the
         // port is chosen at connect, for the whole 4-tuple.
         let one: libc::c_int = 1;
         libc::setsockopt(
@@ -841,9 +855,7 @@ fn client_start(
         let src = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_be_bytes([127, 0, 1, (slot % SOURCES) as u8 + 1]).to_be(),
-            },
+            sin_addr: libc::in_addr { s_addr: src },
             sin_zero: [0; 8],
         };
         let r = libc::bind(
