@@ -50,6 +50,9 @@ const NOWAIT_FAILURES_PER_SEC: u32 = 50;
 /// Connections accepted on one listener before the loop looks at anything
 /// else.
 const ACCEPT_BATCH: usize = 64;
+/// Ended connections held for the turn's log write at the most; at this
+/// many the lines are written and the connections closed at once.
+const CLOSE_BATCH: usize = 64;
 /// Reads of 4 KiB from one stderr pipe before the loop looks elsewhere.
 const STDERR_READS_PER_TURN: usize = 16;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
@@ -187,7 +190,7 @@ pub struct Daemon {
     /// Connections this turn ended after logging about them (a builtin
     /// session's `exit`, a `refused`): closed after the turn's log lines
     /// are written, so that a peer that sees the close finds its line in
-    /// the log.
+    /// the log (see `close_after_log`).
     closing: Vec<OwnedFd>,
     next_token: usize,
     next_service_id: u64,
@@ -576,7 +579,7 @@ impl Daemon {
                     if self.admit(sid, &conn) {
                         self.start_connection(sid, conn);
                     } else {
-                        self.closing.push(conn.fd);
+                        self.close_after_log(conn.fd);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -939,10 +942,21 @@ impl Daemon {
             reason.map(|r| format!(" reason={r}")).unwrap_or_default()
         );
         self.connection_ended(entry.service_id, entry.source);
-        self.closing.push(match entry.stream {
+        self.close_after_log(match entry.stream {
             Stream::Tcp(s) => s.into(),
             Stream::Unix(s) => s.into(),
         });
+    }
+
+    /// Closes `fd` once the log lines about it are written: at the end of
+    /// the turn, or now (after a write) when [`CLOSE_BATCH`] are waiting,
+    /// so that a flood never holds many descriptors.
+    fn close_after_log(&mut self, fd: OwnedFd) {
+        self.closing.push(fd);
+        if self.closing.len() >= CLOSE_BATCH {
+            crate::logging::flush();
+            self.closing.clear();
+        }
     }
 
     /// Serves the queued datagrams of a UDP builtin (a budget at a time:

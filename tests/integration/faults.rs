@@ -560,6 +560,71 @@ fn stalled_log(socket: bool) {
     log.wait_for(&["exit service=echo ", "bytes_in=5"]);
 }
 
+/// Refused connections wait for the turn's log write before they are
+/// closed, but never many at once: six listeners with 60 queued refusals
+/// each (360 in one turn) under a descriptor limit of 96 run into no
+/// EMFILE, and every refusal is logged.
+#[test]
+fn refusals_held_for_the_log_are_few_at_a_time() {
+    const LISTENERS: usize = 6;
+    const EACH: usize = 60;
+    let dir = TempDir::new("heldfds");
+    let mut yaml = String::from("services:\n");
+    for i in 0..LISTENERS {
+        yaml.push_str(&format!(
+            "  d{i}:\n    listen: 127.0.0.1:0\n    builtin: echo\n    deny_from: [127.0.0.0/8]\n"
+        ));
+    }
+    dir.write("t.yaml", &yaml);
+    let mut cmd = superd_command(dir.path());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit(2) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, 96, 96)?;
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("start superd");
+    let log = LogFollower::follow(child.stderr.take().unwrap());
+    let superd = Running(child);
+    let mut addrs = Vec::new();
+    for i in 0..LISTENERS {
+        let line = log.wait_for(&["listening", &format!("service=d{i} ")]);
+        addrs.push(field(&line, "addr").unwrap());
+    }
+    log.wait_for(&["ready services=6 "]);
+    // Stopped, superd accepts nothing: every connection waits in a
+    // backlog, and all of them are there for its next turn.
+    let pid = nix::unistd::Pid::from_raw(superd.pid());
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).unwrap();
+    let clients: Vec<TcpStream> = addrs
+        .iter()
+        .flat_map(|a| (0..EACH).map(move |_| connect(a)))
+        .collect();
+    nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
+    for mut c in clients {
+        let mut b = [0u8; 1];
+        match c.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("refused connection got {other:?}"),
+        }
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while log.text().matches("refused service=d").count() < LISTENERS * EACH {
+        assert!(
+            Instant::now() < deadline,
+            "refusals missing:\n{}",
+            log.text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!log.text().contains("out of resources"), "{}", log.text());
+}
+
 /// 100,000 refused connections cost no memory and no descriptor.
 #[test]
 fn a_flood_of_refused_connections_leaks_nothing() {
