@@ -197,6 +197,23 @@ fn same_address_in_two_services() {
         29,
         "of the same service",
     );
+    // A service with another error still has its conflicts reported, in
+    // the same run: both sides here have one.
+    let (_, e) = errs(
+        "services:\n  a:\n    listen: 7000\n    builtin: echo\n    wait: true\n  b:\n    listen: \"[::]:7000\"\n    builtin: echo\n    chroot: /nonexistent/superd\n",
+    );
+    let msgs: Vec<String> = e.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(e.len(), 3, "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("wait: true")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("not a directory")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("[::]:7000 conflicts with *:7000 of service \"a\"")),
+        "{msgs:?}"
+    );
 }
 
 #[test]

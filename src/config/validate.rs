@@ -356,7 +356,8 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
         }
     }
 
-    let mut services: Vec<(Service, Origin)> = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
+    let mut bindings: Vec<Binding> = Vec::new();
     let mut names: HashMap<&str, Origin> = HashMap::new();
     for f in files {
         let Some(list) = &f.raw.services else {
@@ -378,45 +379,102 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
                 continue;
             }
             names.insert(name, o);
-            if let Some(s) = service(name, raw, o, defaults, ctx, &mut cache, errors) {
-                services.push((s, o));
+            let b = binding(name, raw, o, defaults);
+            if let Some(s) = service(name, raw, &b, defaults, ctx, &mut cache, errors) {
+                services.push(s);
             }
+            bindings.push(b);
         }
     }
 
-    conflicts(&services, errors);
-    services.into_iter().map(|(s, _)| s).collect()
+    conflicts(&bindings, errors);
+    services
+}
+
+/// Where a service listens: what the conflict check needs, known for a
+/// service with errors elsewhere too, so that one `--check` reports those
+/// and its conflicts together.
+struct Binding<'a> {
+    name: &'a str,
+    listen: &'a [Address],
+    socket: SocketType,
+    v6only: bool,
+    enabled: bool,
+    origin: Origin<'a>,
+}
+
+fn binding<'a>(
+    name: &'a str,
+    raw: &'a RawService,
+    own: Origin<'a>,
+    defaults: Option<(&'a RawService, Origin<'a>)>,
+) -> Binding<'a> {
+    macro_rules! pick {
+        ($f:ident) => {
+            pick(&raw.$f, own, defaults.map(|(d, o)| (&d.$f, o)))
+        };
+    }
+    Binding {
+        name,
+        listen: raw.listen.as_ref().map_or(&[], |l| l.0.as_slice()),
+        socket: pick!(socket).map_or(SocketType::Stream, |(v, _)| *v),
+        v6only: pick!(v6only).is_some_and(|(v, _)| *v),
+        enabled: pick!(enabled).is_none_or(|(v, _)| *v),
+        origin: own,
+    }
+}
+
+/// What two addresses must share to conflict: the port (never 0, which
+/// the kernel picks anew each time) or the unix name.
+#[derive(PartialEq, Eq, Hash)]
+enum BindKey<'a> {
+    Port(u16),
+    Path(&'a std::path::Path),
+    Abstract(&'a [u8]),
+}
+
+impl<'a> BindKey<'a> {
+    fn of(a: &'a Address) -> Option<BindKey<'a>> {
+        match a {
+            Address::UnixPath(p) => Some(BindKey::Path(p)),
+            Address::UnixAbstract(n) => Some(BindKey::Abstract(n)),
+            _ => a.port().filter(|&p| p != 0).map(BindKey::Port),
+        }
+    }
 }
 
 /// Two services (or one twice) on the same socket. Disabled services are
 /// left out: they bind nothing, and an admin disables one precisely to
 /// hand its port to another.
-fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
-    let mut seen: Vec<(&Address, SocketType, bool, usize)> = Vec::new();
-    for (i, (s, o)) in services.iter().enumerate() {
+fn conflicts(bindings: &[Binding], errors: &mut Vec<ConfigError>) {
+    let mut seen: HashMap<BindKey, Vec<(&Address, SocketType, bool, usize)>> = HashMap::new();
+    for (i, s) in bindings.iter().enumerate() {
         if !s.enabled {
             continue;
         }
         for (k, a) in s.listen.iter().enumerate() {
-            for &(b, bt, b_v6only, j) in &seen {
+            let Some(key) = BindKey::of(a) else {
+                continue;
+            };
+            let bucket = seen.entry(key).or_default();
+            for &(b, bt, b_v6only, j) in bucket.iter() {
                 // Unix sockets share one namespace whatever their type; TCP
                 // and UDP ports are distinct.
                 let same_proto = a.is_unix() && b.is_unix() || s.socket == bt;
                 if same_proto && a.conflicts_with(s.v6only, b, b_v6only) {
-                    let (other, oo) = &services[j];
                     let msg = if i == j {
                         format!("address {a} conflicts with {b} of the same service")
                     } else {
                         format!(
                             "address {a} conflicts with {b} of service {:?} ({})",
-                            other.name,
-                            oo.at()
+                            bindings[j].name,
+                            bindings[j].origin.at()
                         )
                     };
-                    errors.push(o.at_element("listen", k, msg));
+                    errors.push(s.origin.at_element("listen", k, msg));
                 }
             }
-            seen.push((a, s.socket, s.v6only, i));
+            bucket.push((a, s.socket, s.v6only, i));
         }
     }
 }
@@ -424,13 +482,14 @@ fn conflicts(services: &[(Service, Origin)], errors: &mut Vec<ConfigError>) {
 fn service<'a>(
     name: &str,
     raw: &'a RawService,
-    own: Origin<'a>,
+    b: &Binding<'a>,
     defaults: Option<(&'a RawService, Origin<'a>)>,
     ctx: &Context,
     cache: &mut Cache,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Service> {
     let before = errors.len();
+    let own = b.origin;
     macro_rules! pick {
         ($f:ident) => {
             pick(&raw.$f, own, defaults.map(|(d, o)| (&d.$f, o)))
@@ -448,7 +507,7 @@ fn service<'a>(
             Vec::new()
         }
     };
-    let socket = pick!(socket).map(|(v, _)| *v).unwrap_or(SocketType::Stream);
+    let socket = b.socket;
     let any_unix = listen.iter().any(Address::is_unix);
     if socket == SocketType::Seqpacket && listen.iter().any(|a| !a.is_unix()) {
         let o = pick!(socket).map(|(_, o)| o).unwrap_or(own);
@@ -646,13 +705,13 @@ fn service<'a>(
         // Count is at most i32::MAX by construction.
         backlog: pick!(backlog).map(|(v, _)| v.0 as i32).unwrap_or(1024),
         reuse_port: pick!(reuse_port).map(|(v, _)| *v).unwrap_or(false),
-        v6only: pick!(v6only).map(|(v, _)| *v).unwrap_or(false),
+        v6only: b.v6only,
         keepalive: pick!(keepalive).map(|(v, _)| *v).unwrap_or(false),
         nodelay: pick!(nodelay).map(|(v, _)| *v).unwrap_or(false),
         socket_mode: pick!(socket_mode).map(|(v, _)| v.0).unwrap_or(0o666),
         socket_user,
         socket_group,
-        enabled: pick!(enabled).map(|(v, _)| *v).unwrap_or(true),
+        enabled: b.enabled,
     })
 }
 
