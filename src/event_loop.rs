@@ -673,6 +673,9 @@ impl Daemon {
                     },
                     Peer::Unix { pid, uid, gid } => ConnInfo::Unix { pid, uid, gid },
                 };
+                // What was logged about this connection is written before
+                // its program can answer.
+                crate::logging::flush();
                 match spawn::spawn(&plan, conn.fd.as_fd(), &info) {
                     Ok(spawned) => {
                         let st = self.services.get_mut(&sid).expect("live");
@@ -794,6 +797,7 @@ impl Daemon {
             .registry()
             .deregister(&mut SourceFd(&entry.listener.fd.as_raw_fd()));
         entry.busy = true;
+        crate::logging::flush();
         match spawn::spawn(&plan, entry.listener.fd.as_fd(), &ConnInfo::None) {
             Ok(spawned) => {
                 let st = self.services.get_mut(&sid).expect("live");

@@ -85,6 +85,7 @@ fn set_max_connections_makes_the_second_client_wait_for_the_first() {
     drop(first);
     second.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"two\n");
+    d.wait_for(&["accept service=cat", &second_peer]);
     let log = d.log_text();
     let exit_first = log
         .lines()
