@@ -680,7 +680,13 @@ impl Daemon {
                     Ok(spawned) => {
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
+                        let failed = spawned.exec_failure.is_some();
                         self.child_started(sid, &service, spawned, Some(conn.peer), source, None);
+                        if failed {
+                            // Ours is the last copy: the peer sees the
+                            // close after the `exec failed` line is out.
+                            self.close_after_log(conn.fd);
+                        }
                     }
                     Err(e) => {
                         // fork failed: keep the connection, with its

@@ -2,6 +2,7 @@
 //! pid file.
 
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -242,9 +243,15 @@ fn the_log_is_written_before_each_notification_and_close() {
     let sock = dir.path().join("notify.sock");
     let rx = UnixDatagram::bind(&sock).unwrap();
     rx.set_read_timeout(Some(DEADLINE)).unwrap();
+    let prog = dir.write("prog", "#!/bin/sh\necho ok\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
     dir.write(
         "t.yaml",
-        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    deny_from: [127.0.0.2]\n",
+        &format!(
+            "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    deny_from: [127.0.0.2]\n  gone:\n    listen: 127.0.0.1:0\n    exec: {}\n    {}\n",
+            prog.display(),
+            user_line()
+        ),
     );
     let log_path = dir.path().join("superd.log");
     let child = std::process::Command::new(superd_bin())
@@ -271,7 +278,29 @@ fn the_log_is_written_before_each_notification_and_close() {
     };
     let log = || std::fs::read_to_string(&log_path).unwrap();
     assert_eq!(next(), "READY=1");
-    assert!(log().contains("INFO  ready services=1 "), "{}", log());
+    assert!(log().contains("INFO  ready services=2 "), "{}", log());
+    // An exec failure: the client sees the close after the line is out.
+    let gone = log()
+        .lines()
+        .find_map(|l| {
+            l.contains("listening service=gone ")
+                .then(|| field(l, "addr"))
+        })
+        .flatten()
+        .expect("listening line");
+    std::fs::remove_file(&prog).unwrap();
+    for n in 1..=3 {
+        assert_eq!(exchange(&gone, b""), b"", "connection closed");
+        let text = log();
+        assert_eq!(
+            text.matches("exec failed service=gone ").count(),
+            n,
+            "{text}"
+        );
+    }
+    // Back, for the reloads below to validate.
+    std::fs::write(&prog, "#!/bin/sh\necho ok\n").unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
     // Log lines of a busy turn, then a reload in the same process.
     let addr = log()
         .lines()
@@ -300,7 +329,7 @@ fn the_log_is_written_before_each_notification_and_close() {
         assert_eq!(next(), "READY=1");
         let text = log();
         assert_eq!(
-            text.matches("INFO  reloaded services=1").count(),
+            text.matches("INFO  reloaded services=2").count(),
             k,
             "{text}"
         );
