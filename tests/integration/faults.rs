@@ -625,6 +625,39 @@ fn refusals_held_for_the_log_are_few_at_a_time() {
     assert!(!log.text().contains("out of resources"), "{}", log.text());
 }
 
+/// A flood queued on one listener does not keep the loop from another:
+/// with 300 connections waiting on `a` and then one on `b`, `b`'s is
+/// handled within the first batch of `a`'s (64), not after all of them.
+#[test]
+fn a_flooded_listener_waits_its_turn() {
+    const FLOOD: usize = 300;
+    let d = Superd::start(
+        "services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n    deny_from: [127.0.0.0/8]\n  b:\n    listen: 127.0.0.1:0\n    builtin: echo\n    deny_from: [127.0.0.0/8]\n",
+    );
+    let (a, b) = (d.addr("a"), d.addr("b"));
+    // Stopped, superd accepts nothing: the flood and the one connection
+    // are all queued for its next turn, `a` readable first.
+    d.signal(Signal::SIGSTOP);
+    let mut clients: Vec<TcpStream> = (0..FLOOD).map(|_| connect(&a)).collect();
+    clients.push(connect(&b));
+    d.signal(Signal::SIGCONT);
+    for mut c in clients {
+        let mut one = [0u8; 1];
+        match c.read(&mut one) {
+            Ok(0) => {}
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+            other => panic!("refused connection got {other:?}"),
+        }
+    }
+    d.wait_nth(FLOOD + 1, &["refused service="]);
+    let refused = d.lines_with(&["refused service="]);
+    let at = refused
+        .iter()
+        .position(|l| l.contains("service=b "))
+        .expect("b's refusal");
+    assert!(at <= 2 * 64, "b waited for {at} of a's {FLOOD} connections");
+}
+
 /// 100,000 refused connections cost no memory and no descriptor.
 #[test]
 fn a_flood_of_refused_connections_leaks_nothing() {
