@@ -187,7 +187,6 @@ pub struct Pump {
 /// after accept and then on every event for it, spurious ones included.
 #[derive(Debug)]
 pub struct Session {
-    kind: Builtin,
     state: State,
     /// The peer shut its write side (read returned 0).
     read_eof: bool,
@@ -228,7 +227,6 @@ impl Session {
             Builtin::Chargen => State::Chargen { pos: 0 },
         };
         Session {
-            kind,
             state,
             read_eof: false,
             finished: false,
@@ -236,10 +234,6 @@ impl Session {
             bytes_in: 0,
             bytes_out: 0,
         }
-    }
-
-    pub fn kind(&self) -> Builtin {
-        self.kind
     }
 
     /// Bytes received from the peer so far.
@@ -253,7 +247,8 @@ impl Session {
     }
 
     /// Bytes held for the peer (echo only; never above [`MAX_BUFFERED`]).
-    pub fn buffered(&self) -> usize {
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
         match &self.state {
             State::Echo(ring) => ring.len(),
             _ => 0,
@@ -556,7 +551,8 @@ fn v4_source_ok(ip: Ipv4Addr) -> bool {
 /// one 74-byte line, as BSD inetd does: RFC 864 allows 0 to 512 characters,
 /// and one line keeps the answer small for a spoofed request. This
 /// stateless form always sends line 0; [`UdpServer`] rotates the line.
-pub fn udp_reply(
+#[cfg(test)]
+fn udp_reply(
     kind: Builtin,
     request: &[u8],
     now_unix: i64,
