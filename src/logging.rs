@@ -2,7 +2,9 @@
 //! stderr through a writer that never blocks the event loop. A reader that
 //! stops reading costs dropped lines (counted, and announced when it comes
 //! back), never a stalled superd. While the loop runs, the lines of one
-//! turn go out together, in one write, before the loop sleeps.
+//! turn go out together, before the loop sleeps; the loop also flushes
+//! before anything a line is about can be seen from outside (a child
+//! starting, a connection closing, an sd_notify message).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
