@@ -154,6 +154,17 @@ struct SessionEntry {
     idle_timeout: Duration,
 }
 
+/// A child on its way to exec (see `Daemon::exec_settled`).
+struct ExecWait {
+    pid: i32,
+    service_id: u64,
+    service: String,
+    pending: spawn::Pending,
+    /// nowait: superd's copy of the connection, closed once the outcome is
+    /// known (after the `exec failed` line, if any).
+    conn: Option<OwnedFd>,
+}
+
 struct StderrPipe {
     file: File,
     service: String,
@@ -192,6 +203,9 @@ pub struct Daemon {
     /// are written, so that a peer that sees the close finds its line in
     /// the log (see `close_after_log`).
     closing: Vec<OwnedFd>,
+    /// Children not yet past exec, by the token of their report pipe.
+    execs: HashMap<Token, ExecWait>,
+    exec_of: HashMap<i32, Token>,
     next_token: usize,
     next_service_id: u64,
     next_serial: u64,
@@ -260,6 +274,8 @@ impl Daemon {
             timers: BinaryHeap::new(),
             ready: Vec::new(),
             closing: Vec::new(),
+            execs: HashMap::new(),
+            exec_of: HashMap::new(),
             next_token: 1,
             next_service_id: 1,
             next_serial: 0,
@@ -475,6 +491,8 @@ impl Daemon {
                     self.pump_session(token);
                 } else if self.pipes.contains_key(&token) {
                     self.read_stderr(token);
+                } else if self.execs.contains_key(&token) {
+                    self.exec_settled(token);
                 }
             }
             if self.reap_pending {
@@ -680,13 +698,15 @@ impl Daemon {
                     Ok(spawned) => {
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
-                        let failed = spawned.exec_failure.is_some();
-                        self.child_started(sid, &service, spawned, Some(conn.peer), source, None);
-                        if failed {
-                            // Ours is the last copy: the peer sees the
-                            // close after the `exec failed` line is out.
-                            self.close_after_log(conn.fd);
-                        }
+                        self.child_started(
+                            sid,
+                            &service,
+                            spawned,
+                            Some(conn.peer),
+                            source,
+                            None,
+                            Some(conn.fd),
+                        );
                     }
                     Err(e) => {
                         // fork failed: keep the connection, with its
@@ -701,7 +721,10 @@ impl Daemon {
         }
     }
 
-    /// Records a started child; logs and paces exec failures.
+    /// Records a started child and watches its way to exec (see
+    /// `exec_settled`). `conn` is superd's copy of a nowait connection,
+    /// kept until the outcome is known.
+    #[allow(clippy::too_many_arguments)]
     fn child_started(
         &mut self,
         sid: u64,
@@ -710,10 +733,10 @@ impl Daemon {
         peer: Option<Peer>,
         source: Option<SourceKey>,
         wait_listener: Option<Token>,
+        conn: Option<OwnedFd>,
     ) {
         let now = Instant::now();
         let pid = spawned.pid.as_raw();
-        let exec_failed = spawned.exec_failure.is_some();
         self.children.insert(
             spawned.pid,
             Child {
@@ -728,7 +751,7 @@ impl Daemon {
                 },
                 wait_listener,
                 timed_out: false,
-                exec_failed,
+                exec_failed: false,
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
@@ -738,38 +761,100 @@ impl Daemon {
         if let Some(fd) = spawned.stderr {
             self.watch_stderr(fd, &service.name, pid);
         }
-        let st = self.services.get_mut(&sid).expect("live");
-        match spawned.exec_failure {
-            None => st.fail_streak = 0,
-            Some(f) => {
-                st.counters.exec_failures += 1;
-                st.fail_streak += 1;
+        let token = self.token();
+        let watched = self
+            .poll
+            .registry()
+            .register(
+                &mut SourceFd(&spawned.exec.fd().as_raw_fd()),
+                token,
+                Interest::READABLE,
+            )
+            .is_ok();
+        self.execs.insert(
+            token,
+            ExecWait {
+                pid,
+                service_id: sid,
+                service: service.name.clone(),
+                pending: spawned.exec,
+                conn,
+            },
+        );
+        self.exec_of.insert(pid, token);
+        // A service whose last child failed before exec learns the outcome
+        // of the next one here, before it accepts again, so that its
+        // failures stay paced one by one; and a pipe the loop cannot watch
+        // is waited for here too.
+        let failing = self.services.get(&sid).is_some_and(|st| st.fail_streak > 0);
+        if failing || !watched {
+            self.settle_now(token);
+        }
+    }
+
+    /// The child behind `token` is past exec, or failed before it: logs and
+    /// paces a failure, closes superd's copy of the connection. `None`
+    /// while the child has not got there yet; else whether it failed.
+    fn exec_settled(&mut self, token: Token) -> Option<bool> {
+        let outcome = self.execs.get_mut(&token)?.pending.poll()?;
+        let w = self.execs.remove(&token).expect("present");
+        self.exec_of.remove(&w.pid);
+        let failed = outcome.is_some();
+        if let Some(c) = self.children.get_mut(w.pid) {
+            c.exec_failed = failed;
+        }
+        let now = Instant::now();
+        match (outcome, self.services.get_mut(&w.service_id)) {
+            (None, Some(st)) => st.fail_streak = 0,
+            (None, None) => {}
+            (Some(f), st) => {
                 error!(
                     "exec failed service={} step={} error=\"{}\"",
-                    service.name,
+                    w.service,
                     f.step.as_str(),
                     f.errno.desc()
                 );
-                // Pace a program that keeps failing: wait mode backs off
-                // (the unread datagram or connection would otherwise
-                // respawn it at once); nowait is held to a failure rate.
-                let delay = if service.wait {
-                    let shift = st.fail_streak.saturating_sub(1).min(10);
-                    Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
-                } else {
-                    // This failure spends a token; if none is left for the
-                    // next attempt, wait until there is one.
-                    let _ = st.failure_bucket.try_take(now);
-                    let next = st.failure_bucket.next_token_at(now);
-                    (next > now).then(|| next.saturating_duration_since(now))
-                };
-                if let Some(d) = delay {
-                    let until = now + d.max(Duration::from_millis(1));
-                    st.paused = Some((Pause::ExecFailures, until));
-                    self.timer(until, Timer::Resume(sid));
+                if let Some(st) = st {
+                    st.counters.exec_failures += 1;
+                    st.fail_streak += 1;
+                    // Pace a program that keeps failing: wait mode backs off
+                    // (the unread datagram or connection would otherwise
+                    // respawn it at once); nowait is held to a failure rate.
+                    let delay = if st.service.wait {
+                        let shift = st.fail_streak.saturating_sub(1).min(10);
+                        Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
+                    } else {
+                        // This failure spends a token; if none is left for
+                        // the next attempt, wait until there is one.
+                        let _ = st.failure_bucket.try_take(now);
+                        let next = st.failure_bucket.next_token_at(now);
+                        (next > now).then(|| next.saturating_duration_since(now))
+                    };
+                    if let Some(d) = delay {
+                        let until = now + d.max(Duration::from_millis(1));
+                        st.paused = Some((Pause::ExecFailures, until));
+                        self.timer(until, Timer::Resume(w.service_id));
+                    }
                 }
             }
         }
+        // The peer sees its connection close only after the line is out.
+        if let Some(fd) = w.conn {
+            if failed {
+                self.close_after_log(fd);
+            }
+        }
+        Some(failed)
+    }
+
+    /// `exec_settled`, waiting for the outcome if need be: for a child that
+    /// has exited (its report pipe is closed) or one that must be settled
+    /// before the loop goes on.
+    fn settle_now(&mut self, token: Token) -> Option<bool> {
+        if let Some(w) = self.execs.get_mut(&token) {
+            w.pending.wait();
+        }
+        self.exec_settled(token)
     }
 
     /// wait mode: hands the listening/bound socket to one child.
@@ -809,7 +894,7 @@ impl Daemon {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
-                self.child_started(sid, &service, spawned, None, None, Some(token));
+                self.child_started(sid, &service, spawned, None, None, Some(token), None);
             }
             Err(e) => {
                 self.resume_wait_listener(token);
@@ -1025,7 +1110,14 @@ impl Daemon {
 
     fn reap(&mut self) {
         let now = Instant::now();
-        for (pid, child, ended) in self.children.reap() {
+        for (pid, mut child, ended) in self.children.reap() {
+            // A child that died before exec: its report first (the pipe is
+            // closed, so this does not wait), then its exit.
+            if let Some(token) = self.exec_of.get(&pid).copied()
+                && let Some(failed) = self.settle_now(token)
+            {
+                child.exec_failed = failed;
+            }
             children::log_exit(pid, &child, ended, now);
             if let Some(token) = child.wait_listener {
                 self.connection_ended(child.service_id, None);

@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,7 +25,7 @@ use superd::plan::{ConnInfo, SpawnPlan};
 use superd::service::{
     Credentials, Program, Rlimit, RlimitResource, Service, SocketType, StderrMode,
 };
-use superd::spawn::{Spawned, Step, spawn};
+use superd::spawn::{ExecFailure, Spawned, Step, spawn};
 
 /// Test threads fork concurrently, and a child holds copies of every fd of
 /// the test process until it execs: a file open for writing in one thread
@@ -32,7 +33,11 @@ use superd::spawn::{Spawned, Step, spawn};
 /// lock shared; writing an executable takes it exclusively.
 static FORK_LOCK: RwLock<()> = RwLock::new(());
 
-fn spawn_locked(plan: &SpawnPlan, sock: BorrowedFd<'_>, conn: &ConnInfo) -> Result<Spawned, Errno> {
+fn spawn_locked(
+    plan: &Rc<SpawnPlan>,
+    sock: BorrowedFd<'_>,
+    conn: &ConnInfo,
+) -> Result<Spawned, Errno> {
     let _guard = FORK_LOCK.read().unwrap_or_else(|e| e.into_inner());
     spawn(plan, sock, conn)
 }
@@ -166,6 +171,7 @@ impl Report {
 
 struct Outcome {
     spawned: Spawned,
+    exec_failure: Option<ExecFailure>,
     report: Report,
     status: WaitStatus,
     /// The client side of the connection.
@@ -176,7 +182,7 @@ struct Outcome {
 /// reaps the child.
 fn run_tcp(service: &Service) -> Outcome {
     block_daemon_signals();
-    let plan = SpawnPlan::new(service);
+    let plan = Rc::new(SpawnPlan::new(service));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, remote) = listener.accept().unwrap();
@@ -186,7 +192,8 @@ fn run_tcp(service: &Service) -> Outcome {
         remote,
         local: server.local_addr().unwrap(),
     };
-    let spawned = spawn_locked(&plan, server.as_fd(), &conn).expect("fork");
+    let mut spawned = spawn_locked(&plan, server.as_fd(), &conn).expect("fork");
+    let exec_failure = spawned.exec.wait();
     drop(server);
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut text = String::new();
@@ -194,6 +201,7 @@ fn run_tcp(service: &Service) -> Outcome {
     let status = waitpid(spawned.pid, None).unwrap();
     Outcome {
         spawned,
+        exec_failure,
         report: Report::parse(&text),
         status,
         client_addr: client.local_addr().unwrap(),
@@ -201,7 +209,7 @@ fn run_tcp(service: &Service) -> Outcome {
 }
 
 fn expect_ok(o: &Outcome) {
-    assert_eq!(o.spawned.exec_failure, None);
+    assert_eq!(o.exec_failure, None);
     assert_eq!(o.status, WaitStatus::Exited(o.spawned.pid, 0));
 }
 
@@ -445,7 +453,7 @@ fn configured_rlimits_replace_the_default() {
 #[test]
 fn unix_peer_gets_unix_variables() {
     block_daemon_signals();
-    let plan = SpawnPlan::new(&service(&probe_path(), &[]));
+    let plan = Rc::new(SpawnPlan::new(&service(&probe_path(), &[])));
     let (server, mut client) = UnixStream::pair().unwrap();
     server.set_nonblocking(true).unwrap();
     let conn = ConnInfo::Unix {
@@ -490,11 +498,11 @@ fn unix_peer_gets_unix_variables() {
 #[test]
 fn wait_mode_child_gets_the_listening_socket() {
     block_daemon_signals();
-    let plan = SpawnPlan::new(&service(&probe_path(), &["accept"]));
+    let plan = Rc::new(SpawnPlan::new(&service(&probe_path(), &["accept"])));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let spawned = spawn_locked(&plan, listener.as_fd(), &ConnInfo::None).unwrap();
-    assert_eq!(spawned.exec_failure, None);
+    let mut spawned = spawn_locked(&plan, listener.as_fd(), &ConnInfo::None).unwrap();
+    assert_eq!(spawned.exec.wait(), None);
     let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     client.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut text = String::new();
@@ -514,7 +522,7 @@ fn wait_mode_child_gets_the_listening_socket() {
 
 fn expect_failure(s: &Service, step: Step, errno: Errno) {
     let o = run_tcp(s);
-    let f = o.spawned.exec_failure.expect("an exec failure");
+    let f = o.exec_failure.expect("an exec failure");
     assert_eq!((f.step, f.errno), (step, errno), "{f}");
     assert_eq!(o.status, WaitStatus::Exited(o.spawned.pid, 127));
     assert!(o.report.kv.is_empty() && o.report.other.is_empty());
@@ -617,7 +625,7 @@ fn builtin_plan_cannot_be_spawned() {
     let mut s = service(&probe_path(), &[]);
     s.program = Program::Builtin(superd::service::Builtin::Echo);
     let (a, _b) = UnixStream::pair().unwrap();
-    let err = spawn_locked(&SpawnPlan::new(&s), a.as_fd(), &ConnInfo::None).unwrap_err();
+    let err = spawn_locked(&Rc::new(SpawnPlan::new(&s)), a.as_fd(), &ConnInfo::None).unwrap_err();
     assert_eq!(err, Errno::EINVAL);
 }
 
