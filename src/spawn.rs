@@ -236,7 +236,8 @@ impl Drop for Pending {
             // never freed under it.
             let child = std::mem::replace(&mut self.child, Box::new(Child::EMPTY));
             std::mem::forget(child);
-            std::mem::forget(self.stack.take());
+            // A `Stack` is never unmapped on drop: this one stays mapped.
+            self.stack = None;
             let plan = self._plan.clone();
             std::mem::forget(plan);
             let env = std::mem::replace(&mut self._env, Env::empty());
