@@ -453,7 +453,7 @@ fn five_hundred_idle_echo_sessions_are_closed_by_idle_timeout() {
     // After idle_timeout, each client sees EOF.
     for (i, c) in clients.iter_mut().enumerate() {
         let mut buf = [0u8; 16];
-        match c.read(&mut buf) {
+        match read_once(c, &mut buf) {
             Ok(0) => {}
             other => panic!("client {i}: {other:?}, not EOF"),
         }

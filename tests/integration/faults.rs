@@ -635,7 +635,7 @@ fn refusals_held_for_the_log_are_few_at_a_time() {
     nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
     for mut c in clients {
         let mut b = [0u8; 1];
-        match c.read(&mut b) {
+        match read_once(&mut c, &mut b) {
             Ok(0) => {}
             Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
             other => panic!("refused connection got {other:?}"),
@@ -671,7 +671,7 @@ fn a_flooded_listener_waits_its_turn() {
     d.signal(Signal::SIGCONT);
     for mut c in clients {
         let mut one = [0u8; 1];
-        match c.read(&mut one) {
+        match read_once(&mut c, &mut one) {
             Ok(0) => {}
             Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
             other => panic!("refused connection got {other:?}"),
@@ -710,7 +710,7 @@ fn a_flood_of_refused_connections_leaks_nothing() {
             // Wait for superd's close, so superd closes first and the
             // TIME_WAIT is on its side, not on our ephemeral ports.
             let mut b = [0u8; 1];
-            match s.read(&mut b) {
+            match read_once(&mut s, &mut b) {
                 Ok(0) => {}
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
                 other => panic!("refused connection got {other:?}"),

@@ -427,6 +427,17 @@ pub fn proc_state(pid: i32) -> Option<char> {
 }
 
 /// Connects to `addr` with generous timeouts.
+/// One `read`, retried when a signal interrupts it (the test process gets
+/// signals: `read` alone would report EINTR as an error).
+pub fn read_once(s: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match s.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
 pub fn connect(addr: &str) -> TcpStream {
     let s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(DEADLINE)).unwrap();

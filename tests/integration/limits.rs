@@ -37,7 +37,7 @@ pub fn connect_from(src: &str, addr: &str) -> TcpStream {
 fn closed_at_once(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 16];
     let _ = s.write_all(b"ping\n");
-    match s.read(&mut buf) {
+    match read_once(s, &mut buf) {
         Ok(0) => true,
         Err(e) => matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
         Ok(_) => false,
@@ -244,7 +244,7 @@ fn timeout_kills_the_child_and_its_process_group() {
     let mut s = connect(&d.addr("slow"));
     let mut line = String::new();
     let mut byte = [0u8; 1];
-    while s.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+    while read_once(&mut s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
         line.push(byte[0] as char);
     }
     let grandchild: i32 = line.trim().parse().unwrap();
