@@ -805,37 +805,26 @@ mod sys {
         call(libc::SYS_setuid, [uid as usize, 0, 0, 0, 0, 0]).map(drop)
     }
 
+    /// Real, effective and saved uid.
     pub fn getresuid() -> Result<[libc::uid_t; 3], libc::c_int> {
-        let mut ids = [0 as libc::uid_t; 3];
-        let p = ids.as_mut_ptr();
-        call(
-            libc::SYS_getresuid,
-            [
-                p as usize,
-                p.wrapping_add(1) as usize,
-                p.wrapping_add(2) as usize,
-                0,
-                0,
-                0,
-            ],
-        )?;
-        Ok(ids)
+        get_ids(libc::SYS_getresuid)
     }
 
+    /// Real, effective and saved gid.
     pub fn getresgid() -> Result<[libc::gid_t; 3], libc::c_int> {
-        let mut ids = [0 as libc::gid_t; 3];
+        get_ids(libc::SYS_getresgid)
+    }
+
+    /// getresuid(2) or getresgid(2): three 32-bit ids through pointers.
+    fn get_ids(n: libc::c_long) -> Result<[u32; 3], libc::c_int> {
+        let mut ids = [0u32; 3];
         let p = ids.as_mut_ptr();
-        call(
-            libc::SYS_getresgid,
-            [
-                p as usize,
-                p.wrapping_add(1) as usize,
-                p.wrapping_add(2) as usize,
-                0,
-                0,
-                0,
-            ],
-        )?;
+        let (a, b, c) = (
+            p as usize,
+            p.wrapping_add(1) as usize,
+            p.wrapping_add(2) as usize,
+        );
+        call(n, [a, b, c, 0, 0, 0])?;
         Ok(ids)
     }
 
