@@ -185,10 +185,9 @@ impl Pending {
                     self.len += take;
                 }
                 Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => return None,
-                // Anything else: the child is gone or never wrote; treat
-                // the pipe as closed.
-                Err(_) => break,
+                // Not yet; nor, to be safe, on an error a pipe we own
+                // cannot give: nothing is released while unsure.
+                Err(_) => return None,
             }
         }
         // EOF: the child's copy of the write end is closed, by exec
@@ -287,6 +286,8 @@ pub fn spawn(
     };
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     set_nonblocking(report_r.as_raw_fd())?;
+    // The child's dup3 onto 0-2 must not land on it.
+    let report_w = above_stdio(report_w)?;
 
     let child = Box::new(Child {
         plan: Rc::as_ptr(plan),
