@@ -494,6 +494,48 @@ fn unix_peer_gets_unix_variables() {
     );
 }
 
+/// `spawn` returns without waiting for the child's exec: children stopped
+/// the moment it returns are found before exec (their report pipe still
+/// open), and once continued each reaches exec. (A start that waited, as
+/// vfork does, would return only after the exec.)
+#[test]
+fn spawn_does_not_wait_for_exec() {
+    block_daemon_signals();
+    let plan = Rc::new(SpawnPlan::new(&service(&probe_path(), &[])));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut before_exec = 0;
+    for _ in 0..20 {
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, remote) = listener.accept().unwrap();
+        let conn = ConnInfo::Tcp {
+            remote,
+            local: server.local_addr().unwrap(),
+        };
+        let mut spawned = spawn_locked(&plan, server.as_fd(), &conn).expect("fork");
+        let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGSTOP);
+        // Stopped: wait until it really is, then look at its pipe.
+        loop {
+            match waitpid(spawned.pid, Some(nix::sys::wait::WaitPidFlag::WUNTRACED)) {
+                Ok(WaitStatus::Stopped(..)) | Ok(WaitStatus::Exited(..)) => break,
+                Ok(_) | Err(Errno::EINTR) => continue,
+                Err(e) => panic!("waitpid: {e}"),
+            }
+        }
+        if spawned.exec.poll().is_none() {
+            before_exec += 1;
+        }
+        let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGCONT);
+        assert_eq!(spawned.exec.wait(), None, "the child reaches exec");
+        drop(server);
+        let _ = nix::sys::signal::kill(spawned.pid, Signal::SIGKILL);
+        let _ = waitpid(spawned.pid, None);
+    }
+    assert!(
+        before_exec > 0,
+        "every child had exec'd when spawn returned"
+    );
+}
+
 /// wait mode: the listening socket itself on 0-2, no connection variables.
 #[test]
 fn wait_mode_child_gets_the_listening_socket() {
