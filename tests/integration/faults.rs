@@ -115,6 +115,16 @@ fn superd_command(dir: &Path) -> Command {
     cmd
 }
 
+/// Reads until superd closes a refused connection: EOF, or a reset.
+fn expect_refused(c: &mut TcpStream) {
+    let mut b = [0u8; 1];
+    match read_once(c, &mut b) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("refused connection got {other:?}"),
+    }
+}
+
 /// Connects to a unix socket once superd has bound it.
 fn connect_unix(path: &Path) -> UnixStream {
     let deadline = Instant::now() + DEADLINE;
@@ -634,12 +644,7 @@ fn refusals_held_for_the_log_are_few_at_a_time() {
         .collect();
     nix::sys::signal::kill(pid, Signal::SIGCONT).unwrap();
     for mut c in clients {
-        let mut b = [0u8; 1];
-        match read_once(&mut c, &mut b) {
-            Ok(0) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            other => panic!("refused connection got {other:?}"),
-        }
+        expect_refused(&mut c);
     }
     let deadline = Instant::now() + DEADLINE;
     while log.text().matches("refused service=d").count() < LISTENERS * EACH {
@@ -670,12 +675,7 @@ fn a_flooded_listener_waits_its_turn() {
     clients.push(connect(&b));
     d.signal(Signal::SIGCONT);
     for mut c in clients {
-        let mut one = [0u8; 1];
-        match read_once(&mut c, &mut one) {
-            Ok(0) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-            other => panic!("refused connection got {other:?}"),
-        }
+        expect_refused(&mut c);
     }
     d.wait_nth(FLOOD + 1, &["refused service="]);
     let refused = d.lines_with(&["refused service="]);
@@ -709,12 +709,7 @@ fn a_flood_of_refused_connections_leaks_nothing() {
             s.set_read_timeout(Some(DEADLINE)).unwrap();
             // Wait for superd's close, so superd closes first and the
             // TIME_WAIT is on its side, not on our ephemeral ports.
-            let mut b = [0u8; 1];
-            match read_once(&mut s, &mut b) {
-                Ok(0) => {}
-                Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-                other => panic!("refused connection got {other:?}"),
-            }
+            expect_refused(&mut s);
         });
     };
     flood(WARMUP);
