@@ -35,6 +35,8 @@ pub struct Child {
     pub timed_out: bool,
     /// The child reported a failure before exec.
     pub exec_failed: bool,
+    /// The token of its report pipe while it is not yet past exec.
+    pub exec: Option<Token>,
 }
 
 /// How a reaped child ended.

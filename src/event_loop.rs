@@ -216,7 +216,6 @@ pub struct Daemon {
     closing: Vec<OwnedFd>,
     /// Children not yet past exec, by the token of their report pipe.
     execs: HashMap<Token, ExecWait>,
-    exec_of: HashMap<i32, Token>,
     next_token: usize,
     next_service_id: u64,
     next_serial: u64,
@@ -286,7 +285,6 @@ impl Daemon {
             ready: Vec::new(),
             closing: Vec::new(),
             execs: HashMap::new(),
-            exec_of: HashMap::new(),
             next_token: 1,
             next_service_id: 1,
             next_serial: 0,
@@ -755,6 +753,7 @@ impl Daemon {
     ) {
         let now = Instant::now();
         let pid = spawned.pid.as_raw();
+        let token = self.token();
         self.children.insert(
             spawned.pid,
             Child {
@@ -770,6 +769,7 @@ impl Daemon {
                 wait_listener,
                 timed_out: false,
                 exec_failed: false,
+                exec: Some(token),
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
@@ -779,7 +779,6 @@ impl Daemon {
         if let Some(fd) = spawned.stderr {
             self.watch_stderr(fd, &service.name, pid);
         }
-        let token = self.token();
         let watched = self
             .poll
             .registry()
@@ -799,15 +798,14 @@ impl Daemon {
                 conn,
             },
         );
-        self.exec_of.insert(pid, token);
-        if let Some(st) = self.services.get_mut(&sid) {
-            st.pre_exec += 1;
-        }
         // A service whose last child failed before exec learns the outcome
         // of the next one here, before it accepts again, so that its
         // failures stay paced one by one; and a pipe the loop cannot watch
         // is waited for here too.
-        let failing = self.services.get(&sid).is_some_and(|st| st.fail_streak > 0);
+        let failing = self.services.get_mut(&sid).is_some_and(|st| {
+            st.pre_exec += 1;
+            st.fail_streak > 0
+        });
         if failing || !watched {
             self.settle_now(token);
         }
@@ -819,7 +817,6 @@ impl Daemon {
     fn exec_settled(&mut self, token: Token) -> Option<bool> {
         let outcome = self.execs.get_mut(&token)?.pending.poll()?;
         let w = self.execs.remove(&token).expect("present");
-        self.exec_of.remove(&w.pid);
         if let Some(st) = self.services.get_mut(&w.service_id) {
             // Room for another start: the service's listeners go on.
             if st.pre_exec == PRE_EXEC_MAX {
@@ -830,6 +827,7 @@ impl Daemon {
         let failed = outcome.is_some();
         if let Some(c) = self.children.get_mut(w.pid) {
             c.exec_failed = failed;
+            c.exec = None;
         }
         let now = Instant::now();
         match (outcome, self.services.get_mut(&w.service_id)) {
@@ -1141,7 +1139,7 @@ impl Daemon {
         for (pid, mut child, ended) in self.children.reap() {
             // A child that died before exec: its report first (the pipe is
             // closed, so this does not wait), then its exit.
-            if let Some(token) = self.exec_of.get(&pid).copied()
+            if let Some(token) = child.exec
                 && let Some(failed) = self.settle_now(token)
             {
                 child.exec_failed = failed;

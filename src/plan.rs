@@ -105,15 +105,6 @@ pub struct Env<'a> {
 }
 
 impl Env<'_> {
-    /// No variables (stands in for a leaked one).
-    pub fn empty() -> Env<'static> {
-        Env {
-            _conn: Vec::new(),
-            ptrs: vec![std::ptr::null()],
-            _plan: PhantomData,
-        }
-    }
-
     /// The `envp` argument of `execve`: valid while `self` lives.
     pub fn as_ptr(&self) -> *const *const c_char {
         self.ptrs.as_ptr()

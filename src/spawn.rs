@@ -148,11 +148,17 @@ pub struct Pending {
     got: [u8; REPORT_LEN],
     len: usize,
     done: bool,
-    // Read by the child until `done`; dropped in this order, after it.
-    child: Box<Child>,
+    /// What the child reads until it is past exec; `None` once it is.
+    lent: Option<Lent>,
+}
+
+/// The memory a child before exec uses, all in one place so that it is
+/// either freed together (the child is past exec) or leaked together.
+struct Lent {
+    _child: Box<Child>,
     _env: Env<'static>,
     _plan: Rc<SpawnPlan>,
-    stack: Option<Stack>,
+    stack: Stack,
 }
 
 impl fmt::Debug for Pending {
@@ -194,8 +200,8 @@ impl Pending {
         // (close-on-exec) or by its exit; either way it no longer uses our
         // memory.
         self.done = true;
-        if let Some(stack) = self.stack.take() {
-            stack.release();
+        if let Some(lent) = self.lent.take() {
+            lent.stack.release();
         }
         Some(self.failure())
     }
@@ -233,14 +239,7 @@ impl Drop for Pending {
             // Still before exec (superd is exiting, or the caller gave up):
             // the child may still read what this holds, so it is leaked,
             // never freed under it.
-            let child = std::mem::replace(&mut self.child, Box::new(Child::EMPTY));
-            std::mem::forget(child);
-            // A `Stack` is never unmapped on drop: this one stays mapped.
-            self.stack = None;
-            let plan = self._plan.clone();
-            std::mem::forget(plan);
-            let env = std::mem::replace(&mut self._env, Env::empty());
-            std::mem::forget(env);
+            std::mem::forget(self.lent.take());
         }
     }
 }
@@ -335,10 +334,12 @@ pub fn spawn(
             got: [0; REPORT_LEN],
             len: 0,
             done: false,
-            child,
-            _env: env,
-            _plan: plan.clone(),
-            stack: Some(stack),
+            lent: Some(Lent {
+                _child: child,
+                _env: env,
+                _plan: plan.clone(),
+                stack,
+            }),
         },
     })
 }
@@ -469,18 +470,6 @@ struct Child {
 }
 
 impl Child {
-    /// Stands in for a leaked `Child` (see `Pending`'s drop).
-    const EMPTY: Child = Child {
-        plan: ptr::null(),
-        path: ptr::null(),
-        envp: ptr::null(),
-        sock: -1,
-        stderr: -1,
-        report: -1,
-        fd_limit: None,
-        signals: &[],
-    };
-
     /// The child side: set up, exec, or report and `_exit(127)`.
     fn run(&self) -> ! {
         let Err(Failure(step, errno)) = self.setup_and_exec();
