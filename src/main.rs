@@ -53,12 +53,11 @@ fn run() -> ExitCode {
                 errors.len(),
                 if errors.len() == 1 { "" } else { "s" }
             );
-            // A bad --set is bad usage; a bad file is a bad configuration.
-            return if opts.is_oneline() {
-                ExitCode::Usage
-            } else {
-                ExitCode::Failure
-            };
+            // A value the service cannot take is an invalid configuration
+            // whether it came from a file or from --set/--listen (SPEC §1:
+            // "with the same validation"); only the shape of the command
+            // line itself, checked by cli::parse, is bad usage.
+            return ExitCode::Failure;
         }
     };
     if opts.check {

@@ -179,26 +179,35 @@ fn check_describes_the_one_service_and_binds_nothing() {
     assert!(text.contains("max_connections=3"), "{text}");
 }
 
-/// superd with `args` must exit 2 and say `want` (every part) on stderr.
-fn rejected(args: &[&str], want: &[&str]) {
+/// superd with `args` must exit `code` and say `want` (every part) on
+/// stderr, with nothing on stdout.
+fn rejected(args: &[&str], code: i32, want: &[&str]) {
     let out = run(args);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: stderr:\n{err}");
+    assert_eq!(out.status.code(), Some(code), "{args:?}: stderr:\n{err}");
     for w in want {
         assert!(err.contains(w), "{args:?}: {w:?} not in stderr:\n{err}");
     }
     assert!(out.stdout.is_empty(), "{args:?} printed to stdout");
 }
 
+/// A value the service cannot take is an invalid configuration (exit 1),
+/// as it would be in a file; `--check` says the same.
 #[test]
-fn a_bad_set_is_rejected_with_a_clear_message_and_exit_2() {
+fn a_bad_set_value_is_an_invalid_configuration_exit_1() {
     let with = |set: &'static str| -> Vec<&'static str> {
         let mut a = vec!["--listen", "127.0.0.1:0", "--set", set];
         a.extend(user_args());
         a.extend(["--", "/bin/cat"]);
         a
     };
-    rejected(
+    let bad = |args: &[&str], want: &[&str]| {
+        rejected(args, 1, want);
+        let mut checked = vec!["--check"];
+        checked.extend(args);
+        rejected(&checked, 1, want);
+    };
+    bad(
         &with("lisen=1"),
         &[
             "--set lisen=1",
@@ -206,26 +215,22 @@ fn a_bad_set_is_rejected_with_a_clear_message_and_exit_2() {
             "expected one of listen",
         ],
     );
-    rejected(
+    bad(
         &with("umask=022"),
         &["--set umask=022", "quoted octal string"],
     );
-    rejected(
-        &with("novalue"),
-        &["--set \"novalue\"", "expected FIELD=VALUE"],
-    );
-    rejected(
+    bad(
         &with("max_connections=0"),
         &[
             "--set max_connections=0",
             "expected an integer >= 1, found 0",
         ],
     );
-    rejected(
+    bad(
         &with("rate=fast"),
         &["--set rate=fast", "bad rate \"fast\""],
     );
-    rejected(
+    bad(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -237,7 +242,7 @@ fn a_bad_set_is_rejected_with_a_clear_message_and_exit_2() {
         &["--set user=no-such-user-here", "no-such-user-here"],
     );
     // A field set twice is an error, not a silent last-wins.
-    rejected(
+    bad(
         &[
             "--listen",
             "127.0.0.1:0",
@@ -250,17 +255,50 @@ fn a_bad_set_is_rejected_with_a_clear_message_and_exit_2() {
         ],
         &["nice is set twice"],
     );
-    rejected(&with("exec=/bin/sh"), &["the program is given after --"]);
-    rejected(&with("env={A: [1]"), &["--set env={A: [1]"]);
-    // Usage errors of the command line itself.
-    rejected(
-        &["--set", "max_connections=1", "/etc/superd/services.d"],
-        &["--set needs --listen"],
-    );
-    rejected(&["--", "/bin/cat"], &["a program after -- needs --listen"]);
-    rejected(&["--listen", "127.0.0.1:0"], &["needs a program after --"]);
-    rejected(
+    bad(&with("exec=/bin/sh"), &["the program is given after --"]);
+    bad(&with("env={A: [1]"), &["--set env={A: [1]"]);
+    bad(
         &["--listen", "nowhere", "--", "/bin/cat"],
         &["bad address \"nowhere\""],
+    );
+    if is_root() {
+        // Safe defaults hold in the one-line mode too: as root, no user
+        // means no service.
+        bad(
+            &["--listen", "127.0.0.1:0", "--", "/bin/cat"],
+            &["needs a user"],
+        );
+    }
+}
+
+/// The shape of the command line itself is bad usage (exit 2).
+#[test]
+fn a_malformed_one_line_command_is_bad_usage_exit_2() {
+    rejected(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--set",
+            "novalue",
+            "--",
+            "/bin/cat",
+        ],
+        2,
+        &["--set \"novalue\"", "expected FIELD=VALUE"],
+    );
+    rejected(
+        &["--set", "max_connections=1", "/etc/superd/services.d"],
+        2,
+        &["--set needs --listen"],
+    );
+    rejected(
+        &["--", "/bin/cat"],
+        2,
+        &["a program after -- needs --listen"],
+    );
+    rejected(
+        &["--listen", "127.0.0.1:0"],
+        2,
+        &["needs a program after --"],
     );
 }
