@@ -348,18 +348,20 @@ pub fn oneline_with(
     let mut text = String::from("services:\n");
     let name_yaml = serde_yaml::to_string(&Value::String(name)).unwrap_or_default();
     text.push_str(&format!("  {}:\n", name_yaml.trim_end()));
+    let mut lines = 2;
     let mut ranges: Vec<(usize, usize, String)> = Vec::new();
     for ((label, value), key) in fields.into_iter().zip(keys) {
         let mut m = Mapping::new();
         m.insert(Value::String(key), value);
         let block = serde_yaml::to_string(&m).unwrap_or_default();
-        let first = text.lines().count() + 1;
+        let first = lines + 1;
         for line in block.lines() {
             text.push_str("    ");
             text.push_str(line);
             text.push('\n');
+            lines += 1;
         }
-        ranges.push((first, text.lines().count(), label));
+        ranges.push((first, lines, label));
     }
 
     let sources = [files::Source {
@@ -372,11 +374,10 @@ pub fn oneline_with(
                 let label = e
                     .line
                     .and_then(|l| ranges.iter().find(|(a, b, _)| (*a..=*b).contains(&l)))
-                    .map(|(_, _, label)| label.as_str())
-                    .unwrap_or("the service");
+                    .map(|(_, _, label)| label.as_str());
                 // The label names the field already.
                 let field = label
-                    .strip_prefix("--set ")
+                    .and_then(|l| l.strip_prefix("--set "))
                     .and_then(|l| l.split_once('='))
                     .map(|(f, _)| format!("{f}: "));
                 let msg = field
@@ -384,7 +385,11 @@ pub fn oneline_with(
                     .unwrap_or(&e.message);
                 // No file to edit in this mode: say which option to add.
                 let msg = msg.replace("(set user: here or in defaults)", "(add --set user=NAME)");
-                whole(format!("{label}: {msg}"))
+                match label {
+                    Some(label) => whole(format!("{label}: {msg}")),
+                    // An error of the service as a whole.
+                    None => whole(msg),
+                }
             })
             .collect()
     })
