@@ -424,21 +424,11 @@ fn build_rlimits(service: &Service) -> Vec<(libc::__rlimit_resource_t, libc::rli
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::{Credentials, Rlimit, SocketType};
+    use crate::service::{Credentials, Rlimit};
     use std::path::PathBuf;
-    use std::time::Duration;
 
     fn service() -> Service {
         Service {
-            name: "hello".into(),
-            file: PathBuf::from("/etc/superd/services.d/hello.yaml"),
-            listen: vec![],
-            socket: SocketType::Stream,
-            wait: false,
-            program: Program::Exec {
-                path: PathBuf::from("/usr/bin/hello"),
-                argv: vec!["hello".into(), "--greeting".into(), "hi".into()],
-            },
             credentials: Some(Credentials {
                 user: "nobody".into(),
                 uid: 65534,
@@ -447,30 +437,14 @@ mod tests {
                 home: PathBuf::from("/nonexistent"),
                 shell: PathBuf::from("/usr/sbin/nologin"),
             }),
-            cwd: PathBuf::from("/"),
-            chroot: None,
-            umask: 0o022,
-            nice: None,
-            env: vec![],
-            stderr: StderrMode::Socket,
-            max_connections: 256,
-            max_per_source: None,
-            rate: None,
-            only_from: vec![],
-            deny_from: vec![],
-            timeout: None,
-            kill_grace: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(60),
-            rlimits: vec![],
-            backlog: 1024,
-            reuse_port: false,
-            v6only: false,
-            keepalive: false,
-            nodelay: false,
-            socket_mode: 0o666,
-            socket_user: None,
-            socket_group: None,
-            enabled: true,
+            ..Service::new(
+                "hello".into(),
+                PathBuf::from("/etc/superd/services.d/hello.yaml"),
+                Program::Exec {
+                    path: PathBuf::from("/usr/bin/hello"),
+                    argv: vec!["hello".into(), "--greeting".into(), "hi".into()],
+                },
+            )
         }
     }
 

@@ -305,7 +305,8 @@ pub struct Rlimit {
     pub hard: RlimValue,
 }
 
-/// A validated service. Built only by the config layer; immutable after.
+/// A validated service. Built by the config layer (tests build their own
+/// from [`Service::new`]); immutable after.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Service {
     pub name: String,
@@ -348,6 +349,47 @@ pub struct Service {
 }
 
 impl Service {
+    /// A stream service with every other field at its SPEC §2 default: no
+    /// address, no user, nowait, cwd `/`, umask 022, stderr on the socket,
+    /// max_connections 256, kill_grace 5 s, idle_timeout 60 s, backlog
+    /// 1024, socket_mode 0666, enabled. The one place those defaults are
+    /// written; the config layer fills in what the files say.
+    pub fn new(name: String, file: PathBuf, program: Program) -> Service {
+        Service {
+            name,
+            file,
+            listen: Vec::new(),
+            socket: SocketType::Stream,
+            wait: false,
+            program,
+            credentials: None,
+            cwd: PathBuf::from("/"),
+            chroot: None,
+            umask: 0o022,
+            nice: None,
+            env: Vec::new(),
+            stderr: StderrMode::Socket,
+            max_connections: 256,
+            max_per_source: None,
+            rate: None,
+            only_from: Vec::new(),
+            deny_from: Vec::new(),
+            timeout: None,
+            kill_grace: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
+            rlimits: Vec::new(),
+            backlog: 1024,
+            reuse_port: false,
+            v6only: false,
+            keepalive: false,
+            nodelay: false,
+            socket_mode: 0o666,
+            socket_user: None,
+            socket_group: None,
+            enabled: true,
+        }
+    }
+
     /// The key that decides whether a listening socket survives a reload.
     pub fn listener_key(&self, addr: &Address) -> ListenerKey {
         ListenerKey {

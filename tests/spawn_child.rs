@@ -22,9 +22,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{User, geteuid};
 
 use superd::plan::{ConnInfo, SpawnPlan};
-use superd::service::{
-    Credentials, Program, Rlimit, RlimitResource, Service, SocketType, StderrMode,
-};
+use superd::service::{Credentials, Program, Rlimit, RlimitResource, Service, StderrMode};
 use superd::spawn::{ExecFailure, Spawned, Step, spawn};
 
 /// Test threads fork concurrently, and a child holds copies of every fd of
@@ -82,42 +80,14 @@ impl Drop for TempDir {
 fn service(path: &Path, args: &[&str]) -> Service {
     let mut argv = vec!["probe".to_string()];
     argv.extend(args.iter().map(|a| a.to_string()));
-    Service {
-        name: "probe".into(),
-        file: PathBuf::from("/etc/superd/services.d/probe.yaml"),
-        listen: vec![],
-        socket: SocketType::Stream,
-        wait: false,
-        program: Program::Exec {
+    Service::new(
+        "probe".into(),
+        PathBuf::from("/etc/superd/services.d/probe.yaml"),
+        Program::Exec {
             path: path.to_path_buf(),
             argv,
         },
-        credentials: None,
-        cwd: PathBuf::from("/"),
-        chroot: None,
-        umask: 0o022,
-        nice: None,
-        env: vec![],
-        stderr: StderrMode::Socket,
-        max_connections: 256,
-        max_per_source: None,
-        rate: None,
-        only_from: vec![],
-        deny_from: vec![],
-        timeout: None,
-        kill_grace: Duration::from_secs(5),
-        idle_timeout: Duration::from_secs(60),
-        rlimits: vec![],
-        backlog: 1024,
-        reuse_port: false,
-        v6only: false,
-        keepalive: false,
-        nodelay: false,
-        socket_mode: 0o666,
-        socket_user: None,
-        socket_group: None,
-        enabled: true,
-    }
+    )
 }
 
 /// Blocks in this test thread what the daemon blocks for its signalfd, so

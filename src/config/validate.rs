@@ -7,14 +7,13 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 
 use super::ConfigError;
 use super::raw::{IdRef, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
-use crate::service::{Address, Credentials, Program, Rlimit, Service, SocketType, StderrMode};
+use crate::service::{Address, Credentials, Program, Rlimit, Service, SocketType};
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
 /// child PATH, so what `--check` finds is what the child would find).
@@ -619,8 +618,7 @@ fn service<'a>(
             })
         };
     let timeout = positive(pick!(timeout), "timeout", errors);
-    let idle_timeout =
-        positive(pick!(idle_timeout), "idle_timeout", errors).unwrap_or(Duration::from_secs(60));
+    let idle_timeout = positive(pick!(idle_timeout), "idle_timeout", errors);
 
     // env and rlimits merge key by key: a service adding one variable keeps
     // the others from defaults.
@@ -671,23 +669,21 @@ fn service<'a>(
     if errors.len() > before {
         return None;
     }
+    let d = Service::new(name.to_owned(), own.file.path.clone(), program?);
     Some(Service {
-        name: name.to_owned(),
-        file: own.file.path.clone(),
         listen,
         socket,
         wait,
-        program: program?,
         credentials,
-        cwd: pick!(cwd)
-            .map(|(v, _)| v.0.clone())
-            .unwrap_or_else(|| PathBuf::from("/")),
+        cwd: pick!(cwd).map(|(v, _)| v.0.clone()).unwrap_or(d.cwd),
         chroot: chroot.map(|(c, _)| c),
-        umask: pick!(umask).map(|(v, _)| v.0).unwrap_or(0o022),
+        umask: pick!(umask).map(|(v, _)| v.0).unwrap_or(d.umask),
         nice: pick!(nice).map(|(v, _)| v.0),
         env,
-        stderr: pick!(stderr).map(|(v, _)| *v).unwrap_or(StderrMode::Socket),
-        max_connections: pick!(max_connections).map(|(v, _)| v.0).unwrap_or(256),
+        stderr: pick!(stderr).map(|(v, _)| *v).unwrap_or(d.stderr),
+        max_connections: pick!(max_connections)
+            .map(|(v, _)| v.0)
+            .unwrap_or(d.max_connections),
         max_per_source: pick!(max_per_source).map(|(v, _)| v.0),
         rate: pick!(rate).map(|(v, _)| *v),
         only_from: pick!(only_from)
@@ -697,21 +693,22 @@ fn service<'a>(
             .map(|(v, _)| v.0.clone())
             .unwrap_or_default(),
         timeout,
-        kill_grace: pick!(kill_grace)
-            .map(|(v, _)| v.0)
-            .unwrap_or(Duration::from_secs(5)),
-        idle_timeout,
+        kill_grace: pick!(kill_grace).map(|(v, _)| v.0).unwrap_or(d.kill_grace),
+        idle_timeout: idle_timeout.unwrap_or(d.idle_timeout),
         rlimits,
         // Count is at most i32::MAX by construction.
-        backlog: pick!(backlog).map(|(v, _)| v.0 as i32).unwrap_or(1024),
-        reuse_port: pick!(reuse_port).map(|(v, _)| *v).unwrap_or(false),
+        backlog: pick!(backlog).map(|(v, _)| v.0 as i32).unwrap_or(d.backlog),
+        reuse_port: pick!(reuse_port).map(|(v, _)| *v).unwrap_or(d.reuse_port),
         v6only: b.v6only,
-        keepalive: pick!(keepalive).map(|(v, _)| *v).unwrap_or(false),
-        nodelay: pick!(nodelay).map(|(v, _)| *v).unwrap_or(false),
-        socket_mode: pick!(socket_mode).map(|(v, _)| v.0).unwrap_or(0o666),
+        keepalive: pick!(keepalive).map(|(v, _)| *v).unwrap_or(d.keepalive),
+        nodelay: pick!(nodelay).map(|(v, _)| *v).unwrap_or(d.nodelay),
+        socket_mode: pick!(socket_mode)
+            .map(|(v, _)| v.0)
+            .unwrap_or(d.socket_mode),
         socket_user,
         socket_group,
         enabled: b.enabled,
+        ..d
     })
 }
 
