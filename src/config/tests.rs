@@ -907,17 +907,20 @@ fn oneline() {
     assert_eq!(s.env, [("A".to_owned(), "b".to_owned())]);
     assert_eq!(s.file, PathBuf::from(COMMAND_LINE));
 
-    let e = oneline_with(
-        &["127.0.0.1:7000".into()],
-        &[
-            ("user".into(), "nobody".into()),
-            ("max_connections".into(), "0".into()),
-            ("umask".into(), "022".into()),
-        ],
-        &["/bin/cat".into()],
-        &ctx,
-    )
-    .unwrap_err();
+    // The errors of `superd --listen 7000 --set F=V... -- /bin/cat`.
+    let rejected = |sets: &[(&str, &str)]| {
+        let sets: Vec<(String, String)> = sets
+            .iter()
+            .map(|(f, v)| (f.to_string(), v.to_string()))
+            .collect();
+        oneline_with(&["7000".into()], &sets, &["/bin/cat".into()], &ctx).unwrap_err()
+    };
+    // A bare octal is refused before the values are validated together.
+    let e = rejected(&[
+        ("user", "nobody"),
+        ("max_connections", "0"),
+        ("umask", "022"),
+    ]);
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(
         e[0].to_string(),
@@ -925,55 +928,34 @@ fn oneline() {
             "{COMMAND_LINE}: --set umask=022: must be a quoted octal string like \"022\" (a bare number is not read as octal)"
         )
     );
-
-    let e = oneline_with(
-        &["127.0.0.1:7000".into()],
-        &[
-            ("user".into(), "nobody".into()),
-            ("max_connections".into(), "0".into()),
-        ],
-        &["/bin/cat".into()],
-        &ctx,
-    )
-    .unwrap_err();
+    let e = rejected(&[("user", "nobody"), ("max_connections", "0")]);
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(
         e[0].to_string(),
         format!("{COMMAND_LINE}: --set max_connections=0: expected an integer >= 1, found 0")
     );
-
     // A value cannot inject structure; an unknown field is named.
-    let e = oneline_with(
-        &["7000".into()],
-        &[("user".into(), "nobody\nexec: /bin/sh".into())],
-        &["/bin/cat".into()],
-        &ctx,
-    )
-    .unwrap_err();
+    let e = rejected(&[("user", "nobody\nexec: /bin/sh")]);
     assert!(
         e[0].message
             .starts_with("--set user=nobody\nexec: /bin/sh: mapping values are not allowed"),
         "{e:?}"
     );
-    let e = oneline_with(
-        &["7000".into()],
-        &[
-            ("user".into(), "nobody".into()),
-            ("lisen".into(), "1".into()),
-        ],
-        &["/bin/cat".into()],
-        &ctx,
-    )
-    .unwrap_err();
+    let e = rejected(&[("user", "nobody"), ("lisen", "1")]);
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
         e[0].message
             .starts_with("--set lisen=1: unknown field \"lisen\", expected one of listen"),
         "{e:?}"
     );
-    // As root, a user is required.
-    let e = oneline_with(&["7000".into()], &[], &["/bin/cat".into()], &ctx).unwrap_err();
-    assert!(e[0].message.contains("needs a user"), "{e:?}");
+    // As root, a user is required; the error is the service's, no field's.
+    let e = rejected(&[]);
+    assert_eq!(
+        e[0].to_string(),
+        format!(
+            "{COMMAND_LINE}: service \"cat\" needs a user: superd runs as root (add --set user=NAME)"
+        )
+    );
 }
 
 #[test]
