@@ -111,6 +111,13 @@ impl Children {
     }
 }
 
+/// Whether the process group `pgid` still has a member. A child's group
+/// outlives the child when something it started is still running.
+pub fn group_alive(pgid: i32) -> bool {
+    // Signal 0 checks without sending; EPERM still means someone is there.
+    !matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
+}
+
 /// Signals the process group of `pid`; falls back to the pid itself for a
 /// child that died before its `setsid`.
 pub fn signal_group(pid: i32, sig: Signal) {

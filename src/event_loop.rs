@@ -187,8 +187,17 @@ struct StderrPipe {
 enum Timer {
     Resume(u64),
     ChildTimeout(i32, u64),
-    ChildKill(i32),
+    /// SIGKILL for the group of the child with this pid and serial, or
+    /// for what is left of it once the child itself is gone.
+    ChildKill(i32, u64),
     SessionIdle(Token),
+}
+
+/// A timed-out child's process group that outlived the child.
+struct Lingering {
+    service: String,
+    /// The child's serial: its ChildKill timer names it.
+    serial: u64,
 }
 
 /// The daemon: everything the loop owns.
@@ -205,6 +214,10 @@ pub struct Daemon {
     sessions: HashMap<Token, SessionEntry>,
     pipes: HashMap<Token, StderrPipe>,
     children: Children,
+    /// Process groups, by number, whose leader (a child) ended after its
+    /// `timeout` SIGTERM while other members still run; their SIGKILL is
+    /// still due.
+    lingering: HashMap<i32, Lingering>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// Sessions and UDP listeners that stopped on a budget, not on
     /// `WouldBlock`: no edge will come for them, so they run next turn.
@@ -281,6 +294,7 @@ impl Daemon {
             sessions: HashMap::new(),
             pipes: HashMap::new(),
             children: Children::default(),
+            lingering: HashMap::new(),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
             closing: Vec::new(),
@@ -323,8 +337,9 @@ impl Daemon {
             .into_iter()
             .filter(|Reverse((_, t))| match t {
                 Timer::Resume(sid) => self.services.contains_key(sid),
-                Timer::ChildTimeout(pid, _) | Timer::ChildKill(pid) => {
-                    self.children.get(*pid).is_some()
+                Timer::ChildTimeout(pid, _) => self.children.get(*pid).is_some(),
+                Timer::ChildKill(pid, _) => {
+                    self.children.get(*pid).is_some() || self.lingering.contains_key(pid)
                 }
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
             })
@@ -1145,6 +1160,16 @@ impl Daemon {
                 child.exec_failed = failed;
             }
             children::log_exit(pid, &child, ended, now);
+            if child.timed_out && children::group_alive(pid) {
+                // Its group still runs: the pending ChildKill is for it.
+                self.lingering.insert(
+                    pid,
+                    Lingering {
+                        service: child.service.clone(),
+                        serial: child.serial,
+                    },
+                );
+            }
             if let Some(token) = child.wait_listener {
                 self.connection_ended(child.service_id, None);
                 self.resume_wait_listener(token);
@@ -1272,11 +1297,34 @@ impl Daemon {
                         }
                         _ => continue,
                     };
-                    self.timer(now + grace, Timer::ChildKill(pid));
+                    self.timer(now + grace, Timer::ChildKill(pid, serial));
                 }
-                Timer::ChildKill(pid) => {
-                    if self.children.get(pid).is_some_and(|c| c.timed_out) {
-                        children::signal_group(pid, Signal::SIGKILL);
+                Timer::ChildKill(pid, serial) => {
+                    match self.children.get(pid) {
+                        Some(c) if c.serial == serial && c.timed_out => {
+                            children::signal_group(pid, Signal::SIGKILL);
+                        }
+                        // The pid is a newer child's now, and so is the
+                        // group number: never signal it for the old one.
+                        Some(_) => {
+                            self.lingering.remove(&pid);
+                        }
+                        None => {
+                            // The child ended after SIGTERM, and something
+                            // it started kept the group (and the
+                            // connection) alive: SPEC §2's SIGKILL is for
+                            // the group.
+                            if let Some(l) = self.lingering.remove(&pid)
+                                && l.serial == serial
+                                && children::group_alive(pid)
+                            {
+                                warn!("timeout service={} pgid={pid} signal=SIGKILL", l.service);
+                                let _ = nix::sys::signal::kill(
+                                    nix::unistd::Pid::from_raw(-pid),
+                                    Signal::SIGKILL,
+                                );
+                            }
+                        }
                     }
                 }
                 Timer::SessionIdle(token) => {
@@ -1451,17 +1499,36 @@ impl Daemon {
             self.end_session(t, Some("shutdown"));
         }
         self.children.signal_all(Signal::SIGTERM);
+        // Every group signalled: the children's, and those that outlived a
+        // timed-out child. Shutdown waits for all of them, not only for the
+        // children superd can reap (SPEC §6: SIGKILL what is left).
+        let mut groups: Vec<i32> = self.children.iter().map(|(pid, _)| pid).collect();
+        groups.extend(self.lingering.drain().map(|(pgid, _)| pgid));
         let deadline = Instant::now() + self.grace;
         let mut events = Events::with_capacity(64);
         self.reap();
-        while !self.children.is_empty() {
+        loop {
+            // A group is watched from when its leader is gone (a leader
+            // that died before setsid has no group; neither has an ended
+            // one).
+            groups.retain(|&g| self.children.get(g).is_some() || children::group_alive(g));
+            if self.children.is_empty() && groups.is_empty() {
+                break;
+            }
             let now = Instant::now();
             if now >= deadline {
                 warn!(
-                    "grace expired children={} signal=SIGKILL",
-                    self.children.len()
+                    "grace expired children={} groups={} signal=SIGKILL",
+                    self.children.len(),
+                    groups.len()
                 );
                 self.children.signal_all(Signal::SIGKILL);
+                for &g in &groups {
+                    if self.children.get(g).is_none() {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(-g), Signal::SIGKILL);
+                    }
+                }
                 // SIGKILL cannot be caught: reap them, waiting briefly.
                 let until = Instant::now() + Duration::from_secs(5);
                 while !self.children.is_empty() && Instant::now() < until {
@@ -1471,7 +1538,14 @@ impl Daemon {
                 }
                 break;
             }
-            let _ = self.poll.poll(&mut events, Some(deadline - now));
+            // No event says a group emptied: with only groups left, look
+            // again every 20 ms.
+            let wait = if self.children.is_empty() {
+                (deadline - now).min(Duration::from_millis(20))
+            } else {
+                deadline - now
+            };
+            let _ = self.poll.poll(&mut events, Some(wait));
             for ev in events.iter() {
                 if self.pipes.contains_key(&ev.token()) {
                     self.read_stderr(ev.token());

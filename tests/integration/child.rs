@@ -280,6 +280,46 @@ fn grace_then_sigkill_for_a_child_that_ignores_sigterm() {
     assert!(d.log_text().contains("signal=SIGKILL"), "{}", d.log_text());
 }
 
+/// Shutdown waits for, and then kills, a child's whole process group, not
+/// only the child: here the child ends at SIGTERM and what it started
+/// ignores it.
+#[test]
+fn shutdown_kills_what_outlives_a_child_in_its_group() {
+    let dir = TempDir::new("group");
+    dir.write(
+        "t.yaml",
+        &format!(
+            "services:\n  forked:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'sh -c \"trap \\\"\\\" TERM; echo $$; exec sleep 1000\" & wait']\n    {}\n",
+            user_line()
+        ),
+    );
+    let p = dir.path().to_str().unwrap().to_string();
+    let mut d = Superd::spawn(dir, &[&p, "--grace", "1s"], &[]);
+    let mut s = connect(&d.addr("forked"));
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while read_once(&mut s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    let stubborn: i32 = line.trim().parse().unwrap();
+    let start = std::time::Instant::now();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = d.wait_exit();
+    assert_eq!(status.code(), Some(0));
+    assert!(start.elapsed() >= std::time::Duration::from_millis(900));
+    let log = d.log_text();
+    assert!(
+        log.contains("grace expired children=0 groups=1 signal=SIGKILL"),
+        "{log}"
+    );
+    // SIGKILL is sent before superd exits; the process may still be on its
+    // way out for a moment.
+    d.wait_until("the group's last process gone", || {
+        std::fs::metadata(format!("/proc/{stubborn}")).is_err() || proc_state(stubborn) == Some('Z')
+    });
+    assert_eq!(read_once(&mut s, &mut byte).unwrap(), 0);
+}
+
 #[test]
 fn a_child_flooding_its_stderr_log_does_not_hold_the_loop() {
     let d = Superd::start(&format!(

@@ -258,6 +258,34 @@ fn timeout_kills_the_child_and_its_process_group() {
     });
 }
 
+/// The child's program ends at the SIGTERM, but something it started
+/// ignores SIGTERM and still holds the connection: the SIGKILL kill_grace
+/// later is for the whole group, child gone or not.
+#[test]
+fn timeout_kills_what_outlives_the_child_in_its_group() {
+    let d = Superd::start(&format!(
+        "services:\n  slow:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'sh -c \"trap \\\"\\\" TERM; echo $$; exec sleep 1000\" & wait']\n    timeout: 1s\n    kill_grace: 1s\n    {}\n",
+        user_line()
+    ));
+    let mut s = connect(&d.addr("slow"));
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while read_once(&mut s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    let stubborn: i32 = line.trim().parse().unwrap();
+    let exit = d.wait_for(&["exit", "service=slow", "reason=timeout"]);
+    assert!(exit.contains("signal=SIGTERM"), "{exit}");
+    let pid = field(&exit, "pid").unwrap();
+    let kill = d.wait_for(&["timeout", "service=slow", "signal=SIGKILL"]);
+    assert!(kill.contains(&format!("pgid={pid}")), "{kill}");
+    d.wait_until("the group's last process gone", || {
+        std::fs::metadata(format!("/proc/{stubborn}")).is_err() || proc_state(stubborn) == Some('Z')
+    });
+    // With it went the last copy of the connection.
+    assert_eq!(read_once(&mut s, &mut byte).unwrap(), 0);
+}
+
 #[test]
 fn out_of_descriptors_pauses_accepting_without_spinning_and_serves_the_queue_later() {
     let dir = TempDir::new("emfile");
