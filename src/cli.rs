@@ -95,6 +95,13 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     .ok_or_else(|| format!("{name} needs {what}")),
             }
         };
+        // A flag takes no `=value`: `--check=no` must not mean --check.
+        let flag = || -> Result<(), String> {
+            match &inline {
+                Some(v) => Err(format!("{name} takes no value (got {name}={v})")),
+                None => Ok(()),
+            }
+        };
         match name.as_str() {
             "--" => {
                 saw_dashdash = true;
@@ -105,9 +112,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                     );
                 }
             }
-            "-h" | "--help" => return Ok(Command::Help),
-            "-V" | "--version" => return Ok(Command::Version),
-            "--check" => opts.check = true,
+            "--help" => return flag().map(|()| Command::Help),
+            "--version" => return flag().map(|()| Command::Version),
+            "--check" => {
+                flag()?;
+                opts.check = true;
+            }
             "--grace" => {
                 let v = value("a duration")?;
                 opts.grace =
@@ -238,6 +248,10 @@ mod tests {
             &["--set", "a=b"],
             &["--listen", "1", "--set", "novalue", "--", "x"],
             &["--listen", "1", "dir", "--", "x"],
+            &["--check=no"],
+            &["--check="],
+            &["--help=foo"],
+            &["--version=1"],
         ] {
             assert!(p(bad).is_err(), "{bad:?}");
         }

@@ -42,7 +42,14 @@ fn help_version_and_usage_errors() {
     let r = run(&["-V"]);
     assert_eq!(r.code, Some(0));
     assert!(r.stdout.starts_with("superd "), "{}", r.stdout);
-    for bad in [&["--bogus"][..], &["--grace", "soon"], &["--", "/bin/cat"]] {
+    for bad in [
+        &["--bogus"][..],
+        &["--grace", "soon"],
+        &["--", "/bin/cat"],
+        // A flag with a value is not the flag.
+        &["--check=no", "services.d"],
+        &["--help=me"],
+    ] {
         let r = run(bad);
         assert_eq!(r.code, Some(2), "{bad:?}: {}", r.stderr);
         assert!(!r.stderr.is_empty());
