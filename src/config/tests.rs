@@ -38,6 +38,9 @@ fn root_ctx() -> Context {
         egid: 0,
         groups: vec![0],
         path: validate::DEFAULT_PATH.into(),
+        nr_open: Some(1 << 20),
+        hard_limits: vec![(RlimitResource::Core, Some(0))],
+        can_raise_limits: true,
     }
 }
 
@@ -47,6 +50,9 @@ fn user_ctx() -> Context {
         egid: 65534,
         groups: vec![],
         path: validate::DEFAULT_PATH.into(),
+        nr_open: Some(1 << 20),
+        hard_limits: vec![(RlimitResource::Core, Some(0))],
+        can_raise_limits: false,
     }
 }
 
@@ -79,6 +85,58 @@ fn one(text: &str, line: usize, col: usize, msg: &str) {
 }
 
 const ECHO: &str = "services:\n  echo:\n    listen: 127.0.0.1:7007\n    builtin: echo\n";
+
+/// Limits a child could never be given are found at load, not at every
+/// connection's exec: nofile above fs.nr_open, and (without root) a hard
+/// limit above superd's own. `unlimited` nofile is the kernel's ceiling.
+#[test]
+fn rlimits_the_child_could_not_have() {
+    let c = ok(&format!("{ECHO}    rlimits: {{nofile: unlimited}}\n"));
+    let nofile = Rlimit {
+        resource: RlimitResource::Nofile,
+        soft: Some(1 << 20),
+        hard: Some(1 << 20),
+    };
+    assert_eq!(c.services[0].rlimits, [nofile]);
+    one(
+        &format!("{ECHO}    rlimits:\n      core: 0\n      nofile: 2000000\n"),
+        7,
+        7,
+        "rlimits: nofile 2000000 is above the kernel's maximum of 1048576 (fs.nr_open)",
+    );
+    // superd's own hard core limit is 0 in `user_ctx`.
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "t.yaml",
+        &format!("defaults:\n  rlimits: {{core: \"0:1\"}}\n{ECHO}    rlimits: {{nofile: 8}}\n"),
+    );
+    let e = load_with(&[p.clone()], &user_ctx()).expect_err("core above the own hard limit");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].to_string(),
+        format!(
+            "{}:2:13: rlimits: core 1 is above superd's own hard limit of 0, which only CAP_SYS_RESOURCE can raise",
+            p.display()
+        )
+    );
+    // `unlimited` is as much as the child can have.
+    let p = write(
+        &d,
+        "t.yaml",
+        &format!("{ECHO}    rlimits: {{core: unlimited}}\n"),
+    );
+    let c = load_with(&[p], &user_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
+    let core = Rlimit {
+        resource: RlimitResource::Core,
+        soft: Some(0),
+        hard: Some(0),
+    };
+    assert_eq!(c.services[0].rlimits, [core]);
+    // With CAP_SYS_RESOURCE any hard limit can be raised.
+    let c = ok(&format!("{ECHO}    rlimits: {{core: unlimited}}\n"));
+    assert_eq!(c.services[0].rlimits[0].hard, None);
+}
 
 #[test]
 fn unknown_key_at_the_key() {

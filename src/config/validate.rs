@@ -13,7 +13,9 @@ use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 use super::ConfigError;
 use super::raw::{IdRef, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
-use crate::service::{Address, Credentials, Program, Rlimit, Service, SocketType};
+use crate::service::{
+    Address, Credentials, Program, RlimValue, Rlimit, RlimitResource, Service, SocketType,
+};
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
 /// child PATH, so what `--check` finds is what the child would find).
@@ -28,6 +30,15 @@ pub struct Context {
     pub groups: Vec<u32>,
     /// Where bare program names are looked up.
     pub path: String,
+    /// The kernel's ceiling for `nofile` (fs.nr_open); `None`: not known,
+    /// not checked.
+    pub nr_open: Option<u64>,
+    /// superd's own hard limits: without CAP_SYS_RESOURCE a child cannot
+    /// raise its own above them. Empty: not checked.
+    pub hard_limits: Vec<(RlimitResource, RlimValue)>,
+    /// superd holds CAP_SYS_RESOURCE (root usually does; a container's
+    /// root may not), so a child may raise hard limits before it drops it.
+    pub can_raise_limits: bool,
 }
 
 impl Context {
@@ -42,6 +53,14 @@ impl Context {
                 .ok()
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(|| DEFAULT_PATH.to_owned()),
+            nr_open: std::fs::read_to_string("/proc/sys/fs/nr_open")
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+            hard_limits: RlimitResource::ALL
+                .into_iter()
+                .filter_map(|r| Some((r, own_hard_limit(r)?)))
+                .collect(),
+            can_raise_limits: has_capability(CAP_SYS_RESOURCE),
         }
     }
 
@@ -637,21 +656,32 @@ fn service<'a>(
             }
         }
     }
-    let mut rlimits: Vec<Rlimit> = Vec::new();
-    for r in [
-        defaults.and_then(|(d, _)| d.rlimits.as_ref()),
-        raw.rlimits.as_ref(),
+    let mut rlimits: Vec<(Rlimit, Origin)> = Vec::new();
+    for (r, o) in [
+        defaults.and_then(|(d, o)| Some((d.rlimits.as_ref()?, o))),
+        raw.rlimits.as_ref().map(|r| (r, own)),
     ]
     .into_iter()
     .flatten()
     {
         for l in &r.0 {
-            match rlimits.iter_mut().find(|x| x.resource == l.resource) {
-                Some(slot) => *slot = *l,
-                None => rlimits.push(*l),
+            match rlimits.iter_mut().find(|(x, _)| x.resource == l.resource) {
+                Some(slot) => *slot = (*l, o),
+                None => rlimits.push((*l, o)),
             }
         }
     }
+    let rlimits: Vec<Rlimit> = rlimits
+        .into_iter()
+        .filter_map(|(l, o)| {
+            settle_rlimit(l, ctx)
+                .map_err(|m| {
+                    let key = o.file.index.key(&o.path(&["rlimits", l.resource.as_str()]));
+                    errors.push(o.error(key, format!("rlimits: {m}")))
+                })
+                .ok()
+        })
+        .collect();
 
     let mut id =
         |field: &str, r: Option<(&IdRef, Origin)>, user: bool, errors: &mut Vec<ConfigError>| {
@@ -710,6 +740,88 @@ fn service<'a>(
         enabled: b.enabled,
         ..d
     })
+}
+
+/// superd's own hard limit for `r`: `Some(None)` is unlimited.
+fn own_hard_limit(r: RlimitResource) -> Option<RlimValue> {
+    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
+    let res = match r {
+        RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+        RlimitResource::Nproc => Resource::RLIMIT_NPROC,
+        RlimitResource::As => Resource::RLIMIT_AS,
+        RlimitResource::Data => Resource::RLIMIT_DATA,
+        RlimitResource::Stack => Resource::RLIMIT_STACK,
+        RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
+        RlimitResource::Core => Resource::RLIMIT_CORE,
+        RlimitResource::Cpu => Resource::RLIMIT_CPU,
+        RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+    };
+    let (_, hard) = getrlimit(res).ok()?;
+    Some((hard != RLIM_INFINITY).then_some(hard))
+}
+
+/// CAP_SYS_RESOURCE, from linux/capability.h.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether superd's effective capability set holds `cap`
+/// (/proc/self/status, CapEff).
+fn has_capability(cap: u32) -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let hex = s.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << cap) != 0)
+}
+
+/// Makes a configured rlimit one the child can be given, or says why it
+/// cannot (so `--check` finds it, not every connection's exec). The kernel
+/// never lets `nofile` exceed fs.nr_open, and without CAP_SYS_RESOURCE no
+/// hard limit can go above superd's own. `unlimited` means the most the
+/// child can have under those ceilings (as systemd reads
+/// `LimitNOFILE=infinity`); a number above them is an error.
+fn settle_rlimit(mut l: Rlimit, ctx: &Context) -> Result<Rlimit, String> {
+    let name = l.resource.as_str();
+    let kernel = (l.resource == RlimitResource::Nofile)
+        .then_some(ctx.nr_open)
+        .flatten();
+    let own = if ctx.can_raise_limits {
+        None
+    } else {
+        ctx.hard_limits
+            .iter()
+            .find(|(r, _)| *r == l.resource)
+            .and_then(|(_, h)| *h)
+    };
+    let ceiling = match (kernel, own) {
+        (Some(k), Some(o)) => Some(k.min(o)),
+        (k, o) => k.or(o),
+    };
+    let Some(max) = ceiling else {
+        return Ok(l);
+    };
+    for v in [&mut l.soft, &mut l.hard] {
+        let Some(n) = *v else {
+            *v = Some(max);
+            continue;
+        };
+        if let Some(k) = kernel
+            && n > k
+        {
+            return Err(format!(
+                "{name} {n} is above the kernel's maximum of {k} (fs.nr_open)"
+            ));
+        }
+        if let Some(o) = own
+            && n > o
+        {
+            return Err(format!(
+                "{name} {n} is above superd's own hard limit of {o}, which only CAP_SYS_RESOURCE can raise"
+            ));
+        }
+    }
+    Ok(l)
 }
 
 /// Resolves user, group and groups, and applies the root rule (SPEC §2):

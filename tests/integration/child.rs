@@ -134,6 +134,34 @@ fn rlimits_umask_cwd_and_nice_are_applied() {
     assert_eq!(get(&r, "nice"), "5");
 }
 
+/// `nofile: unlimited` is the most the child can have: fs.nr_open, or
+/// superd's own hard limit without CAP_SYS_RESOURCE. The child starts
+/// instead of failing at its rlimit step.
+#[test]
+fn nofile_unlimited_is_the_most_the_child_can_have() {
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|h| u64::from_str_radix(h.trim(), 16).unwrap())
+        .unwrap();
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    let max = if cap_eff & (1 << 24) != 0 {
+        nr_open
+    } else {
+        nr_open.min(hard)
+    };
+    let d = probe_service("    rlimits: {nofile: unlimited}\n");
+    let r = probe_report(&d);
+    assert_eq!(get(&r, "rlimit.nofile"), format!("{max}:{max}"));
+}
+
 #[test]
 fn default_cwd_is_root_and_umask_022() {
     let d = probe_service("");
