@@ -446,6 +446,19 @@ fn unknown_user_and_group() {
         20,
         "unknown group \"nogroupx\"",
     );
+    // In defaults, whether or not a service inherits it.
+    one(
+        "defaults:\n  socket_group: nogroupx\nservices: {}\n",
+        2,
+        17,
+        "unknown group \"nogroupx\"",
+    );
+    one(
+        "defaults:\n  user: no-such-user-x\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+        2,
+        9,
+        "unknown user \"no-such-user-x\"",
+    );
 }
 
 #[test]

@@ -368,6 +368,7 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
                             "listen cannot be set in defaults: each service says where it listens",
                         ));
                     }
+                    resolve_default_ids(d, o, &mut cache, errors);
                     defaults = Some((d, o));
                 }
             }
@@ -822,6 +823,39 @@ fn settle_rlimit(mut l: Rlimit, ctx: &Context) -> Result<Rlimit, String> {
         }
     }
     Ok(l)
+}
+
+/// Resolves the users and groups `defaults` names even when no service
+/// inherits them: an unknown one is a load error all the same (SPEC §2). A
+/// service that inherits one reports the same error, which `finish` merges.
+fn resolve_default_ids(
+    d: &RawService,
+    o: Origin,
+    cache: &mut Cache,
+    errors: &mut Vec<ConfigError>,
+) {
+    let ids = [
+        ("user", &d.user, true),
+        ("group", &d.group, false),
+        ("socket_user", &d.socket_user, true),
+        ("socket_group", &d.socket_group, false),
+    ];
+    for (field, r, is_user) in ids {
+        let Some(r) = r else { continue };
+        let found = if is_user {
+            cache.user(r).map(drop)
+        } else {
+            cache.group(r).map(drop)
+        };
+        if let Err(m) = found {
+            errors.push(o.at_value(field, m));
+        }
+    }
+    for (i, r) in d.groups.iter().flat_map(|g| g.0.iter()).enumerate() {
+        if let Err(m) = cache.group(r) {
+            errors.push(o.at_element("groups", i, m));
+        }
+    }
 }
 
 /// Resolves user, group and groups, and applies the root rule (SPEC §2):
