@@ -11,8 +11,6 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-
 use crate::service::Service;
 pub use validate::Context;
 
@@ -68,7 +66,10 @@ pub fn load(paths: &[PathBuf]) -> Result<Config, Vec<ConfigError>> {
 pub fn load_with(paths: &[PathBuf], ctx: &Context) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let sources = files::collect(paths, ctx.euid == 0, &mut errors);
-    finish(&sources, ctx, errors)
+    finish(&sources, ctx, errors).map_err(|mut errors| {
+        in_file_order(&mut errors, paths);
+        errors
+    })
 }
 
 /// Parses and validates one file's bytes as if read from `name`, with the
@@ -118,6 +119,26 @@ fn finish(
     }
 }
 
+/// Sorts errors as the files were read (PATH arguments in order, a
+/// directory's files in byte order of their names), then by line and
+/// column; an error about a file as a whole comes first in it.
+fn in_file_order(errors: &mut [ConfigError], paths: &[PathBuf]) {
+    let arg = |f: &Path| {
+        paths
+            .iter()
+            .position(|p| p == f || f.parent() == Some(p.as_path()))
+            .unwrap_or(paths.len())
+    };
+    errors.sort_by_cached_key(|e| {
+        (
+            arg(&e.file),
+            e.file.as_os_str().to_owned(),
+            e.line.unwrap_or(0),
+            e.column.unwrap_or(0),
+        )
+    });
+}
+
 fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     let loc = e.location();
     ConfigError {
@@ -136,6 +157,10 @@ fn at(file: &Path, pos: Option<tree::Pos>, message: impl Into<String>) -> Config
         message: message.into(),
     }
 }
+
+/// Errors after which the rest of a file goes unchecked (each costs
+/// another reading of the file).
+const MAX_ERRORS_PER_FILE: usize = 20;
 
 /// Walks and deserializes one file. `None` when nothing more can be said
 /// about it (its errors are in `errors`).
@@ -185,19 +210,56 @@ fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<valid
             index: walked.index,
         });
     }
-    let doc = serde_yaml::Deserializer::from_str(text).next()?;
-    match raw::RawFile::deserialize(doc) {
-        Ok(raw) if walked.bare_octals.is_empty() => Some(validate::Parsed {
-            path: path.to_path_buf(),
-            raw,
-            index: walked.index,
-        }),
-        Ok(_) => None,
-        Err(e) => {
-            errors.push(yaml_error(path, &e));
-            None
+    // serde stops at the first error: note it, skip the field (or the
+    // service, or defaults) it is in, and read the file again, so that
+    // every error of the file is reported, not only the first.
+    let mut skip = raw::Skip::default();
+    let raw = loop {
+        let doc = serde_yaml::Deserializer::from_str(text).next()?;
+        match raw::RawFile::deserialize_skipping(doc, &skip) {
+            Ok(raw) => break raw,
+            Err(e) => {
+                errors.push(yaml_error(path, &e));
+                // Past an error nothing can be placed in a field (a top-level
+                // key, no position): the rest is unknown.
+                let within = e
+                    .location()
+                    .and_then(|l| walked.index.enclosing(l.line(), l.column()))?;
+                if !skip.insert(within) {
+                    return None;
+                }
+                if skip.paths().count() >= MAX_ERRORS_PER_FILE {
+                    errors.push(at(
+                        path,
+                        None,
+                        format!(
+                            "{MAX_ERRORS_PER_FILE} errors: the rest of the file was not checked"
+                        ),
+                    ));
+                    return None;
+                }
+            }
         }
+    };
+    if !walked.bare_octals.is_empty() || skip.paths().any(|p| p[0] == "defaults") {
+        // Every service may inherit from a broken defaults: checking them
+        // would only report what follows from it.
+        return None;
     }
+    // A service with a broken field is left out of the checks that follow:
+    // they would report what the broken field means (a misspelt listen is
+    // not a missing one).
+    let mut raw = raw;
+    if let Some(services) = &mut raw.services {
+        services
+            .0
+            .retain(|(name, _)| !skip.paths().any(|p| p.get(1) == Some(name)));
+    }
+    Some(validate::Parsed {
+        path: path.to_path_buf(),
+        raw,
+        index: walked.index,
+    })
 }
 
 /// serde_yaml's message without its ` at line N column M` suffix and its

@@ -3,6 +3,7 @@
 //! a visitor, so serde_yaml pins the error on the offending value; checks that
 //! need the system or other fields are left to `validate`.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::marker::PhantomData;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::service::{
     Address, Builtin, Cidr, Rate, RlimValue, Rlimit, RlimitResource, SocketType, StderrMode,
@@ -25,11 +26,7 @@ fn custom<E: de::Error>(msg: impl fmt::Display) -> E {
 }
 
 /// One file: `defaults` and `services`, nothing else.
-#[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping with the keys defaults and services"
-)]
+#[derive(Debug, Default)]
 pub struct RawFile {
     pub defaults: Option<RawService>,
     pub services: Option<Services>,
@@ -39,46 +36,328 @@ pub struct RawFile {
 #[derive(Debug, Default)]
 pub struct Services(pub Vec<(String, RawService)>);
 
-/// One service (or `defaults`) as written: every field optional, so that
-/// `validate` can tell "unset" (inherit, or the default) from a value.
-#[derive(Debug, Default, Deserialize)]
-#[serde(
-    deny_unknown_fields,
-    expecting = "a mapping of service fields (listen, exec, user, ...)"
-)]
-pub struct RawService {
-    pub listen: Option<OneOrMany<Address>>,
-    pub socket: Option<SocketType>,
-    pub wait: Option<bool>,
-    pub exec: Option<OneOrMany<Arg>>,
-    pub builtin: Option<Builtin>,
-    pub user: Option<IdRef>,
-    pub group: Option<IdRef>,
-    pub groups: Option<OneOrMany<IdRef>>,
-    pub cwd: Option<AbsPath>,
-    pub chroot: Option<AbsPath>,
-    pub umask: Option<Octal>,
-    pub nice: Option<Nice>,
-    pub env: Option<Env>,
-    pub stderr: Option<StderrMode>,
-    pub max_connections: Option<Count>,
-    pub max_per_source: Option<Count>,
-    pub rate: Option<Rate>,
-    pub only_from: Option<OneOrMany<Cidr>>,
-    pub deny_from: Option<OneOrMany<Cidr>>,
-    pub timeout: Option<Dur>,
-    pub kill_grace: Option<Dur>,
-    pub idle_timeout: Option<Dur>,
-    pub rlimits: Option<Rlimits>,
-    pub backlog: Option<Count>,
-    pub reuse_port: Option<bool>,
-    pub v6only: Option<bool>,
-    pub keepalive: Option<bool>,
-    pub nodelay: Option<bool>,
-    pub socket_mode: Option<Octal>,
-    pub socket_user: Option<IdRef>,
-    pub socket_group: Option<IdRef>,
-    pub enabled: Option<bool>,
+/// Declares [`RawService`], one `Option` per field, and [`FIELDS`], its
+/// field names in order (the list an unknown-field error offers).
+macro_rules! raw_service {
+    ($($field:ident: $ty:ty,)*) => {
+        /// One service (or `defaults`) as written: every field optional,
+        /// so that `validate` can tell "unset" (inherit, or the default)
+        /// from a value.
+        #[derive(Debug, Default)]
+        pub struct RawService {
+            $(pub $field: Option<$ty>,)*
+        }
+
+        /// Every service field, in the order the messages list them.
+        pub const FIELDS: &[&str] = &[$(stringify!($field)),*];
+
+        impl RawService {
+            /// Reads the value of `field` (one of FIELDS); null is unset.
+            fn set<'de, A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
+                match field {
+                    $(stringify!($field) => self.$field = map.next_value::<Option<$ty>>()?,)*
+                    _ => unreachable!("the key seed admits only FIELDS"),
+                }
+                Ok(())
+            }
+        }
+    };
+}
+
+raw_service! {
+    listen: OneOrMany<Address>,
+    socket: SocketType,
+    wait: bool,
+    exec: OneOrMany<Arg>,
+    builtin: Builtin,
+    user: IdRef,
+    group: IdRef,
+    groups: OneOrMany<IdRef>,
+    cwd: AbsPath,
+    chroot: AbsPath,
+    umask: Octal,
+    nice: Nice,
+    env: Env,
+    stderr: StderrMode,
+    max_connections: Count,
+    max_per_source: Count,
+    rate: Rate,
+    only_from: OneOrMany<Cidr>,
+    deny_from: OneOrMany<Cidr>,
+    timeout: Dur,
+    kill_grace: Dur,
+    idle_timeout: Dur,
+    rlimits: Rlimits,
+    backlog: Count,
+    reuse_port: bool,
+    v6only: bool,
+    keepalive: bool,
+    nodelay: bool,
+    socket_mode: Octal,
+    socket_user: IdRef,
+    socket_group: IdRef,
+    enabled: bool,
+}
+
+/// Parts of a file the deserializer passes over, by path:
+/// `["services", NAME]`, `["services", NAME, FIELD]`, `["defaults"]`,
+/// `["defaults", FIELD]`. serde stops at a file's first error; skipping
+/// where it was lets the loader find the next one (`mod.rs`, `parse`).
+#[derive(Debug, Default)]
+pub struct Skip(HashSet<Vec<String>>);
+
+impl Skip {
+    /// Adds `path`; false when it was skipped already.
+    pub fn insert(&mut self, path: Vec<String>) -> bool {
+        self.0.insert(path)
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &[String]> {
+        self.0.iter().map(Vec::as_slice)
+    }
+
+    fn has(&self, path: &[&str]) -> bool {
+        self.0
+            .iter()
+            .any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b))
+    }
+}
+
+impl RawFile {
+    /// Deserializes one file, passing over what `skip` names.
+    pub fn deserialize_skipping<'de, D: Deserializer<'de>>(
+        d: D,
+        skip: &Skip,
+    ) -> Result<RawFile, D::Error> {
+        d.deserialize_struct("RawFile", &["defaults", "services"], FileVisitor(skip))
+    }
+}
+
+struct FileVisitor<'a>(&'a Skip);
+
+impl<'de> Visitor<'de> for FileVisitor<'_> {
+    type Value = RawFile;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping with the keys defaults and services")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawFile, A::Error> {
+        const TOP: &[&str] = &["defaults", "services"];
+        let mut out = RawFile::default();
+        while let Some(key) = map.next_key_seed(FieldKey {
+            fields: TOP,
+            skip: self.0,
+            parent: &[],
+        })? {
+            match key {
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+                Some("defaults") => {
+                    out.defaults = map.next_value_seed(Nullable(ServiceSeed {
+                        skip: self.0,
+                        path: ["defaults", ""],
+                    }))?;
+                }
+                Some(_) => out.services = map.next_value_seed(Nullable(ServicesSeed(self.0)))?,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A mapping key that must be one of `fields`; `None` for one to skip.
+struct FieldKey<'a> {
+    fields: &'static [&'static str],
+    skip: &'a Skip,
+    /// The mapping's own path (`["services", NAME]`, `["defaults"]`).
+    parent: &'a [&'a str],
+}
+
+impl<'de> DeserializeSeed<'de> for FieldKey<'_> {
+    type Value = Option<&'static str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_identifier(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FieldKey<'_> {
+    type Value = Option<&'static str>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let mut path = self.parent.to_vec();
+        path.push(v);
+        if self.skip.has(&path) {
+            return Ok(None);
+        }
+        match self.fields.iter().find(|f| **f == v) {
+            Some(f) => Ok(Some(f)),
+            None => Err(E::unknown_field(v, self.fields)),
+        }
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.visit_str(&v.to_string())
+    }
+}
+
+/// `Option<T>` for a seed: null is `None`.
+struct Nullable<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Nullable<S> {
+    type Value = Option<S::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Nullable<S> {
+    type Value = Option<S::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value or nothing")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
+}
+
+/// `services:`: names to services, in file order.
+struct ServicesSeed<'a>(&'a Skip);
+
+impl<'de> DeserializeSeed<'de> for ServicesSeed<'_> {
+    type Value = Services;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Services, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ServicesSeed<'_> {
+    type Value = Services;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of service names to services")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services, A::Error> {
+        let mut out = Vec::new();
+        while let Some(name) = map.next_key_seed(NameKey(self.0))? {
+            match name {
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+                Some(name) => {
+                    let raw = map.next_value_seed(ServiceSeed {
+                        skip: self.0,
+                        path: ["services", &name],
+                    })?;
+                    out.push((name, raw));
+                }
+            }
+        }
+        Ok(Services(out))
+    }
+}
+
+/// A service name key; `None` for a service to skip.
+struct NameKey<'a>(&'a Skip);
+
+impl<'de> DeserializeSeed<'de> for NameKey<'_> {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NameKey<'_> {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(ServiceName::EXPECTING)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        if self.0.has(&["services", v]) {
+            return Ok(None);
+        }
+        ScalarVisitor::<ServiceName>(PhantomData)
+            .visit_str(v)
+            .map(|n| Some(n.0))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.visit_str(&v.to_string())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        ScalarVisitor::<ServiceName>(PhantomData)
+            .visit_i64(v)
+            .map(|n| Some(n.0))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        ScalarVisitor::<ServiceName>(PhantomData)
+            .visit_f64(v)
+            .map(|n| Some(n.0))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        ScalarVisitor::<ServiceName>(PhantomData)
+            .visit_bool(v)
+            .map(|n| Some(n.0))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        ScalarVisitor::<ServiceName>(PhantomData)
+            .visit_unit()
+            .map(|n| Some(n.0))
+    }
+}
+
+/// One service's (or `defaults`') fields. `path` is `["services", NAME]`
+/// or `["defaults", ""]` (only the first part counts then).
+struct ServiceSeed<'a> {
+    skip: &'a Skip,
+    path: [&'a str; 2],
+}
+
+impl ServiceSeed<'_> {
+    fn parent(&self) -> &[&str] {
+        if self.path[0] == "defaults" {
+            &self.path[..1]
+        } else {
+            &self.path
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ServiceSeed<'_> {
+    type Value = RawService;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawService, D::Error> {
+        d.deserialize_struct("RawService", FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for ServiceSeed<'_> {
+    type Value = RawService;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of service fields (listen, exec, user, ...)")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawService, A::Error> {
+        let mut out = RawService::default();
+        while let Some(field) = map.next_key_seed(FieldKey {
+            fields: FIELDS,
+            skip: self.skip,
+            parent: self.parent(),
+        })? {
+            match field {
+                Some(f) => out.set(f, &mut map)?,
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// A scalar parsed from whatever YAML scalar shape it came in. The default
@@ -771,24 +1050,4 @@ pub fn is_service_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
-impl<'de> Deserialize<'de> for Services {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Services;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a mapping of service names to services")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services, A::Error> {
-                let mut out = Vec::new();
-                while let Some((k, v)) = map.next_entry::<ServiceName, RawService>()? {
-                    out.push((k.0, v));
-                }
-                Ok(Services(out))
-            }
-        }
-        d.deserialize_map(V)
-    }
 }

@@ -138,6 +138,51 @@ fn rlimits_the_child_could_not_have() {
     assert_eq!(c.services[0].rlimits[0].hard, None);
 }
 
+/// serde stops at a file's first error; the loader goes on past it, so a
+/// file's errors are all reported at once, in the order of the file, and
+/// a service with a broken field adds no errors that only follow from it
+/// (a misspelt listen is not also a missing listen).
+#[test]
+fn every_error_of_a_file_is_reported() {
+    let (p, e) = errs(
+        "services:\n  a:\n    lisen: 1\n    bultin: echo\n  b:\n    listen: 2\n    builtin: nope\n  c:\n    listen: 3\n    builtin: echo\n    max_connections: -1\n    umask: \"999\"\n  \"bad name\":\n    listen: 4\n  d:\n    listen: 5\n    builtin: echo\n    wait: true\n  e:\n    listen: 6\n    builtin: echo\n    env: {A: [1]}\n",
+    );
+    let at: Vec<(Option<usize>, Option<usize>)> = e.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(
+        at,
+        [
+            (Some(3), Some(5)),
+            (Some(4), Some(5)),
+            (Some(7), Some(14)),
+            (Some(11), Some(22)),
+            (Some(12), Some(12)),
+            (Some(13), Some(3)),
+            (Some(18), Some(5)),
+            (Some(22), Some(14)),
+        ],
+        "{e:#?}"
+    );
+    assert!(e.iter().all(|e| e.file == p));
+    let text: Vec<String> = e.iter().map(|e| e.message.clone()).collect();
+    assert!(text[0].starts_with("unknown field \"lisen\""), "{text:?}");
+    assert!(text[1].starts_with("unknown field \"bultin\""), "{text:?}");
+    assert!(text[2].contains("unknown builtin \"nope\""), "{text:?}");
+    assert!(
+        text[5].starts_with("bad service name \"bad name\""),
+        "{text:?}"
+    );
+    assert!(text[6].contains("wait: true makes no sense"), "{text:?}");
+}
+
+/// A broken `defaults` stops the checks of the services (each might
+/// inherit what is broken), not the report of its own errors.
+#[test]
+fn every_error_of_defaults_is_reported() {
+    let (_, e) = errs("defaults:\n  usr: x\n  nice: 99\nservices:\n  a:\n    listen: 1\n");
+    let at: Vec<_> = e.iter().map(|e| (e.line, e.column)).collect();
+    assert_eq!(at, [(Some(2), Some(3)), (Some(3), Some(9))], "{e:#?}");
+}
+
 #[test]
 fn unknown_key_at_the_key() {
     one(

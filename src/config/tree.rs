@@ -143,6 +143,28 @@ impl Index {
         self.keys.get(&path_key(path)).copied()
     }
 
+    /// The service field, service, or `defaults` (field) that the position
+    /// `line:column` is in: the nearest such key written at or before it.
+    /// `None` when that is a key of the file's top level, or none is.
+    pub fn enclosing(&self, line: usize, column: usize) -> Option<Vec<String>> {
+        let (path, _) = self
+            .keys
+            .iter()
+            .filter(|(_, p)| (p.line, p.column) <= (line, column))
+            .filter_map(|(k, p)| {
+                let parts: Vec<&str> = k.split(SEP).skip(1).collect();
+                let ours = match parts.as_slice() {
+                    ["services", _] | ["services", _, _] | ["defaults"] | ["defaults", _] => true,
+                    [_] => false,
+                    _ => return None,
+                };
+                Some(((ours, parts), (p.line, p.column)))
+            })
+            .max_by_key(|(_, pos)| *pos)?;
+        let (ours, parts) = path;
+        ours.then(|| parts.into_iter().map(str::to_owned).collect())
+    }
+
     /// Where the value at `path` was written: the string itself, the first
     /// string of a list, or else its key.
     pub fn value(&self, path: &[&str]) -> Option<Pos> {
@@ -453,7 +475,11 @@ impl<'de> Visitor<'de> for Key<'_, 'de> {
         f.write_str("a string key")
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<String, E> {
-        let pos = self.st.offset(v).map(|o| self.st.pos(o));
+        // A quoted key starts at its quote, as serde_yaml's positions do.
+        let pos = self.st.offset(v).map(|o| {
+            let quoted = o > 0 && matches!(self.st.text.as_bytes()[o - 1], b'"' | b'\'');
+            self.st.pos(if quoted { o - 1 } else { o })
+        });
         self.check(v.to_owned(), pos)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {

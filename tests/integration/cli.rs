@@ -197,6 +197,34 @@ fn errors_of_every_file_are_reported_and_duplicates_name_both_files() {
     assert!(r.stderr.contains("d.yaml:4:14"), "{}", r.stderr);
 }
 
+/// Not only the first error of a file: every one, in file order, with
+/// the files in the order they are read.
+#[test]
+fn every_error_of_a_file_is_reported_in_order() {
+    let (d, r) = check(&[
+        (
+            "a.yaml",
+            "services:\n  a:\n    lisen: 127.0.0.1:0\n    bultin: echo\n  b:\n    listen: 127.0.0.1:0\n    builtin: echo\n    max_connections: 0\n",
+        ),
+        ("b.yaml", "services:\n  c:\n    listen: [7, nowhere]\n"),
+    ]);
+    assert_eq!(r.code, Some(1));
+    let at = |f: &str, pos: &str| format!("{}:{pos}: ", d.path().join(f).display());
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let want = [
+        (at("a.yaml", "3:5"), "unknown field \"lisen\""),
+        (at("a.yaml", "4:5"), "unknown field \"bultin\""),
+        (at("a.yaml", "8:22"), "max_connections"),
+        (at("b.yaml", "3:17"), "bad address \"nowhere\""),
+    ];
+    assert_eq!(lines.len(), want.len() + 1, "{}", r.stderr);
+    for (line, (prefix, text)) in lines.iter().zip(&want) {
+        assert!(line.starts_with(prefix.as_str()), "{line:?} vs {prefix:?}");
+        assert!(line.contains(text), "{line:?} vs {text:?}");
+    }
+    assert_eq!(lines[4], "superd: 4 errors in the configuration");
+}
+
 #[test]
 fn editor_and_package_leftovers_are_never_read() {
     let (_d, r) = check(&[
