@@ -1378,6 +1378,15 @@ impl Daemon {
         }
         match bind_all(&config.services, &mut pool) {
             Ok(bound) => {
+                let old: HashMap<String, u64> = self
+                    .services
+                    .values()
+                    .map(|s| (s.service.name.clone(), s.id))
+                    .collect();
+                let n = config.services.len();
+                // The new listeners (bound above) are logged first, then
+                // what is closed: the log tells the order it happened in.
+                self.install(config.services, bound, old);
                 // What is left in the pool is no longer configured.
                 for (_, slots) in pool.drain() {
                     for mut slot in slots {
@@ -1391,13 +1400,6 @@ impl Daemon {
                         slot.listener.remove_socket_file();
                     }
                 }
-                let old: HashMap<String, u64> = self
-                    .services
-                    .values()
-                    .map(|s| (s.service.name.clone(), s.id))
-                    .collect();
-                let n = config.services.len();
-                self.install(config.services, bound, old);
                 info!("reloaded services={n}");
             }
             Err(e) => {
