@@ -307,7 +307,7 @@ impl Daemon {
             reap_pending: false,
             shutdown: None,
         };
-        let bound = bind_all(&config.services, &mut HashMap::new())
+        let bound = bind_all(&config.services, &mut HashMap::new(), &HashMap::new())
             .map_err(|e| StartError(e.to_string()))?;
         d.install(config.services, bound, HashMap::new());
         Ok(d)
@@ -1376,13 +1376,13 @@ impl Daemon {
                 udp: e.udp,
             });
         }
-        match bind_all(&config.services, &mut pool) {
+        let old: HashMap<String, u64> = self
+            .services
+            .values()
+            .map(|s| (s.service.name.clone(), s.id))
+            .collect();
+        match bind_all(&config.services, &mut pool, &old) {
             Ok(bound) => {
-                let old: HashMap<String, u64> = self
-                    .services
-                    .values()
-                    .map(|s| (s.service.name.clone(), s.id))
-                    .collect();
                 let n = config.services.len();
                 // The new listeners (bound above) are logged first, then
                 // what is closed: the log tells the order it happened in.
@@ -1622,18 +1622,34 @@ struct Slot {
     udp: Option<builtins::UdpServer>,
 }
 
-/// Takes the listener for `key` out of the pool: the same key, or a socket
-/// that was configured with port 0 and got exactly the port `key` names
-/// (an admin who pins the port the kernel chose keeps the socket).
-fn take_from_pool(pool: &mut HashMap<ListenerKey, Vec<Slot>>, key: &ListenerKey) -> Option<Slot> {
-    if let Some(slot) = pool.get_mut(key).and_then(Vec::pop) {
-        return Some(slot);
+/// Takes the listener for `key` out of the pool for the service that had
+/// the id `owner` before the reload (`None`: a new service): the same key,
+/// or a socket that was configured with port 0 and got exactly the port
+/// `key` names (an admin who pins the port the kernel chose keeps the
+/// socket). A service gets its own socket back first; a port-0 socket
+/// goes to no other service, since port 0 names no socket in particular
+/// (several services on `127.0.0.1:0` have the same key, and each keeps
+/// the port it was given).
+fn take_from_pool(
+    pool: &mut HashMap<ListenerKey, Vec<Slot>>,
+    key: &ListenerKey,
+    owner: Option<u64>,
+) -> Option<Slot> {
+    let any_port = key.addr.port() == Some(0);
+    let mine = |s: &Slot| Some(s.service_id) == owner;
+    if let Some(slots) = pool.get_mut(key) {
+        if let Some(i) = slots.iter().position(mine) {
+            return Some(slots.swap_remove(i));
+        }
+        if !any_port && let Some(slot) = slots.pop() {
+            return Some(slot);
+        }
     }
     // The same address with other options that an open socket can take
     // (backlog, socket file mode and owner): adjust it in place rather
     // than fail to bind the address a second time.
     let same_addr = |k: &ListenerKey, s: &Slot| {
-        k.addr == key.addr
+        k.addr == key.addr && (!any_port || mine(s))
             || key.addr.port().is_some_and(|p| p != 0)
                 && key.addr.with_port(0).as_ref() == Some(&k.addr)
                 && s.listener.port == key.addr.port()
@@ -1666,6 +1682,7 @@ fn take_from_pool(pool: &mut HashMap<ListenerKey, Vec<Slot>>, key: &ListenerKey)
 fn bind_all(
     services: &[Service],
     pool: &mut HashMap<ListenerKey, Vec<Slot>>,
+    old: &HashMap<String, u64>,
 ) -> Result<Vec<Vec<Slot>>, BindFailure> {
     let mut out: Vec<Vec<Slot>> = Vec::with_capacity(services.len());
     let mut failure = None;
@@ -1674,7 +1691,7 @@ fn bind_all(
         if s.enabled {
             for addr in &s.listen {
                 let key = s.listener_key(addr);
-                if let Some(slot) = take_from_pool(pool, &key) {
+                if let Some(slot) = take_from_pool(pool, &key, old.get(&s.name).copied()) {
                     slots.push(slot);
                     continue;
                 }

@@ -427,6 +427,42 @@ fn a_reload_that_removes_a_unix_service_removes_its_socket_file() {
     assert_eq!(exchange(&format!("127.0.0.1:{keep}"), b"k"), b"k");
 }
 
+/// Several services on `127.0.0.1:0` share one listener key; a reload
+/// must still give each service its own socket back (and a removed
+/// service's socket to nobody), or clients of one port reach another
+/// service.
+#[test]
+fn port_zero_services_keep_their_own_sockets_across_reloads() {
+    let three = "services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n  b:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, b]\n    USER\n  c:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, c]\n    USER\n";
+    let three = three.replace("USER", &user_line());
+    let d = Superd::start(&three);
+    let (a, b, c) = (d.addr("a"), d.addr("b"), d.addr("c"));
+    let answers = |a: &str, b: &str, c: &str| {
+        assert_eq!(exchange(a, b"a\n"), b"a\n", "a at {a}");
+        assert_eq!(exchange(b, b""), b"b\n", "b at {b}");
+        assert_eq!(exchange(c, b""), b"c\n", "c at {c}");
+    };
+    answers(&a, &b, &c);
+    for n in 1..=3 {
+        d.signal(Signal::SIGHUP);
+        d.wait_nth(n, &["reloaded"]);
+        answers(&a, &b, &c);
+    }
+    // Without b: a and c keep their ports, b's is closed, and nobody logs
+    // a new listener.
+    let (_, rest) = three.split_once("  b:").unwrap();
+    let (_, c_part) = rest.split_once("  c:").unwrap();
+    let two = format!("services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n  c:{c_part}");
+    d.dir.write("test.yaml", &two);
+    d.signal(Signal::SIGHUP);
+    d.wait_nth(4, &["reloaded"]);
+    d.wait_for(&["closed", &format!("addr={b}")]);
+    assert_eq!(exchange(&a, b"a\n"), b"a\n");
+    assert_eq!(exchange(&c, b""), b"c\n");
+    assert_eq!(d.lines_with(&["listening"]).len(), 3, "{}", d.log_text());
+    assert!(std::net::TcpStream::connect(&b).is_err(), "{b} still open");
+}
+
 #[test]
 fn a_reload_changing_backlog_and_socket_mode_keeps_the_sockets() {
     let dir = TempDir::new("adjust");
