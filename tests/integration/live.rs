@@ -434,7 +434,7 @@ fn a_reload_that_removes_a_unix_service_removes_its_socket_file() {
 #[test]
 fn port_zero_services_keep_their_own_sockets_across_reloads() {
     let three = "services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n  b:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, b]\n    USER\n  c:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, c]\n    USER\n";
-    let three = three.replace("USER", &user_line());
+    let three = three.replace("USER", user_line());
     let d = Superd::start(&three);
     let (a, b, c) = (d.addr("a"), d.addr("b"), d.addr("c"));
     let answers = |a: &str, b: &str, c: &str| {
