@@ -74,6 +74,7 @@ static STDERR: Mutex<Writer> = Mutex::new(Writer {
     pending: Vec::new(),
     pending_lines: 0,
     batching: false,
+    unfinished: Vec::new(),
 });
 
 fn lock() -> MutexGuard<'static, Writer> {
@@ -109,6 +110,10 @@ struct Writer {
     pending: Vec<u8>,
     pending_lines: u64,
     batching: bool,
+    /// The rest of a line a reader took only part of (a line longer than
+    /// PIPE_BUF has no atomic write): it goes out before anything else, so
+    /// no line is ever cut by another in the output.
+    unfinished: Vec<u8>,
 }
 
 impl Writer {
@@ -155,13 +160,22 @@ impl Writer {
         }
     }
 
-    /// Writes the pending lines, preceded by the count of lines lost
-    /// before them, if any. Lines the reader cannot take are dropped.
+    /// Writes the pending lines, preceded by the rest of a line started
+    /// earlier and by the count of lines lost before them, if any. Lines
+    /// the reader cannot take are dropped.
     fn flush_pending(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.unfinished.is_empty() {
             return;
         }
         let lines = std::mem::take(&mut self.pending_lines);
+        if !self.finish_line() {
+            self.dropped += lines;
+            self.pending.clear();
+            return;
+        }
+        if self.pending.is_empty() {
+            return;
+        }
         if self.dropped > 0 {
             let note = format!(
                 "WARN  log lines dropped count={} reason=stderr_blocked\n",
@@ -173,6 +187,11 @@ impl Writer {
                 return;
             }
             self.dropped = 0;
+            if !self.finish_line() {
+                self.dropped += lines;
+                self.pending.clear();
+                return;
+            }
         }
         let pending = std::mem::take(&mut self.pending);
         let written = self.write_lines(&pending);
@@ -181,8 +200,27 @@ impl Writer {
         self.pending.clear();
     }
 
+    /// Writes what is left of a line started earlier; whether it is done.
+    fn finish_line(&mut self) -> bool {
+        while !self.unfinished.is_empty() {
+            if !self.ready() {
+                return false;
+            }
+            let rest = std::mem::take(&mut self.unfinished);
+            match self.write_fd(&rest) {
+                Ok(n) if n > 0 => self.unfinished = rest[n..].to_vec(),
+                _ => {
+                    self.unfinished = rest;
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     /// Writes `bytes` (whole lines) while the reader takes them; returns
-    /// how many lines went out (see [`whole_lines`]).
+    /// how many lines went out (see [`whole_lines`]), a line the reader
+    /// took only part of included: its rest is kept for [`finish_line`].
     fn write_lines(&mut self, bytes: &[u8]) -> u64 {
         if !self.ready() {
             return 0;
@@ -193,7 +231,9 @@ impl Writer {
         } else {
             libc::PIPE_BUF
         };
-        whole_lines(bytes, chunk, |b| self.write_fd(b))
+        let (lines, rest) = whole_lines(bytes, chunk, |b| self.write_fd(b));
+        self.unfinished = rest.to_vec();
+        lines
     }
 
     fn write_fd(&mut self, bytes: &[u8]) -> io::Result<usize> {
@@ -221,16 +261,17 @@ impl Writer {
 
 /// Writes `bytes` (whole lines) in writes of at most `chunk` bytes that
 /// end at a line's end, while the reader takes them; returns how many lines
-/// went out. With `chunk` at most PIPE_BUF a pipe takes each write whole or
-/// not at all, so no line is ever cut. A line cut by a partial write (a
-/// socket, or a line longer than `chunk`) is finished with one more write,
-/// best effort, and counts as written; the lines after it are not tried
-/// (they count as dropped).
+/// went out, and the rest of a line the reader took only part of. With
+/// `chunk` at most PIPE_BUF a pipe takes each write whole or not at all, so
+/// only a line longer than `chunk` (or a partial write to a socket) can be
+/// started and not finished; it counts as written, the caller writes its
+/// rest before anything else, and the lines after it are not tried (they
+/// count as dropped).
 fn whole_lines(
     bytes: &[u8],
     chunk: usize,
     mut write: impl FnMut(&[u8]) -> io::Result<usize>,
-) -> u64 {
+) -> (u64, &[u8]) {
     let mut lines = 0;
     let mut rest = bytes;
     while !rest.is_empty() {
@@ -246,7 +287,7 @@ fn whole_lines(
         let piece = &rest[..end];
         let n = match write(piece) {
             Ok(n) => n,
-            Err(_) => return lines,
+            Err(_) => return (lines, &[]),
         };
         if n == piece.len() {
             lines += count_lines(piece);
@@ -254,16 +295,24 @@ fn whole_lines(
             continue;
         }
         if n == 0 || piece[n - 1] == b'\n' {
-            return lines + count_lines(&piece[..n]);
+            return (lines + count_lines(&piece[..n]), &[]);
         }
+        // Cut inside a line: finish it now if the reader takes it, else
+        // hand its rest back.
         let cut_end = piece[n..]
             .iter()
             .position(|&b| b == b'\n')
             .map_or(piece.len(), |i| n + i + 1);
-        let _ = write(&piece[n..cut_end]);
-        return lines + count_lines(&piece[..cut_end]);
+        let mut left = &piece[n..cut_end];
+        while !left.is_empty() {
+            match write(left) {
+                Ok(m) if m > 0 => left = &left[m..],
+                _ => break,
+            }
+        }
+        return (lines + count_lines(&piece[..cut_end]), left);
     }
-    lines
+    (lines, &[])
 }
 
 fn count_lines(bytes: &[u8]) -> u64 {
@@ -328,32 +377,54 @@ mod tests {
     fn a_batch_goes_out_in_whole_lines() {
         let batch = b"one\ntwo\nthree\n";
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 100, reader(100, None, &mut out)), 3);
+        assert_eq!(
+            whole_lines(batch, 100, reader(100, None, &mut out)),
+            (3, &b""[..])
+        );
         assert_eq!(out, batch);
         // Cut at a line's end: two out, the third dropped, not retried.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 100, reader(8, Some(()), &mut out)), 2);
+        assert_eq!(
+            whole_lines(batch, 100, reader(8, Some(()), &mut out)),
+            (2, &b""[..])
+        );
         assert_eq!(out, b"one\ntwo\n");
         // Cut mid-line: that line is finished, the next is dropped.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 100, reader(6, Some(()), &mut out)), 2);
+        assert_eq!(
+            whole_lines(batch, 100, reader(6, Some(()), &mut out)),
+            (2, &b""[..])
+        );
         assert_eq!(out, b"one\ntwo\n");
         // Cut mid-line and the reader takes no more: the line counts as
-        // written (it was started), what follows is dropped.
+        // written (it was started) and its rest comes back to be written
+        // before anything else; what follows is dropped.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 100, reader(6, None, &mut out)), 2);
+        assert_eq!(
+            whole_lines(batch, 100, reader(6, None, &mut out)),
+            (2, &b"o\n"[..])
+        );
         assert_eq!(out, b"one\ntw");
         // In chunks that end at a line's end: a reader that takes the
         // first chunk and no more loses whole lines only.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 9, reader(8, None, &mut out)), 2);
+        assert_eq!(
+            whole_lines(batch, 9, reader(8, None, &mut out)),
+            (2, &b""[..])
+        );
         assert_eq!(out, b"one\ntwo\n");
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 2, reader(100, Some(()), &mut out)), 3);
+        assert_eq!(
+            whole_lines(batch, 2, reader(100, Some(()), &mut out)),
+            (3, &b""[..])
+        );
         assert_eq!(out, batch);
         // Nothing taken: nothing out.
         let mut out = Vec::new();
-        assert_eq!(whole_lines(batch, 100, reader(0, None, &mut out)), 0);
+        assert_eq!(
+            whole_lines(batch, 100, reader(0, None, &mut out)),
+            (0, &b""[..])
+        );
         assert!(out.is_empty());
     }
 

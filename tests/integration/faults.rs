@@ -598,6 +598,98 @@ fn stalled_log(socket: bool) {
     }
 }
 
+/// A log line longer than PIPE_BUF has no atomic write: a slow reader
+/// takes part of it, and the rest must follow before any other line, or
+/// the output holds a line cut in two with another record inside it.
+#[test]
+fn a_slow_log_reader_never_gets_a_cut_line() {
+    const LINES: usize = 300;
+    let dir = TempDir::new("slowlog");
+    dir.write(
+        "t.yaml",
+        &format!(
+            "services:\n  long:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'yes $(printf %05000d 0) | head -n {LINES} >&2']\n    stderr: log\n    {}\n  mark:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+            user_line()
+        ),
+    );
+    let mut cmd = superd_command(dir.path());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start superd");
+    let mut stderr = child.stderr.take().unwrap();
+    let _superd = Running(child);
+    // Up to the ready line at full speed.
+    let mut text = Vec::new();
+    let mut buf = [0u8; 777];
+    while !String::from_utf8_lossy(&text).contains("INFO  ready ") {
+        let n = read_once(&mut stderr, &mut buf).unwrap();
+        assert!(n > 0, "superd exited");
+        text.extend_from_slice(&buf[..n]);
+    }
+    let addr = |service: &str| {
+        let s = String::from_utf8_lossy(&text).into_owned();
+        let l = s
+            .lines()
+            .find(|l| l.contains("listening") && l.contains(&format!("service={service} ")))
+            .expect("listening line")
+            .to_owned();
+        field(&l, "addr").unwrap()
+    };
+    let (long, mark) = (addr("long"), addr("mark"));
+    assert_eq!(exchange(&long, b""), b"");
+    // Then a slow reader: a few hundred bytes at a time, so that long
+    // records are taken in parts. Once it has caught up, an echo session
+    // marks the end.
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&stderr),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    )
+    .unwrap();
+    let deadline = Instant::now() + DEADLINE;
+    let mut marked = false;
+    loop {
+        match stderr.read(&mut buf) {
+            Ok(0) => panic!("superd exited"),
+            Ok(n) => text.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if String::from_utf8_lossy(&text).contains("exit service=mark ") {
+                    break;
+                }
+                if !marked {
+                    assert_eq!(exchange(&mark, b"end\n"), b"end\n");
+                    marked = true;
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert!(Instant::now() < deadline, "no end mark");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    let mut chars = 0;
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("INFO  stderr service=long ") {
+            let value = v.split_once(" line=").expect("line=").1;
+            assert!(value.bytes().all(|b| b == b'0'), "a cut line: {l:?}");
+            chars += value.len();
+        } else {
+            // Any other record, whole: a level, a message, and no part of
+            // a stderr line.
+            assert!(
+                ["DEBUG ", "INFO  ", "WARN  "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+                    && !l.contains("line=")
+                    && !l.contains("00000"),
+                "a cut line: {l:?}"
+            );
+        }
+    }
+    assert!(chars > 0, "{text}");
+}
+
 /// Refused connections wait for the turn's log write before they are
 /// closed, but never many at once: six listeners with 60 queued refusals
 /// each (360 in one turn) under a descriptor limit of 96 run into no
