@@ -47,6 +47,12 @@ const WAIT_BACKOFF_CAP: Duration = Duration::from_secs(10);
 /// (burst the same): a client flood against a broken program costs a few
 /// forks a second, never a tight loop.
 const NOWAIT_FAILURES_PER_SEC: u32 = 50;
+/// A `wait` service without a `rate` may start this many children a
+/// second (burst the same); past that it is looping (a child that ends at
+/// once leaves its socket readable, and the next starts at once) and
+/// pauses for LOOP_PAUSE, as xinetd's `cps` default does. Never disabled.
+const WAIT_STARTS_PER_SEC: u32 = 50;
+const LOOP_PAUSE: Duration = Duration::from_secs(10);
 /// Connections accepted on one listener before the loop looks at anything
 /// else.
 const ACCEPT_BATCH: usize = 64;
@@ -107,6 +113,7 @@ enum Pause {
     Rate,
     Resources,
     ExecFailures,
+    Looping,
 }
 
 impl Pause {
@@ -115,6 +122,7 @@ impl Pause {
             Pause::Rate => "paused_rate",
             Pause::Resources => "paused_resources",
             Pause::ExecFailures => "paused_exec_failures",
+            Pause::Looping => "paused_looping",
         }
     }
 }
@@ -133,6 +141,8 @@ struct ServiceState {
     /// Children started and not yet past exec (see PRE_EXEC_MAX).
     pre_exec: usize,
     failure_bucket: TokenBucket,
+    /// wait mode without `rate`: children started (see WAIT_STARTS_PER_SEC).
+    wait_starts: TokenBucket,
     last_resource_log: Option<Instant>,
     /// A connection accepted when fork failed, served first on resume.
     pending: Option<Accepted>,
@@ -404,6 +414,13 @@ impl Daemon {
                             failure_bucket: TokenBucket::new(
                                 Rate {
                                     tokens: NOWAIT_FAILURES_PER_SEC,
+                                    per: Duration::from_secs(1),
+                                },
+                                now,
+                            ),
+                            wait_starts: TokenBucket::new(
+                                Rate {
+                                    tokens: WAIT_STARTS_PER_SEC,
                                     per: Duration::from_secs(1),
                                 },
                                 now,
@@ -924,6 +941,28 @@ impl Daemon {
             let _ = socket::getsockopt(&entry.listener.fd, socket::sockopt::SocketError);
             return;
         }
+        // `rate` paces a wait service's children as it paces accepts;
+        // without one, a child that ends at once and leaves its socket
+        // readable must not make a tight loop.
+        let now = Instant::now();
+        let st = self.services.get_mut(&sid).expect("live");
+        if let Err(at) = st.limits.take_rate_token(now) {
+            st.paused = Some((Pause::Rate, at));
+            self.timer(at, Timer::Resume(sid));
+            return;
+        }
+        if service.rate.is_none() && !st.wait_starts.try_take(now) {
+            let until = now + LOOP_PAUSE;
+            st.paused = Some((Pause::Looping, until));
+            warn!(
+                "looping service={} starts={WAIT_STARTS_PER_SEC} interval=1s pause={}",
+                service.name,
+                children::secs(LOOP_PAUSE)
+            );
+            self.timer(until, Timer::Resume(sid));
+            return;
+        }
+        let entry = self.listeners.get_mut(&token).expect("live");
         let _ = self
             .poll
             .registry()

@@ -598,6 +598,34 @@ fn stalled_log(socket: bool) {
     }
 }
 
+/// A wait service whose child ends at once leaves its datagram unread and
+/// its socket readable: without a guard the next child starts at once,
+/// forever. It is paused instead (as xinetd's cps does), logged once, and
+/// never disabled.
+#[test]
+fn a_wait_service_whose_child_ends_at_once_does_not_loop() {
+    let d = Superd::start(&format!(
+        "services:\n  lp:\n    listen: 127.0.0.1:0\n    socket: dgram\n    exec: /bin/true\n    {}\n",
+        user_line()
+    ));
+    let addr = d.addr("lp");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(b"nobody reads this\n", &addr).unwrap();
+    let line = d.wait_for(&["looping", "service=lp"]);
+    assert!(line.starts_with("WARN"), "{line}");
+    assert!(line.contains("pause=10.000s"), "{line}");
+    let started = d.lines_with(&["exit", "service=lp "]).len();
+    // Over the next second (bounded by the poll below) it starts nothing:
+    // it is paused for ten.
+    let until = Instant::now() + Duration::from_secs(1);
+    d.wait_until("one second", || Instant::now() >= until);
+    let now = d.lines_with(&["exit", "service=lp "]).len();
+    assert!(now <= 60, "{now} children started: a loop");
+    assert!(now - started <= 1, "{started} then {now}: not paused");
+    d.signal(Signal::SIGUSR1);
+    d.wait_for(&["status", "service=lp", "state=paused_looping"]);
+}
+
 /// A log line longer than PIPE_BUF has no atomic write: a slow reader
 /// takes part of it, and the rest must follow before any other line, or
 /// the output holds a line cut in two with another record inside it.
