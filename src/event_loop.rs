@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use nix::errno::Errno;
 use nix::sys::signal::Signal;
 use nix::sys::socket::{self, MsgFlags, SockaddrStorage};
 
@@ -651,7 +652,8 @@ impl Daemon {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_resource_error(&e) => {
-                    self.pause_for_resources(sid, "accept", &e);
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    self.pause_for_resources(sid, "accept", errno);
                     return;
                 }
                 // ECONNABORTED and friends: that connection is gone, go on.
@@ -664,7 +666,9 @@ impl Daemon {
         }
     }
 
-    fn pause_for_resources(&mut self, sid: u64, what: &str, e: &dyn std::fmt::Display) {
+    /// Pauses accepting for RESOURCE_PAUSE after `errno` at `what`; the
+    /// error reads as in every other line (`exec failed`): strerror alone.
+    fn pause_for_resources(&mut self, sid: u64, what: &str, errno: Errno) {
         let now = Instant::now();
         let until = now + RESOURCE_PAUSE;
         let Some(st) = self.services.get_mut(&sid) else {
@@ -679,7 +683,7 @@ impl Daemon {
             warn!(
                 "out of resources service={} step={what} error={} pause={}",
                 st.service.name,
-                quote(&e.to_string()),
+                quote(errno.desc()),
                 children::secs(RESOURCE_PAUSE)
             );
         }
@@ -762,7 +766,7 @@ impl Daemon {
                         // pause ends.
                         let st = self.services.get_mut(&sid).expect("live");
                         st.pending = Some(conn);
-                        self.pause_for_resources(sid, "fork", &e);
+                        self.pause_for_resources(sid, "fork", e);
                     }
                 }
             }
@@ -978,7 +982,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.resume_wait_listener(token);
-                self.pause_for_resources(sid, "fork", &e);
+                self.pause_for_resources(sid, "fork", e);
             }
         }
     }
