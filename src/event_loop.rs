@@ -192,6 +192,9 @@ struct StderrPipe {
     service: String,
     pid: i32,
     buf: Vec<u8>,
+    /// The last line logged was cut at STDERR_LINE_MAX: a newline right
+    /// after it ends that line, not an empty one.
+    cut: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -1253,6 +1256,7 @@ impl Daemon {
                     service: service.to_string(),
                     pid,
                     buf: Vec::new(),
+                    cut: false,
                 },
             );
         }
@@ -1284,7 +1288,10 @@ impl Daemon {
                     {
                         let rest = pipe.buf.split_off((end + 1).min(pipe.buf.len()));
                         let line = std::mem::replace(&mut pipe.buf, rest);
-                        log_stderr_line(pipe, &line);
+                        let was_cut = std::mem::replace(&mut pipe.cut, line.last() != Some(&b'\n'));
+                        if !(was_cut && line == b"\n") {
+                            log_stderr_line(pipe, &line);
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

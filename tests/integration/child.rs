@@ -233,6 +233,26 @@ fn stderr_modes_socket_log_and_null() {
     assert!(out.contains("kind.2=chr"), "{out}");
 }
 
+/// `stderr: log` cuts a line at 4096 bytes; the newline that ends it right
+/// after the cut ends that line, not an empty one.
+#[test]
+fn a_stderr_line_cut_at_its_limit_is_not_followed_by_an_empty_one() {
+    let d = Superd::start(&format!(
+        "services:\n  long:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'printf %04096d 0 >&2; sleep 0.1; printf \"\\nafter\\n\" >&2']\n    stderr: log\n    {}\n",
+        user_line()
+    ));
+    assert_eq!(exchange(&d.addr("long"), b""), b"");
+    d.wait_for(&["exit", "service=long"]);
+    let lines = d.lines_with(&["stderr", "service=long"]);
+    let values: Vec<String> = lines
+        .iter()
+        .map(|l| l.split_once(" line=").unwrap().1.to_owned())
+        .collect();
+    assert_eq!(values.len(), 2, "{values:?}");
+    assert_eq!(values[0], "0".repeat(4096));
+    assert_eq!(values[1], "after");
+}
+
 #[test]
 fn exec_failure_is_logged_and_the_service_keeps_serving() {
     let dir = TempDir::new("noexec");
