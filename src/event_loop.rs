@@ -54,6 +54,11 @@ const NOWAIT_FAILURES_PER_SEC: u32 = 50;
 /// pauses for LOOP_PAUSE, as xinetd's `cps` default does. Never disabled.
 const WAIT_STARTS_PER_SEC: u32 = 50;
 const LOOP_PAUSE: Duration = Duration::from_secs(10);
+/// Bytes the builtin sessions of one loop turn may move together before
+/// the rest wait for the next turn (each session also yields after
+/// builtins::PUMP_BUDGET): a thousand chargen readers cannot hold the
+/// loop, and other services' events wait a few milliseconds at most.
+const TURN_BYTES: u64 = 2 * 1024 * 1024;
 /// Connections accepted on one listener before the loop looks at anything
 /// else.
 const ACCEPT_BATCH: usize = 64;
@@ -528,13 +533,21 @@ impl Daemon {
                 continue;
             }
             let ready = std::mem::take(&mut self.ready);
+            // Builtin sessions that move much (chargen to many readers at
+            // once) share the turn's byte budget; past it they wait for the
+            // next turn, after the events that came meanwhile.
+            let mut moved = 0;
             for token in events.iter().map(|e| e.token()).chain(ready) {
                 if token == SIGNAL_TOKEN {
                     self.on_signals();
                 } else if self.listeners.contains_key(&token) {
                     self.drain_listener(token);
                 } else if self.sessions.contains_key(&token) {
-                    self.pump_session(token);
+                    if moved >= TURN_BYTES {
+                        self.ready.push(token);
+                    } else {
+                        moved += self.pump_session(token);
+                    }
                 } else if self.pipes.contains_key(&token) {
                     self.read_stderr(token);
                 } else if self.execs.contains_key(&token) {
@@ -1077,14 +1090,17 @@ impl Daemon {
         }
     }
 
-    fn pump_session(&mut self, token: Token) {
+    /// Moves a builtin session on; returns the bytes it moved.
+    fn pump_session(&mut self, token: Token) -> u64 {
         let Some(entry) = self.sessions.get_mut(&token) else {
-            return;
+            return 0;
         };
+        let before = entry.session.bytes_in() + entry.session.bytes_out();
         let pump = match &mut entry.stream {
             Stream::Tcp(s) => entry.session.pump(s),
             Stream::Unix(s) => entry.session.pump(s),
         };
+        let moved = entry.session.bytes_in() + entry.session.bytes_out() - before;
         if pump.progressed {
             entry.last_activity = Instant::now();
         }
@@ -1093,6 +1109,7 @@ impl Daemon {
         } else if pump.again {
             self.ready.push(token);
         }
+        moved
     }
 
     fn end_session(&mut self, token: Token, reason: Option<&str>) {

@@ -610,8 +610,12 @@ fn a_wait_service_whose_child_ends_at_once_does_not_loop() {
     ));
     let addr = d.addr("lp");
     let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let sent = Instant::now();
     udp.send_to(b"nobody reads this\n", &addr).unwrap();
     let line = d.wait_for(&["looping", "service=lp"]);
+    // A burst of 50, then 50 a second: on a busy machine the burst takes
+    // longer and more tokens come in meanwhile.
+    let allowed = 50 + (50.0 * sent.elapsed().as_secs_f64()).ceil() as usize;
     assert!(line.starts_with("WARN"), "{line}");
     assert!(line.contains("pause=10.000s"), "{line}");
     let started = d.lines_with(&["exit", "service=lp "]).len();
@@ -620,7 +624,10 @@ fn a_wait_service_whose_child_ends_at_once_does_not_loop() {
     let until = Instant::now() + Duration::from_secs(1);
     d.wait_until("one second", || Instant::now() >= until);
     let now = d.lines_with(&["exit", "service=lp "]).len();
-    assert!(now <= 60, "{now} children started: a loop");
+    assert!(
+        now <= allowed,
+        "{now} children started (at most {allowed}): a loop"
+    );
     assert!(now - started <= 1, "{started} then {now}: not paused");
     d.signal(Signal::SIGUSR1);
     d.wait_for(&["status", "service=lp", "state=paused_looping"]);
