@@ -52,6 +52,14 @@ macro_rules! raw_service {
         pub const FIELDS: &[&str] = &[$(stringify!($field)),*];
 
         impl RawService {
+            /// Takes from `other` every field this one leaves unset (a
+            /// YAML merge key: keys written here win).
+            fn fill_from(&mut self, other: RawService) {
+                $(if self.$field.is_none() {
+                    self.$field = other.$field;
+                })*
+            }
+
             /// Reads the value of `field` (one of FIELDS); null is unset.
             fn set<'de, A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
                 match field {
@@ -145,6 +153,7 @@ impl<'de> Visitor<'de> for FileVisitor<'_> {
         let mut out = RawFile::default();
         while let Some(key) = map.next_key_seed(FieldKey {
             fields: TOP,
+            merge: false,
             skip: self.0,
             parent: &[],
         })? {
@@ -165,13 +174,19 @@ impl<'de> Visitor<'de> for FileVisitor<'_> {
     }
 }
 
-/// A mapping key that must be one of `fields`; `None` for one to skip.
+/// A mapping key that must be one of `fields` (or, with `merge`, the YAML
+/// merge key `<<`); `None` for one to skip.
 struct FieldKey<'a> {
     fields: &'static [&'static str],
+    merge: bool,
     skip: &'a Skip,
     /// The mapping's own path (`["services", NAME]`, `["defaults"]`).
     parent: &'a [&'a str],
 }
+
+/// The YAML merge key: `<<: *common` (or a list of aliases) gives a service
+/// every field of the mapping(s) it does not set itself.
+const MERGE_KEY: &str = "<<";
 
 impl<'de> DeserializeSeed<'de> for FieldKey<'_> {
     type Value = Option<&'static str>;
@@ -190,6 +205,9 @@ impl<'de> Visitor<'de> for FieldKey<'_> {
         path.push(v);
         if self.skip.has(&path) {
             return Ok(None);
+        }
+        if self.merge && v == MERGE_KEY {
+            return Ok(Some(MERGE_KEY));
         }
         match self.fields.iter().find(|f| **f == v) {
             Some(f) => Ok(Some(f)),
@@ -344,17 +362,58 @@ impl<'de> Visitor<'de> for ServiceSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawService, A::Error> {
         let mut out = RawService::default();
+        let mut merged = Vec::new();
         while let Some(field) = map.next_key_seed(FieldKey {
             fields: FIELDS,
+            merge: true,
             skip: self.skip,
             parent: self.parent(),
         })? {
             match field {
+                Some(MERGE_KEY) => merged = map.next_value_seed(Merged(&self))?,
                 Some(f) => out.set(f, &mut map)?,
                 None => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
+        }
+        // The first mapping of a merge list wins over the later ones.
+        for m in merged {
+            out.fill_from(m);
+        }
+        Ok(out)
+    }
+}
+
+/// The value of a merge key: one mapping of service fields, or a list.
+struct Merged<'a, 'b>(&'b ServiceSeed<'a>);
+
+impl<'de> DeserializeSeed<'de> for Merged<'_, '_> {
+    type Value = Vec<RawService>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Merged<'_, '_> {
+    type Value = Vec<RawService>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of service fields to merge (<<: *name), or a list of them")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let seed = ServiceSeed {
+            skip: self.0.skip,
+            path: self.0.path,
+        };
+        seed.visit_map(map).map(|m| vec![m])
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(m) = seq.next_element_seed(ServiceSeed {
+            skip: self.0.skip,
+            path: self.0.path,
+        })? {
+            out.push(m);
         }
         Ok(out)
     }

@@ -183,6 +183,32 @@ fn every_error_of_defaults_is_reported() {
     assert_eq!(at, [(Some(2), Some(3)), (Some(3), Some(9))], "{e:#?}");
 }
 
+/// The YAML merge key: a service takes every field of the merged
+/// mapping(s) it does not set itself; the first of a list wins.
+#[test]
+fn merge_keys() {
+    let c = ok(
+        "services:\n  a: &common\n    listen: 127.0.0.1:7100\n    builtin: echo\n    max_connections: 5\n    idle_timeout: 9s\n  b:\n    <<: *common\n    listen: 127.0.0.1:7101\n  c: &other\n    listen: 127.0.0.1:7102\n    builtin: daytime\n    max_connections: 7\n  d:\n    listen: 127.0.0.1:7103\n    <<: [*other, *common]\n",
+    );
+    let by = |n: &str| c.services.iter().find(|s| s.name == n).unwrap();
+    let b = by("b");
+    assert_eq!(b.builtin(), Some(Builtin::Echo));
+    assert_eq!(b.max_connections, 5);
+    assert_eq!(b.idle_timeout, Duration::from_secs(9));
+    assert_eq!(b.listen[0].to_string(), "127.0.0.1:7101");
+    let d = by("d");
+    assert_eq!(d.builtin(), Some(Builtin::Daytime));
+    assert_eq!(d.max_connections, 7);
+    assert_eq!(d.idle_timeout, Duration::from_secs(9));
+    assert_eq!(d.listen[0].to_string(), "127.0.0.1:7103");
+    one(
+        "services:\n  a:\n    listen: 1\n    builtin: echo\n    <<: 5\n",
+        5,
+        9,
+        "a mapping of service fields to merge",
+    );
+}
+
 #[test]
 fn unknown_key_at_the_key() {
     one(
