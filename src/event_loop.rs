@@ -532,27 +532,35 @@ impl Daemon {
                 }
                 continue;
             }
+            // What waited from earlier turns goes first, then the new
+            // events. Builtin sessions that move much (chargen to many
+            // readers at once) share the turn's byte budget; past it they
+            // wait, and they go first next turn, ahead of the sessions that
+            // used this one: every session gets its turn.
             let ready = std::mem::take(&mut self.ready);
-            // Builtin sessions that move much (chargen to many readers at
-            // once) share the turn's byte budget; past it they wait for the
-            // next turn, after the events that came meanwhile.
             let mut moved = 0;
-            for token in events.iter().map(|e| e.token()).chain(ready) {
+            let mut deferred: Vec<Token> = Vec::new();
+            let mut seen_deferred = std::collections::HashSet::new();
+            for token in ready.into_iter().chain(events.iter().map(|e| e.token())) {
                 if token == SIGNAL_TOKEN {
                     self.on_signals();
                 } else if self.listeners.contains_key(&token) {
                     self.drain_listener(token);
                 } else if self.sessions.contains_key(&token) {
-                    if moved >= TURN_BYTES {
-                        self.ready.push(token);
-                    } else {
+                    if moved < TURN_BYTES {
                         moved += self.pump_session(token);
+                    } else if seen_deferred.insert(token) {
+                        deferred.push(token);
                     }
                 } else if self.pipes.contains_key(&token) {
                     self.read_stderr(token);
                 } else if self.execs.contains_key(&token) {
                     self.exec_settled(token);
                 }
+            }
+            if !deferred.is_empty() {
+                deferred.append(&mut self.ready);
+                self.ready = deferred;
             }
             if self.reap_pending {
                 self.reap_pending = false;

@@ -8,7 +8,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::harness::*;
 use crate::limits::connect_from;
@@ -648,4 +648,45 @@ fn the_last_bytes_and_the_fin_share_one_segment() {
             "{service}: only {merged} of 20 replies carried the FIN"
         );
     }
+}
+
+/// Builtin sessions share a byte budget per loop turn; the ones that wait
+/// must get the next turn, not wait behind the same busy few for as long as
+/// those keep their peers reading: sixteen fast chargen readers all get
+/// data, all the time.
+#[test]
+fn every_fast_chargen_reader_is_served() {
+    let d = Superd::start("services:\n  chargen:\n    listen: 127.0.0.1:0\n    builtin: chargen\n");
+    let addr = d.addr("chargen");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let mut c = connect(&addr);
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                let mut buf = vec![0u8; 1 << 16];
+                let start = Instant::now();
+                let mut late = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match c.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) if start.elapsed() > Duration::from_secs(2) => late += n as u64,
+                        _ => {}
+                    }
+                }
+                late
+            })
+        })
+        .collect();
+    // Five seconds of reading, bounded by the deadline below.
+    let until = Instant::now() + Duration::from_secs(5);
+    d.wait_until("five seconds of chargen", || Instant::now() >= until);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let late: Vec<u64> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+    assert!(
+        late.iter().all(|&n| n > 0),
+        "readers starved after the first 2 s (bytes each): {late:?}"
+    );
 }
