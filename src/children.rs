@@ -33,6 +33,9 @@ pub struct Child {
     pub wait_listener: Option<Token>,
     /// Set once `timeout` fired: the exit line says `reason=timeout`.
     pub timed_out: bool,
+    /// Its group was sent SIGKILL (`kill_grace` after the timeout) while
+    /// it still ran: nothing of it is left to kill later.
+    pub killed: bool,
     /// The child reported a failure before exec.
     pub exec_failed: bool,
     /// The token of its report pipe while it is not yet past exec.
@@ -116,6 +119,49 @@ impl Children {
 pub fn group_alive(pgid: i32) -> bool {
     // Signal 0 checks without sending; EPERM still means someone is there.
     !matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
+}
+
+/// Clock ticks since boot, as /proc/PID/stat counts a process's start.
+pub fn boot_ticks() -> u64 {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32))
+        .unwrap_or_default();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100, |v| v.max(1) as u64);
+    now.as_secs() * hz + u64::from(now.subsec_nanos()) * hz / 1_000_000_000
+}
+
+/// Whether the process group `pgid` is still the group of a child of
+/// ours, after that child (its leader) is gone: a member of it, in the
+/// session the child made, that started by `ticks` (see [`boot_ticks`]).
+/// A group number freed and taken again by someone else's new group
+/// leader only has members that started later, and is never signalled.
+pub fn group_is_still(pgid: i32, ticks: u64) -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name()
+                .as_encoded_bytes()
+                .iter()
+                .all(u8::is_ascii_digit)
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .any(|stat| {
+            // Fields after the command (which may hold spaces and parens):
+            // state ppid pgrp session ... starttime is the 20th of them.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                return false;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
+            num(2) == Some(pgid.into())
+                && num(3) == Some(pgid.into())
+                && num(19).is_some_and(|start| start as u64 <= ticks)
+        })
 }
 
 /// Signals the process group of `pid`; falls back to the pid itself for a

@@ -217,6 +217,8 @@ struct Lingering {
     service: String,
     /// The child's serial: its ChildKill timer names it.
     serial: u64,
+    /// When the child ended (see children::boot_ticks).
+    ended: u64,
 }
 
 /// The daemon: everything the loop owns.
@@ -828,6 +830,7 @@ impl Daemon {
                 },
                 wait_listener,
                 timed_out: false,
+                killed: false,
                 exec_failed: false,
                 exec: Some(token),
             },
@@ -1231,13 +1234,14 @@ impl Daemon {
                 child.exec_failed = failed;
             }
             children::log_exit(pid, &child, ended, now);
-            if child.timed_out && children::group_alive(pid) {
+            if child.timed_out && !child.killed && children::group_alive(pid) {
                 // Its group still runs: the pending ChildKill is for it.
                 self.lingering.insert(
                     pid,
                     Lingering {
                         service: child.service.clone(),
                         serial: child.serial,
+                        ended: children::boot_ticks(),
                     },
                 );
             }
@@ -1375,8 +1379,9 @@ impl Daemon {
                     self.timer(now + grace, Timer::ChildKill(pid, serial));
                 }
                 Timer::ChildKill(pid, serial) => {
-                    match self.children.get(pid) {
+                    match self.children.get_mut(pid) {
                         Some(c) if c.serial == serial && c.timed_out => {
+                            c.killed = true;
                             children::signal_group(pid, Signal::SIGKILL);
                         }
                         // The pid is a newer child's now, and so is the
@@ -1391,7 +1396,7 @@ impl Daemon {
                             // the group.
                             if let Some(l) = self.lingering.remove(&pid)
                                 && l.serial == serial
-                                && children::group_alive(pid)
+                                && children::group_is_still(pid, l.ended)
                             {
                                 warn!("timeout service={} pgid={pid} signal=SIGKILL", l.service);
                                 let _ = nix::sys::signal::kill(
@@ -1579,8 +1584,12 @@ impl Daemon {
         // Every group signalled: the children's, and those that outlived a
         // timed-out child. Shutdown waits for all of them, not only for the
         // children superd can reap (SPEC §6: SIGKILL what is left).
-        let mut groups: Vec<i32> = self.children.iter().map(|(pid, _)| pid).collect();
-        groups.extend(self.lingering.drain().map(|(pgid, _)| pgid));
+        // With each group, a time its members started by: once its
+        // leader is gone, the number is signalled only while a member that
+        // old is in it (see children::group_is_still).
+        let now = children::boot_ticks();
+        let mut groups: Vec<(i32, u64)> = self.children.iter().map(|(pid, _)| (pid, now)).collect();
+        groups.extend(self.lingering.drain().map(|(pgid, l)| (pgid, l.ended)));
         let deadline = Instant::now() + self.grace;
         let mut events = Events::with_capacity(64);
         self.reap();
@@ -1588,7 +1597,7 @@ impl Daemon {
             // A group is watched from when its leader is gone (a leader
             // that died before setsid has no group; neither has an ended
             // one).
-            groups.retain(|&g| self.children.get(g).is_some() || children::group_alive(g));
+            groups.retain(|&(g, _)| self.children.get(g).is_some() || children::group_alive(g));
             if self.children.is_empty() && groups.is_empty() {
                 break;
             }
@@ -1600,8 +1609,8 @@ impl Daemon {
                     groups.len()
                 );
                 self.children.signal_all(Signal::SIGKILL);
-                for &g in &groups {
-                    if self.children.get(g).is_none() {
+                for &(g, since) in &groups {
+                    if self.children.get(g).is_none() && children::group_is_still(g, since) {
                         let _ =
                             nix::sys::signal::kill(nix::unistd::Pid::from_raw(-g), Signal::SIGKILL);
                     }
