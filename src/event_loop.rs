@@ -1318,7 +1318,7 @@ impl Daemon {
                         let rest = pipe.buf.split_off((end + 1).min(pipe.buf.len()));
                         let line = std::mem::replace(&mut pipe.buf, rest);
                         let was_cut = std::mem::replace(&mut pipe.cut, line.last() != Some(&b'\n'));
-                        if !(was_cut && line == b"\n") {
+                        if !(was_cut && line.iter().all(|&b| b == b'\r' || b == b'\n')) {
                             log_stderr_line(pipe, &line);
                         }
                     }
@@ -1518,11 +1518,15 @@ impl Daemon {
                 continue;
             };
             let s = &st.service;
-            let addrs: Vec<String> = st
+            let mut addrs: Vec<String> = st
                 .listeners
                 .iter()
                 .filter_map(|t| self.listeners.get(t).map(|e| e.listener.local.clone()))
                 .collect();
+            if addrs.is_empty() {
+                // Not listening (disabled): the addresses it is declared on.
+                addrs = s.listen.iter().map(|a| a.to_string()).collect();
+            }
             let state = if !s.enabled {
                 "disabled"
             } else if let Some((p, _)) = st.paused.filter(|(_, until)| *until > now) {
@@ -1737,6 +1741,7 @@ fn take_from_pool(
             || key.addr.port().is_some_and(|p| p != 0)
                 && key.addr.with_port(0).as_ref() == Some(&k.addr)
                 && s.listener.port == key.addr.port()
+                && mine(s)
     };
     let found = pool.iter().find_map(|(k, slots)| {
         slots

@@ -62,6 +62,10 @@ macro_rules! raw_service {
 
             /// Reads the value of `field` (one of FIELDS); null is unset.
             fn set<'de, A: MapAccess<'de>>(&mut self, field: &str, map: &mut A) -> Result<(), A::Error> {
+                if field == "stderr" {
+                    self.stderr = Some(map.next_value::<StderrField>()?.0);
+                    return Ok(());
+                }
                 match field {
                     $(stringify!($field) => self.$field = map.next_value::<Option<$ty>>()?,)*
                     _ => unreachable!("the key seed admits only FIELDS"),
@@ -651,6 +655,55 @@ impl Scalar for StderrMode {
     fn from_str(s: &str) -> Result<Self, String> {
         let all = [StderrMode::Socket, StderrMode::Log, StderrMode::Null];
         one_of(s, &all, StderrMode::as_str, "stderr mode")
+    }
+}
+
+/// `stderr:`'s value. SPEC §2 lists `null` among the modes, and YAML reads
+/// a bare `null` (or `~`) as no value at all: here it is the null mode, not
+/// "unset", so that `stderr: null` does what it says.
+struct StderrField(StderrMode);
+
+impl<'de> Deserialize<'de> for StderrField {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StderrField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(StderrMode::EXPECTING)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<StderrField, E> {
+                Ok(StderrField(StderrMode::Null))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<StderrField, E> {
+                self.visit_unit()
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StderrField, E> {
+                ScalarVisitor::<StderrMode>(PhantomData)
+                    .visit_str(v)
+                    .map(StderrField)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StderrField, E> {
+                ScalarVisitor::<StderrMode>(PhantomData)
+                    .visit_u64(v)
+                    .map(StderrField)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StderrField, E> {
+                ScalarVisitor::<StderrMode>(PhantomData)
+                    .visit_i64(v)
+                    .map(StderrField)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StderrField, E> {
+                ScalarVisitor::<StderrMode>(PhantomData)
+                    .visit_f64(v)
+                    .map(StderrField)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StderrField, E> {
+                ScalarVisitor::<StderrMode>(PhantomData)
+                    .visit_bool(v)
+                    .map(StderrField)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

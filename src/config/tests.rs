@@ -209,6 +209,18 @@ fn merge_keys() {
     );
 }
 
+/// SPEC lists `null` among the stderr modes; YAML reads a bare `null` (and
+/// `~`) as no value, which must still mean the null mode, not the default.
+#[test]
+fn stderr_null_unquoted_is_the_null_mode() {
+    for v in ["null", "~", "\"null\"", "Null"] {
+        let c = ok(&format!("{ECHO}    stderr: {v}\n"));
+        assert_eq!(c.services[0].stderr, StderrMode::Null, "stderr: {v}");
+    }
+    let c = ok(&format!("defaults:\n  stderr: null\n{ECHO}"));
+    assert_eq!(c.services[0].stderr, StderrMode::Null);
+}
+
 #[test]
 fn unknown_key_at_the_key() {
     one(

@@ -216,7 +216,7 @@ fn runs_as_the_configured_user_and_groups() {
 fn stderr_modes_socket_log_and_null() {
     let p = probe_bin();
     let d = Superd::start(&format!(
-        "services:\n  sock:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    {u}\n  log:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: log\n    {u}\n  devnull:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: \"null\"\n    {u}\n",
+        "services:\n  sock:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    {u}\n  log:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: log\n    {u}\n  devnull:\n    listen: 127.0.0.1:0\n    exec: [{p}, stderr]\n    stderr: null\n    {u}\n",
         p = p.display(),
         u = user_line()
     ));
