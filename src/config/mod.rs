@@ -104,11 +104,19 @@ fn finish(
     ctx: &Context,
     mut errors: Vec<ConfigError>,
 ) -> Result<Config, Vec<ConfigError>> {
+    let mut defaults_broken = false;
     let parsed: Vec<validate::Parsed> = sources
         .iter()
-        .filter_map(|s| parse(&s.path, &s.text, &mut errors))
+        .filter_map(|s| parse(&s.path, &s.text, &mut errors, &mut defaults_broken))
         .collect();
-    let services = validate::validate(&parsed, ctx, &mut errors);
+    // Every service of every file may inherit from a broken `defaults`:
+    // checking them would report what follows from it (a misspelt user is
+    // not also a missing one).
+    let services = if defaults_broken {
+        Vec::new()
+    } else {
+        validate::validate(&parsed, ctx, &mut errors)
+    };
     if errors.is_empty() {
         Ok(Config { services })
     } else {
@@ -164,7 +172,12 @@ const MAX_ERRORS_PER_FILE: usize = 20;
 
 /// Walks and deserializes one file. `None` when nothing more can be said
 /// about it (its errors are in `errors`).
-fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<validate::Parsed> {
+fn parse(
+    path: &Path,
+    text: &str,
+    errors: &mut Vec<ConfigError>,
+    defaults_broken: &mut bool,
+) -> Option<validate::Parsed> {
     if let Some(pos) = tree::flow_too_deep(text) {
         errors.push(at(
             path,
@@ -200,8 +213,17 @@ fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<valid
         ));
         return None;
     }
-    for p in &walked.bare_octals {
-        errors.push(at(path, Some(*p), raw::bare_octal_message()));
+    // A bare octal is an error of its field: that field is skipped below,
+    // and the rest of the file is read.
+    let mut skip = raw::Skip::default();
+    for (p, field) in &walked.bare_octals {
+        let name = field.last().map_or("", String::as_str);
+        errors.push(at(
+            path,
+            Some(*p),
+            format!("{name}: {}", raw::bare_octal_message()),
+        ));
+        skip.insert(field.clone());
     }
     if walked.root_is_null {
         return Some(validate::Parsed {
@@ -213,19 +235,16 @@ fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<valid
     // serde stops at the first error: note it, skip the field (or the
     // service, or defaults) it is in, and read the file again, so that
     // every error of the file is reported, not only the first.
-    let mut skip = raw::Skip::default();
     let raw = loop {
         let doc = serde_yaml::Deserializer::from_str(text).next()?;
         match raw::RawFile::deserialize_skipping(doc, &skip) {
             Ok(raw) => break raw,
             Err(e) => {
                 errors.push(yaml_error(path, &e));
-                // Past an error nothing can be placed in a field (a top-level
-                // key, no position): the rest is unknown.
-                let within = e
-                    .location()
-                    .and_then(|l| walked.index.enclosing(l.line(), l.column()))?;
-                if !skip.insert(within) {
+                // Past an error outside any service (a top-level key) the
+                // rest is unknown.
+                let within = skip.current();
+                if within.is_empty() || !skip.insert(within) {
                     return None;
                 }
                 if skip.paths().count() >= MAX_ERRORS_PER_FILE {
@@ -241,9 +260,8 @@ fn parse(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Option<valid
             }
         }
     };
-    if !walked.bare_octals.is_empty() || skip.paths().any(|p| p[0] == "defaults") {
-        // Every service may inherit from a broken defaults: checking them
-        // would only report what follows from it.
+    if skip.paths().any(|p| p[0] == "defaults") {
+        *defaults_broken = true;
         return None;
     }
     // A service with a broken field is left out of the checks that follow:

@@ -46,6 +46,9 @@ macro_rules! raw_service {
         #[derive(Debug, Default)]
         pub struct RawService {
             $(pub $field: Option<$ty>,)*
+            /// `user` came through a merge key, not written in the mapping
+            /// itself: it cannot make the service root (the root rule).
+            pub user_merged: bool,
         }
 
         /// Every service field, in the order the messages list them.
@@ -55,6 +58,9 @@ macro_rules! raw_service {
             /// Takes from `other` every field this one leaves unset (a
             /// YAML merge key: keys written here win).
             fn fill_from(&mut self, other: RawService) {
+                if self.user.is_none() && (other.user.is_some() || other.user_merged) {
+                    self.user_merged = true;
+                }
                 $(if self.$field.is_none() {
                     self.$field = other.$field;
                 })*
@@ -116,20 +122,38 @@ raw_service! {
 /// `["defaults", FIELD]`. serde stops at a file's first error; skipping
 /// where it was lets the loader find the next one (`mod.rs`, `parse`).
 #[derive(Debug, Default)]
-pub struct Skip(HashSet<Vec<String>>);
+pub struct Skip {
+    paths: HashSet<Vec<String>>,
+    /// The service field (or service, or `defaults`) being read: where an
+    /// error that stops serde is, whatever position it reports (a value
+    /// replayed from an alias reports the anchor's). Empty at the top
+    /// level, where nothing can be skipped.
+    current: std::cell::RefCell<Vec<String>>,
+}
 
 impl Skip {
     /// Adds `path`; false when it was skipped already.
     pub fn insert(&mut self, path: Vec<String>) -> bool {
-        self.0.insert(path)
+        self.paths.insert(path)
     }
 
     pub fn paths(&self) -> impl Iterator<Item = &[String]> {
-        self.0.iter().map(Vec::as_slice)
+        self.paths.iter().map(Vec::as_slice)
+    }
+
+    /// What was being read when deserializing stopped (see `current`).
+    pub fn current(&self) -> Vec<String> {
+        self.current.borrow().clone()
+    }
+
+    fn reading(&self, path: &[&str]) {
+        let mut c = self.current.borrow_mut();
+        c.clear();
+        c.extend(path.iter().map(|p| p.to_string()));
     }
 
     fn has(&self, path: &[&str]) -> bool {
-        self.0
+        self.paths
             .iter()
             .any(|p| p.len() == path.len() && p.iter().zip(path).all(|(a, b)| a == b))
     }
@@ -207,6 +231,10 @@ impl<'de> Visitor<'de> for FieldKey<'_> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         let mut path = self.parent.to_vec();
         path.push(v);
+        match (self.parent.is_empty(), v) {
+            (false, _) | (true, "defaults") => self.skip.reading(&path),
+            (true, _) => self.skip.reading(&[]),
+        }
         if self.skip.has(&path) {
             return Ok(None);
         }
@@ -303,6 +331,7 @@ impl<'de> Visitor<'de> for NameKey<'_> {
         f.write_str(ServiceName::EXPECTING)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.reading(&["services", v]);
         if self.0.has(&["services", v]) {
             return Ok(None);
         }
@@ -314,21 +343,28 @@ impl<'de> Visitor<'de> for NameKey<'_> {
         self.visit_str(&v.to_string())
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        // Refused, and not a name that can be skipped: the rest is unread.
+        self.0.reading(&[]);
         ScalarVisitor::<ServiceName>(PhantomData)
             .visit_i64(v)
             .map(|n| Some(n.0))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // Refused, and not a name that can be skipped: the rest is unread.
+        self.0.reading(&[]);
         ScalarVisitor::<ServiceName>(PhantomData)
             .visit_f64(v)
             .map(|n| Some(n.0))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        // Refused, and not a name that can be skipped: the rest is unread.
+        self.0.reading(&[]);
         ScalarVisitor::<ServiceName>(PhantomData)
             .visit_bool(v)
             .map(|n| Some(n.0))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.0.reading(&[]);
         ScalarVisitor::<ServiceName>(PhantomData)
             .visit_unit()
             .map(|n| Some(n.0))

@@ -221,6 +221,95 @@ fn stderr_null_unquoted_is_the_null_mode() {
     assert_eq!(c.services[0].stderr, StderrMode::Null);
 }
 
+/// A bare octal is an error of its field, not of the file: the other
+/// errors of the file are reported with it.
+#[test]
+fn a_bare_octal_hides_no_other_error() {
+    let (_, e) = errs(
+        "services:\n  a:\n    listen: 1\n    builtin: echo\n    umask: 022\n  b:\n    listen: 2\n    builtin: echo\n    exec: /bin/cat\n    user: nobody\n",
+    );
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert_eq!(e.len(), 2, "{text:#?}");
+    assert!(
+        text[0].contains(":5:12: umask: must be a quoted octal"),
+        "{text:#?}"
+    );
+    assert!(
+        text[1].contains("exec and builtin are exclusive"),
+        "{text:#?}"
+    );
+}
+
+/// An error in a value replayed from an anchor is reported where the
+/// anchor is, and the reading goes on past it (the service being read is
+/// skipped, not the anchor's position); a merged field's error names the
+/// merging service's `<<`.
+#[test]
+fn errors_through_anchors_and_merges() {
+    let (_, e) = errs(
+        "services:\n  base: &base\n    listen: 127.0.0.1:7601\n    builtin: echo\n    bogus: 1\n  m1:\n    <<: *base\n    listen: 127.0.0.1:7602\n  m2:\n    listen: 127.0.0.1:7603\n    builtin: nope\n  m3:\n    listen: 127.0.0.1:7604\n    builtin: echo\n    max_connections: -1\n",
+    );
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    assert!(
+        text.iter().any(|t| t.contains("unknown field \"bogus\"")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("unknown builtin \"nope\"")),
+        "{text:#?}"
+    );
+    assert!(
+        text.iter().any(|t| t.contains("max_connections")),
+        "{text:#?}"
+    );
+    let (p, e) = errs(
+        "services:\n  base: &base\n    listen: 127.0.0.1:7601\n    builtin: echo\n    timeout: 0s\n  m1:\n    <<: *base\n    listen: 127.0.0.1:7602\n",
+    );
+    let m1: Vec<&ConfigError> = e.iter().filter(|e| e.line == Some(7)).collect();
+    assert_eq!(m1.len(), 1, "{e:#?}");
+    assert_eq!(m1[0].file, p);
+    assert_eq!(m1[0].column, Some(5));
+    assert!(
+        m1[0].message.contains("timeout must be longer than 0"),
+        "{e:#?}"
+    );
+}
+
+/// Only a service's own `user:` may make it root: not `defaults`, and not
+/// a mapping it merges.
+#[test]
+fn a_merge_key_cannot_make_a_service_root() {
+    let (_, e) = errs(
+        "services:\n  a: &a\n    listen: 127.0.0.1:7611\n    exec: /bin/cat\n    user: root\n  b:\n    <<: *a\n    listen: 127.0.0.1:7612\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert_eq!((e[0].line, e[0].column), (Some(6), Some(3)));
+    assert!(e[0].message.contains("through a merge key"), "{e:#?}");
+}
+
+/// A broken `defaults` stops the checks of every service, in every file:
+/// they would report what follows from it.
+#[test]
+fn a_broken_defaults_adds_no_errors_elsewhere() {
+    let d = tmpdir();
+    write(
+        &d,
+        "00-defaults.yaml",
+        "defaults:\n  user: nobody\n  max_conections: 3\n",
+    );
+    write(
+        &d,
+        "10-a.yaml",
+        "services:\n  a:\n    listen: 127.0.0.1:7621\n    exec: /bin/cat\n",
+    );
+    let e = load_with(&[d.clone()], &root_ctx()).expect_err("broken defaults");
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].message.contains("unknown field \"max_conections\""),
+        "{e:#?}"
+    );
+}
+
 #[test]
 fn unknown_key_at_the_key() {
     one(

@@ -143,28 +143,6 @@ impl Index {
         self.keys.get(&path_key(path)).copied()
     }
 
-    /// The service field, service, or `defaults` (field) that the position
-    /// `line:column` is in: the nearest such key written at or before it.
-    /// `None` when that is a key of the file's top level, or none is.
-    pub fn enclosing(&self, line: usize, column: usize) -> Option<Vec<String>> {
-        let (path, _) = self
-            .keys
-            .iter()
-            .filter(|(_, p)| (p.line, p.column) <= (line, column))
-            .filter_map(|(k, p)| {
-                let parts: Vec<&str> = k.split(SEP).skip(1).collect();
-                let ours = match parts.as_slice() {
-                    ["services", _] | ["services", _, _] | ["defaults"] | ["defaults", _] => true,
-                    [_] => false,
-                    _ => return None,
-                };
-                Some(((ours, parts), (p.line, p.column)))
-            })
-            .max_by_key(|(_, pos)| *pos)?;
-        let (ours, parts) = path;
-        ours.then(|| parts.into_iter().map(str::to_owned).collect())
-    }
-
     /// Where the value at `path` was written: the string itself, the first
     /// string of a list, or else its key.
     pub fn value(&self, path: &[&str]) -> Option<Pos> {
@@ -184,7 +162,8 @@ pub struct Walked {
     /// The root is null (`---` alone, `~`): a file without services.
     pub root_is_null: bool,
     /// Positions of bare (unquoted) numbers under `umask` / `socket_mode`.
-    pub bare_octals: Vec<Pos>,
+    /// With the path of each: `["services", NAME, "umask"]`.
+    pub bare_octals: Vec<(Pos, Vec<String>)>,
 }
 
 /// Walks one document. An `Err` is the first structural problem; its
@@ -369,7 +348,8 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             let quoted = off > 0 && matches!(self.st.text.as_bytes()[off - 1], b'"' | b'\'');
             let pos = self.st.pos(if quoted { off - 1 } else { off });
             if self.octal && !quoted && v.starts_with(|c: char| c.is_ascii_digit()) {
-                self.st.out.bare_octals.push(pos);
+                let path = self.path.split(SEP).skip(1).map(str::to_owned).collect();
+                self.st.out.bare_octals.push((pos, path));
             }
             self.st.out.index.values.insert(self.path, pos);
         }

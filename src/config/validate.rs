@@ -287,6 +287,11 @@ impl<'a> Origin<'a> {
     }
 
     fn error(&self, pos: Option<Pos>, message: impl Into<String>) -> ConfigError {
+        // A field that came through a merge key (`<<: *name`) was not
+        // written in the service: point at its `<<`, or at the service.
+        let pos = pos
+            .or_else(|| self.file.index.key(&self.path(&["<<"])))
+            .or_else(|| self.file.index.key(&self.path(&[])));
         ConfigError {
             file: self.file.path.clone(),
             line: pos.map(|p| p.line),
@@ -915,6 +920,15 @@ fn credentials<'a>(
             return None;
         };
         let info = info?;
+        if info.uid == 0 && uo.service.is_some() && raw.user_merged {
+            errors.push(own.at_key(
+                "",
+                format!(
+                    "service {name:?} would run as root through a merge key (<<): only a service's own user: may say root"
+                ),
+            ));
+            return None;
+        }
         if info.uid == 0 && uo.service.is_none() {
             errors.push(own.at_key(
                 "",
