@@ -69,6 +69,7 @@ const BATCH_BYTES: usize = 16 * 1024;
 static STDERR: Mutex<Writer> = Mutex::new(Writer {
     file: None,
     always_ready: false,
+    socket: false,
     dropped: 0,
     line: Vec::new(),
     pending: Vec::new(),
@@ -103,6 +104,9 @@ impl Write for Handle {
 struct Writer {
     file: Option<File>,
     always_ready: bool,
+    /// fd 2 is a socket (journald's stream, say): written with
+    /// MSG_DONTWAIT, so that a reader who stops can never block a write.
+    socket: bool,
     dropped: u64,
     /// Bytes of the current line already accepted by env_logger's buffer.
     line: Vec<u8>,
@@ -133,6 +137,7 @@ impl Writer {
             .flatten();
         // A regular file never blocks a write: no poll needed.
         self.always_ready = fmt == libc::S_IFREG;
+        self.socket = fmt == libc::S_IFSOCK;
     }
 
     /// Takes what env_logger hands over (normally one whole line).
@@ -237,8 +242,14 @@ impl Writer {
     }
 
     fn write_fd(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        use nix::sys::socket::{MsgFlags, send};
         match &mut self.file {
             Some(f) => f.write(bytes),
+            // A socket cannot be reopened non-blocking through /proc; a
+            // poll that says writable does not promise room for a whole
+            // write either. Partial sends are finished later (`unfinished`).
+            None if self.socket => send(2, bytes, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL)
+                .map_err(io::Error::from),
             None => io::stderr().write(bytes),
         }
     }
