@@ -243,6 +243,9 @@ pub struct Daemon {
     /// Sessions and UDP listeners that stopped on a budget, not on
     /// `WouldBlock`: no edge will come for them, so they run next turn.
     ready: Vec<Token>,
+    /// Builtin sessions that found the turn's byte budget spent
+    /// (TURN_BYTES): they go first next turn, before its events.
+    deferred: Vec<Token>,
     /// Connections this turn ended after logging about them (a builtin
     /// session's `exit`, a `refused`): closed after the turn's log lines
     /// are written, so that a peer that sees the close finds its line in
@@ -318,6 +321,7 @@ impl Daemon {
             lingering: HashMap::new(),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
+            deferred: Vec::new(),
             closing: Vec::new(),
             execs: HashMap::new(),
             next_token: 1,
@@ -521,7 +525,7 @@ impl Daemon {
         loop {
             crate::logging::flush();
             self.closing.clear();
-            let timeout = if self.ready.is_empty() {
+            let timeout = if self.ready.is_empty() && self.deferred.is_empty() {
                 self.timers
                     .peek()
                     .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
@@ -534,16 +538,22 @@ impl Daemon {
                 }
                 continue;
             }
-            // What waited from earlier turns goes first, then the new
-            // events. Builtin sessions that move much (chargen to many
-            // readers at once) share the turn's byte budget; past it they
-            // wait, and they go first next turn, ahead of the sessions that
-            // used this one: every session gets its turn.
+            // Builtin sessions that move much (chargen to many readers at
+            // once) share the turn's byte budget; past it they wait, and go
+            // first next turn, ahead of the events (where the sessions that
+            // used this turn's budget come again): every session gets its
+            // turn. Then the events, then what stopped on a budget of its
+            // own last turn.
             let ready = std::mem::take(&mut self.ready);
+            let waited = std::mem::take(&mut self.deferred);
             let mut moved = 0;
             let mut deferred: Vec<Token> = Vec::new();
             let mut seen_deferred = std::collections::HashSet::new();
-            for token in ready.into_iter().chain(events.iter().map(|e| e.token())) {
+            for token in waited
+                .into_iter()
+                .chain(events.iter().map(|e| e.token()))
+                .chain(ready)
+            {
                 if token == SIGNAL_TOKEN {
                     self.on_signals();
                 } else if self.listeners.contains_key(&token) {
@@ -560,10 +570,7 @@ impl Daemon {
                     self.exec_settled(token);
                 }
             }
-            if !deferred.is_empty() {
-                deferred.append(&mut self.ready);
-                self.ready = deferred;
-            }
+            self.deferred = deferred;
             if self.reap_pending {
                 self.reap_pending = false;
                 self.reap();
