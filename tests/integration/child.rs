@@ -344,12 +344,7 @@ fn shutdown_kills_what_outlives_a_child_in_its_group() {
     let p = dir.path().to_str().unwrap().to_string();
     let mut d = Superd::spawn(dir, &[&p, "--grace", "1s"], &[]);
     let mut s = connect(&d.addr("forked"));
-    let mut line = String::new();
-    let mut byte = [0u8; 1];
-    while read_once(&mut s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0] as char);
-    }
-    let stubborn: i32 = line.trim().parse().unwrap();
+    let stubborn: i32 = read_line_from(&mut s).trim().parse().unwrap();
     let start = std::time::Instant::now();
     d.signal(nix::sys::signal::Signal::SIGTERM);
     let status = d.wait_exit();
@@ -365,7 +360,7 @@ fn shutdown_kills_what_outlives_a_child_in_its_group() {
     d.wait_until("the group's last process gone", || {
         std::fs::metadata(format!("/proc/{stubborn}")).is_err() || proc_state(stubborn) == Some('Z')
     });
-    assert_eq!(read_once(&mut s, &mut byte).unwrap(), 0);
+    assert_eq!(read_once(&mut s, &mut [0u8; 1]).unwrap(), 0);
 }
 
 #[test]

@@ -429,6 +429,17 @@ pub fn proc_state(pid: i32) -> Option<char> {
 /// Connects to `addr` with generous timeouts.
 /// One `read`, retried when a signal interrupts it (the test process gets
 /// signals: `read` alone would report EINTR as an error).
+/// Reads one line (without its newline) byte by byte, so that nothing
+/// after it is consumed: the number a test's child prints first, say.
+pub fn read_line_from(s: &mut impl std::io::Read) -> String {
+    let mut line = String::new();
+    let mut byte = [0u8; 1];
+    while read_once(s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    line
+}
+
 pub fn read_once(s: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
     loop {
         match s.read(buf) {

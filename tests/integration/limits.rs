@@ -242,12 +242,7 @@ fn timeout_kills_the_child_and_its_process_group() {
         user_line()
     ));
     let mut s = connect(&d.addr("slow"));
-    let mut line = String::new();
-    let mut byte = [0u8; 1];
-    while read_once(&mut s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0] as char);
-    }
-    let grandchild: i32 = line.trim().parse().unwrap();
+    let grandchild: i32 = read_line_from(&mut s).trim().parse().unwrap();
     let exit = d.wait_for(&["exit", "service=slow"]);
     assert!(exit.starts_with("WARN"), "{exit}");
     assert!(exit.contains("reason=timeout"), "{exit}");
@@ -268,12 +263,7 @@ fn timeout_kills_what_outlives_the_child_in_its_group() {
         user_line()
     ));
     let mut s = connect(&d.addr("slow"));
-    let mut line = String::new();
-    let mut byte = [0u8; 1];
-    while read_once(&mut s, &mut byte).unwrap() == 1 && byte[0] != b'\n' {
-        line.push(byte[0] as char);
-    }
-    let stubborn: i32 = line.trim().parse().unwrap();
+    let stubborn: i32 = read_line_from(&mut s).trim().parse().unwrap();
     let exit = d.wait_for(&["exit", "service=slow", "reason=timeout"]);
     assert!(exit.contains("signal=SIGTERM"), "{exit}");
     let pid = field(&exit, "pid").unwrap();
@@ -283,7 +273,7 @@ fn timeout_kills_what_outlives_the_child_in_its_group() {
         std::fs::metadata(format!("/proc/{stubborn}")).is_err() || proc_state(stubborn) == Some('Z')
     });
     // With it went the last copy of the connection.
-    assert_eq!(read_once(&mut s, &mut byte).unwrap(), 0);
+    assert_eq!(read_once(&mut s, &mut [0u8; 1]).unwrap(), 0);
 }
 
 #[test]
