@@ -310,6 +310,21 @@ fn a_broken_defaults_adds_no_errors_elsewhere() {
     );
 }
 
+/// A cwd that does not exist is found at load, not by every connection's
+/// chdir; under chroot it is looked for inside the jail.
+#[test]
+fn cwd_must_exist() {
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    cwd: /no/such/dir\n",
+        6,
+        10,
+        "cwd /no/such/dir is not a directory",
+    );
+    ok("services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    cwd: /tmp\n");
+    // A builtin has no child to change directory.
+    ok(&format!("{ECHO}    cwd: /no/such/dir\n"));
+}
+
 #[test]
 fn unknown_key_at_the_key() {
     one(
@@ -847,6 +862,7 @@ fn every_field() {
     let d = tmpdir();
     let chroot = d.join("jail");
     std::fs::create_dir_all(chroot.join("bin")).unwrap();
+    std::fs::create_dir_all(chroot.join("tmp")).unwrap();
     std::fs::copy("/bin/cat", chroot.join("bin/cat")).unwrap();
     let text = format!(
         r#"defaults:

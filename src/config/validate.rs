@@ -556,6 +556,17 @@ fn service<'a>(
             format!("chroot {} is not a directory", c.display()),
         ));
     }
+    // cwd must exist when the service loads (inside the chroot, if any),
+    // or every connection would end in `exec failed step=chdir`; a
+    // builtin has no child to change into it.
+    if let Some((cwd, o)) = pick!(cwd)
+        && builtin.is_none()
+    {
+        let host = host_path(&cwd.0, chroot.as_ref().map(|(c, _)| c.as_path()));
+        if !cache.is_dir(&host) {
+            errors.push(o.at_value("cwd", format!("cwd {} is not a directory", host.display())));
+        }
+    }
     let program = match (exec, builtin) {
         (Some(_), Some(_)) => {
             errors.push(
