@@ -325,6 +325,15 @@ impl<'de> DeserializeSeed<'de> for NameKey<'_> {
     }
 }
 
+impl NameKey<'_> {
+    /// A key that is no string: refused, and no name a later reading could
+    /// skip, so the rest of the file goes unread.
+    fn not_a_name<E>(self, r: Result<ServiceName, E>) -> Result<Option<String>, E> {
+        self.0.reading(&[]);
+        r.map(|n| Some(n.0))
+    }
+}
+
 impl<'de> Visitor<'de> for NameKey<'_> {
     type Value = Option<String>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -343,31 +352,16 @@ impl<'de> Visitor<'de> for NameKey<'_> {
         self.visit_str(&v.to_string())
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        // Refused, and not a name that can be skipped: the rest is unread.
-        self.0.reading(&[]);
-        ScalarVisitor::<ServiceName>(PhantomData)
-            .visit_i64(v)
-            .map(|n| Some(n.0))
+        self.not_a_name(ScalarVisitor::<ServiceName>(PhantomData).visit_i64(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        // Refused, and not a name that can be skipped: the rest is unread.
-        self.0.reading(&[]);
-        ScalarVisitor::<ServiceName>(PhantomData)
-            .visit_f64(v)
-            .map(|n| Some(n.0))
+        self.not_a_name(ScalarVisitor::<ServiceName>(PhantomData).visit_f64(v))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        // Refused, and not a name that can be skipped: the rest is unread.
-        self.0.reading(&[]);
-        ScalarVisitor::<ServiceName>(PhantomData)
-            .visit_bool(v)
-            .map(|n| Some(n.0))
+        self.not_a_name(ScalarVisitor::<ServiceName>(PhantomData).visit_bool(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        self.0.reading(&[]);
-        ScalarVisitor::<ServiceName>(PhantomData)
-            .visit_unit()
-            .map(|n| Some(n.0))
+        self.not_a_name(ScalarVisitor::<ServiceName>(PhantomData).visit_unit())
     }
 }
 
@@ -701,45 +695,7 @@ struct StderrField(StderrMode);
 
 impl<'de> Deserialize<'de> for StderrField {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = StderrField;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(StderrMode::EXPECTING)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<StderrField, E> {
-                Ok(StderrField(StderrMode::Null))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<StderrField, E> {
-                self.visit_unit()
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<StderrField, E> {
-                ScalarVisitor::<StderrMode>(PhantomData)
-                    .visit_str(v)
-                    .map(StderrField)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<StderrField, E> {
-                ScalarVisitor::<StderrMode>(PhantomData)
-                    .visit_u64(v)
-                    .map(StderrField)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<StderrField, E> {
-                ScalarVisitor::<StderrMode>(PhantomData)
-                    .visit_i64(v)
-                    .map(StderrField)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<StderrField, E> {
-                ScalarVisitor::<StderrMode>(PhantomData)
-                    .visit_f64(v)
-                    .map(StderrField)
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<StderrField, E> {
-                ScalarVisitor::<StderrMode>(PhantomData)
-                    .visit_bool(v)
-                    .map(StderrField)
-            }
-        }
-        d.deserialize_any(V)
+        Option::<StderrMode>::deserialize(d).map(|m| StderrField(m.unwrap_or(StderrMode::Null)))
     }
 }
 
