@@ -138,7 +138,7 @@ pub fn boot_ticks() -> u64 {
 /// session the child made, that started by `ticks` (see [`boot_ticks`]).
 /// A group number freed and taken again by someone else's new group
 /// leader only has members that started later, and is never signalled.
-pub fn group_is_still(pgid: i32, ticks: u64) -> bool {
+fn group_is_still(pgid: i32, ticks: u64) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -162,6 +162,14 @@ pub fn group_is_still(pgid: i32, ticks: u64) -> bool {
                 && num(3) == Some(pgid.into())
                 && num(19).is_some_and(|start| start as u64 <= ticks)
         })
+}
+
+/// SIGKILLs what is left of a child's process group after the child (its
+/// leader) is gone, if it is still that group (see [`group_is_still`]);
+/// whether it was signalled. Never falls back to a pid: the child's is
+/// free for anyone now.
+pub fn kill_leftover_group(pgid: i32, started_by: u64) -> bool {
+    group_is_still(pgid, started_by) && kill(Pid::from_raw(-pgid), Signal::SIGKILL).is_ok()
 }
 
 /// Signals the process group of `pid`; falls back to the pid itself for a

@@ -1403,13 +1403,9 @@ impl Daemon {
                             // the group.
                             if let Some(l) = self.lingering.remove(&pid)
                                 && l.serial == serial
-                                && children::group_is_still(pid, l.ended)
+                                && children::kill_leftover_group(pid, l.ended)
                             {
                                 warn!("timeout service={} pgid={pid} signal=SIGKILL", l.service);
-                                let _ = nix::sys::signal::kill(
-                                    nix::unistd::Pid::from_raw(-pid),
-                                    Signal::SIGKILL,
-                                );
                             }
                         }
                     }
@@ -1597,7 +1593,7 @@ impl Daemon {
         // children superd can reap (SPEC §6: SIGKILL what is left).
         // With each group, a time its members started by: once its
         // leader is gone, the number is signalled only while a member that
-        // old is in it (see children::group_is_still).
+        // old is in it (see children::kill_leftover_group).
         let now = children::boot_ticks();
         let mut groups: Vec<(i32, u64)> = self.children.iter().map(|(pid, _)| (pid, now)).collect();
         groups.extend(self.lingering.drain().map(|(pgid, l)| (pgid, l.ended)));
@@ -1621,9 +1617,8 @@ impl Daemon {
                 );
                 self.children.signal_all(Signal::SIGKILL);
                 for &(g, since) in &groups {
-                    if self.children.get(g).is_none() && children::group_is_still(g, since) {
-                        let _ =
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(-g), Signal::SIGKILL);
+                    if self.children.get(g).is_none() {
+                        children::kill_leftover_group(g, since);
                     }
                 }
                 // SIGKILL cannot be caught: reap them, waiting briefly.
