@@ -618,26 +618,27 @@ fn service<'a>(
     };
     let is_builtin = builtin.is_some() && exec.is_none();
 
-    // wait: builtins never fork, so there is nothing to wait for; a dgram
-    // exec service has no connection to hand over, so it must wait.
+    // wait: a dgram service has no connection to hand over, so it waits
+    // (a builtin serves each datagram on the bound socket itself: inetd's
+    // `dgram udp wait … internal`); a stream builtin never forks, so there
+    // is nothing for it to wait for.
     let wait = match (pick!(wait), is_builtin) {
-        (Some((true, o)), true) => {
+        (Some((true, o)), true) if socket != SocketType::Dgram => {
             errors.push(o.at_value(
                 "wait",
-                "wait: true makes no sense for a builtin (builtins never fork)",
+                "wait: true makes no sense for a builtin on a stream socket (builtins never fork)",
             ));
             false
         }
-        (_, true) => false,
-        (Some((false, o)), false) if socket == SocketType::Dgram => {
+        (Some((false, o)), _) if socket == SocketType::Dgram => {
             errors.push(o.at_value(
                 "wait",
                 "dgram services need wait: true (there is no connection to accept)",
             ));
             true
         }
-        (Some((w, _)), false) => *w,
-        (None, false) => socket == SocketType::Dgram,
+        (Some((w, _)), _) => *w,
+        (None, _) => socket == SocketType::Dgram,
     };
 
     let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);

@@ -501,6 +501,18 @@ fn udp_builtins_never_answer_a_source_port_below_1024() {
     assert!(nothing_queued(&low));
 }
 
+/// inetd's spelling of a UDP builtin, `daytime dgram udp wait root
+/// internal`, is accepted as it is written and served like the default.
+#[test]
+fn a_udp_builtin_written_with_wait_true_is_served() {
+    let d = Superd::start(
+        "services:\n  uecho:\n    listen: 127.0.0.1:0\n    socket: dgram\n    wait: true\n    builtin: echo\n",
+    );
+    let client = udp_client("127.0.0.1:0");
+    assert_eq!(udp_ask(&client, &d.addr("uecho"), b"hello"), b"hello");
+    assert_eq!(udp_ask(&client, &d.addr("uecho"), b"again"), b"again");
+}
+
 #[test]
 fn max_connections_applies_to_builtin_sessions() {
     let d = Superd::start(
