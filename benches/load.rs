@@ -49,13 +49,16 @@ fn main() {
             proto,
             args[4].parse().expect("concurrency"),
             Duration::from_secs_f64(args[5].parse().expect("seconds")),
+            args.get(6).map(|p| p.parse().expect("server pid")),
         )]);
+        let (server_us, client_us, idle) = r.cost();
         println!(
-            "{:.0} conn/s p50 {:.3} ms p99 {:.3} ms errors {}",
+            "{:.0} conn/s p50 {:.3} ms p99 {:.3} ms errors {} server {server_us:.1} us/conn client {client_us:.1} us/conn idle {:.0}%",
             r.rate,
             r.p50 as f64 / 1000.0,
             r.p99 as f64 / 1000.0,
-            r.errors
+            r.errors,
+            idle * 100.0
         );
         return;
     }
@@ -102,12 +105,14 @@ fn main() {
         port: sd.ports[0],
         proto: Proto::Tiny,
         child: None,
+        cpu_pid: None,
     });
     servers.push(Server {
         label: "superd fork+exec (-q)".into(),
         port: sd_q.ports[0],
         proto: Proto::Tiny,
         child: None,
+        cpu_pid: None,
     });
     match start_tcpserver(&tiny) {
         Ok(s) => servers.push(s),
@@ -122,12 +127,14 @@ fn main() {
         port: sd.ports[1],
         proto: Proto::Echo,
         child: None,
+        cpu_pid: Some(sd_pid),
     });
     servers.push(Server {
         label: "superd builtin echo (-q)".into(),
         port: sd_q.ports[1],
         proto: Proto::Echo,
         child: None,
+        cpu_pid: Some(sd_q.child.id()),
     });
     for s in &servers {
         wait_serving(s.port, s.proto).unwrap_or_else(|e| panic!("{}: {e}", s.label));
@@ -142,7 +149,7 @@ fn main() {
         let mut rounds: Vec<Vec<Round>> = (0..servers.len()).map(|_| Vec::new()).collect();
         for _ in 0..rounds_n {
             for (i, s) in servers.iter().enumerate() {
-                rounds[i].push(run_round(s.port, s.proto, c, cell));
+                rounds[i].push(run_round(s.port, s.proto, c, cell, s.cpu_pid));
                 // Let the previous round's zombies and TIME_WAITs settle.
                 thread::sleep(Duration::from_millis(200));
             }
@@ -223,6 +230,39 @@ fn main() {
                 out,
                 "| {level} | {c} | {:.1} |",
                 results[e][ci].rate / results[x][ci].rate
+            );
+        }
+    }
+    // What bounds echo on this machine: the client shares its CPUs, and
+    // each connection costs the kernel's TCP work on both sides.
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let _ = writeln!(
+        out,
+        "\nWhere a builtin echo connection's CPU goes (measured windows only; superd's CPU from /proc, the client's from getrusage):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| log level | c | conn/s | superd µs/conn | client µs/conn | machine idle | min(c, CPUs) ÷ (superd + client), conn/s | that ÷ fork+exec |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (level, echo, exec) in [
+        ("default", "superd builtin echo", "superd fork+exec"),
+        ("-q", "superd builtin echo (-q)", "superd fork+exec (-q)"),
+    ] {
+        let (Some(e), Some(x)) = (find(echo), find(exec)) else {
+            continue;
+        };
+        for (ci, &c) in CONCURRENCY.iter().enumerate() {
+            let r = &results[e][ci];
+            let (server_us, client_us, idle) = r.cost();
+            // At c=1 client and server take turns: one CPU's worth.
+            let bound = cpus.min(c as f64) * 1e6 / (server_us + client_us);
+            let _ = writeln!(
+                out,
+                "| {level} | {c} | {:.0} | {server_us:.1} | {client_us:.1} | {:.0} % | {bound:.0} | {:.1} |",
+                r.rate,
+                idle * 100.0,
+                bound / results[x][ci].rate
             );
         }
     }
@@ -335,6 +375,9 @@ struct Server {
     port: u16,
     proto: Proto,
     child: Option<Child>,
+    /// The process that does all of this server's work (superd for its
+    /// builtin echo): its CPU per connection is reported.
+    cpu_pid: Option<u32>,
 }
 
 /// A server the benchmark started is killed when dropped, on a failed
@@ -426,6 +469,7 @@ fn start_ceiling(tiny: &Path) -> Server {
         port: line.trim().parse().expect("ceiling port"),
         proto: Proto::Tiny,
         child: Some(child),
+        cpu_pid: None,
     }
 }
 
@@ -455,6 +499,7 @@ fn start_tcpserver(tiny: &Path) -> Result<Server, String> {
         port,
         proto: Proto::Tiny,
         child: Some(child),
+        cpu_pid: None,
     })
 }
 
@@ -487,6 +532,7 @@ fn start_xinetd(tiny: &Path, dir: &Path) -> Result<Server, String> {
         port,
         proto: Proto::Tiny,
         child: Some(child),
+        cpu_pid: None,
     })
 }
 
@@ -606,11 +652,62 @@ fn wait_serving(port: u16, proto: Proto) -> Result<(), String> {
 
 // ---- load ---------------------------------------------------------------------
 
-/// One round of one cell: its rate and every latency (microseconds).
+/// One round of one cell: its rate and every latency (microseconds), and
+/// where the machine's CPU went during the measured window.
 struct Round {
     rate: f64,
     lat: Vec<u32>,
     errors: u64,
+    cpu: CpuUse,
+}
+
+/// CPU used over a measured window, and what was left idle.
+#[derive(Clone, Copy, Default)]
+struct CpuUse {
+    /// The server process given to [`run_round`], in clock ticks.
+    server_ticks: u64,
+    /// This benchmark process (the client threads), in microseconds.
+    client_us: u64,
+    /// The whole machine, in clock ticks: idle (with iowait), and all.
+    idle_ticks: u64,
+    total_ticks: u64,
+}
+
+impl CpuUse {
+    fn now(server: Option<u32>) -> CpuUse {
+        // SAFETY: getrusage fills the zeroed structure it is given.
+        let ru = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+            ru
+        };
+        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+        let (idle_ticks, total_ticks) = machine_ticks();
+        CpuUse {
+            server_ticks: server.map_or(0, cpu_ticks),
+            client_us: tv(ru.ru_utime) + tv(ru.ru_stime),
+            idle_ticks,
+            total_ticks,
+        }
+    }
+
+    fn since(self, before: CpuUse) -> CpuUse {
+        CpuUse {
+            server_ticks: self.server_ticks - before.server_ticks,
+            client_us: self.client_us - before.client_us,
+            idle_ticks: self.idle_ticks - before.idle_ticks,
+            total_ticks: self.total_ticks - before.total_ticks,
+        }
+    }
+
+    fn add(self, o: CpuUse) -> CpuUse {
+        CpuUse {
+            server_ticks: self.server_ticks + o.server_ticks,
+            client_us: self.client_us + o.client_us,
+            idle_ticks: self.idle_ticks + o.idle_ticks,
+            total_ticks: self.total_ticks + o.total_ticks,
+        }
+    }
 }
 
 #[derive(Clone, Default)]
@@ -620,6 +717,23 @@ struct Cell {
     p50: u64,
     p99: u64,
     errors: u64,
+    /// The rounds' CPU together, and the connections they counted.
+    cpu: CpuUse,
+    conns: u64,
+}
+
+impl Cell {
+    /// The server's and the client's CPU per connection (µs), and the
+    /// share of the machine left idle.
+    fn cost(&self) -> (f64, f64, f64) {
+        let n = self.conns.max(1) as f64;
+        let tick_us = 1e6 / clock_ticks_per_sec();
+        (
+            self.cpu.server_ticks as f64 * tick_us / n,
+            self.cpu.client_us as f64 / n,
+            self.cpu.idle_ticks as f64 / self.cpu.total_ticks.max(1) as f64,
+        )
+    }
 }
 
 /// One connection: connect, (echo: send a line, half-close), read to EOF,
@@ -647,6 +761,7 @@ impl Cell {
         rounds.sort_by(|a, b| a.rate.total_cmp(&b.rate));
         let rate = rounds.get(rounds.len() / 2).map_or(0.0, |r| r.rate);
         let errors = rounds.iter().map(|r| r.errors).sum();
+        let cpu = rounds.iter().fold(CpuUse::default(), |a, r| a.add(r.cpu));
         let mut all: Vec<u32> = rounds.into_iter().flat_map(|r| r.lat).collect();
         all.sort_unstable();
         let pct = |p: usize| all.get(all.len() * p / 100).copied().unwrap_or(0) as u64;
@@ -655,6 +770,8 @@ impl Cell {
             p50: pct(50),
             p99: pct(99),
             errors,
+            cpu,
+            conns: all.len() as u64,
         }
     }
 }
@@ -665,7 +782,9 @@ impl Cell {
 /// and the rate measures the server. A connection is timed from `socket()`
 /// to its verified EOF; it counts when it started after the warm-up and
 /// ended before the round's end.
-fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
+/// `server`, when given, is the process whose CPU is measured as the
+/// server's, over the measured window only.
+fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration, server: Option<u32>) -> Round {
     let stop = Arc::new(AtomicBool::new(false));
     let from = Instant::now() + WARMUP;
     let to = from + dur;
@@ -680,7 +799,10 @@ fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
             thread::spawn(move || client_worker(port, proto, n, first, from, to, &stop))
         })
         .collect();
+    thread::sleep(from.saturating_duration_since(Instant::now()));
+    let before = CpuUse::now(server);
     thread::sleep(to.saturating_duration_since(Instant::now()));
+    let cpu = CpuUse::now(server).since(before);
     stop.store(true, Ordering::Relaxed);
     let mut all: Vec<u32> = Vec::new();
     let mut errors = 0;
@@ -693,6 +815,7 @@ fn run_round(port: u16, proto: Proto, conc: usize, dur: Duration) -> Round {
         rate: all.len() as f64 / dur.as_secs_f64(),
         lat: all,
         errors,
+        cpu,
     }
 }
 
@@ -1050,6 +1173,27 @@ fn vm(pid: u32, field: &str) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The machine's idle (with iowait) and total clock ticks, all CPUs.
+fn machine_ticks() -> (u64, u64) {
+    let s = fs::read_to_string("/proc/stat").expect("/proc/stat");
+    let f: Vec<u64> = s
+        .lines()
+        .next()
+        .expect("cpu line")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().expect("tick count"))
+        .collect();
+    (f[3] + f[4], f.iter().sum())
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no memory arguments.
+    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if n > 0 { n as f64 } else { 100.0 }
 }
 
 /// utime + stime of a process, in clock ticks.
