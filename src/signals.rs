@@ -41,6 +41,9 @@ impl Signals {
     /// child is started, so no SIGCHLD can be lost.
     pub fn install() -> nix::Result<Signals> {
         let set = handled();
+        // Blocked signals reach the signalfd even when ignored, but an
+        // ignored SIGCHLD also means "reap my children for me".
+        crate::sys::default_disposition(Signal::SIGCHLD)?;
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Signals { fd })

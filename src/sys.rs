@@ -25,3 +25,15 @@ pub fn utc_offset(unix_secs: i64) -> i64 {
     let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
     if ok { tm.tm_gmtoff } else { 0 }
 }
+
+/// Puts `signal` back to its default disposition, with no flags: an
+/// ignored SIGCHLD inherited from whoever started superd would make the
+/// kernel reap every child itself (no exit status, no `exit` line, a
+/// `max_connections` slot never freed).
+pub fn default_disposition(signal: nix::sys::signal::Signal) -> nix::Result<()> {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
+    // signal context; the previous action is not needed.
+    unsafe { sigaction(signal, &dfl) }.map(drop)
+}

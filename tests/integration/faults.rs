@@ -180,6 +180,30 @@ fn crash_storm_of_segfaulting_children_is_logged_and_survived() {
     eprintln!("crash storm: {N} connections in {:?}", started.elapsed());
 }
 
+/// Started with SIGCHLD ignored (which would have the kernel reap every
+/// child unseen), superd still reaps and logs each child, and its
+/// `max_connections` slot comes back.
+#[test]
+fn an_inherited_ignored_sigchld_does_not_hide_children() {
+    let dir = TempDir::new("sigchld");
+    dir.write(
+        "test.yaml",
+        &format!(
+            "services:\n  hi:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, hi]\n    max_connections: 1\n    {}\n",
+            user_line()
+        ),
+    );
+    let path = dir.path().to_str().unwrap().to_string();
+    let d = Superd::spawn_sigchld_ignored(dir, &[&path]);
+    let addr = d.addr("hi");
+    for n in 1..=3 {
+        assert_eq!(read_all(&addr), b"hi\n", "connection {n}");
+        let line = d.wait_nth(n, &["exit service=hi "]);
+        assert!(line.contains(" status=0 "), "{line}");
+    }
+    assert_eq!(d.zombies(), 0);
+}
+
 /// Every way exec can fail, each logged with its errno; 1,000 failures in
 /// all leak no descriptor and cost little CPU (nowait failures are paced).
 #[test]

@@ -230,6 +230,34 @@ impl Superd {
                 });
             }
         }
+        Superd::spawn_command(cmd, dir, args, env)
+    }
+
+    /// Like `spawn`, with SIGCHLD ignored by whoever started superd (an
+    /// init script or a harness may leave it so).
+    pub fn spawn_sigchld_ignored(dir: TempDir, args: &[&str]) -> Superd {
+        use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new(superd_bin());
+        // SAFETY: sigaction is async-signal-safe; nothing else runs
+        // between fork and exec here.
+        unsafe {
+            cmd.pre_exec(|| {
+                let ign = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+                sigaction(Signal::SIGCHLD, &ign)
+                    .map(drop)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        Superd::spawn_command(cmd, dir, args, &[])
+    }
+
+    fn spawn_command(
+        mut cmd: Command,
+        dir: TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Superd {
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
