@@ -658,14 +658,16 @@ impl UdpServer {
         self.kind
     }
 
-    /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`]) and answers
-    /// each one whose source passes [`udp_source_allowed`] and then
-    /// `admit` (the loop's access and limit checks).
+    /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`], or `most`:
+    /// the tokens the service's `rate` has left) and answers each one
+    /// whose source passes [`udp_source_allowed`] and then `admit` (the
+    /// loop's access checks).
     pub fn serve<S, F>(
         &mut self,
         socket: &S,
         now_unix: i64,
         utc_offset: i64,
+        most: usize,
         mut admit: F,
     ) -> UdpDrain
     where
@@ -676,7 +678,7 @@ impl UdpServer {
             self.recv.resize(MAX_DATAGRAM, 0);
         }
         let mut drain = UdpDrain::default();
-        for _ in 0..UDP_BUDGET {
+        for _ in 0..UDP_BUDGET.min(most) {
             let (n, peer) = match socket.recv_from(&mut self.recv) {
                 Ok(got) => got,
                 Err(e) => match e.kind() {
@@ -1150,6 +1152,23 @@ mod tests {
         }
     }
 
+    /// `most` (the rate's tokens) stops the drain early; the rest stay
+    /// queued for the next call.
+    #[test]
+    fn udp_server_reads_at_most_its_tokens() {
+        let (server, client) = udp_pair();
+        let mut echo = UdpServer::new(Builtin::Echo);
+        for p in [b"a", b"b", b"c"] {
+            client.send(p).unwrap();
+        }
+        let d = echo.serve(&server, 0, 0, 2, |_| true);
+        assert_eq!(d.datagrams.len(), 2);
+        assert!(d.again, "stopped before WouldBlock");
+        let d = echo.serve(&server, 0, 0, usize::MAX, |_| true);
+        assert_eq!(d.datagrams.len(), 1);
+        assert!(!d.again);
+    }
+
     #[test]
     fn udp_server_answers_until_wouldblock() {
         let (server, client) = udp_pair();
@@ -1157,13 +1176,13 @@ mod tests {
         let mut echo = UdpServer::new(Builtin::Echo);
 
         // Nothing queued: nothing done.
-        let d = echo.serve(&server, 0, 0, |_| true);
+        let d = echo.serve(&server, 0, 0, usize::MAX, |_| true);
         assert!(d.datagrams.is_empty() && !d.again && d.error.is_none());
 
         let big = pattern(60_000);
         client.send(b"one").unwrap();
         client.send(&big).unwrap();
-        let d = echo.serve(&server, 0, 0, |_| true);
+        let d = echo.serve(&server, 0, 0, usize::MAX, |_| true);
         assert!(!d.again && d.error.is_none());
         assert_eq!(
             d.datagrams,
@@ -1185,7 +1204,7 @@ mod tests {
 
         // The loop's admit says no: no reply.
         client.send(b"two").unwrap();
-        let d = echo.serve(&server, 0, 0, |peer| peer != me);
+        let d = echo.serve(&server, 0, 0, usize::MAX, |peer| peer != me);
         assert_eq!(d.datagrams[0].outcome, UdpOutcome::Refused);
         assert_eq!(recv(&client), None);
     }
@@ -1196,7 +1215,7 @@ mod tests {
         let mut chargen = UdpServer::new(Builtin::Chargen);
         client.send(b"").unwrap();
         client.send(b"x").unwrap();
-        let d = chargen.serve(&server, 0, 0, |_| true);
+        let d = chargen.serve(&server, 0, 0, usize::MAX, |_| true);
         assert_eq!(d.datagrams.len(), 2);
         assert_eq!(recv(&client).unwrap(), chargen_line(0));
         let second = recv(&client).unwrap();
@@ -1205,13 +1224,13 @@ mod tests {
 
         let mut discard = UdpServer::new(Builtin::Discard);
         client.send(b"drop me").unwrap();
-        let d = discard.serve(&server, 0, 0, |_| true);
+        let d = discard.serve(&server, 0, 0, usize::MAX, |_| true);
         assert_eq!(d.datagrams[0].outcome, UdpOutcome::NoReply);
         assert_eq!(recv(&client), None);
 
         let mut time = UdpServer::new(Builtin::Time);
         client.send(b"").unwrap();
-        time.serve(&server, 0, 0, |_| true);
+        time.serve(&server, 0, 0, usize::MAX, |_| true);
         assert_eq!(recv(&client).unwrap(), format_time(0));
     }
 
@@ -1222,10 +1241,10 @@ mod tests {
         for _ in 0..UDP_BUDGET + 3 {
             client.send(b"x").unwrap();
         }
-        let d = discard.serve(&server, 0, 0, |_| true);
+        let d = discard.serve(&server, 0, 0, usize::MAX, |_| true);
         assert!(d.again);
         assert_eq!(d.datagrams.len(), UDP_BUDGET);
-        let d = discard.serve(&server, 0, 0, |_| true);
+        let d = discard.serve(&server, 0, 0, usize::MAX, |_| true);
         assert!(!d.again);
         assert_eq!(d.datagrams.len(), 3);
     }

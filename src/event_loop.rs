@@ -1189,11 +1189,24 @@ impl Daemon {
         let Some(udp) = entry.udp.as_mut() else {
             return;
         };
+        // `rate` counts datagrams here: over it, they wait in the socket's
+        // receive buffer until a token is free, as connections wait in
+        // the backlog.
+        let now = Instant::now();
+        if let Err(at) = st.limits.rate_ready(now) {
+            st.paused = Some((Pause::Rate, at));
+            self.timer(at, Timer::Resume(sid));
+            return;
+        }
+        let most = st
+            .limits
+            .rate_tokens(now)
+            .map_or(usize::MAX, |n| n as usize);
         let sock = FdDatagram(entry.listener.fd.as_fd());
         let counters = &mut st.counters;
         let t = builtins::now_unix();
         let offset = offset_for(udp.kind(), t);
-        let drain = udp.serve(&sock, t, offset, |peer| {
+        let drain = udp.serve(&sock, t, offset, most, |peer| {
             match access::check(peer.ip(), &service.only_from, &service.deny_from) {
                 Ok(()) => {
                     counters.accepted += 1;
@@ -1214,6 +1227,10 @@ impl Daemon {
                 }
             }
         });
+        for _ in &drain.datagrams {
+            // Every datagram read takes a token, refused or not.
+            let _ = st.limits.take_rate_token(now);
+        }
         for d in &drain.datagrams {
             debug!(
                 "datagram service={} peer={} bytes_in={} outcome={:?}",

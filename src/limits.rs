@@ -258,6 +258,11 @@ impl ServiceLimits {
         }
     }
 
+    /// Whole tokens `rate` has left at `now`; `None` without a `rate`.
+    pub fn rate_tokens(&self, now: Instant) -> Option<u32> {
+        self.bucket.as_ref().map(|b| b.available(now))
+    }
+
     /// Spends the token of an accepted connection: `Err(at)` (nothing
     /// taken) means none is left until `at`. Always `Ok` without a `rate`.
     pub fn take_rate_token(&mut self, now: Instant) -> Result<(), Instant> {

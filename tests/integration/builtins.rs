@@ -513,6 +513,38 @@ fn a_udp_builtin_written_with_wait_true_is_served() {
     assert_eq!(udp_ask(&client, &d.addr("uecho"), b"again"), b"again");
 }
 
+/// `rate` on a UDP builtin counts datagrams: a burst of N is answered at
+/// once, the rest wait in the socket's buffer and are answered as tokens
+/// come, none dropped.
+#[test]
+fn rate_paces_a_udp_builtin() {
+    let d = Superd::start(
+        "services:\n  urate:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n    rate: \"2/s\"\n",
+    );
+    let to: SocketAddr = d.addr("urate").parse().unwrap();
+    let c = udp_client("127.0.0.1:0");
+    let sent = Instant::now();
+    for i in 0..6u8 {
+        c.send_to(&[b'0' + i], to).unwrap();
+    }
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16];
+    for _ in 0..6 {
+        let (n, _) = c.recv_from(&mut buf).expect("every datagram answered");
+        got.extend_from_slice(&buf[..n]);
+    }
+    // Two at once (the burst), then four more at 2/s: 2 s at the least.
+    let took = sent.elapsed();
+    assert_eq!(got, b"012345");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "six replies in {took:?}"
+    );
+    d.signal(nix::sys::signal::Signal::SIGUSR1);
+    let st = d.wait_for(&["status service=urate "]);
+    assert!(st.contains(" accepted=6 "), "{st}");
+}
+
 #[test]
 fn max_connections_applies_to_builtin_sessions() {
     let d = Superd::start(
