@@ -425,6 +425,11 @@ pub fn oneline_with(
         return Err(errors);
     }
 
+    // As root, a quick tool runs as nobody unless told otherwise: the
+    // command line is a configuration whose `defaults` name that user
+    // (defaults can never make a service root), so `superd --listen ADDR
+    // -- PROG` works for root too, and nothing runs as root by accident.
+    let as_nobody = ctx.euid == 0 && !keys.iter().any(|k| k == "user");
     let mut text = String::from("services:\n");
     let name_yaml = serde_yaml::to_string(&Value::String(name)).unwrap_or_default();
     text.push_str(&format!("  {}:\n", name_yaml.trim_end()));
@@ -444,6 +449,9 @@ pub fn oneline_with(
         ranges.push((first, lines, label));
     }
 
+    if as_nobody {
+        text.push_str("defaults:\n  user: nobody\n");
+    }
     let sources = [files::Source {
         path: file.clone(),
         text,

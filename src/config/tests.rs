@@ -1224,14 +1224,17 @@ fn oneline() {
             .starts_with("--set lisen=1: unknown field \"lisen\", expected one of listen"),
         "{e:?}"
     );
-    // As root, a user is required; the error is the service's, no field's.
-    let e = rejected(&[]);
-    assert_eq!(
-        e[0].to_string(),
-        format!(
-            "{COMMAND_LINE}: service \"cat\" needs a user: superd runs as root (add --set user=NAME)"
-        )
-    );
+    // As root, without --set user=, the service runs as nobody, never as
+    // root; --set user=root is the way to say root.
+    let as_root = |sets: &[(String, String)]| {
+        oneline_with(&["7000".into()], sets, &["/bin/cat".into()], &ctx)
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    };
+    let c = as_root(&[]);
+    let cred = c.services[0].credentials.as_ref().expect("a user");
+    assert_eq!((cred.user.as_str(), cred.uid), ("nobody", 65534));
+    let c = as_root(&[("user".into(), "root".into())]);
+    assert_eq!(c.services[0].credentials.as_ref().map(|c| c.uid), Some(0));
 }
 
 #[test]
