@@ -342,7 +342,13 @@ impl Session {
         match &self.state {
             // RFC 862: echo until the peer stops, then flush what we owe.
             State::Echo(ring) => self.read_eof && ring.len() == 0,
-            State::Discard | State::Chargen { .. } => self.read_eof,
+            State::Discard => self.read_eof,
+            // RFC 864: the stream goes on "until the calling user
+            // terminates the connection": a half-close is not that (a
+            // client may shut its write side and go on reading); the
+            // peer's close ends it with a write error, a peer that stops
+            // reading with idle_timeout.
+            State::Chargen { .. } => false,
             // RFC 867/868: "the server closes the connection" once sent.
             State::Reply { data, sent } => *sent == data.len(),
         }
@@ -1030,8 +1036,23 @@ mod tests {
             assert_eq!(line, chargen_line(k), "line {k}");
         }
 
+        // A half-close does not end the stream; the peer's close does.
         peer.shutdown(Shutdown::Write).unwrap();
-        assert!(s.pump(&mut server).done);
+        let before = got.len();
+        let mut rounds = 0;
+        while got.len() < before + CHARGEN_PERIOD {
+            rounds += 1;
+            assert!(rounds < 100_000, "no progress after the half-close");
+            assert!(!s.pump(&mut server).done, "ended at the peer's EOF");
+            drain(&mut peer, &mut got);
+        }
+        drop(peer);
+        let mut rounds = 0;
+        while !s.pump(&mut server).done {
+            rounds += 1;
+            assert!(rounds < 1000, "no end after the peer closed");
+        }
+        assert!(s.error().is_some(), "ended on the write error");
     }
 
     /// A stream that accepts every write and has nothing to read, after

@@ -246,6 +246,30 @@ fn each_builtin_over_tcp_sends_the_exact_bytes() {
     d.wait_for(&["exit", "service=chargen "]);
 }
 
+/// RFC 864: chargen sends "until the calling user terminates the
+/// connection"; a client that half-closes (as `nc` does at the end of its
+/// input) still gets the stream.
+#[test]
+fn chargen_goes_on_after_the_peer_half_closes() {
+    let d = Superd::start("services:\n  chargen:\n    listen: 127.0.0.1:0\n    builtin: chargen\n");
+    let mut s = connect(&d.addr("chargen"));
+    s.shutdown(Shutdown::Write).unwrap();
+    // Far more than socket buffers and one write hold.
+    const WANT: usize = 8 << 20;
+    let mut got = vec![0u8; 0];
+    let mut buf = vec![0u8; 1 << 16];
+    while got.len() < WANT {
+        let n = s.read(&mut buf).expect("chargen data");
+        assert!(n > 0, "chargen ended after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    for (k, line) in got.chunks_exact(74).take(200).enumerate() {
+        assert_eq!(line, chargen_line(k), "line {k}");
+    }
+    drop(s);
+    d.wait_for(&["exit", "service=chargen "]);
+}
+
 #[test]
 fn each_builtin_over_udp_answers_one_datagram_with_the_exact_bytes() {
     let d = Superd::start(&all_builtins_yaml("127.0.0.1"));
