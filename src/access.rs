@@ -45,14 +45,17 @@ pub fn cidr_contains(net: &Cidr, ip: IpAddr) -> bool {
 }
 
 /// Checks a peer against a service's access lists. `deny_from` wins over
-/// `only_from`; an empty `only_from` lets everyone in. Linear and
-/// allocation-free: lists are short and this runs once per accept.
-pub fn check(ip: IpAddr, only_from: &[Cidr], deny_from: &[Cidr]) -> Result<(), Refusal> {
+/// `only_from`; no `only_from` (`None`) lets everyone in, an empty one
+/// nobody. Linear and allocation-free: lists are short and this runs once
+/// per accept.
+pub fn check(ip: IpAddr, only_from: Option<&[Cidr]>, deny_from: &[Cidr]) -> Result<(), Refusal> {
     let ip = canonical_ip(ip);
     if deny_from.iter().any(|net| contains_canonical(net, ip)) {
         return Err(Refusal::DenyFrom);
     }
-    if !only_from.is_empty() && !only_from.iter().any(|net| contains_canonical(net, ip)) {
+    if let Some(only) = only_from
+        && !only.iter().any(|net| contains_canonical(net, ip))
+    {
         return Err(Refusal::OnlyFrom);
     }
     Ok(())
@@ -195,41 +198,56 @@ mod tests {
     }
 
     #[test]
-    fn empty_lists_let_everyone_in() {
-        assert_eq!(check(ip("1.2.3.4"), &[], &[]), Ok(()));
-        assert_eq!(check(ip("::1"), &[], &[]), Ok(()));
+    fn no_lists_let_everyone_in() {
+        assert_eq!(check(ip("1.2.3.4"), None, &[]), Ok(()));
+        assert_eq!(check(ip("::1"), None, &[]), Ok(()));
+    }
+
+    #[test]
+    fn an_empty_only_from_lets_nobody_in() {
+        assert_eq!(check(ip("1.2.3.4"), Some(&[]), &[]), Err(Refusal::OnlyFrom));
+        assert_eq!(check(ip("::1"), Some(&[]), &[]), Err(Refusal::OnlyFrom));
     }
 
     #[test]
     fn only_from_restricts() {
         let only = [net("10.0.0.0/8"), net("2001:db8::/32")];
-        assert_eq!(check(ip("10.1.1.1"), &only, &[]), Ok(()));
-        assert_eq!(check(ip("::ffff:10.1.1.1"), &only, &[]), Ok(()));
-        assert_eq!(check(ip("2001:db8::1"), &only, &[]), Ok(()));
-        assert_eq!(check(ip("11.1.1.1"), &only, &[]), Err(Refusal::OnlyFrom));
-        assert_eq!(check(ip("2001:db9::1"), &only, &[]), Err(Refusal::OnlyFrom));
+        assert_eq!(check(ip("10.1.1.1"), Some(&only), &[]), Ok(()));
+        assert_eq!(check(ip("::ffff:10.1.1.1"), Some(&only), &[]), Ok(()));
+        assert_eq!(check(ip("2001:db8::1"), Some(&only), &[]), Ok(()));
+        assert_eq!(
+            check(ip("11.1.1.1"), Some(&only), &[]),
+            Err(Refusal::OnlyFrom)
+        );
+        assert_eq!(
+            check(ip("2001:db9::1"), Some(&only), &[]),
+            Err(Refusal::OnlyFrom)
+        );
     }
 
     #[test]
     fn deny_wins_over_only() {
         let only = [net("10.0.0.0/8")];
         let deny = [net("10.6.6.0/24")];
-        assert_eq!(check(ip("10.1.1.1"), &only, &deny), Ok(()));
-        assert_eq!(check(ip("10.6.6.6"), &only, &deny), Err(Refusal::DenyFrom));
+        assert_eq!(check(ip("10.1.1.1"), Some(&only), &deny), Ok(()));
         assert_eq!(
-            check(ip("::ffff:10.6.6.6"), &only, &deny),
+            check(ip("10.6.6.6"), Some(&only), &deny),
+            Err(Refusal::DenyFrom)
+        );
+        assert_eq!(
+            check(ip("::ffff:10.6.6.6"), Some(&only), &deny),
             Err(Refusal::DenyFrom)
         );
         // Denied and also outside only_from: deny_from is the reason given.
         assert_eq!(
-            check(ip("1.1.1.1"), &only, &[net("0.0.0.0/0")]),
+            check(ip("1.1.1.1"), Some(&only), &[net("0.0.0.0/0")]),
             Err(Refusal::DenyFrom)
         );
         assert_eq!(
-            check(ip("::1"), &[], &[net("::/0")]),
+            check(ip("::1"), None, &[net("::/0")]),
             Err(Refusal::DenyFrom)
         );
-        assert_eq!(check(ip("127.0.0.1"), &[], &[net("::/0")]), Ok(()));
+        assert_eq!(check(ip("127.0.0.1"), None, &[net("::/0")]), Ok(()));
     }
 
     #[test]
@@ -240,7 +258,10 @@ mod tests {
                 prefix: 24,
             })
             .collect();
-        assert_eq!(check(ip("192.0.255.9"), &[], &deny), Err(Refusal::DenyFrom));
-        assert_eq!(check(ip("192.1.0.9"), &[], &deny), Ok(()));
+        assert_eq!(
+            check(ip("192.0.255.9"), None, &deny),
+            Err(Refusal::DenyFrom)
+        );
+        assert_eq!(check(ip("192.1.0.9"), None, &deny), Ok(()));
     }
 }

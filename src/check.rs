@@ -72,7 +72,7 @@ fn describe_service(out: &mut String, s: &Service) {
         limits += &format!(" idle_timeout={:?}", s.idle_timeout);
     }
     let _ = writeln!(out, "  limits: {limits}");
-    if !s.only_from.is_empty() || !s.deny_from.is_empty() {
+    if s.only_from.is_some() || !s.deny_from.is_empty() {
         let list = |v: &[crate::service::Cidr]| {
             v.iter()
                 .map(ToString::to_string)
@@ -81,8 +81,10 @@ fn describe_service(out: &mut String, s: &Service) {
         };
         let _ = writeln!(
             out,
-            "  access: only_from=[{}] deny_from=[{}]",
-            list(&s.only_from),
+            "  access: only_from={} deny_from=[{}]",
+            s.only_from
+                .as_deref()
+                .map_or("everyone".into(), |v| format!("[{}]", list(v))),
             list(&s.deny_from)
         );
     }

@@ -730,7 +730,7 @@ impl Daemon {
         let Some(ip) = conn.peer.ip() else {
             return true;
         };
-        let verdict = access::check(ip, &st.service.only_from, &st.service.deny_from)
+        let verdict = access::check(ip, st.service.only_from.as_deref(), &st.service.deny_from)
             .and_then(|()| st.limits.admit_source(source_key(ip)));
         match verdict {
             Ok(()) => true,
@@ -1207,7 +1207,7 @@ impl Daemon {
         let t = builtins::now_unix();
         let offset = offset_for(udp.kind(), t);
         let drain = udp.serve(&sock, t, offset, most, |peer| {
-            match access::check(peer.ip(), &service.only_from, &service.deny_from) {
+            match access::check(peer.ip(), service.only_from.as_deref(), &service.deny_from) {
                 Ok(()) => {
                     counters.accepted += 1;
                     true

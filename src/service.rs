@@ -329,7 +329,9 @@ pub struct Service {
     pub max_connections: u32,
     pub max_per_source: Option<u32>,
     pub rate: Option<Rate>,
-    pub only_from: Vec<Cidr>,
+    /// `None`: everyone (the field is absent); `Some([])`: nobody, as
+    /// an empty allow list says (and as xinetd's empty `only_from` does).
+    pub only_from: Option<Vec<Cidr>>,
     pub deny_from: Vec<Cidr>,
     pub timeout: Option<Duration>,
     pub kill_grace: Duration,
@@ -372,7 +374,7 @@ impl Service {
             max_connections: 256,
             max_per_source: None,
             rate: None,
-            only_from: Vec::new(),
+            only_from: None,
             deny_from: Vec::new(),
             timeout: None,
             kill_grace: Duration::from_secs(5),

@@ -840,7 +840,7 @@ fn every_default() {
     assert_eq!(s.max_connections, 256);
     assert_eq!(s.max_per_source, None);
     assert_eq!(s.rate, None);
-    assert!(s.only_from.is_empty() && s.deny_from.is_empty());
+    assert!(s.only_from.is_none() && s.deny_from.is_empty());
     assert_eq!(s.timeout, None);
     assert_eq!(s.kill_grace, Duration::from_secs(5));
     assert_eq!(s.idle_timeout, Duration::from_secs(60));
@@ -972,7 +972,12 @@ services:
             per: Duration::from_secs(60)
         })
     );
-    let nets: Vec<String> = s.only_from.iter().map(|c| c.to_string()).collect();
+    let nets: Vec<String> = s
+        .only_from
+        .iter()
+        .flatten()
+        .map(|c| c.to_string())
+        .collect();
     assert_eq!(nets, ["10.0.0.0/8", "192.168.1.0/24", "2001:db8::/32"]);
     assert_eq!(s.deny_from[0].to_string(), "10.1.2.3/32");
     assert_eq!(s.timeout, Some(Duration::from_millis(1500)));

@@ -734,9 +734,7 @@ fn service<'a>(
             .unwrap_or(d.max_connections),
         max_per_source: pick!(max_per_source).map(|(v, _)| v.0),
         rate: pick!(rate).map(|(v, _)| *v),
-        only_from: pick!(only_from)
-            .map(|(v, _)| v.0.clone())
-            .unwrap_or_default(),
+        only_from: pick!(only_from).map(|(v, _)| v.0.clone()),
         deny_from: pick!(deny_from)
             .map(|(v, _)| v.0.clone())
             .unwrap_or_default(),

@@ -207,6 +207,24 @@ fn deny_from_and_only_from_over_ipv4() {
     assert!(closed_at_once(&mut connect_from("127.0.0.5", &only2)));
 }
 
+/// An empty allow list allows nobody (as `groups: []` is no groups, and
+/// as xinetd reads an empty `only_from`); no `only_from` allows everyone.
+#[test]
+fn an_empty_only_from_refuses_everyone() {
+    let d = Superd::start(
+        "services:\n  none:\n    listen: 127.0.0.1:0\n    builtin: echo\n    only_from: []\n  all:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+    );
+    assert!(closed_at_once(&mut connect_from(
+        "127.0.0.1",
+        &d.addr("none")
+    )));
+    d.wait_for(&["refused", "service=none ", "reason=only_from"]);
+    assert!(echoes(
+        &mut connect_from("127.0.0.1", &d.addr("all")),
+        b"z\n"
+    ));
+}
+
 #[test]
 fn access_rules_over_ipv6_and_mapped_ipv4() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
