@@ -343,6 +343,17 @@ fn clean_message(e: &serde_yaml::Error) -> String {
             s.replace_range(a..a + 1, "\"");
         }
         s = s.replace('`', "");
+        // serde says "expected a or b" for two choices, "expected one of
+        // a, b, c" for more: one wording for every list.
+        if let Some(at) = s.find(", expected ") {
+            let list = &s[at + ", expected ".len()..];
+            if let Some((a, b)) = list.split_once(" or ")
+                && !a.contains(' ')
+                && !b.contains(' ')
+            {
+                s = format!("{}, expected one of {a}, {b}", &s[..at]);
+            }
+        }
     }
     s
 }

@@ -341,7 +341,7 @@ fn unknown_top_level_key() {
         "servces: {}\n",
         1,
         1,
-        "unknown field \"servces\", expected defaults or services",
+        "unknown field \"servces\", expected one of defaults, services",
     );
 }
 
