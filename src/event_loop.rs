@@ -1813,10 +1813,27 @@ fn bind_all(
                     }),
                     Err(e) => {
                         // The address is ours already, with options a
-                        // socket cannot change once bound.
+                        // socket cannot change once bound; or one of ours
+                        // on the same port overlaps it (a wildcard and a
+                        // specific address), and ours stays bound until
+                        // the reload has bound everything new.
                         let held = pool.keys().any(|k| k.addr == key.addr);
+                        let overlaps = pool.iter().any(|(k, slots)| {
+                            k.socket == key.socket
+                                && slots.iter().any(|s| {
+                                    // The port actually bound (the key
+                                    // may say 0).
+                                    let bound = s.listener.port.and_then(|p| k.addr.with_port(p));
+                                    bound
+                                        .as_ref()
+                                        .unwrap_or(&k.addr)
+                                        .conflicts_with(k.v6only, &key.addr, key.v6only)
+                                })
+                        });
                         let hint = if held {
                             " (v6only and reuse_port cannot change on a reload: restart superd)"
+                        } else if overlaps {
+                            " (an address this reload replaces holds that port: moving between a wildcard and a specific address on one port needs a restart of superd)"
                         } else {
                             ""
                         };

@@ -159,6 +159,24 @@ fn a_reload_that_cannot_bind_is_rolled_back_whole() {
     drop(held);
 }
 
+/// Widening `127.0.0.1:P` to `*:P` cannot bind while the old socket
+/// holds the port (new addresses are bound before anything is closed):
+/// the reload is rolled back, says why and what to do, and the old
+/// socket goes on serving.
+#[test]
+fn a_reload_widening_to_the_wildcard_on_one_port_says_to_restart() {
+    let d = Superd::start("services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n");
+    let port = d.port("a");
+    d.dir.write(
+        "test.yaml",
+        &format!("services:\n  a:\n    listen: {port}\n    builtin: echo\n"),
+    );
+    d.signal(Signal::SIGHUP);
+    let line = d.wait_for(&["reload failed"]);
+    assert!(line.contains("needs a restart of superd"), "{line}");
+    assert_eq!(exchange(&format!("127.0.0.1:{port}"), b"x"), b"x");
+}
+
 #[test]
 fn a_burst_of_sighups_ends_on_the_last_configuration() {
     let d = Superd::start(&echo_service("first", 0));
