@@ -212,19 +212,21 @@ fn main() {
     // What a builtin saves over fork+exec: the ratio per concurrency, at
     // the same log level.
     let find = |label: &str| servers.iter().position(|s| s.label == label);
+    // (log level, echo row, fork+exec row) for each level.
+    let pairs: Vec<(&str, usize, usize)> = [
+        ("default", "superd builtin echo", "superd fork+exec"),
+        ("-q", "superd builtin echo (-q)", "superd fork+exec (-q)"),
+    ]
+    .into_iter()
+    .filter_map(|(level, echo, exec)| Some((level, find(echo)?, find(exec)?)))
+    .collect();
     let _ = writeln!(
         out,
         "\nBuiltin echo ÷ superd fork+exec, conn/s at the same log level:\n"
     );
     let _ = writeln!(out, "| log level | c | echo ÷ fork+exec |");
     let _ = writeln!(out, "|---|---:|---:|");
-    for (level, echo, exec) in [
-        ("default", "superd builtin echo", "superd fork+exec"),
-        ("-q", "superd builtin echo (-q)", "superd fork+exec (-q)"),
-    ] {
-        let (Some(e), Some(x)) = (find(echo), find(exec)) else {
-            continue;
-        };
+    for &(level, e, x) in &pairs {
         for (ci, &c) in CONCURRENCY.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -245,13 +247,7 @@ fn main() {
         "| log level | c | conn/s | superd µs/conn | client µs/conn | machine idle | min(c, CPUs) ÷ (superd + client), conn/s | that ÷ fork+exec |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|");
-    for (level, echo, exec) in [
-        ("default", "superd builtin echo", "superd fork+exec"),
-        ("-q", "superd builtin echo (-q)", "superd fork+exec (-q)"),
-    ] {
-        let (Some(e), Some(x)) = (find(echo), find(exec)) else {
-            continue;
-        };
+    for &(level, e, x) in &pairs {
         for (ci, &c) in CONCURRENCY.iter().enumerate() {
             let r = &results[e][ci];
             let (server_us, client_us, idle) = r.cost();
