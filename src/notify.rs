@@ -44,7 +44,16 @@ impl Notifier {
             SockFlag::SOCK_CLOEXEC,
             None,
         )
-        .and_then(|fd| socket::sendto(fd.as_raw_fd(), state.as_bytes(), addr, MsgFlags::empty()));
+        // Never blocking: a supervisor that stops reading (its queue full)
+        // loses a notification, and superd goes on serving.
+        .and_then(|fd| {
+            socket::sendto(
+                fd.as_raw_fd(),
+                state.as_bytes(),
+                addr,
+                MsgFlags::MSG_DONTWAIT,
+            )
+        });
         if let Err(e) = sent {
             debug!("sd_notify failed state={state:?} error=\"{e}\"");
         }

@@ -419,9 +419,11 @@ fn same_address_in_two_services() {
     let (p, e) = errs(text);
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!((e[0].line, e[0].column), (Some(6), Some(13)));
+    // Both services are named: the one whose address is reported, and the
+    // one it conflicts with.
     assert!(
         e[0].message.contains(&format!(
-            "conflicts with *:7000 of service \"a\" ({}:2:3)",
+            "service \"b\": address 127.0.0.1:7000 conflicts with *:7000 of service \"a\" ({}:2:3)",
             p.display()
         )),
         "{}",

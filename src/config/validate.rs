@@ -490,7 +490,8 @@ fn conflicts(bindings: &[Binding], errors: &mut Vec<ConfigError>) {
                         format!("address {a} conflicts with {b} of the same service")
                     } else {
                         format!(
-                            "address {a} conflicts with {b} of service {:?} ({})",
+                            "service {:?}: address {a} conflicts with {b} of service {:?} ({})",
+                            s.name,
                             bindings[j].name,
                             bindings[j].origin.at()
                         )

@@ -250,6 +250,32 @@ fn sd_notify_ready_reloading_stopping_in_order() {
     assert_eq!(next(), "STOPPING=1");
 }
 
+/// A notification socket nobody reads fills up (a few datagrams); superd
+/// drops what does not fit instead of blocking: it reloads, serves and
+/// shuts down as usual.
+#[test]
+fn a_notify_socket_nobody_reads_never_blocks_superd() {
+    let dir = TempDir::new("notifyfull");
+    let sock = dir.path().join("notify.sock");
+    let _rx = UnixDatagram::bind(&sock).unwrap();
+    let conf = TempDir::new("notifyfullconf");
+    conf.write(
+        "t.yaml",
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+    );
+    let p = conf.path().to_str().unwrap().to_string();
+    let mut d = Superd::spawn(conf, &[&p], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
+    let addr = d.addr("e");
+    // Two notifications a reload: far more than the socket's queue holds.
+    for n in 1..=40 {
+        d.signal(Signal::SIGHUP);
+        d.wait_nth(n, &["reloaded services=1"]);
+    }
+    assert_eq!(exchange(&addr, b"still here"), b"still here");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0));
+}
+
 /// A supervisor that reads the log when it hears READY=1, or a client
 /// that reads it when its connection closes, finds the lines of what just
 /// happened there already (stderr a regular file here: read at once, no
