@@ -666,14 +666,16 @@ impl UdpServer {
 
     /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`], or `most`:
     /// the tokens the service's `rate` has left) and answers each one
-    /// whose source passes [`udp_source_allowed`] and then `admit` (the
-    /// loop's access checks).
+    /// whose source passes [`udp_source_allowed`], does not come from one
+    /// of `own_ports` (superd's own UDP builtins: OpenBSD inetd's
+    /// `check_loop`), and passes `admit` (the loop's access checks).
     pub fn serve<S, F>(
         &mut self,
         socket: &S,
         now_unix: i64,
         utc_offset: i64,
         most: usize,
+        own_ports: &[u16],
         mut admit: F,
     ) -> UdpDrain
     where
@@ -703,7 +705,7 @@ impl UdpServer {
                     }
                 },
             };
-            let outcome = if !udp_source_allowed(peer) {
+            let outcome = if !udp_source_allowed(peer) || own_ports.contains(&peer.port()) {
                 UdpOutcome::BadSource
             } else if !admit(peer) {
                 UdpOutcome::Refused
@@ -1173,6 +1175,20 @@ mod tests {
         }
     }
 
+    /// A datagram from one of superd's own UDP builtin ports is never
+    /// answered, whatever its address: a spoofed source would have two
+    /// builtins (or one and itself) answer each other forever.
+    #[test]
+    fn udp_server_never_answers_its_own_ports() {
+        let (server, client) = udp_pair();
+        let me = client.local_addr().unwrap();
+        let mut echo = UdpServer::new(Builtin::Echo);
+        client.send(b"loop?").unwrap();
+        let d = echo.serve(&server, 0, 0, usize::MAX, &[me.port()], |_| true);
+        assert_eq!(d.datagrams[0].outcome, UdpOutcome::BadSource);
+        assert_eq!(recv(&client), None);
+    }
+
     /// `most` (the rate's tokens) stops the drain early; the rest stay
     /// queued for the next call.
     #[test]
@@ -1182,10 +1198,10 @@ mod tests {
         for p in [b"a", b"b", b"c"] {
             client.send(p).unwrap();
         }
-        let d = echo.serve(&server, 0, 0, 2, |_| true);
+        let d = echo.serve(&server, 0, 0, 2, &[], |_| true);
         assert_eq!(d.datagrams.len(), 2);
         assert!(d.again, "stopped before WouldBlock");
-        let d = echo.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = echo.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert_eq!(d.datagrams.len(), 1);
         assert!(!d.again);
     }
@@ -1197,13 +1213,13 @@ mod tests {
         let mut echo = UdpServer::new(Builtin::Echo);
 
         // Nothing queued: nothing done.
-        let d = echo.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = echo.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert!(d.datagrams.is_empty() && !d.again && d.error.is_none());
 
         let big = pattern(60_000);
         client.send(b"one").unwrap();
         client.send(&big).unwrap();
-        let d = echo.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = echo.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert!(!d.again && d.error.is_none());
         assert_eq!(
             d.datagrams,
@@ -1225,7 +1241,7 @@ mod tests {
 
         // The loop's admit says no: no reply.
         client.send(b"two").unwrap();
-        let d = echo.serve(&server, 0, 0, usize::MAX, |peer| peer != me);
+        let d = echo.serve(&server, 0, 0, usize::MAX, &[], |peer| peer != me);
         assert_eq!(d.datagrams[0].outcome, UdpOutcome::Refused);
         assert_eq!(recv(&client), None);
     }
@@ -1236,7 +1252,7 @@ mod tests {
         let mut chargen = UdpServer::new(Builtin::Chargen);
         client.send(b"").unwrap();
         client.send(b"x").unwrap();
-        let d = chargen.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = chargen.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert_eq!(d.datagrams.len(), 2);
         assert_eq!(recv(&client).unwrap(), chargen_line(0));
         let second = recv(&client).unwrap();
@@ -1245,13 +1261,13 @@ mod tests {
 
         let mut discard = UdpServer::new(Builtin::Discard);
         client.send(b"drop me").unwrap();
-        let d = discard.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = discard.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert_eq!(d.datagrams[0].outcome, UdpOutcome::NoReply);
         assert_eq!(recv(&client), None);
 
         let mut time = UdpServer::new(Builtin::Time);
         client.send(b"").unwrap();
-        time.serve(&server, 0, 0, usize::MAX, |_| true);
+        time.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert_eq!(recv(&client).unwrap(), format_time(0));
     }
 
@@ -1262,10 +1278,10 @@ mod tests {
         for _ in 0..UDP_BUDGET + 3 {
             client.send(b"x").unwrap();
         }
-        let d = discard.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = discard.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert!(d.again);
         assert_eq!(d.datagrams.len(), UDP_BUDGET);
-        let d = discard.serve(&server, 0, 0, usize::MAX, |_| true);
+        let d = discard.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert!(!d.again);
         assert_eq!(d.datagrams.len(), 3);
     }

@@ -231,6 +231,10 @@ pub struct Daemon {
     services: HashMap<u64, ServiceState>,
     /// Service ids in configuration order (for status and logs).
     order: Vec<u64>,
+    /// The ports superd's own UDP builtins are bound to: a datagram from
+    /// one of them is never answered (a spoofed source would set two of
+    /// them, or one and itself, answering each other forever).
+    udp_ports: Vec<u16>,
     listeners: HashMap<Token, ListenerEntry>,
     sessions: HashMap<Token, SessionEntry>,
     pipes: HashMap<Token, StderrPipe>,
@@ -314,6 +318,7 @@ impl Daemon {
             notifier,
             services: HashMap::new(),
             order: Vec::new(),
+            udp_ports: Vec::new(),
             listeners: HashMap::new(),
             sessions: HashMap::new(),
             pipes: HashMap::new(),
@@ -500,6 +505,14 @@ impl Daemon {
         let live: std::collections::HashSet<u64> = new_order.iter().copied().collect();
         self.services.retain(|id, _| live.contains(id));
         self.order = new_order;
+        self.udp_ports = self
+            .listeners
+            .values()
+            .filter(|e| e.udp.is_some())
+            .filter_map(|e| e.listener.port)
+            .collect();
+        self.udp_ports.sort_unstable();
+        self.udp_ports.dedup();
         // Loading a large configuration peaks well above what stays alive
         // (the YAML event list, the old maps): give that memory back.
         crate::sys::trim_heap();
@@ -1206,8 +1219,14 @@ impl Daemon {
         let counters = &mut st.counters;
         let t = builtins::now_unix();
         let offset = offset_for(udp.kind(), t);
-        let drain = udp.serve(&sock, t, offset, most, |peer| {
-            match access::check(peer.ip(), service.only_from.as_deref(), &service.deny_from) {
+        let drain = udp.serve(
+            &sock,
+            t,
+            offset,
+            most,
+            &self.udp_ports,
+            |peer| match access::check(peer.ip(), service.only_from.as_deref(), &service.deny_from)
+            {
                 Ok(()) => {
                     counters.accepted += 1;
                     true
@@ -1225,8 +1244,8 @@ impl Daemon {
                     );
                     false
                 }
-            }
-        });
+            },
+        );
         for _ in &drain.datagrams {
             // Every datagram read takes a token, refused or not.
             let _ = st.limits.take_rate_token(now);

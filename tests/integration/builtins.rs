@@ -537,6 +537,30 @@ fn a_udp_builtin_written_with_wait_true_is_served() {
     assert_eq!(udp_ask(&client, &d.addr("uecho"), b"again"), b"again");
 }
 
+/// A datagram whose source port is one of superd's own UDP builtin ports
+/// is not answered, from any address (OpenBSD inetd's `check_loop`): a
+/// spoofed source would have two builtins, or one and itself, answer each
+/// other forever.
+#[test]
+fn udp_builtins_never_answer_superd_s_own_ports() {
+    let d = Superd::start(
+        "services:\n  uecho:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n  uchargen:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: chargen\n",
+    );
+    let echo: SocketAddr = d.addr("uecho").parse().unwrap();
+    let chargen: SocketAddr = d.addr("uchargen").parse().unwrap();
+    // 127.0.0.2 with the port of each builtin: the port is free there.
+    for (from_port, to) in [(echo.port(), echo), (chargen.port(), echo)] {
+        let s = UdpSocket::bind(("127.0.0.2", from_port)).expect("bind 127.0.0.2");
+        s.send_to(b"loop?", to).unwrap();
+        let from = s.local_addr().unwrap();
+        let line = d.wait_for(&["datagram", "service=uecho ", &format!("peer={from} ")]);
+        assert!(line.contains("outcome=BadSource"), "{line}");
+        assert!(nothing_queued(&s), "answered {from}");
+    }
+    let normal = udp_client("127.0.0.1:0");
+    assert_eq!(udp_ask(&normal, &echo.to_string(), b"fine"), b"fine");
+}
+
 /// `rate` on a UDP builtin counts datagrams: a burst of N is answered at
 /// once, the rest wait in the socket's buffer and are answered as tokens
 /// come, none dropped.
