@@ -140,21 +140,29 @@ impl Writer {
         self.socket = fmt == libc::S_IFSOCK;
     }
 
-    /// Takes what env_logger hands over (normally one whole line).
+    /// Takes what env_logger hands over: one record, ending with its
+    /// newline (the pieces of one, if it ever came in several writes).
+    /// A record stays one line whatever text it carries: a newline or
+    /// another control character inside it (a file name, a path from the
+    /// configuration) is escaped, so no record can end early or pass for
+    /// another.
     fn take(&mut self, buf: &[u8]) {
-        if self.line.is_empty() && buf.iter().position(|&b| b == b'\n') == buf.len().checked_sub(1)
+        if self.line.is_empty()
+            && let Some(body) = buf.strip_suffix(b"\n")
+            && !body.iter().any(|&b| needs_escape_byte(b))
         {
-            if !buf.is_empty() {
-                self.emit(buf);
-            }
+            self.emit(buf);
             return;
         }
         self.line.extend_from_slice(buf);
-        while let Some(end) = self.line.iter().position(|&b| b == b'\n') {
-            let rest = self.line.split_off(end + 1);
-            let line = std::mem::replace(&mut self.line, rest);
-            self.emit(&line);
+        if self.line.last() != Some(&b'\n') {
+            return;
         }
+        let record = std::mem::take(&mut self.line);
+        let body = String::from_utf8_lossy(&record[..record.len() - 1]);
+        let mut line = one_line(&body).into_owned().into_bytes();
+        line.push(b'\n');
+        self.emit(&line);
     }
 
     fn emit(&mut self, line: &[u8]) {
@@ -332,6 +340,34 @@ fn count_lines(bytes: &[u8]) -> u64 {
 
 /// Quotes a log value when it holds spaces, quotes or control characters,
 /// so every line stays `key=value` parseable.
+/// Bytes that may start something [`one_line`] escapes: ASCII controls,
+/// and the lead bytes of C1 controls (U+0080..U+009F) and of U+2028/U+2029,
+/// which some viewers take for line breaks.
+fn needs_escape_byte(b: u8) -> bool {
+    b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2
+}
+
+/// `s` with every control character and line separator escaped (`\n`,
+/// `\x1b`, `\u{2028}`), so that it prints as part of one line.
+pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    let bad = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    if !s.chars().any(bad) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if bad(c) => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
@@ -437,6 +473,51 @@ mod tests {
             (0, &b""[..])
         );
         assert!(out.is_empty());
+    }
+
+    fn held_writer() -> super::Writer {
+        super::Writer {
+            file: None,
+            always_ready: false,
+            socket: false,
+            dropped: 0,
+            line: Vec::new(),
+            pending: Vec::new(),
+            pending_lines: 0,
+            batching: true,
+            unfinished: Vec::new(),
+        }
+    }
+
+    /// A record is one line whatever its text holds: a newline or an
+    /// escape sequence inside it (a path from the configuration, say) is
+    /// escaped, never written as the start of another record.
+    #[test]
+    fn a_record_stays_one_line() {
+        let mut w = held_writer();
+        w.take(b"INFO  listening service=a addr=1.2.3.4:1 socket=stream\n");
+        w.take(b"ERROR program /x\nERROR forged \x1b[2J not found\n");
+        w.take("WARN  a \u{2028} b \u{85} c\n".as_bytes());
+        // Pieces of one record are one record.
+        w.take(b"INFO  part ");
+        w.take(b"one\n");
+        assert_eq!(
+            String::from_utf8(w.pending.clone()).unwrap(),
+            "INFO  listening service=a addr=1.2.3.4:1 socket=stream\n\
+             ERROR program /x\\nERROR forged \\x1b[2J not found\n\
+             WARN  a \\u{2028} b \\x85 c\n\
+             INFO  part one\n"
+        );
+        assert_eq!(w.pending_lines, 4);
+    }
+
+    #[test]
+    fn one_line_leaves_plain_text_alone() {
+        assert!(matches!(
+            super::one_line("µs ÷ plain"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(super::one_line("a\tb\rc"), "a\\tb\\rc");
     }
 
     #[test]

@@ -42,11 +42,14 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+        // One line, whatever the file's name or text holds (a newline in
+        // a quoted key or a path would otherwise start a fake line).
+        let file = self.file.display().to_string();
+        write!(f, "{}", crate::logging::one_line(&file))?;
         if let (Some(l), Some(c)) = (self.line, self.column) {
             write!(f, ":{l}:{c}")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", crate::logging::one_line(&self.message))
     }
 }
 

@@ -180,6 +180,31 @@ fn crash_storm_of_segfaulting_children_is_logged_and_survived() {
     eprintln!("crash storm: {N} connections in {:?}", started.elapsed());
 }
 
+/// Text from a configuration (a quoted key, a program path) that holds a
+/// newline or an escape sequence cannot make a log line end early or
+/// forge another record: each record is one line, the bytes escaped.
+#[test]
+fn a_configuration_cannot_forge_log_lines() {
+    let d = Superd::start("services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n");
+    d.addr("a");
+    d.dir.write(
+        "test.yaml",
+        "services:\n  a:\n    listen: 127.0.0.1:0\n    exec: [\"/nonexistent\\nERROR  forged one\"]\n    user: nobody\n  b:\n    listen: 127.0.0.1:0\n    builtin: echo\n    \"lis\\nERROR  forged two\\e[2J\": 1\n",
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reload failed"]);
+    let log = d.log_text();
+    assert!(!log.contains('\x1b'), "{log}");
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("ERROR  forged"),
+            "a forged record:\n{log}"
+        );
+    }
+    assert!(log.contains("\\nERROR  forged one"), "{log}");
+    assert!(log.contains("\\nERROR  forged two\\x1b[2J"), "{log}");
+}
+
 /// Started with SIGCHLD ignored (which would have the kernel reap every
 /// child unseen), superd still reaps and logs each child, and its
 /// `max_connections` slot comes back.
