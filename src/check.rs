@@ -55,6 +55,9 @@ fn describe_service(out: &mut String, s: &Service) {
             let _ = writeln!(out, "  user: superd's own (superd is not root)");
         }
     }
+    if let Some(why) = crate::config::exec_access_warning(s) {
+        let _ = writeln!(out, "  warning: {why}: every connection would fail to exec");
+    }
     let mut limits = format!("max_connections={}", s.max_connections);
     match s.max_per_source {
         Some(n) => limits += &format!(" max_per_source={n}"),

@@ -389,8 +389,19 @@ impl Daemon {
         let mut new_order = Vec::new();
         for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
             let service = Rc::new(service);
+            // Built for a new or changed service only: the plan, and the
+            // warning that its user could not execute its program.
             let new_plan = || match service.program {
-                Program::Exec { .. } => Some(Rc::new(SpawnPlan::new(&service))),
+                Program::Exec { .. } => {
+                    if let Some(why) = crate::config::exec_access_warning(&service) {
+                        warn!(
+                            "program not executable service={} error={}",
+                            service.name,
+                            quote(&why)
+                        );
+                    }
+                    Some(Rc::new(SpawnPlan::new(&service)))
+                }
                 Program::Builtin(_) => None,
             };
             let id = match old_ids.get(&service.name) {

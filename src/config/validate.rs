@@ -988,3 +988,63 @@ fn credentials<'a>(
     // above, so a typo is still an error; they take effect under root.
     None
 }
+
+/// Why the service's own user could not execute its program, if that can
+/// be told from the permission bits: a directory on the way it cannot
+/// search, or a file it cannot execute (or, for a `#!` script, read).
+/// superd checks the program as itself at load, and root passes every
+/// check; this says what the child will meet. Only a warning: an ACL may
+/// grant what the bits do not. Nothing to say without a user, for root,
+/// or under a chroot (the path is inside it).
+pub fn exec_access_warning(service: &Service) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let (Program::Exec { path, .. }, Some(c)) = (&service.program, &service.credentials) else {
+        return None;
+    };
+    if c.uid == 0 || service.chroot.is_some() {
+        return None;
+    }
+    let may = |m: &std::fs::Metadata, bit: u32| {
+        let shift = if m.uid() == c.uid {
+            6
+        } else if m.gid() == c.gid || c.groups.contains(&m.gid()) {
+            3
+        } else {
+            0
+        };
+        m.mode() >> shift & bit != 0
+    };
+    let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
+    dirs.reverse();
+    for dir in dirs {
+        let m = std::fs::metadata(dir).ok()?;
+        if !may(&m, 0o1) {
+            return Some(format!(
+                "directory {} is not searchable by user {}",
+                dir.display(),
+                c.user
+            ));
+        }
+    }
+    let m = std::fs::metadata(path).ok()?;
+    if !may(&m, 0o1) {
+        return Some(format!(
+            "{} is not executable by user {}",
+            path.display(),
+            c.user
+        ));
+    }
+    let mut head = [0u8; 2];
+    let script = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && head == *b"#!";
+    if script && !may(&m, 0o4) {
+        return Some(format!(
+            "{} is a script user {} cannot read",
+            path.display(),
+            c.user
+        ));
+    }
+    None
+}

@@ -91,6 +91,39 @@ fn check_prints_every_service_and_binds_nothing() {
     drop(held);
 }
 
+/// As root, --check passes a program superd itself can run but warns
+/// when the service's own user could not (a directory it cannot search);
+/// superd says the same at start.
+#[test]
+fn a_program_the_user_cannot_execute_is_warned_about() {
+    if !is_root() {
+        eprintln!("skipped: needs root (a user other than superd's)");
+        return;
+    }
+    let private = TempDir::new("private");
+    use std::os::unix::fs::PermissionsExt;
+    let prog = private.write("tool.sh", "#!/bin/sh\necho hi\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let yaml = format!(
+        "services:\n  t:\n    listen: 127.0.0.1:0\n    exec: {}\n    user: nobody\n",
+        prog.display()
+    );
+    let (_d, r) = check(&[("a.yaml", &yaml)]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let want = format!(
+        "warning: directory {} is not searchable by user nobody",
+        private.path().display()
+    );
+    assert!(r.stdout.contains(&want), "{}", r.stdout);
+    let d = Superd::start(&yaml);
+    let line = d.wait_for(&["program not executable", "service=t "]);
+    assert!(
+        line.starts_with("WARN") && line.contains("not searchable"),
+        "{line}"
+    );
+}
+
 #[test]
 fn check_of_the_shipped_services_d_succeeds() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("services.d");

@@ -358,7 +358,7 @@ fn the_annotated_example_of_superd_yaml_5_passes_check() {
     let dir = TempDir::new("docs-ex");
     dir.write("tools.yaml", &yaml);
     // The programs it names relative to the file.
-    for prog in ["hello.sh", "udp-time.py"] {
+    for prog in ["hello.sh", "udp-upper.py"] {
         let p = dir.write(prog, "#!/bin/sh\n");
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
