@@ -37,6 +37,50 @@ fn whole(path: &Path, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// What a config file's bytes say, as text: or the first byte that makes
+/// them no YAML at all (not UTF-8, or a control character YAML does not
+/// allow), with its line and column, so that the error points at it.
+pub fn decode(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
+    let at = |prefix: &str| {
+        let line = prefix.matches('\n').count() + 1;
+        let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        (line, col)
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let good = e.utf8_error().valid_up_to();
+            // The prefix up to `good` is valid UTF-8 by definition.
+            let (line, col) = at(std::str::from_utf8(&bytes[..good]).unwrap_or_default());
+            return Err((
+                line,
+                col,
+                format!("not valid UTF-8 (byte 0x{:02x})", bytes[good]),
+            ));
+        }
+    };
+    // YAML 1.2 §5.1: no C0 control but tab, LF and CR; no DEL; no C1 but
+    // NEL; a byte order mark only first.
+    let bad = text.char_indices().find(|&(i, c)| {
+        matches!(c, '\0'..='\x08' | '\x0b' | '\x0c' | '\x0e'..='\x1f' | '\x7f')
+            || ('\u{80}'..='\u{9f}').contains(&c) && c != '\u{85}'
+            || c == '\u{feff}' && i != 0
+    });
+    if let Some((i, c)) = bad {
+        let (line, col) = at(&text[..i]);
+        return Err((
+            line,
+            col,
+            format!(
+                "control character U+{:04X} is not allowed in YAML",
+                c as u32
+            ),
+        ));
+    }
+    Ok(text)
+}
+
 /// Whether a directory entry name is a config file.
 pub fn is_config_name(name: &OsStr) -> bool {
     let b = name.as_bytes();
@@ -74,7 +118,7 @@ pub fn collect(paths: &[PathBuf], root: bool, errors: &mut Vec<ConfigError>) -> 
                 let file = path.join(&name);
                 match read(&file, root) {
                     Ok(text) => out.push(Source { path: file, text }),
-                    Err(m) => errors.push(whole(&file, m)),
+                    Err(e) => errors.push(e),
                 }
             }
         } else {
@@ -99,7 +143,7 @@ pub fn collect(paths: &[PathBuf], root: bool, errors: &mut Vec<ConfigError>) -> 
                     path: path.clone(),
                     text,
                 }),
-                Err(m) => errors.push(whole(path, m)),
+                Err(e) => errors.push(e),
             }
         }
     }
@@ -140,7 +184,20 @@ fn safe_dir(meta: &Metadata) -> Result<(), String> {
 
 /// Opens and reads one config file, refusing anything but a small regular
 /// file (and, as root, an unsafe one).
-fn read(path: &Path, root: bool) -> Result<String, String> {
+fn read(path: &Path, root: bool) -> Result<String, ConfigError> {
+    read_bytes(path, root)
+        .map_err(|m| whole(path, m))
+        .and_then(|bytes| {
+            decode(bytes).map_err(|(line, column, message)| ConfigError {
+                file: path.to_path_buf(),
+                line: Some(line),
+                column: Some(column),
+                message,
+            })
+        })
+}
+
+fn read_bytes(path: &Path, root: bool) -> Result<Vec<u8>, String> {
     let real = fs::canonicalize(path).map_err(|e| io_message(&e))?;
     if root && real != path {
         // Followed a symlink: the directory really holding the file counts.
@@ -175,5 +232,5 @@ fn read(path: &Path, root: bool) -> Result<String, String> {
     if buf.len() as u64 > MAX_FILE {
         return Err(format!("larger than {} bytes", MAX_FILE));
     }
-    String::from_utf8(buf).map_err(|_| "not valid UTF-8".into())
+    Ok(buf)
 }

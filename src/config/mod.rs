@@ -92,12 +92,20 @@ pub fn check_text(name: &str, text: &[u8], ctx: &Context) -> Result<Config, Vec<
     if text.len() as u64 > files::MAX_FILE {
         return whole("larger than the size limit");
     }
-    let Ok(text) = std::str::from_utf8(text) else {
-        return whole("not valid UTF-8");
+    let text = match files::decode(text.to_vec()) {
+        Ok(t) => t,
+        Err((line, column, message)) => {
+            return Err(vec![ConfigError {
+                file: path.clone(),
+                line: Some(line),
+                column: Some(column),
+                message,
+            }]);
+        }
     };
     let sources = [files::Source {
         path: path.clone(),
-        text: text.to_owned(),
+        text,
     }];
     finish(&sources, ctx, Vec::new())
 }

@@ -1348,3 +1348,39 @@ fn v6only_wildcard_does_not_conflict_with_ipv4() {
 fn bare_octal_rule_only_for_service_fields() {
     ok("services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    env:\n      umask: 022\n");
 }
+
+/// Bytes that are no YAML at all are reported where they are: the first
+/// byte that is not UTF-8, or a control character YAML does not allow.
+#[test]
+fn bytes_that_are_no_yaml_have_a_line_and_column() {
+    use super::files::decode;
+    assert_eq!(
+        decode(b"services:\n  a\0b:\n".to_vec()).unwrap_err(),
+        (
+            2,
+            4,
+            "control character U+0000 is not allowed in YAML".into()
+        )
+    );
+    assert_eq!(
+        decode(b"services:\n  \xc3\xa9\xff: 1\n".to_vec()).unwrap_err(),
+        (2, 4, "not valid UTF-8 (byte 0xff)".into())
+    );
+    let e = decode("a: \u{1b}[2J\n".as_bytes().to_vec()).unwrap_err();
+    assert_eq!((e.0, e.1), (1, 4));
+    // Tabs, CR, NEL and a leading byte order mark are YAML.
+    for ok in ["\u{feff}a: 1\n", "a: \"x\ty\"\r\n", "a: \"\u{85}\"\n"] {
+        assert!(decode(ok.as_bytes().to_vec()).is_ok(), "{ok:?}");
+    }
+    assert!(decode("a: 1\n\u{feff}".as_bytes().to_vec()).is_err());
+    // Through the loader, with the file named.
+    let (p, e) = errs("services:\n  a\0b:\n    listen: 1\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].to_string(),
+        format!(
+            "{}:2:4: control character U+0000 is not allowed in YAML",
+            p.display()
+        )
+    );
+}
