@@ -55,6 +55,12 @@ fn describe_service(out: &mut String, s: &Service) {
             let _ = writeln!(out, "  user: superd's own (superd is not root)");
         }
     }
+    if s.only_from.as_ref().is_some_and(Vec::is_empty) {
+        let _ = writeln!(
+            out,
+            "  warning: only_from is empty: every connection is refused"
+        );
+    }
     if let Some(why) = crate::config::exec_access_warning(s) {
         let _ = writeln!(out, "  warning: {why}: every connection would fail to exec");
     }

@@ -619,10 +619,11 @@ fn service<'a>(
     };
     let is_builtin = builtin.is_some() && exec.is_none();
 
-    // wait: a dgram service has no connection to hand over, so it waits
-    // (a builtin serves each datagram on the bound socket itself: inetd's
-    // `dgram udp wait … internal`); a stream builtin never forks, so there
-    // is nothing for it to wait for.
+    // wait: a dgram exec service has no connection to hand over, so it
+    // waits. A builtin never forks: on dgram it serves each datagram on
+    // the bound socket either way (inetd writes `dgram udp wait …
+    // internal`, and wait is its default), on stream there is nothing
+    // for it to wait for.
     let wait = match (pick!(wait), is_builtin) {
         (Some((true, o)), true) if socket != SocketType::Dgram => {
             errors.push(o.at_value(
@@ -631,7 +632,7 @@ fn service<'a>(
             ));
             false
         }
-        (Some((false, o)), _) if socket == SocketType::Dgram => {
+        (Some((false, o)), false) if socket == SocketType::Dgram => {
             errors.push(o.at_value(
                 "wait",
                 "dgram services need wait: true (there is no connection to accept)",

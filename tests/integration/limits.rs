@@ -223,6 +223,17 @@ fn an_empty_only_from_refuses_everyone() {
         &mut connect_from("127.0.0.1", &d.addr("all")),
         b"z\n"
     ));
+    // --check says so.
+    let out = std::process::Command::new(superd_bin())
+        .arg("--check")
+        .arg(d.dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("warning: only_from is empty: every connection is refused"),
+        "{text}"
+    );
 }
 
 #[test]
