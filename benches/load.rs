@@ -688,11 +688,12 @@ impl CpuUse {
     }
 
     fn since(self, before: CpuUse) -> CpuUse {
+        // iowait may go down (proc(5)): never wrap.
         CpuUse {
-            server_ticks: self.server_ticks - before.server_ticks,
-            client_us: self.client_us - before.client_us,
-            idle_ticks: self.idle_ticks - before.idle_ticks,
-            total_ticks: self.total_ticks - before.total_ticks,
+            server_ticks: self.server_ticks.saturating_sub(before.server_ticks),
+            client_us: self.client_us.saturating_sub(before.client_us),
+            idle_ticks: self.idle_ticks.saturating_sub(before.idle_ticks),
+            total_ticks: self.total_ticks.saturating_sub(before.total_ticks),
         }
     }
 

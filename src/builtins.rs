@@ -667,7 +667,7 @@ impl UdpServer {
     /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`], or `most`:
     /// the tokens the service's `rate` has left) and answers each one
     /// whose source passes [`udp_source_allowed`], does not come from one
-    /// of `own_ports` (superd's own UDP builtins: OpenBSD inetd's
+    /// of `own_ports` (sorted: superd's own UDP builtins, OpenBSD inetd's
     /// `check_loop`), and passes `admit` (the loop's access checks).
     pub fn serve<S, F>(
         &mut self,
@@ -705,25 +705,26 @@ impl UdpServer {
                     }
                 },
             };
-            let outcome = if !udp_source_allowed(peer) || own_ports.contains(&peer.port()) {
-                UdpOutcome::BadSource
-            } else if !admit(peer) {
-                UdpOutcome::Refused
-            } else if udp_reply_at(
-                self.kind,
-                &self.recv[..n],
-                now_unix,
-                utc_offset,
-                self.chargen_next,
-                &mut self.reply,
-            ) {
-                if self.kind == Builtin::Chargen {
-                    self.chargen_next = (self.chargen_next + 1) % PRINTABLE;
-                }
-                send_reply(socket, &self.reply, peer)
-            } else {
-                UdpOutcome::NoReply
-            };
+            let outcome =
+                if !udp_source_allowed(peer) || own_ports.binary_search(&peer.port()).is_ok() {
+                    UdpOutcome::BadSource
+                } else if !admit(peer) {
+                    UdpOutcome::Refused
+                } else if udp_reply_at(
+                    self.kind,
+                    &self.recv[..n],
+                    now_unix,
+                    utc_offset,
+                    self.chargen_next,
+                    &mut self.reply,
+                ) {
+                    if self.kind == Builtin::Chargen {
+                        self.chargen_next = (self.chargen_next + 1) % PRINTABLE;
+                    }
+                    send_reply(socket, &self.reply, peer)
+                } else {
+                    UdpOutcome::NoReply
+                };
             drain.datagrams.push(UdpDatagram {
                 peer,
                 bytes_in: n,

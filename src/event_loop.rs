@@ -1847,19 +1847,22 @@ fn bind_all(
                         // on the same port overlaps it (a wildcard and a
                         // specific address), and ours stays bound until
                         // the reload has bound everything new.
-                        let held = pool.keys().any(|k| k.addr == key.addr);
-                        let overlaps = pool.iter().any(|(k, slots)| {
-                            k.socket == key.socket
-                                && slots.iter().any(|s| {
-                                    // The port actually bound (the key
-                                    // may say 0).
-                                    let bound = s.listener.port.and_then(|p| k.addr.with_port(p));
-                                    bound
-                                        .as_ref()
-                                        .unwrap_or(&k.addr)
-                                        .conflicts_with(k.v6only, &key.addr, key.v6only)
-                                })
-                        });
+                        let in_use = e.error.kind() == io::ErrorKind::AddrInUse;
+                        let held = in_use && pool.keys().any(|k| k.addr == key.addr);
+                        let overlaps = in_use
+                            && pool.iter().any(|(k, slots)| {
+                                k.socket == key.socket
+                                    && slots.iter().any(|s| {
+                                        // The port actually bound (the key
+                                        // may say 0).
+                                        let bound =
+                                            s.listener.port.and_then(|p| k.addr.with_port(p));
+                                        bound
+                                            .as_ref()
+                                            .unwrap_or(&k.addr)
+                                            .conflicts_with(k.v6only, &key.addr, key.v6only)
+                                    })
+                            });
                         let hint = if held {
                             " (v6only and reuse_port cannot change on a reload: restart superd)"
                         } else if overlaps {

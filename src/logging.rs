@@ -149,7 +149,7 @@ impl Writer {
     fn take(&mut self, buf: &[u8]) {
         if self.line.is_empty()
             && let Some(body) = buf.strip_suffix(b"\n")
-            && !body.iter().any(|&b| needs_escape_byte(b))
+            && !needs_escape(body)
         {
             self.emit(buf);
             return;
@@ -338,13 +338,16 @@ fn count_lines(bytes: &[u8]) -> u64 {
     bytes.iter().filter(|&&b| b == b'\n').count() as u64
 }
 
-/// Quotes a log value when it holds spaces, quotes or control characters,
-/// so every line stays `key=value` parseable.
-/// Bytes that may start something [`one_line`] escapes: ASCII controls,
-/// and the lead bytes of C1 controls (U+0080..U+009F) and of U+2028/U+2029,
-/// which some viewers take for line breaks.
-fn needs_escape_byte(b: u8) -> bool {
-    b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xe2
+/// Whether `bytes` (UTF-8) hold something [`one_line`] escapes: an ASCII
+/// control, a C1 control (U+0080..U+009F: C2 80..9F), or U+2028/U+2029
+/// (E2 80 A8/A9), which some viewers take for line breaks.
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(i, &b)| match b {
+        0..0x20 | 0x7f => true,
+        0xc2 => bytes.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)),
+        0xe2 => bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)),
+        _ => false,
+    })
 }
 
 /// `s` with every control character and line separator escaped (`\n`,
@@ -368,6 +371,8 @@ pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// Quotes a log value when it holds spaces, quotes or control characters,
+/// so every line stays `key=value` parseable.
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
@@ -509,6 +514,18 @@ mod tests {
              INFO  part one\n"
         );
         assert_eq!(w.pending_lines, 4);
+    }
+
+    /// Text in other scripts and symbols stays on the fast path; only
+    /// what `one_line` escapes leaves it.
+    #[test]
+    fn needs_escape_finds_only_what_one_line_escapes() {
+        assert!(!super::needs_escape("£ ° § – — “x” … € → µs".as_bytes()));
+        for bad in [
+            "a\nb", "\x1b[2J", "\u{85}", "\u{9f}", "\u{2028}", "\u{2029}", "\x7f",
+        ] {
+            assert!(super::needs_escape(bad.as_bytes()), "{bad:?}");
+        }
     }
 
     #[test]

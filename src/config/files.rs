@@ -41,9 +41,16 @@ fn whole(path: &Path, message: impl Into<String>) -> ConfigError {
 /// them no YAML at all (not UTF-8, or a control character YAML does not
 /// allow), with its line and column, so that the error points at it.
 pub fn decode(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
+    // Lines end at LF, CRLF or a lone CR, as YAML's line breaks do.
     let at = |prefix: &str| {
-        let line = prefix.matches('\n').count() + 1;
-        let col = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        let line = prefix.matches('\n').count() + prefix.matches('\r').count()
+            - prefix.matches("\r\n").count()
+            + 1;
+        let col = prefix
+            .rsplit(['\n', '\r'])
+            .next()
+            .map_or(0, |l| l.chars().count())
+            + 1;
         (line, col)
     };
     let text = match String::from_utf8(bytes) {
@@ -60,12 +67,13 @@ pub fn decode(bytes: Vec<u8>) -> Result<String, (usize, usize, String)> {
             ));
         }
     };
-    // YAML 1.2 §5.1: no C0 control but tab, LF and CR; no DEL; no C1 but
-    // NEL; a byte order mark only first.
-    let bad = text.char_indices().find(|&(i, c)| {
+    // What the YAML reader refuses (libyaml's printable set): C0 controls
+    // but tab, LF and CR; DEL; C1 controls but NEL; U+FFFE and U+FFFF.
+    let bad = text.char_indices().find(|&(_, c)| {
         matches!(c, '\0'..='\x08' | '\x0b' | '\x0c' | '\x0e'..='\x1f' | '\x7f')
             || ('\u{80}'..='\u{9f}').contains(&c) && c != '\u{85}'
-            || c == '\u{feff}' && i != 0
+            || c == '\u{fffe}'
+            || c == '\u{ffff}'
     });
     if let Some((i, c)) = bad {
         let (line, col) = at(&text[..i]);

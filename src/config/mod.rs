@@ -494,7 +494,14 @@ pub fn oneline_with(
                     .and_then(|f| e.message.strip_prefix(f.as_str()))
                     .unwrap_or(&e.message);
                 // No file to edit in this mode: say which option to add.
-                let msg = msg.replace("(set user: here or in defaults)", "(add --set user=NAME)");
+                let mut msg =
+                    msg.replace("(set user: here or in defaults)", "(add --set user=NAME)");
+                // The implied user (no --set user= as root) is not there.
+                if as_nobody && label.is_none() && msg.contains("\"nobody\"") {
+                    msg.push_str(
+                        " (as root the one-line mode runs as nobody: add --set user=NAME)",
+                    );
+                }
                 match label {
                     Some(label) => whole(format!("{label}: {msg}")),
                     // An error of the service as a whole.

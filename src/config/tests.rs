@@ -1370,11 +1370,18 @@ fn bytes_that_are_no_yaml_have_a_line_and_column() {
     );
     let e = decode("a: \u{1b}[2J\n".as_bytes().to_vec()).unwrap_err();
     assert_eq!((e.0, e.1), (1, 4));
-    // Tabs, CR, NEL and a leading byte order mark are YAML.
-    for ok in ["\u{feff}a: 1\n", "a: \"x\ty\"\r\n", "a: \"\u{85}\"\n"] {
+    // Tabs, CR, NEL and byte order marks are what the YAML reader takes.
+    for ok in [
+        "\u{feff}a: 1\n",
+        "a: \"x\ty\"\r\n",
+        "a: \"\u{85}\"\n",
+        "a: \"x\u{feff}y\"\n",
+    ] {
         assert!(decode(ok.as_bytes().to_vec()).is_ok(), "{ok:?}");
     }
-    assert!(decode("a: 1\n\u{feff}".as_bytes().to_vec()).is_err());
+    // Lone CRs and CRLFs end lines too.
+    let e = decode(b"a: 1\rb: 2\r\nc: \x01\n".to_vec()).unwrap_err();
+    assert_eq!((e.0, e.1), (3, 4));
     // Through the loader, with the file named.
     let (p, e) = errs("services:\n  a\0b:\n    listen: 1\n");
     assert_eq!(e.len(), 1, "{e:?}");

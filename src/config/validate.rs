@@ -1028,6 +1028,10 @@ pub fn exec_access_warning(service: &Service) -> Option<String> {
         }
     }
     let m = std::fs::metadata(path).ok()?;
+    if !m.is_file() {
+        // The load checked it; what is there now is not ours to open.
+        return None;
+    }
     if !may(&m, 0o1) {
         return Some(format!(
             "{} is not executable by user {}",

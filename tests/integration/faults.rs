@@ -205,6 +205,33 @@ fn a_configuration_cannot_forge_log_lines() {
     assert!(log.contains("\\nERROR  forged two\\x1b[2J"), "{log}");
 }
 
+/// The same for text that reaches the log outside configuration errors:
+/// a unix socket path with a newline, in its `listening` line.
+#[test]
+fn a_socket_path_cannot_forge_log_lines() {
+    let dir = TempDir::new("forge");
+    let path = dir
+        .path()
+        .join("a\nINFO  listening service=forged addr=1.2.3.4:1");
+    let yaml = format!(
+        "services:\n  u:\n    listen: \"{}\"\n    builtin: echo\n",
+        path.display().to_string().replace('\n', "\\n")
+    );
+    let d = Superd::start(&yaml);
+    let line = d.wait_for(&["listening", "service=u "]);
+    assert!(line.contains("\\nINFO  listening service=forged"), "{line}");
+    assert!(
+        d.lines_with(&["service=forged"]).len() == 1,
+        "{}",
+        d.log_text()
+    );
+    assert!(
+        !d.log_text()
+            .lines()
+            .any(|l| l.starts_with("INFO  listening service=forged"))
+    );
+}
+
 /// Started with SIGCHLD ignored (which would have the kernel reap every
 /// child unseen), superd still reaps and logs each child, and its
 /// `max_connections` slot comes back.

@@ -264,10 +264,19 @@ fn a_notify_socket_nobody_reads_never_blocks_superd() {
         "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
     );
     let p = conf.path().to_str().unwrap().to_string();
+    // The queue holds net.unix.max_dgram_qlen datagrams (10 by default,
+    // 512 where systemd sets it); two notifications a reload overflow it.
+    let qlen: usize = std::fs::read_to_string("/proc/sys/net/unix/max_dgram_qlen")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(10);
+    if qlen > 2000 {
+        eprintln!("skipped: net.unix.max_dgram_qlen is {qlen}, too many reloads to fill it");
+        return;
+    }
     let mut d = Superd::spawn(conf, &[&p], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
     let addr = d.addr("e");
-    // Two notifications a reload: far more than the socket's queue holds.
-    for n in 1..=40 {
+    for n in 1..=qlen / 2 + 10 {
         d.signal(Signal::SIGHUP);
         d.wait_nth(n, &["reloaded services=1"]);
     }
