@@ -1517,7 +1517,15 @@ impl Daemon {
                 // The new listeners (bound above) are logged first, then
                 // what is closed: the log tells the order it happened in.
                 self.install(config.services, bound, old);
-                // What is left in the pool is no longer configured.
+                // What is left in the pool is no longer configured. Its
+                // socket file goes too, unless a new listener was bound at
+                // the same path (a changed socket type): that file is the
+                // new socket's now.
+                let in_use: std::collections::HashSet<PathBuf> = self
+                    .listeners
+                    .values()
+                    .filter_map(|e| e.listener.unix_path.clone())
+                    .collect();
                 for (_, slots) in pool.drain() {
                     for mut slot in slots {
                         if !slot.busy {
@@ -1527,6 +1535,14 @@ impl Daemon {
                                 .deregister(&mut SourceFd(&slot.listener.fd.as_raw_fd()));
                         }
                         info!("closed addr={}", slot.listener.local);
+                        if slot
+                            .listener
+                            .unix_path
+                            .as_ref()
+                            .is_some_and(|p| in_use.contains(p))
+                        {
+                            slot.listener.unix_path = None;
+                        }
                         slot.listener.remove_socket_file();
                     }
                 }

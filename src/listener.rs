@@ -205,7 +205,19 @@ impl Listener {
             }
             if key.socket_user != self.key.socket_user || key.socket_group != self.key.socket_group
             {
-                std::os::unix::fs::lchown(path, key.socket_user, key.socket_group)?;
+                // An owner no longer configured goes back to the default,
+                // superd's own, as a freshly bound socket file has.
+                std::os::unix::fs::lchown(
+                    path,
+                    Some(
+                        key.socket_user
+                            .unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+                    ),
+                    Some(
+                        key.socket_group
+                            .unwrap_or_else(|| nix::unistd::getegid().as_raw()),
+                    ),
+                )?;
             }
         }
         self.key = key.clone();

@@ -547,3 +547,67 @@ fn a_reload_changing_backlog_and_socket_mode_keeps_the_sockets() {
     assert_eq!(mode, 0o644);
     assert_eq!(exchange(&format!("127.0.0.1:{port}"), b"t"), b"t");
 }
+
+/// A unix service whose socket type changes on a reload gets a new socket
+/// at the same path; closing the old one must not remove the new one's
+/// file.
+#[test]
+fn a_reload_changing_a_unix_socket_type_keeps_the_socket_file() {
+    let dir = TempDir::new("retype");
+    let sock = dir.path().join("x.sock");
+    let d = Superd::start(&format!(
+        "services:\n  u:\n    listen: {}\n    socket: seqpacket\n    exec: /bin/cat\n    {}\n",
+        sock.display(),
+        user_line()
+    ));
+    d.wait_for(&["listening", "service=u "]);
+    d.dir.write(
+        "test.yaml",
+        &format!(
+            "services:\n  u:\n    listen: {}\n    builtin: echo\n",
+            sock.display()
+        ),
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reloaded"]);
+    assert!(sock.exists(), "the socket file is gone:\n{}", d.log_text());
+    let mut c = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    use std::io::{Read, Write};
+    c.write_all(b"hi").unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"hi");
+}
+
+/// Removing socket_user/socket_group on a reload gives the socket file
+/// back to the default owner, superd's own, as a restart would.
+#[test]
+fn a_reload_dropping_the_socket_owner_resets_it() {
+    if !is_root() {
+        eprintln!("skipped: needs root (chown to another user)");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("owner");
+    let sock = dir.path().join("o.sock");
+    let d = Superd::start(&format!(
+        "services:\n  o:\n    listen: {}\n    builtin: echo\n    socket_mode: \"0660\"\n    socket_user: nobody\n    socket_group: 65534\n",
+        sock.display()
+    ));
+    d.wait_for(&["listening", "service=o "]);
+    let m = std::fs::metadata(&sock).unwrap();
+    assert_eq!((m.uid(), m.gid()), (65534, 65534));
+    d.dir.write(
+        "test.yaml",
+        &format!(
+            "services:\n  o:\n    listen: {}\n    builtin: echo\n    socket_mode: \"0660\"\n",
+            sock.display()
+        ),
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reloaded"]);
+    let m = std::fs::metadata(&sock).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0), "{}", d.log_text());
+}
