@@ -951,14 +951,19 @@ pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 impl Dur {
     fn bounded(d: Duration) -> Result<Dur, String> {
         if d > MAX_DURATION {
-            Err(format!(
-                "duration of {} s is too long: at most 10 years ({} s)",
-                d.as_secs(),
-                MAX_DURATION.as_secs()
-            ))
+            Err(Dur::too_long(d.as_secs_f64()))
         } else {
             Ok(Dur(d))
         }
+    }
+
+    /// The error for `secs` seconds, the value as written (or its
+    /// nearest f64) whatever its size.
+    fn too_long(secs: f64) -> String {
+        format!(
+            "duration of {secs} s is too long: at most 10 years ({} s)",
+            MAX_DURATION.as_secs()
+        )
     }
 }
 
@@ -969,7 +974,7 @@ impl Scalar for Dur {
     }
     fn from_f64(n: f64) -> Result<Self, String> {
         if n.is_finite() && n > MAX_DURATION.as_secs_f64() {
-            return Dur::bounded(Duration::MAX);
+            return Err(Dur::too_long(n));
         }
         Duration::try_from_secs_f64(n)
             .map_err(|_| format!("bad duration {n}: expected a number of seconds >= 0"))

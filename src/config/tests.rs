@@ -1393,3 +1393,22 @@ fn bytes_that_are_no_yaml_have_a_line_and_column() {
         )
     );
 }
+
+/// A duration past the 10-year bound is refused naming the value written,
+/// whatever its unit.
+#[test]
+fn a_too_long_duration_names_its_value() {
+    let b = "services:\n  a:\n    listen: 1\n    builtin: echo\n    idle_timeout: ";
+    for (v, secs) in [
+        ("87601h", "315363600"),
+        ("5256001m", "315360060"),
+        ("315360001", "315360001"),
+    ] {
+        one(
+            &format!("{b}{v}\n"),
+            5,
+            19,
+            &format!("duration of {secs} s is too long: at most 10 years (315360000 s)"),
+        );
+    }
+}
