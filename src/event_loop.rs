@@ -1373,7 +1373,9 @@ impl Daemon {
                         let line = std::mem::replace(&mut pipe.buf, rest);
                         let was_cut = std::mem::replace(&mut pipe.cut, line.last() != Some(&b'\n'));
                         if !(was_cut && line.iter().all(|&b| b == b'\r' || b == b'\n')) {
-                            log_stderr_line(pipe, &line);
+                            // A line cut at STDERR_LINE_MAX goes on in
+                            // the next record: say so.
+                            log_stderr_line(pipe, &line, pipe.cut);
                         }
                     }
                 }
@@ -1385,7 +1387,7 @@ impl Daemon {
         if eof {
             let pipe = self.pipes.remove(&token).expect("present");
             if !pipe.buf.is_empty() {
-                log_stderr_line(&pipe, &pipe.buf);
+                log_stderr_line(&pipe, &pipe.buf, false);
             }
             let _ = self
                 .poll
@@ -1714,14 +1716,15 @@ impl Daemon {
     }
 }
 
-fn log_stderr_line(pipe: &StderrPipe, line: &[u8]) {
+fn log_stderr_line(pipe: &StderrPipe, line: &[u8], cut: bool) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches(['\n', '\r']);
     info!(
-        "stderr service={} pid={} line={}",
+        "stderr service={} pid={} line={}{}",
         pipe.service,
         pipe.pid,
-        quote(text)
+        quote(text),
+        if cut { " cut=true" } else { "" }
     );
 }
 

@@ -249,8 +249,37 @@ fn a_stderr_line_cut_at_its_limit_is_not_followed_by_an_empty_one() {
         .map(|l| l.split_once(" line=").unwrap().1.to_owned())
         .collect();
     assert_eq!(values.len(), 2, "{values:?}");
-    assert_eq!(values[0], "0".repeat(4096));
+    // The cut piece says it was cut.
+    assert_eq!(values[0], format!("{} cut=true", "0".repeat(4096)));
     assert_eq!(values[1], "after");
+}
+
+/// A line longer than 4096 bytes is logged in 4096-byte pieces, each but
+/// the last marked `cut=true`, so a reader can tell them from lines.
+#[test]
+fn a_long_stderr_line_is_logged_in_marked_pieces() {
+    let d = Superd::start(&format!(
+        "services:\n  long:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'printf \"%010000d\\nshort\\n\" 0 >&2']\n    stderr: log\n    {}\n",
+        user_line()
+    ));
+    assert_eq!(exchange(&d.addr("long"), b""), b"");
+    d.wait_for(&["exit", "service=long"]);
+    d.wait_for(&["stderr", "service=long", "line=short"]);
+    let values: Vec<String> = d
+        .lines_with(&["stderr", "service=long"])
+        .iter()
+        .map(|l| l.split_once(" line=").unwrap().1.to_owned())
+        .collect();
+    let zeros = |n: usize| "0".repeat(n);
+    assert_eq!(
+        values,
+        [
+            format!("{} cut=true", zeros(4096)),
+            format!("{} cut=true", zeros(4096)),
+            zeros(10000 - 2 * 4096),
+            "short".to_string()
+        ]
+    );
 }
 
 #[test]
