@@ -783,6 +783,8 @@ fn a_slow_log_reader_never_gets_a_cut_line() {
     for l in text.lines() {
         if let Some(v) = l.strip_prefix("INFO  stderr service=long ") {
             let value = v.split_once(" line=").expect("line=").1;
+            // The 5000-byte lines come in two pieces, the first marked.
+            let value = value.strip_suffix(" cut=true").unwrap_or(value);
             assert!(value.bytes().all(|b| b == b'0'), "a cut line: {l:?}");
             chars += value.len();
         } else {
