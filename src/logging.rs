@@ -66,17 +66,7 @@ pub fn flush() {
 /// The most a batch holds before it is written at once.
 const BATCH_BYTES: usize = 16 * 1024;
 
-static STDERR: Mutex<Writer> = Mutex::new(Writer {
-    file: None,
-    always_ready: false,
-    socket: false,
-    dropped: 0,
-    line: Vec::new(),
-    pending: Vec::new(),
-    pending_lines: 0,
-    batching: false,
-    unfinished: Vec::new(),
-});
+static STDERR: Mutex<Writer> = Mutex::new(Writer::new(false));
 
 fn lock() -> MutexGuard<'static, Writer> {
     // Single-threaded: a poisoned lock only means a panic mid-line.
@@ -121,6 +111,21 @@ struct Writer {
 }
 
 impl Writer {
+    /// A writer with nothing held and no file yet (see `open`).
+    const fn new(batching: bool) -> Writer {
+        Writer {
+            file: None,
+            always_ready: false,
+            socket: false,
+            dropped: 0,
+            line: Vec::new(),
+            pending: Vec::new(),
+            pending_lines: 0,
+            batching,
+            unfinished: Vec::new(),
+        }
+    }
+
     fn open(&mut self) {
         // Only pipes and terminals: reopening a regular file would lose its
         // O_APPEND offset, and sockets cannot be reopened through /proc.
@@ -481,17 +486,7 @@ mod tests {
     }
 
     fn held_writer() -> super::Writer {
-        super::Writer {
-            file: None,
-            always_ready: false,
-            socket: false,
-            dropped: 0,
-            line: Vec::new(),
-            pending: Vec::new(),
-            pending_lines: 0,
-            batching: true,
-            unfinished: Vec::new(),
-        }
+        super::Writer::new(true)
     }
 
     /// A record is one line whatever its text holds: a newline or an
