@@ -1016,8 +1016,18 @@ impl Daemon {
         if service.rate.is_none() && !st.wait_starts.try_take(now) {
             let until = now + LOOP_PAUSE;
             st.paused = Some((Pause::Looping, until));
+            // The datagrams its children leave unread would start the loop
+            // again after every pause, for ever: they go, as xinetd
+            // drains a UDP wait service's socket. (Connections waiting on
+            // a stream socket stay: their clients can give up.)
+            let entry = self.listeners.get(&token).expect("live");
+            let dropped = if entry.listener.key.socket == SocketType::Dgram {
+                drain_datagrams(entry.listener.fd.as_fd())
+            } else {
+                0
+            };
             warn!(
-                "looping service={} starts={WAIT_STARTS_PER_SEC} interval=1s pause={}",
+                "looping service={} starts={WAIT_STARTS_PER_SEC} interval=1s pause={} dropped={dropped}",
                 service.name,
                 children::secs(LOOP_PAUSE)
             );
@@ -1714,6 +1724,16 @@ impl Daemon {
         info!("stopped");
         crate::ExitCode::Ok
     }
+}
+
+/// Reads and throws away what is queued on a datagram socket (at most a
+/// bounded number, so a flood cannot hold the loop); returns how many.
+fn drain_datagrams(fd: std::os::fd::BorrowedFd<'_>) -> usize {
+    let mut buf = [0u8; 1];
+    let flags = socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_TRUNC;
+    (0..10_000)
+        .take_while(|_| socket::recv(fd.as_raw_fd(), &mut buf, flags).is_ok())
+        .count()
 }
 
 fn log_stderr_line(pipe: &StderrPipe, line: &[u8], cut: bool) {

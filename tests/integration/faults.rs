@@ -694,6 +694,9 @@ fn a_wait_service_whose_child_ends_at_once_does_not_loop() {
     let allowed = 50 + (50.0 * sent.elapsed().as_secs_f64()).ceil() as usize;
     assert!(line.starts_with("WARN"), "{line}");
     assert!(line.contains("pause=10.000s"), "{line}");
+    // The datagram no child read is gone: it cannot start the loop again
+    // after the pause.
+    assert!(line.contains(" dropped=1"), "{line}");
     let started = d.lines_with(&["exit", "service=lp "]).len();
     // Over the next second (bounded by the poll below) it starts nothing:
     // it is paused for ten.
