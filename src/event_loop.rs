@@ -1373,19 +1373,22 @@ impl Daemon {
                 Ok(0) => break true,
                 Ok(n) => {
                     pipe.buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = pipe.buf.iter().position(|&b| b == b'\n').or((pipe
-                        .buf
-                        .len()
-                        >= STDERR_LINE_MAX)
-                        .then_some(STDERR_LINE_MAX - 1))
-                    {
-                        let rest = pipe.buf.split_off((end + 1).min(pipe.buf.len()));
+                    // A line of at most STDERR_LINE_MAX bytes goes whole;
+                    // a longer one in pieces of at most that, each cut at
+                    // a character boundary and marked (it goes on in the
+                    // next record), wherever it falls in the reads.
+                    loop {
+                        let end = match pipe.buf.iter().position(|&b| b == b'\n') {
+                            Some(i) if i <= STDERR_LINE_MAX => i + 1,
+                            _ if pipe.buf.len() > STDERR_LINE_MAX => utf8_cut(&pipe.buf),
+                            _ => break,
+                        };
+                        let rest = pipe.buf.split_off(end);
                         let line = std::mem::replace(&mut pipe.buf, rest);
-                        let was_cut = std::mem::replace(&mut pipe.cut, line.last() != Some(&b'\n'));
+                        let cut = line.last() != Some(&b'\n');
+                        let was_cut = std::mem::replace(&mut pipe.cut, cut);
                         if !(was_cut && line.iter().all(|&b| b == b'\r' || b == b'\n')) {
-                            // A line cut at STDERR_LINE_MAX goes on in
-                            // the next record: say so.
-                            log_stderr_line(pipe, &line, pipe.cut);
+                            log_stderr_line(pipe, &line, cut);
                         }
                     }
                 }
@@ -1724,6 +1727,19 @@ impl Daemon {
         info!("stopped");
         crate::ExitCode::Ok
     }
+}
+
+/// Where to cut `buf` (longer than STDERR_LINE_MAX) into a piece of at
+/// most STDERR_LINE_MAX bytes: before the UTF-8 character that would
+/// straddle the limit, so no character is split in two (bytes that are not
+/// UTF-8 are cut at the limit).
+fn utf8_cut(buf: &[u8]) -> usize {
+    let continuation = |i: usize| buf[i] & 0xc0 == 0x80;
+    let mut k = STDERR_LINE_MAX;
+    while k > STDERR_LINE_MAX - 3 && continuation(k) {
+        k -= 1;
+    }
+    if continuation(k) { STDERR_LINE_MAX } else { k }
 }
 
 /// Reads and throws away what is queued on a datagram socket (at most a

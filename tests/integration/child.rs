@@ -233,10 +233,10 @@ fn stderr_modes_socket_log_and_null() {
     assert!(out.contains("kind.2=chr"), "{out}");
 }
 
-/// `stderr: log` cuts a line at 4096 bytes; the newline that ends it right
-/// after the cut ends that line, not an empty one.
+/// `stderr: log` takes a line of up to 4096 bytes whole, also when its
+/// newline comes in a later write: no empty line, no cut.
 #[test]
-fn a_stderr_line_cut_at_its_limit_is_not_followed_by_an_empty_one() {
+fn a_stderr_line_at_its_limit_is_one_record() {
     let d = Superd::start(&format!(
         "services:\n  long:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'printf %04096d 0 >&2; sleep 0.1; printf \"\\nafter\\n\" >&2']\n    stderr: log\n    {}\n",
         user_line()
@@ -249,9 +249,40 @@ fn a_stderr_line_cut_at_its_limit_is_not_followed_by_an_empty_one() {
         .map(|l| l.split_once(" line=").unwrap().1.to_owned())
         .collect();
     assert_eq!(values.len(), 2, "{values:?}");
-    // The cut piece says it was cut.
-    assert_eq!(values[0], format!("{} cut=true", "0".repeat(4096)));
+    assert_eq!(values[0], "0".repeat(4096));
     assert_eq!(values[1], "after");
+}
+
+/// A long line is cut at 4096 bytes wherever it falls in the pipe's
+/// reads (here after a short line, in one write), and never inside a
+/// UTF-8 character.
+#[test]
+fn long_stderr_lines_are_cut_alike_and_between_characters() {
+    let d = Superd::start(&format!(
+        "services:\n  long:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'printf \"x\\n%05000d\\n\" 0 >&2; for i in $(seq 2000); do printf \"\\346\\227\\245\"; done >&2; printf \"\\nend\\n\" >&2']\n    stderr: log\n    {}\n",
+        user_line()
+    ));
+    assert_eq!(exchange(&d.addr("long"), b""), b"");
+    d.wait_for(&["stderr", "service=long", "line=end"]);
+    let values: Vec<String> = d
+        .lines_with(&["stderr", "service=long"])
+        .iter()
+        .map(|l| l.split_once(" line=").unwrap().1.to_owned())
+        .collect();
+    let ri = "\u{65e5}";
+    // 4096 is not a multiple of 3: the piece stops before the character
+    // that would straddle it.
+    assert_eq!(
+        values,
+        [
+            "x".to_string(),
+            format!("{} cut=true", "0".repeat(4096)),
+            "0".repeat(904),
+            format!("{} cut=true", ri.repeat(1365)),
+            ri.repeat(635),
+            "end".to_string(),
+        ]
+    );
 }
 
 /// A line longer than 4096 bytes is logged in 4096-byte pieces, each but
