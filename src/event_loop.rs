@@ -413,6 +413,12 @@ impl Daemon {
                         service.rate,
                         now,
                     );
+                    // A pause for the old rate is the old rate's: the new
+                    // one decides at the drain below (and pauses again if
+                    // it must).
+                    if matches!(st.paused, Some((Pause::Rate, _))) {
+                        st.paused = None;
+                    }
                     // An unchanged service keeps its plan (no passwd lookup,
                     // no C strings rebuilt for each of 1000 services).
                     if *st.service != *service {

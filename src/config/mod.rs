@@ -451,7 +451,11 @@ pub fn oneline_with(
     // command line is a configuration whose `defaults` name that user
     // (defaults can never make a service root), so `superd --listen ADDR
     // -- PROG` works for root too, and nothing runs as root by accident.
-    let as_nobody = ctx.euid == 0 && !keys.iter().any(|k| k == "user");
+    let as_nobody = ctx.euid == 0
+        && !fields
+            .iter()
+            .zip(&keys)
+            .any(|((_, v), k)| k == "user" && !v.is_null());
     let mut text = String::from("services:\n");
     let name_yaml = serde_yaml::to_string(&Value::String(name)).unwrap_or_default();
     text.push_str(&format!("  {}:\n", name_yaml.trim_end()));

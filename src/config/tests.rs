@@ -1239,9 +1239,15 @@ fn oneline() {
         oneline_with(&["7000".into()], sets, &["/bin/cat".into()], &ctx)
             .unwrap_or_else(|e| panic!("{e:?}"))
     };
-    let c = as_root(&[]);
-    let cred = c.services[0].credentials.as_ref().expect("a user");
-    assert_eq!((cred.user.as_str(), cred.uid), ("nobody", 65534));
+    for sets in [vec![], vec![("user".to_string(), "null".to_string())]] {
+        let c = as_root(&sets);
+        let cred = c.services[0].credentials.as_ref().expect("a user");
+        assert_eq!(
+            (cred.user.as_str(), cred.uid),
+            ("nobody", 65534),
+            "{sets:?}"
+        );
+    }
     let c = as_root(&[("user".into(), "root".into())]);
     assert_eq!(c.services[0].credentials.as_ref().map(|c| c.uid), Some(0));
 }

@@ -593,6 +593,38 @@ fn rate_paces_a_udp_builtin() {
     assert!(st.contains(" accepted=6 "), "{st}");
 }
 
+/// A reload that drops `rate` ends a pause for it: the datagram waiting
+/// for the old rate's next token is answered at once (SPEC §6: a kept
+/// service takes its new fields for new connections).
+#[test]
+fn a_reload_dropping_rate_ends_its_pause() {
+    let d = Superd::start(
+        "services:\n  slow:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n    rate: \"1/m\"\n",
+    );
+    let to = d.addr("slow");
+    let c = udp_client("127.0.0.1:0");
+    assert_eq!(udp_ask(&c, &to, b"one"), b"one");
+    // The second waits a minute for a token...
+    c.send_to(b"two", to.parse::<SocketAddr>().unwrap())
+        .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGUSR1);
+    d.wait_for(&["status service=slow ", "state=paused_rate"]);
+    // ...until the reload without a rate.
+    d.dir.write(
+        "test.yaml",
+        &format!("services:\n  slow:\n    listen: {to}\n    socket: dgram\n    builtin: echo\n"),
+    );
+    let asked = Instant::now();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let mut buf = [0u8; 16];
+    let (n, _) = c.recv_from(&mut buf).expect("answered after the reload");
+    assert_eq!(&buf[..n], b"two");
+    assert!(
+        asked.elapsed() < Duration::from_secs(30),
+        "waited for the old rate"
+    );
+}
+
 #[test]
 fn max_connections_applies_to_builtin_sessions() {
     let d = Superd::start(
