@@ -1273,11 +1273,9 @@ impl Daemon {
                 }
             },
         );
-        for _ in &drain.datagrams {
+        for d in &drain.datagrams {
             // Every datagram read takes a token, refused or not.
             let _ = st.limits.take_rate_token(now);
-        }
-        for d in &drain.datagrams {
             debug!(
                 "datagram service={} peer={} bytes_in={} outcome={:?}",
                 service.name,
