@@ -83,7 +83,12 @@ pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
         return Ok(());
     }
     let e = io::Error::last_os_error();
-    if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EINVAL)) {
+    // ENOSYS, or EINVAL from a kernel whose fchmodat2 has no AT_EMPTY_PATH;
+    // EPERM from a seccomp filter that does not know the call.
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS | libc::EINVAL | libc::EPERM)
+    ) {
         return Err(e);
     }
     let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());

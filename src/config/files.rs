@@ -249,12 +249,8 @@ fn acl_writer(entries: &[AclEntry], gid: u32) -> Option<String> {
     entries.iter().find_map(|e| {
         let writes = e.perm & mask & ACL_WRITE != 0;
         match e.tag {
-            ACL_USER if writes && e.id != 0 => {
-                Some(format!("writable by user {} (ACL)", e.id))
-            }
-            ACL_GROUP if writes && e.id != 0 => {
-                Some(format!("writable by group {} (ACL)", e.id))
-            }
+            ACL_USER if writes && e.id != 0 => Some(format!("writable by user {} (ACL)", e.id)),
+            ACL_GROUP if writes && e.id != 0 => Some(format!("writable by group {} (ACL)", e.id)),
             ACL_GROUP_OBJ if writes && gid != 0 => Some(format!("writable by group {gid}")),
             _ => None,
         }
@@ -379,7 +375,10 @@ mod tests {
         );
         assert!(parse_acl(&[2, 0]).is_err(), "short header");
         assert!(parse_acl(&[1, 0, 0, 0]).is_err(), "another version");
-        assert!(parse_acl(&bytes[..bytes.len() - 1]).is_err(), "partial entry");
+        assert!(
+            parse_acl(&bytes[..bytes.len() - 1]).is_err(),
+            "partial entry"
+        );
         assert!(parse_acl(&acl(&[(0x40, RW, 0)])).is_err(), "unknown tag");
         assert_eq!(parse_acl(&acl(&[])).unwrap(), vec![]);
     }
