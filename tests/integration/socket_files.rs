@@ -354,3 +354,38 @@ fn a_config_an_acl_lets_others_write_is_refused() {
     d.wait_for(&["ready"]);
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// Out of file descriptors superd cannot probe a socket file, and must not
+/// take a live one for stale: whatever the limit, another program's
+/// listening socket keeps its file.
+#[test]
+fn a_probe_that_cannot_be_made_never_takes_the_socket() {
+    let dir = TempDir::new("probefds");
+    let sock = dir.path().join("live.sock");
+    let theirs = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    // From too few descriptors to start at all to enough to probe: one of
+    // them leaves superd out of descriptors exactly at the probe.
+    for nofile in 3..=16 {
+        let conf = TempDir::new("probefdsconf");
+        conf.write(
+            "t.yaml",
+            &format!(
+                "services:\n  s:\n    listen: {}\n    builtin: echo\n",
+                sock.display()
+            ),
+        );
+        let p = conf.path().to_str().unwrap().to_string();
+        let mut d = Superd::spawn_limited(conf, &[&p], &[], Some(nofile));
+        // Exit 1, or 127 when even the dynamic loader runs out.
+        assert!(!d.wait_exit().success(), "{}", d.log_text());
+        assert!(
+            sock.exists(),
+            "RLIMIT_NOFILE={nofile}: the live socket's file was removed:\n{}",
+            d.log_text()
+        );
+        // Drop what the probes queued.
+        while theirs.accept().is_ok() {}
+    }
+    UnixStream::connect(&sock).expect("still theirs");
+}
