@@ -352,8 +352,9 @@ impl SocketFile {
     }
 }
 
-/// `open(path, O_PATH | O_NOFOLLOW)`: a handle on the file itself (a
-/// symlink is refused with ELOOP), for fstat, chmod and chown.
+/// `open(path, O_PATH | O_NOFOLLOW)`: a handle on the file at the path,
+/// for fstat, chmod and chown; a symlink there is not followed (the handle
+/// is the link's own, which the callers' checks refuse).
 fn open_path(path: &Path) -> io::Result<OwnedFd> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::File::options()
