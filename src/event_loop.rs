@@ -1523,6 +1523,7 @@ impl Daemon {
                 busy: e.busy,
                 listener: e.listener,
                 udp: e.udp,
+                adjust: None,
             });
         }
         let old: HashMap<String, u64> = self
@@ -1537,14 +1538,9 @@ impl Daemon {
                 // what is closed: the log tells the order it happened in.
                 self.install(config.services, bound, old);
                 // What is left in the pool is no longer configured. Its
-                // socket file goes too, unless a new listener was bound at
-                // the same path (a changed socket type): that file is the
-                // new socket's now.
-                let in_use: std::collections::HashSet<PathBuf> = self
-                    .listeners
-                    .values()
-                    .filter_map(|e| e.listener.unix_path.clone())
-                    .collect();
+                // socket file goes too, if its path still names it (a new
+                // listener bound at the same path, for a changed socket
+                // type, has a file of its own there).
                 for (_, slots) in pool.drain() {
                     for mut slot in slots {
                         if !slot.busy {
@@ -1554,14 +1550,6 @@ impl Daemon {
                                 .deregister(&mut SourceFd(&slot.listener.fd.as_raw_fd()));
                         }
                         info!("closed addr={}", slot.listener.local);
-                        if slot
-                            .listener
-                            .unix_path
-                            .as_ref()
-                            .is_some_and(|p| in_use.contains(p))
-                        {
-                            slot.listener.unix_path = None;
-                        }
                         slot.listener.remove_socket_file();
                     }
                 }
@@ -1816,6 +1804,10 @@ struct Slot {
     busy: bool,
     listener: Listener,
     udp: Option<builtins::UdpServer>,
+    /// The key an old socket takes once the whole reload has bound (its
+    /// backlog, socket file mode and owner change then, so that a reload
+    /// rolled back leaves them as they were).
+    adjust: Option<ListenerKey>,
 }
 
 /// Takes the listener for `key` out of the pool for the service that had
@@ -1842,8 +1834,9 @@ fn take_from_pool(
         }
     }
     // The same address with other options that an open socket can take
-    // (backlog, socket file mode and owner): adjust it in place rather
-    // than fail to bind the address a second time.
+    // (backlog, socket file mode and owner): adjust it in place, once the
+    // reload is known to succeed (bind_all), rather than fail to bind the
+    // address a second time.
     let same_addr = |k: &ListenerKey, s: &Slot| {
         k.addr == key.addr && (!any_port || mine(s))
             || key.addr.port().is_some_and(|p| p != 0)
@@ -1860,15 +1853,7 @@ fn take_from_pool(
     let (k, i) = found?;
     let slots = pool.get_mut(&k)?;
     let mut slot = slots.swap_remove(i);
-    if let Err(e) = slot.listener.adjust(key) {
-        warn!(
-            "cannot change socket options addr={} error={}",
-            slot.listener.local,
-            quote(&e.to_string())
-        );
-    }
-    // From now on the socket is known by the new key.
-    slot.listener.key = key.clone();
+    slot.adjust = Some(key.clone());
     Some(slot)
 }
 
@@ -1892,6 +1877,27 @@ fn bind_all(
                     slots.push(slot);
                     continue;
                 }
+                // A socket file of ours at this path, whose socket cannot
+                // take the new key (another socket type): moved aside
+                // until the reload is known to succeed, and put back if it
+                // is rolled back.
+                if let crate::service::Address::UnixPath(path) = &key.addr
+                    && let Some(old) = pool.values_mut().flatten().find(|slot| {
+                        slot.listener
+                            .socket_file
+                            .as_ref()
+                            .is_some_and(|f| f.path == *path)
+                    })
+                    && let Err(e) = old.listener.stash_socket_file()
+                {
+                    failure = Some(BindFailure(format!(
+                        "service {}: cannot move the old socket file {} aside: {e}",
+                        s.name,
+                        path.display()
+                    )));
+                    out.push(slots);
+                    break 'outer;
+                }
                 match Listener::bind(&key) {
                     Ok(listener) => slots.push(Slot {
                         token: None,
@@ -1899,6 +1905,7 @@ fn bind_all(
                         busy: false,
                         listener,
                         udp: None,
+                        adjust: None,
                     }),
                     Err(e) => {
                         // The address is ours already, with options a
@@ -1939,15 +1946,38 @@ fn bind_all(
         out.push(slots);
     }
     let Some(f) = failure else {
+        // Everything is bound: the old sockets kept take their new options.
+        for slot in out.iter_mut().flatten() {
+            if let Some(key) = slot.adjust.take()
+                && let Err(e) = slot.listener.adjust(&key)
+            {
+                warn!(
+                    "cannot change socket options addr={} error={}",
+                    slot.listener.local,
+                    quote(&e.to_string())
+                );
+            }
+        }
         return Ok(out);
     };
-    // Roll back: old listeners go back to the pool; new ones are dropped,
-    // which closes them and removes their socket files.
-    for slot in out.into_iter().flatten() {
+    // Roll back: old listeners go back to the pool, as they were; new ones
+    // are dropped, which closes them and removes their socket files; then
+    // socket files moved aside for them go back to their paths.
+    for mut slot in out.into_iter().flatten() {
         if slot.token.is_some() {
+            slot.adjust = None;
             pool.entry(slot.listener.key.clone())
                 .or_default()
                 .push(slot);
+        }
+    }
+    for slot in pool.values_mut().flatten() {
+        if let Err(e) = slot.listener.restore_socket_file() {
+            error!(
+                "cannot put the socket file back addr={} error={}",
+                slot.listener.local,
+                quote(&e.to_string())
+            );
         }
     }
     Err(f)
