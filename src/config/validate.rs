@@ -643,6 +643,44 @@ fn service<'a>(
         (None, _) => socket == SocketType::Dgram,
     };
 
+    // Access rules and the per-source limit only where superd applies them
+    // (superd.yaml(5), only_from): a rule shown by --check and not applied
+    // would let in a client the admin believes refused.
+    let rules = [
+        ("only_from", pick!(only_from).map(|(_, o)| o)),
+        (
+            "deny_from",
+            pick!(deny_from)
+                .filter(|(v, _)| !v.0.is_empty())
+                .map(|(_, o)| o),
+        ),
+        ("max_per_source", pick!(max_per_source).map(|(_, o)| o)),
+    ];
+    for (field, o) in rules {
+        let Some(o) = o else { continue };
+        let per_source = field == "max_per_source";
+        let why = if any_unix {
+            Some("a unix socket's peer has no IP address to check")
+        } else if wait && !is_builtin && socket != SocketType::Dgram {
+            Some("a wait service's child accepts its connections itself")
+        } else if per_source && socket == SocketType::Dgram {
+            Some("datagrams have no connections to count per source")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let from = if o.service.is_none() {
+                " (set in defaults)".to_owned()
+            } else {
+                String::new()
+            };
+            errors.push(o.at_value(
+                field,
+                format!("service {name:?}: {field}{from} cannot be applied: {why}"),
+            ));
+        }
+    }
+
     let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
 
     let positive =
@@ -950,6 +988,29 @@ fn credentials<'a>(
                 ),
             ));
             return None;
+        }
+        // The same rule for the group: gid 0 reads root's files as surely
+        // as uid 0 (superd.yaml(5), THE ROOT RULE).
+        if let (Some(0), Some((_, go))) = (gid, group) {
+            if go.service.is_none() {
+                errors.push(own.at_key(
+                    "",
+                    format!(
+                        "service {name:?} would run with group root through defaults ({}): only a service's own group: may say root",
+                        go.at()
+                    ),
+                ));
+                return None;
+            }
+            if raw.group_merged {
+                errors.push(own.at_key(
+                    "",
+                    format!(
+                        "service {name:?} would run with group root through a merge key (<<): only a service's own group: may say root"
+                    ),
+                ));
+                return None;
+            }
         }
         let gid = match (gid, info.gid) {
             (Some(g), _) | (None, Some(g)) => g,
