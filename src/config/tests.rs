@@ -1490,3 +1490,32 @@ fn group_root_never_through_defaults() {
     );
     ok("services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    group: root\n");
 }
+
+#[test]
+fn a_fifo_in_place_of_the_program_never_blocks_the_warning_check() {
+    // A FIFO swapped in after the load's check: open(2) without O_NONBLOCK
+    // would wait for a writer for ever, inside the event loop.
+    let d = tmpdir();
+    let fifo = d.join("prog");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f2 = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(validate::open_regular(&f2).is_some());
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    // Unblock a thread stuck in open(2), whatever happened.
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    assert_eq!(
+        got,
+        Ok(false),
+        "a FIFO is not a program, and is refused at once"
+    );
+    let prog = d.join("real");
+    std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+    assert!(validate::open_regular(&prog).is_some());
+}
