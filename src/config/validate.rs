@@ -334,6 +334,15 @@ impl<'a> Origin<'a> {
         self.error(self.file.index.key(&path), message)
     }
 
+    /// `file:line:column` of the value of `field`.
+    fn at_field(&self, field: &str) -> String {
+        let e = self.at_value(field, "");
+        match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file.display()),
+            _ => self.at(),
+        }
+    }
+
     fn at(&self) -> String {
         let pos = self.file.index.key(&self.path(&[]));
         match pos {
@@ -1008,7 +1017,7 @@ fn credentials<'a>(
                     "",
                     format!(
                         "service {name:?} would run with group root through defaults ({}): only a service's own group: may say root",
-                        go.at()
+                        go.at_field("group")
                     ),
                 ));
                 return None;
