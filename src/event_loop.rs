@@ -25,7 +25,7 @@ use crate::access::{self, Refusal};
 use crate::builtins;
 use crate::children::{self, Child, Children};
 use crate::config::{self, Config};
-use crate::limits::{ServiceLimits, SourceKey, TokenBucket, source_key};
+use crate::limits::{LogBudget, ServiceLimits, SourceKey, TokenBucket, source_key};
 use crate::listener::{self, Accepted, Listener, Peer};
 use crate::logging::quote;
 use crate::notify::Notifier;
@@ -40,6 +40,9 @@ const SIGNAL_TOKEN: Token = Token(0);
 const RESOURCE_PAUSE: Duration = Duration::from_millis(250);
 /// At most one "out of resources" line per service in this interval.
 const RESOURCE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// At most one `refused` line per service per interval for datagrams,
+/// whose source anyone can forge (superd.8, LOGS).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A `wait` service whose program fails before exec is retried after this
 /// delay, doubled for every further failure in a row, up to the cap.
 const WAIT_BACKOFF_START: Duration = Duration::from_millis(100);
@@ -74,6 +77,9 @@ const CLOSE_BATCH: usize = 64;
 /// concurrent clients: 21 ms with 2, 30 ms with 3, 45 ms with 4, over
 /// 200 ms unbounded).
 const PRE_EXEC_MAX: usize = 2;
+/// How often the report pipe of a child is read when epoll could not take
+/// it (out of memory, max_user_watches): the loop never waits for a child.
+const EXEC_CHECK: Duration = Duration::from_millis(10);
 /// Reads of 4 KiB from one stderr pipe before the loop looks elsewhere.
 const STDERR_READS_PER_TURN: usize = 16;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
@@ -120,6 +126,7 @@ enum Pause {
     Resources,
     ExecFailures,
     Looping,
+    AcceptError,
 }
 
 impl Pause {
@@ -129,6 +136,7 @@ impl Pause {
             Pause::Resources => "paused_resources",
             Pause::ExecFailures => "paused_exec_failures",
             Pause::Looping => "paused_looping",
+            Pause::AcceptError => "paused_accept_error",
         }
     }
 }
@@ -150,6 +158,8 @@ struct ServiceState {
     /// wait mode without `rate`: children started (see WAIT_STARTS_PER_SEC).
     wait_starts: TokenBucket,
     last_resource_log: Option<Instant>,
+    /// `refused` lines about datagrams (see REFUSAL_LOG_INTERVAL).
+    refusal_log: LogBudget,
     /// A connection accepted when fork failed, served first on resume.
     pending: Option<Accepted>,
 }
@@ -210,6 +220,9 @@ enum Timer {
     /// for what is left of it once the child itself is gone.
     ChildKill(i32, u64),
     SessionIdle(Token),
+    /// A child's exec report pipe the loop could not watch: looked at
+    /// again (see EXEC_CHECK).
+    ExecCheck(Token),
 }
 
 /// A timed-out child's process group that outlived the child.
@@ -283,6 +296,27 @@ fn offset_for(kind: crate::service::Builtin, now: i64) -> i64 {
         crate::service::Builtin::Daytime => crate::sys::utc_offset(now),
         _ => 0,
     }
+}
+
+/// An accept error that is about one connection only (it is gone; the next
+/// may be fine): accept(2) says to retry on these. Any other error that is
+/// not a shortage of resources would come back at every call.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ETIMEDOUT
+                | libc::ECONNRESET
+        )
+    )
 }
 
 fn is_resource_error(e: &io::Error) -> bool {
@@ -372,6 +406,7 @@ impl Daemon {
                     self.children.get(*pid).is_some() || self.lingering.contains_key(pid)
                 }
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
+                Timer::ExecCheck(token) => self.execs.contains_key(token),
             })
             .collect();
     }
@@ -463,6 +498,7 @@ impl Daemon {
                                 now,
                             ),
                             last_resource_log: None,
+                            refusal_log: LogBudget::default(),
                             pending: None,
                         },
                     );
@@ -673,10 +709,12 @@ impl Daemon {
             if st.limits.at_capacity() {
                 return;
             }
-            if st.pre_exec >= PRE_EXEC_MAX {
+            if st.pre_exec >= PRE_EXEC_MAX || st.fail_streak > 0 && st.pre_exec > 0 {
                 // Enough of its children are on their way to exec: the
                 // next connection waits in the backlog, in order, rather
-                // than in the scheduler's run queue (see PRE_EXEC_MAX).
+                // than in the scheduler's run queue (see PRE_EXEC_MAX). A
+                // service whose last exec failed has one at a time: the
+                // next failure must be known before another start.
                 return;
             }
             if let Some(conn) = st.pending.take() {
@@ -720,11 +758,19 @@ impl Daemon {
                     return;
                 }
                 // ECONNABORTED and friends: that connection is gone, go on.
-                Err(e) => debug!(
+                Err(e) if is_connection_error(&e) => debug!(
                     "accept failed service={} error={}",
                     service.name,
                     quote(&e.to_string())
                 ),
+                // Anything else (EINVAL on a socket no longer listening,
+                // an LSM's EACCES) would fail again at once: pause, so
+                // the loop goes on with signals and other services.
+                Err(e) => {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    self.pause_accepting(sid, Pause::AcceptError, "accept", errno);
+                    return;
+                }
             }
         }
     }
@@ -732,23 +778,38 @@ impl Daemon {
     /// Pauses accepting for RESOURCE_PAUSE after `errno` at `what`; the
     /// error reads as in every other line (`exec failed`): strerror alone.
     fn pause_for_resources(&mut self, sid: u64, what: &str, errno: Errno) {
+        self.pause_accepting(sid, Pause::Resources, what, errno);
+    }
+
+    /// Pauses accepting on `sid` for RESOURCE_PAUSE after `errno` at
+    /// `what`, logged at most once per RESOURCE_LOG_INTERVAL.
+    fn pause_accepting(&mut self, sid: u64, why: Pause, what: &str, errno: Errno) {
         let now = Instant::now();
         let until = now + RESOURCE_PAUSE;
         let Some(st) = self.services.get_mut(&sid) else {
             return;
         };
-        st.paused = Some((Pause::Resources, until));
+        st.paused = Some((why, until));
         let log_now = st
             .last_resource_log
             .is_none_or(|t| now.duration_since(t) >= RESOURCE_LOG_INTERVAL);
         if log_now {
             st.last_resource_log = Some(now);
-            warn!(
-                "out of resources service={} step={what} error={} pause={}",
-                st.service.name,
-                quote(errno.desc()),
-                children::secs(RESOURCE_PAUSE)
-            );
+            if why == Pause::Resources {
+                warn!(
+                    "out of resources service={} step={what} error={} pause={}",
+                    st.service.name,
+                    quote(errno.desc()),
+                    children::secs(RESOURCE_PAUSE)
+                );
+            } else {
+                warn!(
+                    "cannot accept service={} error={} pause={}",
+                    st.service.name,
+                    quote(errno.desc()),
+                    children::secs(RESOURCE_PAUSE)
+                );
+            }
         }
         self.timer(until, Timer::Resume(sid));
     }
@@ -898,16 +959,15 @@ impl Daemon {
                 conn,
             },
         );
-        // A service whose last child failed before exec learns the outcome
-        // of the next one here, before it accepts again, so that its
-        // failures stay paced one by one; and a pipe the loop cannot watch
-        // is waited for here too.
-        let failing = self.services.get_mut(&sid).is_some_and(|st| {
+        // A service whose last child failed before exec starts no other
+        // until this one's outcome is known (see `drain_listener`), so its
+        // failures stay paced one by one; the loop never waits for it: a
+        // slow or stopped child holds up only its own service.
+        if let Some(st) = self.services.get_mut(&sid) {
             st.pre_exec += 1;
-            st.fail_streak > 0
-        });
-        if failing || !watched {
-            self.settle_now(token);
+        }
+        if !watched {
+            self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
         }
     }
 
@@ -919,15 +979,17 @@ impl Daemon {
         let w = self.execs.remove(&token).expect("present");
         if let Some(st) = self.services.get_mut(&w.service_id) {
             // Room for another start: the service's listeners go on.
-            if st.pre_exec == PRE_EXEC_MAX {
+            if st.pre_exec == PRE_EXEC_MAX || st.fail_streak > 0 {
                 self.ready.extend_from_slice(&st.listeners);
             }
             st.pre_exec = st.pre_exec.saturating_sub(1);
         }
         let failed = outcome.is_some();
+        let mut wait_listener = None;
         if let Some(c) = self.children.get_mut(w.pid) {
             c.exec_failed = failed;
             c.exec = None;
+            wait_listener = c.wait_listener;
         }
         let now = Instant::now();
         match (outcome, self.services.get_mut(&w.service_id)) {
@@ -940,6 +1002,19 @@ impl Daemon {
                     f.step.as_str(),
                     f.errno.desc()
                 );
+                // The datagram that started a UDP wait child is still
+                // queued (the child read nothing): one attempt only, or it
+                // would start the next child, and the next, for ever.
+                if let Some(entry) = wait_listener.and_then(|t| self.listeners.get(&t))
+                    && entry.listener.key.socket == SocketType::Dgram
+                    && let Ok(peer) = datagram_source(entry.listener.fd.as_fd(), false)
+                {
+                    warn!(
+                        "datagram dropped service={} peer={} reason=exec_failed",
+                        w.service,
+                        peer.map_or_else(|| "-".to_owned(), |p| canonical_addr(p).to_string())
+                    );
+                }
                 if let Some(st) = st {
                     st.counters.exec_failures += 1;
                     st.fail_streak += 1;
@@ -973,16 +1048,6 @@ impl Daemon {
         Some(failed)
     }
 
-    /// `exec_settled`, waiting for the outcome if need be: for a child that
-    /// has exited (its report pipe is closed) or one that must be settled
-    /// before the loop goes on.
-    fn settle_now(&mut self, token: Token) -> Option<bool> {
-        if let Some(w) = self.execs.get_mut(&token) {
-            w.pending.wait();
-        }
-        self.exec_settled(token)
-    }
-
     /// wait mode: hands the listening/bound socket to one child.
     fn spawn_wait(&mut self, sid: u64, token: Token) {
         let st = self.services.get(&sid).expect("live");
@@ -1007,6 +1072,12 @@ impl Daemon {
             // Only a pending socket error (an ICMP report on a datagram
             // socket): reading SO_ERROR clears it; no child for that.
             let _ = socket::getsockopt(&entry.listener.fd, socket::sockopt::SocketError);
+            return;
+        }
+        if entry.listener.key.socket == SocketType::Dgram
+            && (service.only_from.is_some() || !service.deny_from.is_empty())
+            && !self.admit_datagram(sid, token)
+        {
             return;
         }
         // `rate` paces a wait service's children as it paces accepts;
@@ -1059,6 +1130,48 @@ impl Daemon {
                 self.pause_for_resources(sid, "fork", e);
             }
         }
+    }
+
+    /// UDP wait with access rules: the source of the datagram at the head
+    /// of the queue is peeked (the child still reads it) and checked; a
+    /// refused datagram is read and dropped, as xinetd does. `true` when
+    /// the head may start a child; a batch of refusals at most per call.
+    fn admit_datagram(&mut self, sid: u64, token: Token) -> bool {
+        for _ in 0..ACCEPT_BATCH {
+            let (Some(entry), Some(st)) = (self.listeners.get(&token), self.services.get_mut(&sid))
+            else {
+                return false;
+            };
+            let fd = entry.listener.fd.as_fd();
+            let verdict = match datagram_source(fd, true) {
+                Ok(Some(peer)) => access::check(
+                    peer.ip(),
+                    st.service.only_from.as_deref(),
+                    &st.service.deny_from,
+                )
+                .map_err(|r| (peer, r)),
+                // No inet source (none on an inet socket): nothing to
+                // check it against; it goes.
+                Ok(None) => {
+                    let _ = datagram_source(fd, false);
+                    continue;
+                }
+                Err(Errno::EAGAIN) => return false,
+                // EINTR, or an ICMP report the read has cleared: again.
+                Err(_) => continue,
+            };
+            let Err((peer, reason)) = verdict else {
+                return true;
+            };
+            let _ = datagram_source(fd, false);
+            match reason {
+                Refusal::DenyFrom => st.counters.refused_deny_from += 1,
+                _ => st.counters.refused_only_from += 1,
+            }
+            log_refused_datagram(&mut st.refusal_log, &st.service.name, peer, reason);
+        }
+        self.ready.push(token);
+        false
     }
 
     /// Gives a `wait` listener back to the loop after its child ended.
@@ -1244,6 +1357,7 @@ impl Daemon {
             .map_or(usize::MAX, |n| n as usize);
         let sock = FdDatagram(entry.listener.fd.as_fd());
         let counters = &mut st.counters;
+        let refusal_log = &mut st.refusal_log;
         let t = builtins::now_unix();
         let offset = offset_for(udp.kind(), t);
         let drain = udp.serve(
@@ -1263,12 +1377,7 @@ impl Daemon {
                         Refusal::DenyFrom => counters.refused_deny_from += 1,
                         _ => counters.refused_only_from += 1,
                     }
-                    warn!(
-                        "refused service={} peer={} reason={}",
-                        service.name,
-                        canonical_addr(peer),
-                        reason.as_str()
-                    );
+                    log_refused_datagram(refusal_log, &service.name, peer, reason);
                     false
                 }
             },
@@ -1294,10 +1403,11 @@ impl Daemon {
     fn reap(&mut self) {
         let now = Instant::now();
         for (pid, mut child, ended) in self.children.reap() {
-            // A child that died before exec: its report first (the pipe is
-            // closed, so this does not wait), then its exit.
+            // A child that died before exec: its report first (its end of
+            // the pipe is closed with it, so the report is all there), then
+            // its exit.
             if let Some(token) = child.exec
-                && let Some(failed) = self.settle_now(token)
+                && let Some(failed) = self.exec_settled(token)
             {
                 child.exec_failed = failed;
             }
@@ -1474,6 +1584,11 @@ impl Daemon {
                                 warn!("timeout service={} pgid={pid} signal=SIGKILL", l.service);
                             }
                         }
+                    }
+                }
+                Timer::ExecCheck(token) => {
+                    if self.execs.contains_key(&token) && self.exec_settled(token).is_none() {
+                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
                     }
                 }
                 Timer::SessionIdle(token) => {
@@ -1734,6 +1849,45 @@ fn utf8_cut(buf: &[u8]) -> usize {
     if continuation(k) { STDERR_LINE_MAX } else { k }
 }
 
+/// Logs a refused datagram within the service's budget: one line per
+/// REFUSAL_LOG_INTERVAL, the next one saying how many were not logged.
+fn log_refused_datagram(budget: &mut LogBudget, service: &str, peer: SocketAddr, reason: Refusal) {
+    if let Some(left_out) = budget.take(Instant::now(), REFUSAL_LOG_INTERVAL) {
+        warn!(
+            "refused service={service} peer={} reason={}{}",
+            canonical_addr(peer),
+            reason.as_str(),
+            if left_out > 0 {
+                format!(" suppressed={left_out}")
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// The inet source of a datagram (`None` for any other kind).
+fn inet_source(ss: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = ss.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    ss.as_sockaddr_in6()
+        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+}
+
+/// Reads the datagram at the head of the queue (`peek`: leaves it there)
+/// for its source only: `Ok(None)` when it has no inet source.
+fn datagram_source(fd: std::os::fd::BorrowedFd<'_>, peek: bool) -> nix::Result<Option<SocketAddr>> {
+    let mut buf = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
+    if peek {
+        flags |= MsgFlags::MSG_PEEK;
+    }
+    let msg = socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, None, flags)?;
+    Ok(msg.address.as_ref().and_then(inet_source))
+}
+
 /// Reads and throws away what is queued on a datagram socket (at most a
 /// bounded number, so a flood cannot hold the loop); returns how many.
 fn drain_datagrams(fd: std::os::fd::BorrowedFd<'_>) -> usize {
@@ -1764,13 +1918,7 @@ impl builtins::DatagramSocket for FdDatagram<'_> {
         loop {
             let (n, from) = socket::recvfrom::<SockaddrStorage>(self.0.as_raw_fd(), buf)
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            let peer = from.as_ref().and_then(|ss| {
-                if let Some(v4) = ss.as_sockaddr_in() {
-                    return Some(SocketAddr::from((v4.ip(), v4.port())));
-                }
-                ss.as_sockaddr_in6()
-                    .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
-            });
+            let peer = from.as_ref().and_then(inet_source);
             // Datagrams without an inet source (none on an inet socket) are
             // skipped.
             if let Some(p) = peer {

@@ -49,6 +49,8 @@ macro_rules! raw_service {
             /// `user` came through a merge key, not written in the mapping
             /// itself: it cannot make the service root (the root rule).
             pub user_merged: bool,
+            /// The same for `group`: it cannot make the service's group root.
+            pub group_merged: bool,
         }
 
         /// Every service field, in the order the messages list them.
@@ -60,6 +62,9 @@ macro_rules! raw_service {
             fn fill_from(&mut self, other: RawService) {
                 if self.user.is_none() && (other.user.is_some() || other.user_merged) {
                     self.user_merged = true;
+                }
+                if self.group.is_none() && (other.group.is_some() || other.group_merged) {
+                    self.group_merged = true;
                 }
                 $(if self.$field.is_none() {
                     self.$field = other.$field;

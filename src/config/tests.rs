@@ -893,7 +893,7 @@ services:
   full:
     listen: ["127.0.0.1:7008", "[::1]:7008", ":7009", "*:7010", "0.0.0.0:7011", "[::]:7012"]
     socket: stream
-    wait: true
+    wait: false
     exec: [/bin/cat, -u, 5]
     user: nobody
     group: root
@@ -947,7 +947,7 @@ services:
             sa("[::]:7012"),
         ]
     );
-    assert!(s.wait);
+    assert!(!s.wait);
     assert_eq!(
         s.program,
         Program::Exec {
@@ -1417,4 +1417,105 @@ fn a_too_long_duration_names_its_value() {
             &format!("duration of {secs} s is too long: at most 10 years (315360000 s)"),
         );
     }
+}
+
+#[test]
+fn access_rules_only_where_applied() {
+    // TCP wait: the child accepts.
+    one(
+        "services:\n  a:\n    listen: 1\n    wait: true\n    exec: /bin/cat\n    user: nobody\n    deny_from: 10.0.0.0/8\n",
+        7,
+        16,
+        "deny_from cannot be applied: a wait service's child accepts",
+    );
+    // A unix socket has no IP peer.
+    one(
+        "services:\n  a:\n    listen: /run/x.sock\n    exec: /bin/cat\n    user: nobody\n    only_from: [127.0.0.1]\n",
+        6,
+        17,
+        "only_from cannot be applied: a unix socket's peer",
+    );
+    // No per-source count for datagrams (UDP wait or builtin).
+    one(
+        "services:\n  a:\n    listen: 1\n    socket: dgram\n    exec: /bin/cat\n    user: nobody\n    max_per_source: 2\n",
+        7,
+        5,
+        "max_per_source cannot be applied: datagrams",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    socket: dgram\n    builtin: echo\n    max_per_source: 2\n",
+        6,
+        5,
+        "max_per_source cannot be applied",
+    );
+    // From defaults: the defaults line, naming the service.
+    one(
+        "defaults:\n  user: nobody\n  only_from: [127.0.0.1]\nservices:\n  tcpwait:\n    listen: 1\n    wait: true\n    exec: /bin/cat\n",
+        3,
+        15,
+        "service \"tcpwait\": only_from (set in defaults) cannot be applied",
+    );
+    // Where they apply: nowait TCP, UDP wait (only_from/deny_from), UDP
+    // builtins.
+    ok(
+        "defaults:\n  user: nobody\n  only_from: [127.0.0.1]\n  deny_from: [10.0.0.0/8]\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n    max_per_source: 2\n  b:\n    listen: 2\n    socket: dgram\n    exec: /bin/cat\n  c:\n    listen: 3\n    socket: dgram\n    builtin: echo",
+    );
+    // An empty deny_from is no rule.
+    ok(
+        "services:\n  d:\n    listen: /run/d.sock\n    exec: /bin/cat\n    user: nobody\n    deny_from: []\n",
+    );
+}
+
+#[test]
+fn group_root_never_through_defaults() {
+    let (_, e) = errs(
+        "defaults:\n  user: nobody\n  group: root\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].column), (Some(5), Some(3)));
+    assert!(
+        e[0].message
+            .contains("would run with group root through defaults"),
+        "{}",
+        e[0]
+    );
+    // Through a merge key neither; a service's own group: root is allowed.
+    let (_, e) = errs(
+        "services:\n  a: &x\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    group: 0\n  b:\n    <<: *x\n    listen: 2\n",
+    );
+    assert!(
+        e[0].message.contains("group root through a merge key"),
+        "{}",
+        e[0]
+    );
+    ok("services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    group: root\n");
+}
+
+#[test]
+fn a_fifo_in_place_of_the_program_never_blocks_the_warning_check() {
+    // A FIFO swapped in after the load's check: open(2) without O_NONBLOCK
+    // would wait for a writer for ever, inside the event loop.
+    let d = tmpdir();
+    let fifo = d.join("prog");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f2 = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(validate::open_regular(&f2).is_some());
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    // Unblock a thread stuck in open(2), whatever happened.
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    assert_eq!(
+        got,
+        Ok(false),
+        "a FIFO is not a program, and is refused at once"
+    );
+    let prog = d.join("real");
+    std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+    assert!(validate::open_regular(&prog).is_some());
 }

@@ -21,6 +21,15 @@ use crate::service::{
 /// child PATH, so what `--check` finds is what the child would find).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
+/// A UDP builtin's `rate` when it sets none (superd.yaml(5), rate): a
+/// datagram's source can be forged, and one forged to come from another
+/// echo service would bounce between the two for ever; bounded, that
+/// costs at most this.
+pub const UDP_BUILTIN_RATE: crate::service::Rate = crate::service::Rate {
+    tokens: 100,
+    per: std::time::Duration::from_secs(1),
+};
+
 /// What validation needs to know about the running superd.
 #[derive(Clone, Debug)]
 pub struct Context {
@@ -323,6 +332,15 @@ impl<'a> Origin<'a> {
             self.path(&[field])
         };
         self.error(self.file.index.key(&path), message)
+    }
+
+    /// `file:line:column` of the value of `field`.
+    fn at_field(&self, field: &str) -> String {
+        let e = self.at_value(field, "");
+        match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file.display()),
+            _ => self.at(),
+        }
     }
 
     fn at(&self) -> String {
@@ -643,6 +661,44 @@ fn service<'a>(
         (None, _) => socket == SocketType::Dgram,
     };
 
+    // Access rules and the per-source limit only where superd applies them
+    // (superd.yaml(5), only_from): a rule shown by --check and not applied
+    // would let in a client the admin believes refused.
+    let rules = [
+        ("only_from", pick!(only_from).map(|(_, o)| o)),
+        (
+            "deny_from",
+            pick!(deny_from)
+                .filter(|(v, _)| !v.0.is_empty())
+                .map(|(_, o)| o),
+        ),
+        ("max_per_source", pick!(max_per_source).map(|(_, o)| o)),
+    ];
+    for (field, o) in rules {
+        let Some(o) = o else { continue };
+        let per_source = field == "max_per_source";
+        let why = if any_unix {
+            Some("a unix socket's peer has no IP address to check")
+        } else if wait && !is_builtin && socket != SocketType::Dgram {
+            Some("a wait service's child accepts its connections itself")
+        } else if per_source && socket == SocketType::Dgram {
+            Some("datagrams have no connections to count per source")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let from = if o.service.is_none() {
+                " (set in defaults)".to_owned()
+            } else {
+                String::new()
+            };
+            errors.push(o.at_value(
+                field,
+                format!("service {name:?}: {field}{from} cannot be applied: {why}"),
+            ));
+        }
+    }
+
     let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
 
     let positive =
@@ -735,7 +791,9 @@ fn service<'a>(
             .map(|(v, _)| v.0)
             .unwrap_or(d.max_connections),
         max_per_source: pick!(max_per_source).map(|(v, _)| v.0),
-        rate: pick!(rate).map(|(v, _)| *v),
+        rate: pick!(rate)
+            .map(|(v, _)| *v)
+            .or((is_builtin && socket == SocketType::Dgram).then_some(UDP_BUILTIN_RATE)),
         only_from: pick!(only_from).map(|(v, _)| v.0.clone()),
         deny_from: pick!(deny_from)
             .map(|(v, _)| v.0.clone())
@@ -951,6 +1009,29 @@ fn credentials<'a>(
             ));
             return None;
         }
+        // The same rule for the group: gid 0 reads root's files as surely
+        // as uid 0 (superd.yaml(5), THE ROOT RULE).
+        if let (Some(0), Some((_, go))) = (gid, group) {
+            if go.service.is_none() {
+                errors.push(own.at_key(
+                    "",
+                    format!(
+                        "service {name:?} would run with group root through defaults ({}): only a service's own group: may say root",
+                        go.at_field("group")
+                    ),
+                ));
+                return None;
+            }
+            if raw.group_merged {
+                errors.push(own.at_key(
+                    "",
+                    format!(
+                        "service {name:?} would run with group root through a merge key (<<): only a service's own group: may say root"
+                    ),
+                ));
+                return None;
+            }
+        }
         let gid = match (gid, info.gid) {
             (Some(g), _) | (None, Some(g)) => g,
             (None, None) => {
@@ -990,6 +1071,22 @@ fn credentials<'a>(
     None
 }
 
+/// Opens `path` if it is a regular file, with its metadata from the opened
+/// file itself: what is read is what was checked. O_NONBLOCK, so that a
+/// FIFO swapped in after the load's check cannot hang the event loop in
+/// open(2). Symlinks are followed (programs are often links, as exec
+/// follows them); the file is only read, never written or executed here.
+pub(super) fn open_regular(path: &Path) -> Option<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let m = file.metadata().ok()?;
+    m.is_file().then_some((file, m))
+}
+
 /// Why the service's own user could not execute its program, if that can
 /// be told from the permission bits: a directory on the way it cannot
 /// search, or a file it cannot execute (or, for a `#!` script, read).
@@ -1027,11 +1124,7 @@ pub fn exec_access_warning(service: &Service) -> Option<String> {
             ));
         }
     }
-    let m = std::fs::metadata(path).ok()?;
-    if !m.is_file() {
-        // The load checked it; what is there now is not ours to open.
-        return None;
-    }
+    let (mut file, m) = open_regular(path)?;
     if !may(&m, 0o1) {
         return Some(format!(
             "{} is not executable by user {}",
@@ -1040,10 +1133,7 @@ pub fn exec_access_warning(service: &Service) -> Option<String> {
         ));
     }
     let mut head = [0u8; 2];
-    let script = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && head == *b"#!";
+    let script = std::io::Read::read_exact(&mut file, &mut head).is_ok() && head == *b"#!";
     if script && !may(&m, 0o4) {
         return Some(format!(
             "{} is a script user {} cannot read",

@@ -14,5 +14,6 @@ mod faults;
 mod limits;
 mod live;
 mod oneline;
+mod review;
 mod socket_files;
 mod sockets;
