@@ -38,6 +38,12 @@ pub use crc32c::{Crc32c, crc32c};
 
 use crate::service::canonical_addr;
 
+/// Whether the event loop reads PROXY headers. Until it does, a service
+/// with `proxy_protocol` is refused when the configuration loads (a field
+/// the daemon would not apply must not be accepted); the loop integration
+/// turns this on.
+pub const PROXY_SERVED: bool = false;
+
 /// The longest v1 line, CRLF included.
 pub const V1_MAX: usize = 107;
 /// The longest v2 header superd accepts: the 16 fixed bytes and at most
