@@ -368,6 +368,14 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     /// `proxy_timeout`'s default.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Whether `peer` (the address accept returned) is one of the proxies
+    /// in `proxy_from`; IPv4-mapped peers count as IPv4, as everywhere.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.from
+            .iter()
+            .any(|net| crate::access::cidr_contains(net, peer))
+    }
 }
 
 impl Service {

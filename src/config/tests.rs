@@ -1435,6 +1435,15 @@ fn proxy_fields() {
         ["10.0.0.0/8", "2001:db8::1/128"]
     );
     assert_eq!(p.timeout, Duration::from_secs(2));
+    for (peer, trusted) in [
+        ("10.1.2.3", true),
+        ("::ffff:10.1.2.3", true),
+        ("11.0.0.1", false),
+        ("2001:db8::1", true),
+        ("2001:db8::2", false),
+    ] {
+        assert_eq!(p.trusts(peer.parse().unwrap()), trusted, "{peer}");
+    }
     let shown = crate::check::describe(&c);
     assert!(
         shown.contains(
