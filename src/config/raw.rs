@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::proxy::Accept;
 use crate::service::{
     Address, Builtin, Cidr, Rate, RlimValue, Rlimit, RlimitResource, SocketType, StderrMode,
 };
@@ -120,6 +121,9 @@ raw_service! {
     socket_user: IdRef,
     socket_group: IdRef,
     enabled: bool,
+    proxy_protocol: Accept,
+    proxy_from: OneOrMany<Cidr>,
+    proxy_timeout: Dur,
 }
 
 /// Parts of a file the deserializer passes over, by path:
@@ -535,6 +539,7 @@ macro_rules! scalar_deserialize {
 }
 
 scalar_deserialize!(
+    Accept,
     Address,
     SocketType,
     Builtin,
@@ -682,6 +687,13 @@ impl Scalar for Builtin {
     const EXPECTING: &'static str = "one of echo, discard, daytime, chargen, time";
     fn from_str(s: &str) -> Result<Self, String> {
         one_of(s, &Builtin::ALL, Builtin::as_str, "builtin")
+    }
+}
+
+impl Scalar for Accept {
+    const EXPECTING: &'static str = "one of v1, v2, any";
+    fn from_str(s: &str) -> Result<Self, String> {
+        one_of(s, &Accept::ALL, Accept::as_str, "PROXY protocol version")
     }
 }
 

@@ -7,14 +7,16 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 
 use super::ConfigError;
-use super::raw::{IdRef, OneOrMany, RawFile, RawService};
+use super::raw::{Dur, IdRef, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
-    Address, Credentials, Program, RlimValue, Rlimit, RlimitResource, Service, SocketType,
+    Address, Cidr, Credentials, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource, Service,
+    SocketType,
 };
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
@@ -48,6 +50,9 @@ pub struct Context {
     /// superd holds CAP_SYS_RESOURCE (root usually does; a container's
     /// root may not), so a child may raise hard limits before it drops it.
     pub can_raise_limits: bool,
+    /// The event loop reads PROXY headers ([`crate::proxy::PROXY_SERVED`]);
+    /// if not, `proxy_protocol` is refused. Tests turn it on.
+    pub proxy_served: bool,
 }
 
 impl Context {
@@ -70,6 +75,7 @@ impl Context {
                 .filter_map(|r| Some((r, own_hard_limit(r)?)))
                 .collect(),
             can_raise_limits: has_capability(CAP_SYS_RESOURCE),
+            proxy_served: crate::proxy::PROXY_SERVED,
         }
     }
 
@@ -772,6 +778,20 @@ fn service<'a>(
     let socket_user = id("socket_user", pick!(socket_user), true, errors);
     let socket_group = id("socket_group", pick!(socket_group), false, errors);
 
+    let proxy = proxy_config(
+        ProxyFields {
+            protocol: pick!(proxy_protocol),
+            from: pick!(proxy_from),
+            timeout: pick!(proxy_timeout),
+            wait: pick!(wait),
+        },
+        raw,
+        own,
+        (socket, any_unix, wait),
+        ctx,
+        errors,
+    );
+
     if errors.len() > before {
         return None;
     }
@@ -814,6 +834,7 @@ fn service<'a>(
         socket_user,
         socket_group,
         enabled: b.enabled,
+        proxy,
         ..d
     })
 }
@@ -898,6 +919,104 @@ fn settle_rlimit(mut l: Rlimit, ctx: &Context) -> Result<Rlimit, String> {
         }
     }
     Ok(l)
+}
+
+/// The PROXY fields of one service, each with where it came from.
+struct ProxyFields<'a> {
+    protocol: Option<(&'a crate::proxy::Accept, Origin<'a>)>,
+    from: Option<(&'a OneOrMany<Cidr>, Origin<'a>)>,
+    timeout: Option<(&'a Dur, Origin<'a>)>,
+    wait: Option<(&'a bool, Origin<'a>)>,
+}
+
+/// `proxy_protocol` and its companions. The header is read from a TCP
+/// connection before anything else happens to it, so the service must be
+/// TCP, stream, and not wait (a wait child gets the listening socket: no
+/// header is ever read). A unix socket is refused too: `proxy_from` names
+/// IP addresses, and a unix peer has none to check.
+fn proxy_config(
+    f: ProxyFields,
+    raw: &RawService,
+    own: Origin,
+    (socket, any_unix, wait): (SocketType, bool, bool),
+    ctx: &Context,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ProxyConfig> {
+    let Some((&accept, o)) = f.protocol else {
+        // Written in the service itself, these would be ignored: refuse
+        // them. From `defaults` they wait for a service that uses them.
+        for (field, set) in [
+            ("proxy_from", raw.proxy_from.is_some()),
+            ("proxy_timeout", raw.proxy_timeout.is_some()),
+        ] {
+            if set {
+                errors.push(own.at_key(
+                    field,
+                    format!("{field} has no effect without proxy_protocol"),
+                ));
+            }
+        }
+        return None;
+    };
+    let before = errors.len();
+    if !ctx.proxy_served {
+        errors.push(o.at_value(
+            "proxy_protocol",
+            "proxy_protocol is not yet supported by this build: superd does not read PROXY headers yet",
+        ));
+    }
+    if socket != SocketType::Stream {
+        errors.push(o.at_value(
+            "proxy_protocol",
+            format!(
+                "proxy_protocol needs a stream service: a PROXY header starts a TCP connection, and a {socket} service has none"
+            ),
+        ));
+    } else if any_unix {
+        errors.push(o.at_value(
+            "proxy_protocol",
+            "proxy_protocol needs TCP addresses: proxy_from names IP addresses, and a unix socket peer has none",
+        ));
+    } else if wait {
+        let (at, field) = match f.wait {
+            Some((_, w)) => (w, "wait"),
+            None => (o, "proxy_protocol"),
+        };
+        errors.push(at.at_value(
+            field,
+            "proxy_protocol needs wait: false: a wait child gets the listening socket, and no header is read",
+        ));
+    }
+    let from = match f.from {
+        None => {
+            errors.push(o.at_value(
+                "proxy_protocol",
+                "proxy_protocol needs proxy_from: the addresses of the proxies that may send the header",
+            ));
+            Vec::new()
+        }
+        Some((list, at)) if list.0.is_empty() => {
+            errors.push(at.at_key(
+                "proxy_from",
+                "proxy_from is empty: expected the addresses of the proxies that may send the header",
+            ));
+            Vec::new()
+        }
+        Some((list, _)) => list.0.clone(),
+    };
+    let timeout = match f.timeout {
+        Some((d, at)) if d.0.is_zero() => {
+            errors.push(at.at_value("proxy_timeout", "proxy_timeout must be longer than 0"));
+            Duration::ZERO
+        }
+        Some((d, _)) => d.0,
+        None => ProxyConfig::DEFAULT_TIMEOUT,
+    };
+    (errors.len() == before).then_some(ProxyConfig {
+        accept,
+        from,
+        timeout,
+    })
 }
 
 /// Resolves the users and groups `defaults` names even when no service

@@ -14,6 +14,7 @@ mod faults;
 mod limits;
 mod live;
 mod oneline;
+mod proxy;
 mod review;
 mod socket_files;
 mod sockets;
