@@ -14,4 +14,5 @@ mod faults;
 mod limits;
 mod live;
 mod oneline;
+mod package;
 mod sockets;
