@@ -211,6 +211,7 @@ fn the_debian_package_builds_installs_and_purges() {
         ("dh", "debhelper"),
         ("dpkg", "dpkg"),
         ("tar", "tar"),
+        ("timeout", "coreutils"),
     ] {
         if !have(tool) {
             skip(&format!("no {tool} (apt-get install {package})"));
@@ -245,8 +246,18 @@ fn the_debian_package_builds_installs_and_purges() {
     ]));
     assert!(copy.status.success(), "copy: {}", text(&copy));
 
-    let mut build = Command::new("dpkg-buildpackage");
-    build.args(["-b", "-us", "-uc"]).current_dir(&src);
+    // Bounded: a cold release build with LTO takes a minute or two here.
+    let mut build = Command::new("timeout");
+    build
+        .args([
+            "--kill-after=10s",
+            "15m",
+            "dpkg-buildpackage",
+            "-b",
+            "-us",
+            "-uc",
+        ])
+        .current_dir(&src);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
         if k.starts_with("CARGO_") && k != "CARGO_HOME" {
