@@ -14,6 +14,7 @@ mod faults;
 mod limits;
 mod live;
 mod oneline;
+mod package;
 mod proxy;
 mod review;
 mod socket_files;
