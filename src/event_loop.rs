@@ -776,6 +776,9 @@ impl Daemon {
                     conn.peer,
                     reason.as_str()
                 );
+                if let Some(msg) = &st.service.refuse_message {
+                    listener::send_refusal(conn.fd.as_fd(), msg);
+                }
                 false
             }
         }

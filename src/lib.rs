@@ -37,6 +37,7 @@ pub mod notify;
 pub mod pidfile;
 pub mod plan;
 pub mod service;
+pub mod services;
 pub mod signals;
 pub mod spawn;
 pub mod startup;
