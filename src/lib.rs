@@ -30,6 +30,7 @@ pub mod children;
 pub mod cli;
 pub mod config;
 pub mod event_loop;
+pub mod import;
 pub mod limits;
 pub mod listener;
 pub mod logging;

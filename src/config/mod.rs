@@ -12,7 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::service::Service;
-pub use validate::{Context, exec_access_warning};
+pub use raw::parse_size;
+pub use validate::{Context, MAX_REFUSE_MESSAGE, exec_access_warning};
 
 /// A duration in the configuration's syntax (`500ms`, `30s`, `5m`, `1h`, or
 /// seconds), bounded like every duration field: for `--grace`, so the
