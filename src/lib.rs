@@ -20,6 +20,8 @@
 //! - [`signals`]: signals turned into loop events (signalfd).
 //! - [`notify`]: sd_notify datagrams; [`pidfile`]: the locked pid file.
 //! - [`logging`]: the non-blocking stderr logger.
+//! - [`import`]: `superd import`, inetd.conf and xinetd.conf to YAML;
+//!   [`services`]: /etc/services.
 
 #![deny(unsafe_code)]
 
@@ -53,4 +55,6 @@ pub enum ExitCode {
     Failure = 1,
     /// Bad usage.
     Usage = 2,
+    /// `superd import`: something was approximated or dropped.
+    Inexact = 3,
 }

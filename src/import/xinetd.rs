@@ -518,7 +518,7 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
         }
     }
     if !has(&flags, "NOLIBWRAP") {
-        note(&mut e, &b.loc, Severity::Approximated, "xinetd built with libwrap (Debian's is) also applied /etc/hosts.allow and /etc/hosts.deny, which superd does not read (write only_from / deny_from; flags NOLIBWRAP says this is fine)");
+        note(&mut e, &b.loc, Severity::Approximated, "libwrap: xinetd (built with it, as Debian's is) also checked /etc/hosts.allow and /etc/hosts.deny; superd does not (use only_from / deny_from; flags = NOLIBWRAP says there is nothing to check)");
     }
 
     // Dropped outright.
