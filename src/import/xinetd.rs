@@ -440,16 +440,20 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
             .map(|a| a.values.clone())
             .unwrap_or_default();
         let mut argv = vec![Value::str(server.clone())];
+        let mut argv0 = None;
         if has(&flags, "NAMEINARGS") {
             // The first of server_args is argv[0] (tcpd finds its daemon by it).
             if let Some((first, rest)) = args.split_first() {
-                e.set("argv0", Value::str(first.as_str()));
+                argv0 = Some(first.clone());
                 argv.extend(rest.iter().map(|a| Value::str(a.as_str())));
             }
         } else {
             argv.extend(args.iter().map(|a| Value::str(a.as_str())));
         }
         e.set("exec", Value::List(argv));
+        if let Some(a) = argv0 {
+            e.set("argv0", Value::Str(a));
+        }
     }
 
     // wait.

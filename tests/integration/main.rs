@@ -10,6 +10,7 @@ mod child;
 mod cli;
 mod docs;
 mod examples;
+mod import;
 mod faults;
 mod limits;
 mod live;
