@@ -200,7 +200,7 @@ fn parse_import(args: impl Iterator<Item = OsString>) -> Result<Command, String>
     let mut out = None;
     let mut args = args;
     while let Some(a) = args.next() {
-        if a == "-o" || a == "--output" {
+        if a == "-o" {
             let dir = args.next().ok_or("import: -o needs a directory")?;
             out = Some(PathBuf::from(dir));
         } else if a == "-h" || a == "--help" {
