@@ -92,7 +92,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         sets: Vec::new(),
         program: Vec::new(),
     };
-    let mut args = args.into_iter();
     let mut saw_dashdash = false;
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str().map(str::to_owned) else {
@@ -211,8 +210,9 @@ fn parse_import(args: impl Iterator<Item = OsString>) -> Result<Command, String>
             words.push(a);
         }
     }
-    let [kind, path] = <[OsString; 2]>::try_from(words)
-        .map_err(|_| "import needs a format and a path: import inetd FILE, import xinetd FILE|DIR")?;
+    let [kind, path] = <[OsString; 2]>::try_from(words).map_err(
+        |_| "import needs a format and a path: import inetd FILE, import xinetd FILE|DIR",
+    )?;
     let kind = kind
         .to_str()
         .and_then(crate::import::Kind::parse)

@@ -49,7 +49,9 @@ impl Services {
 
     /// The port of `name` for `proto` (`tcp`, `udp`).
     pub fn port(&self, name: &str, proto: &str) -> Option<u16> {
-        self.ports.get(&(name.to_owned(), proto.to_owned())).copied()
+        self.ports
+            .get(&(name.to_owned(), proto.to_owned()))
+            .copied()
     }
 
     /// The port of `name` for TCP, else for UDP.

@@ -392,7 +392,9 @@ fn hint(mut s: String) -> String {
         && let Some(list) = tail.strip_prefix(", expected one of ")
         && let Some(near) = closest(word, list.split(", "))
     {
-        return format!("unknown field \"{word}\" (did you mean \"{near}\"?), expected one of {list}");
+        return format!(
+            "unknown field \"{word}\" (did you mean \"{near}\"?), expected one of {list}"
+        );
     }
     s
 }

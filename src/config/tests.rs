@@ -1418,3 +1418,30 @@ fn a_too_long_duration_names_its_value() {
         );
     }
 }
+
+#[test]
+fn hints_for_inetd_habits() {
+    assert_eq!(
+        super::closest("lisen", crate::config::raw::FIELDS.iter().copied()),
+        Some("listen")
+    );
+    assert_eq!(
+        super::closest("usr", crate::config::raw::FIELDS.iter().copied()),
+        Some("user")
+    );
+    assert_eq!(
+        super::closest(
+            "zz_no_such_field",
+            crate::config::raw::FIELDS.iter().copied()
+        ),
+        None
+    );
+    assert_eq!(
+        super::closest("passenv", crate::config::raw::FIELDS.iter().copied()),
+        Some("pass_env")
+    );
+    let h = super::hint("invalid type: string \"no\", expected a boolean".into());
+    assert!(h.ends_with("use true or false)"), "{h}");
+    let h = super::hint("invalid type: string \"maybe\", expected a boolean".into());
+    assert!(!h.contains("YAML 1.1"), "{h}");
+}

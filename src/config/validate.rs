@@ -637,7 +637,10 @@ fn service<'a>(
         if is_builtin {
             errors.push(o.at_key("argv0", "argv0 needs exec: a builtin runs no program"));
         } else if a.0.is_empty() {
-            errors.push(o.at_value("argv0", "argv0 is empty: expected the name the program sees"));
+            errors.push(o.at_value(
+                "argv0",
+                "argv0 is empty: expected the name the program sees",
+            ));
         }
     }
     let pass_env = pass_env(pick!(pass_env), is_builtin, errors);
@@ -884,8 +887,7 @@ fn refuse_message(
         ));
         return None;
     }
-    if socket != SocketType::Stream || (!listen.is_empty() && listen.iter().all(Address::is_unix))
-    {
+    if socket != SocketType::Stream || (!listen.is_empty() && listen.iter().all(Address::is_unix)) {
         errors.push(o.at_key(
             "refuse_message",
             "refuse_message is written to refused TCP clients: this service has none (it needs socket: stream on an IP address)",

@@ -20,7 +20,11 @@ pub fn yaml(what: &str, source: &str, entries: &[&Entry]) -> String {
         "# A comment marked \"approximated\" or \"dropped\" is a difference from the source."
     );
     let kept = entries.iter().any(|e| !e.dropped);
-    out.push_str(if kept { "services:\n" } else { "services: {}\n" });
+    out.push_str(if kept {
+        "services:\n"
+    } else {
+        "services: {}\n"
+    });
     for e in entries {
         out.push('\n');
         let _ = writeln!(out, "  # {}: {}", e.loc, one_line(&e.source));
@@ -91,8 +95,7 @@ fn scalar(s: &str) -> String {
         "true", "false", "yes", "no", "on", "off", "null", "y", "n", "~", "inf", "nan",
     ];
     let plain = s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/')
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'/' | b'-' | b'+'))
         && !WORDS.contains(&s.to_ascii_lowercase().as_str());
     if plain {

@@ -98,7 +98,14 @@ pub fn parse(path: &Path, text: &str, env: &Env) -> Result<Vec<Entry>, Vec<Parse
             });
             continue;
         }
-        entries.push(entry(&words, loc, line.text.clone(), line.disabled, &default_hosts, env));
+        entries.push(entry(
+            &words,
+            loc,
+            line.text.clone(),
+            line.disabled,
+            &default_hosts,
+            env,
+        ));
     }
     if errors.is_empty() {
         Ok(entries)
@@ -146,7 +153,10 @@ fn entry(
     let mut e = Entry::new(&name, loc, source);
 
     if proto.starts_with("rpc/") || svc.contains('/') && !is_unix {
-        e.drop_all(n, "an RPC service (rpc/…): superd serves no Sun RPC (no portmapper registration)");
+        e.drop_all(
+            n,
+            "an RPC service (rpc/…): superd serves no Sun RPC (no portmapper registration)",
+        );
         return e;
     }
     for opt in proto_opts {
@@ -161,12 +171,18 @@ fn entry(
     let socket_type = match socket {
         "stream" | "dgram" | "seqpacket" => socket,
         other => {
-            e.drop_all(n, format!("socket type {other}: superd serves stream, dgram and seqpacket"));
+            e.drop_all(
+                n,
+                format!("socket type {other}: superd serves stream, dgram and seqpacket"),
+            );
             return e;
         }
     };
     if socket_type == "seqpacket" && !is_unix {
-        e.drop_all(n, "seqpacket over IP (SCTP): superd serves seqpacket on unix sockets only");
+        e.drop_all(
+            n,
+            "seqpacket over IP (SCTP): superd serves seqpacket on unix sockets only",
+        );
         return e;
     }
     let (family, l4) = match proto {
@@ -178,7 +194,10 @@ fn entry(
         "udp6" => (Family::V6, "udp"),
         "unix" => (Family::Both, "unix"),
         other => {
-            e.drop_all(n, format!("protocol {other}: superd serves tcp, udp and unix"));
+            e.drop_all(
+                n,
+                format!("protocol {other}: superd serves tcp, udp and unix"),
+            );
             return e;
         }
     };
@@ -193,23 +212,28 @@ fn entry(
     // Where it listens.
     let listen = if is_unix {
         if !svc.starts_with('/') {
-            e.drop_all(n, format!("unix socket {svc:?}: superd needs an absolute path"));
+            e.drop_all(
+                n,
+                format!("unix socket {svc:?}: superd needs an absolute path"),
+            );
             return e;
         }
         vec![Value::str(svc)]
     } else {
         let port = match svc.parse::<u16>() {
             Ok(p) => p,
-            Err(_) => match env.services.port(svc, l4) {
-                Some(p) => p,
-                None => {
-                    e.drop_all(
+            Err(_) => {
+                match env.services.port(svc, l4) {
+                    Some(p) => p,
+                    None => {
+                        e.drop_all(
                         n,
                         format!("service {svc:?} is not in /etc/services for {l4}: no port to listen on"),
                     );
-                    return e;
+                        return e;
+                    }
                 }
-            },
+            }
         };
         match listen_values(&hosts, family, port, &mut e) {
             Some(v) => v,
@@ -407,7 +431,11 @@ fn wait(e: &mut Entry, field: &str, socket: &str, builtin: bool) {
         return;
     };
     let parts: Vec<&str> = nums.split(sep as char).collect();
-    let num = |s: &str| s.parse::<u32>().ok().filter(|&v| v > 0 && v < i32::MAX as u32);
+    let num = |s: &str| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|&v| v > 0 && v < i32::MAX as u32)
+    };
     if sep == b'/' {
         // FreeBSD: max-child, then connections a minute per IP, then children per IP.
         if let Some(c) = parts.first().and_then(|s| num(s)) {
@@ -507,7 +535,8 @@ mod tests {
         );
         assert_eq!(f(&e, "argv0"), None);
         assert_eq!(severities(&e), vec![Severity::Approximated]);
-        let e = one("tftp dgram udp4 wait root /usr/sbin/in.tftpd /usr/sbin/in.tftpd -s /srv/tftp\n");
+        let e =
+            one("tftp dgram udp4 wait root /usr/sbin/in.tftpd /usr/sbin/in.tftpd -s /srv/tftp\n");
         assert_eq!(f(&e, "listen"), Some(&Value::str("0.0.0.0:69")));
         assert_eq!(f(&e, "socket"), Some(&Value::str("dgram")));
         assert_eq!(f(&e, "wait"), None);
@@ -530,7 +559,10 @@ mod tests {
         let e = one("login stream tcp nowait root.wheel /usr/sbin/tcpd in.rlogind -a\n");
         assert_eq!(
             f(&e, "exec"),
-            Some(&Value::List(vec![Value::str("/usr/sbin/in.rlogind"), Value::str("-a")]))
+            Some(&Value::List(vec![
+                Value::str("/usr/sbin/in.rlogind"),
+                Value::str("-a")
+            ]))
         );
         assert_eq!(f(&e, "group"), Some(&Value::str("wheel")));
     }
@@ -572,7 +604,10 @@ mod tests {
              talk dgram udp nowait nobody /usr/sbin/in.talkd in.talkd\n",
         )
         .unwrap();
-        assert!(v[0].dropped && v[1].dropped && v[2].dropped && v[3].dropped, "{v:?}");
+        assert!(
+            v[0].dropped && v[1].dropped && v[2].dropped && v[3].dropped,
+            "{v:?}"
+        );
         assert!(!v[4].dropped);
         assert_eq!(severities(&v[4]), vec![Severity::Dropped]);
         assert_eq!(f(&v[5], "wait"), Some(&Value::Bool(true)));

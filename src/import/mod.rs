@@ -138,7 +138,10 @@ impl Entry {
     }
 
     fn get(&self, field: &str) -> Option<&Value> {
-        self.fields.iter().find(|(f, _)| *f == field).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, v)| v)
     }
 
     fn note(&mut self, line: usize, severity: Severity, text: impl Into<String>) {
@@ -243,7 +246,9 @@ fn unique_names(files: &mut [SourceFile]) {
 
 /// Every note of every file, in order.
 pub fn notes(files: &[SourceFile]) -> impl Iterator<Item = &Note> {
-    files.iter().flat_map(|f| f.entries.iter().flat_map(|e| &e.notes))
+    files
+        .iter()
+        .flat_map(|f| f.entries.iter().flat_map(|e| &e.notes))
 }
 
 /// Whether everything mapped exactly.
@@ -370,11 +375,7 @@ ftp 21/tcp\ntime 37/tcp timserver\ntime 37/udp timserver\nfinger 79/tcp\ntftp 69
 login 513/tcp\ntalk 517/udp\nshell 514/tcp cmd\ntelnet 23/tcp\nrstatd 1/udp\n";
 
     /// An environment of in-memory files.
-    pub fn with_files(
-        services: &Services,
-        files: HashMap<PathBuf, Vec<u8>>,
-        f: impl FnOnce(&Env),
-    ) {
+    pub fn with_files(services: &Services, files: HashMap<PathBuf, Vec<u8>>, f: impl FnOnce(&Env)) {
         let read = |p: &Path| {
             files
                 .get(p)

@@ -142,7 +142,10 @@ fn read_file(
         if line == "{" {
             match pending.take() {
                 Some(b) => current = Some(b),
-                None => errors.push(at(n, "`{` without `service NAME` or `defaults` before it".into())),
+                None => errors.push(at(
+                    n,
+                    "`{` without `service NAME` or `defaults` before it".into(),
+                )),
             }
             continue;
         }
@@ -152,7 +155,11 @@ fn read_file(
         }
         let words: Vec<&str> = line.split_whitespace().collect();
         let opens = words.last() == Some(&"{");
-        let head: &[&str] = if opens { &words[..words.len() - 1] } else { &words };
+        let head: &[&str] = if opens {
+            &words[..words.len() - 1]
+        } else {
+            &words
+        };
         let block = match head {
             ["service", name] => Some(Block {
                 service: Some((*name).to_owned()),
@@ -170,7 +177,9 @@ fn read_file(
             }
             ["includedir", dir] if !opens => {
                 match (env.list)(Path::new(dir)) {
-                    Ok(names) => read_dir(Path::new(dir), names, env, depth + 1, blocks, order, errors),
+                    Ok(names) => {
+                        read_dir(Path::new(dir), names, env, depth + 1, blocks, order, errors)
+                    }
                     Err(e) => errors.push(at(n, format!("includedir {dir}: {e}"))),
                 }
                 None
@@ -280,13 +289,52 @@ fn apply(v: &mut Vec<(String, Loc)>, a: &Attr, in_defaults: bool) {
 
 /// Every attribute xinetd.conf(5) describes. Anything else is reported.
 const KNOWN: [&str; 46] = [
-    "id", "type", "flags", "disable", "socket_type", "protocol", "wait", "user", "group",
-    "instances", "nice", "server", "server_args", "libwrap", "only_from", "no_access",
-    "access_times", "log_type", "log_on_success", "log_on_failure", "rpc_version",
-    "rpc_number", "env", "passenv", "port", "redirect", "bind", "interface", "banner",
-    "banner_success", "banner_fail", "per_source", "cps", "max_load", "groups", "mdns",
-    "umask", "enabled", "disabled", "rlimit_as", "rlimit_files", "rlimit_cpu", "rlimit_data",
-    "rlimit_rss", "rlimit_stack", "deny_time",
+    "id",
+    "type",
+    "flags",
+    "disable",
+    "socket_type",
+    "protocol",
+    "wait",
+    "user",
+    "group",
+    "instances",
+    "nice",
+    "server",
+    "server_args",
+    "libwrap",
+    "only_from",
+    "no_access",
+    "access_times",
+    "log_type",
+    "log_on_success",
+    "log_on_failure",
+    "rpc_version",
+    "rpc_number",
+    "env",
+    "passenv",
+    "port",
+    "redirect",
+    "bind",
+    "interface",
+    "banner",
+    "banner_success",
+    "banner_fail",
+    "per_source",
+    "cps",
+    "max_load",
+    "groups",
+    "mdns",
+    "umask",
+    "enabled",
+    "disabled",
+    "rlimit_as",
+    "rlimit_files",
+    "rlimit_cpu",
+    "rlimit_data",
+    "rlimit_rss",
+    "rlimit_stack",
+    "deny_time",
 ];
 
 fn note(e: &mut Entry, loc: &Loc, severity: Severity, text: impl Into<String>) {
@@ -319,7 +367,12 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
 
     for a in view.own.iter().chain(view.defaults.iter().copied()) {
         if !KNOWN.contains(&a.name.as_str()) && !a.name.starts_with("v6only") {
-            note(&mut e, &a.loc, Severity::Dropped, format!("{}: not an attribute of xinetd.conf(5)", a.name));
+            note(
+                &mut e,
+                &a.loc,
+                Severity::Dropped,
+                format!("{}: not an attribute of xinetd.conf(5)", a.name),
+            );
         }
     }
 
@@ -333,15 +386,24 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
     let has = |v: &[String], w: &str| v.iter().any(|x| x == w);
 
     if has(&types, "RPC") {
-        e.drop_all(n, "type RPC: superd serves no Sun RPC (no portmapper registration)");
+        e.drop_all(
+            n,
+            "type RPC: superd serves no Sun RPC (no portmapper registration)",
+        );
         return e;
     }
     if has(&types, "TCPMUX") || has(&types, "TCPMUXPLUS") {
-        e.drop_all(n, "type TCPMUX: superd has no TCPMUX (RFC 1078) multiplexer");
+        e.drop_all(
+            n,
+            "type TCPMUX: superd has no TCPMUX (RFC 1078) multiplexer",
+        );
         return e;
     }
     if has(&flags, "SENSOR") {
-        e.drop_all(n, "flags SENSOR: superd has no sensor that blocks the addresses touching a port");
+        e.drop_all(
+            n,
+            "flags SENSOR: superd has no sensor that blocks the addresses touching a port",
+        );
         return e;
     }
     if let Some(a) = view.single("redirect") {
@@ -354,7 +416,10 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
     let socket = match view.single("socket_type").and_then(|a| a.values.first()) {
         Some(s) if s == "stream" || s == "dgram" => s.clone(),
         Some(s) => {
-            e.drop_all(n, format!("socket_type {s}: superd serves stream and dgram over IP"));
+            e.drop_all(
+                n,
+                format!("socket_type {s}: superd serves stream and dgram over IP"),
+            );
             return e;
         }
         None => {
@@ -365,9 +430,21 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
     let proto = view
         .single("protocol")
         .and_then(|a| a.values.first().cloned())
-        .unwrap_or_else(|| if socket == "stream" { "tcp".into() } else { "udp".into() });
-    if (proto == "tcp" && socket != "stream") || (proto == "udp" && socket != "dgram") || !(proto == "tcp" || proto == "udp") {
-        e.drop_all(n, format!("{socket} over {proto}: superd runs TCP as stream and UDP as dgram"));
+        .unwrap_or_else(|| {
+            if socket == "stream" {
+                "tcp".into()
+            } else {
+                "udp".into()
+            }
+        });
+    if (proto == "tcp" && socket != "stream")
+        || (proto == "udp" && socket != "dgram")
+        || !(proto == "tcp" || proto == "udp")
+    {
+        e.drop_all(
+            n,
+            format!("{socket} over {proto}: superd runs TCP as stream and UDP as dgram"),
+        );
         return e;
     }
 
@@ -383,7 +460,10 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
         None => match env.services.port(&svc, &proto) {
             Some(p) => p,
             None => {
-                e.drop_all(n, format!("no port, and {svc:?} is not in /etc/services for {proto}"));
+                e.drop_all(
+                    n,
+                    format!("no port, and {svc:?} is not in /etc/services for {proto}"),
+                );
                 return e;
             }
         },
@@ -397,14 +477,16 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
         .and_then(|a| a.values.first())
         .is_some_and(|v| v == "yes");
     let listen = match bind.and_then(|a| a.values.first().map(|v| (v, a))) {
-        Some((addr, a)) => match addr.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => format!("{ip}:{port}"),
-            Ok(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-            Err(_) => {
-                e.drop_all(a.loc.line, format!("bind {addr:?} is a name: superd listens on addresses (write the address)"));
-                return e;
+        Some((addr, a)) => {
+            match addr.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => format!("{ip}:{port}"),
+                Ok(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+                Err(_) => {
+                    e.drop_all(a.loc.line, format!("bind {addr:?} is a name: superd listens on addresses (write the address)"));
+                    return e;
+                }
             }
-        },
+        }
         None if has(&flags, "IPV6") => format!("[::]:{port}"),
         None => format!("0.0.0.0:{port}"),
     };
@@ -431,7 +513,10 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
             }
         }
     } else {
-        let Some(server) = view.single("server").and_then(|a| a.values.first().cloned()) else {
+        let Some(server) = view
+            .single("server")
+            .and_then(|a| a.values.first().cloned())
+        else {
             e.drop_all(n, "no server (xinetd refuses such a service too)");
             return e;
         };
@@ -457,12 +542,19 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
     }
 
     // wait.
-    let wait = view.single("wait").and_then(|a| a.values.first().map(|v| (v == "yes", a)));
+    let wait = view
+        .single("wait")
+        .and_then(|a| a.values.first().map(|v| (v == "yes", a)));
     if !internal {
         match wait {
             Some((false, a)) if socket == "dgram" => {
                 e.set("wait", Value::Bool(true));
-                note(&mut e, &a.loc, Severity::Approximated, "wait = no on dgram: superd hands a datagram socket to one child at a time (wait: true)");
+                note(
+                    &mut e,
+                    &a.loc,
+                    Severity::Approximated,
+                    "wait = no on dgram: superd hands a datagram socket to one child at a time (wait: true)",
+                );
             }
             Some((true, _)) if socket == "stream" => e.set("wait", Value::Bool(true)),
             _ => {}
@@ -498,15 +590,35 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
                 let text = String::from_utf8_lossy(&bytes[..bytes.len().min(max)]).into_owned();
                 let text = text.trim_end_matches('\u{fffd}').to_owned();
                 if bytes.len() > max {
-                    note(&mut e, &a.loc, Severity::Approximated, format!("banner_fail {file}: the first {max} bytes of {} (refuse_message holds at most {max})", bytes.len()));
+                    note(
+                        &mut e,
+                        &a.loc,
+                        Severity::Approximated,
+                        format!(
+                            "banner_fail {file}: the first {max} bytes of {} (refuse_message holds at most {max})",
+                            bytes.len()
+                        ),
+                    );
                 }
                 if socket == "stream" {
                     e.set("refuse_message", Value::Str(text));
                 } else {
-                    note(&mut e, &a.loc, Severity::Dropped, "banner_fail on dgram: superd writes refuse_message to TCP clients only");
+                    note(
+                        &mut e,
+                        &a.loc,
+                        Severity::Dropped,
+                        "banner_fail on dgram: superd writes refuse_message to TCP clients only",
+                    );
                 }
             }
-            Err(err) => note(&mut e, &a.loc, Severity::Dropped, format!("banner_fail {file}: cannot read it here ({err}): write its text as refuse_message")),
+            Err(err) => note(
+                &mut e,
+                &a.loc,
+                Severity::Dropped,
+                format!(
+                    "banner_fail {file}: cannot read it here ({err}): write its text as refuse_message"
+                ),
+            ),
         }
     }
 
@@ -517,30 +629,64 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
             "NODELAY" if socket == "stream" => e.set("nodelay", Value::Bool(true)),
             "KEEPALIVE" if socket == "stream" => e.set("keepalive", Value::Bool(true)),
             "NAMEINARGS" | "NOLIBWRAP" | "IPV4" | "IPV6" | "NODELAY" | "KEEPALIVE" | "REUSE" => {}
-            "NORETRY" => note(&mut e, &a.loc, Severity::Approximated, "flags NORETRY: when fork fails superd pauses the service briefly and tries again"),
-            other => note(&mut e, &a.loc, Severity::Dropped, format!("flags {other}: superd has no such behaviour")),
+            "NORETRY" => note(
+                &mut e,
+                &a.loc,
+                Severity::Approximated,
+                "flags NORETRY: when fork fails superd pauses the service briefly and tries again",
+            ),
+            other => note(
+                &mut e,
+                &a.loc,
+                Severity::Dropped,
+                format!("flags {other}: superd has no such behaviour"),
+            ),
         }
     }
     if !has(&flags, "NOLIBWRAP") {
-        note(&mut e, &b.loc, Severity::Approximated, "libwrap: xinetd (built with it, as Debian's is) also checked /etc/hosts.allow and /etc/hosts.deny; superd does not (use only_from / deny_from; flags = NOLIBWRAP says there is nothing to check)");
+        note(
+            &mut e,
+            &b.loc,
+            Severity::Approximated,
+            "libwrap: xinetd (built with it, as Debian's is) also checked /etc/hosts.allow and /etc/hosts.deny; superd does not (use only_from / deny_from; flags = NOLIBWRAP says there is nothing to check)",
+        );
     }
 
     // Dropped outright.
     for (attr, why) in [
         ("libwrap", "superd does not call libwrap"),
-        ("access_times", "superd does not limit services to hours of the day"),
-        ("log_type", "superd logs every connection to its stderr (see superd(8), LOGS)"),
-        ("log_on_success", "superd logs every exit with pid, peer, status and duration"),
-        ("log_on_failure", "superd logs every refusal with peer and reason"),
+        (
+            "access_times",
+            "superd does not limit services to hours of the day",
+        ),
+        (
+            "log_type",
+            "superd logs every connection to its stderr (see superd(8), LOGS)",
+        ),
+        (
+            "log_on_success",
+            "superd logs every exit with pid, peer, status and duration",
+        ),
+        (
+            "log_on_failure",
+            "superd logs every refusal with peer and reason",
+        ),
         ("banner", "superd does not write a banner to every client"),
-        ("banner_success", "superd does not write a banner to admitted clients"),
-        ("max_load", "superd does not stop accepting at a load average"),
+        (
+            "banner_success",
+            "superd does not write a banner to admitted clients",
+        ),
+        (
+            "max_load",
+            "superd does not stop accepting at a load average",
+        ),
         ("deny_time", "superd has no SENSOR, so nothing to time"),
         ("rpc_version", "superd serves no Sun RPC"),
         ("rpc_number", "superd serves no Sun RPC"),
     ] {
         let found = if SET_VALUED.contains(&attr) {
-            view.set(attr).and_then(|v| v.first().map(|(_, l)| l.clone()))
+            view.set(attr)
+                .and_then(|v| v.first().map(|(_, l)| l.clone()))
         } else {
             view.single(attr).map(|a| a.loc.clone())
         };
@@ -549,16 +695,30 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
         }
     }
     if let Some(a) = view.single("mdns") {
-        note(&mut e, &a.loc, Severity::Info, "mdns: registration exists only on macOS; nothing to carry over");
+        note(
+            &mut e,
+            &a.loc,
+            Severity::Info,
+            "mdns: registration exists only on macOS; nothing to carry over",
+        );
     }
 
     // disable, and the defaults' enabled / disabled lists of ids.
     let id_or_name = id.as_deref().unwrap_or(&svc).to_owned();
-    let off = view.own.iter().rev().find(|a| a.name == "disable").is_some_and(|a| a.values.first().is_some_and(|v| v == "yes"))
+    let off = view
+        .own
+        .iter()
+        .rev()
+        .find(|a| a.name == "disable")
+        .is_some_and(|a| a.values.first().is_some_and(|v| v == "yes"))
         || has(&flags, "DISABLE")
-        || defaults.iter().any(|a| a.name == "disabled" && a.values.contains(&id_or_name))
+        || defaults
+            .iter()
+            .any(|a| a.name == "disabled" && a.values.contains(&id_or_name))
         || (defaults.iter().any(|a| a.name == "enabled")
-            && !defaults.iter().any(|a| a.name == "enabled" && a.values.contains(&id_or_name)));
+            && !defaults
+                .iter()
+                .any(|a| a.name == "enabled" && a.values.contains(&id_or_name)));
     if off {
         e.set("enabled", Value::Bool(false));
     }
@@ -566,7 +726,9 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
 }
 
 fn count(v: &str) -> Option<i64> {
-    v.parse::<i64>().ok().filter(|&n| (1..=i64::from(i32::MAX)).contains(&n))
+    v.parse::<i64>()
+        .ok()
+        .filter(|&n| (1..=i64::from(i32::MAX)).contains(&n))
 }
 
 fn limits(e: &mut Entry, view: &View) {
@@ -575,8 +737,18 @@ fn limits(e: &mut Entry, view: &View) {
     {
         match count(v) {
             Some(c) => e.set("max_connections", Value::Int(c)),
-            None if v.eq_ignore_ascii_case("UNLIMITED") => note(e, &a.loc, Severity::Approximated, "instances = UNLIMITED: superd has a limit; its default max_connections of 256 applies"),
-            None => note(e, &a.loc, Severity::Dropped, format!("instances = {v}: not a count")),
+            None if v.eq_ignore_ascii_case("UNLIMITED") => note(
+                e,
+                &a.loc,
+                Severity::Approximated,
+                "instances = UNLIMITED: superd has a limit; its default max_connections of 256 applies",
+            ),
+            None => note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                format!("instances = {v}: not a count"),
+            ),
         }
     }
     if let Some(a) = view.single("per_source")
@@ -585,7 +757,12 @@ fn limits(e: &mut Entry, view: &View) {
         match count(v) {
             Some(c) => e.set("max_per_source", Value::Int(c)),
             None if v.eq_ignore_ascii_case("UNLIMITED") => {}
-            None => note(e, &a.loc, Severity::Dropped, format!("per_source = {v}: not a count")),
+            None => note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                format!("per_source = {v}: not a count"),
+            ),
         }
     }
     if let Some(a) = view.single("cps")
@@ -595,9 +772,22 @@ fn limits(e: &mut Entry, view: &View) {
             Some(c) => {
                 e.set("rate", Value::Str(format!("{c}/s")));
                 let pause = a.values.get(1).map_or("10".to_owned(), Clone::clone);
-                note(e, &a.loc, Severity::Approximated, format!("cps = {}: xinetd disables the service for {pause} s past {c} connections a second; rate: {c}/s here delays new connections instead (they wait in the backlog)", a.values.join(" ")));
+                note(
+                    e,
+                    &a.loc,
+                    Severity::Approximated,
+                    format!(
+                        "cps = {}: xinetd disables the service for {pause} s past {c} connections a second; rate: {c}/s here delays new connections instead (they wait in the backlog)",
+                        a.values.join(" ")
+                    ),
+                );
             }
-            None => note(e, &a.loc, Severity::Dropped, format!("cps = {v}: not a count")),
+            None => note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                format!("cps = {v}: not a count"),
+            ),
         }
     }
 }
@@ -616,7 +806,8 @@ fn networks(value: &str) -> Result<Vec<String>, String> {
     }
     if value.contains('/') {
         let (ip, p) = value.split_once('/').expect("has /");
-        ip.parse::<IpAddr>().map_err(|_| "not an address".to_owned())?;
+        ip.parse::<IpAddr>()
+            .map_err(|_| "not an address".to_owned())?;
         p.parse::<u8>().map_err(|_| "not a prefix".to_owned())?;
         return Ok(vec![value.to_owned()]);
     }
@@ -663,7 +854,10 @@ fn contains(outer: (IpAddr, u8), inner: (IpAddr, u8)) -> bool {
 
 fn access(e: &mut Entry, view: &View) {
     let mut lists: [(Vec<String>, bool); 2] = [(Vec::new(), false), (Vec::new(), false)];
-    for (i, (attr, field)) in [("only_from", "only_from"), ("no_access", "deny_from")].into_iter().enumerate() {
+    for (i, (attr, field)) in [("only_from", "only_from"), ("no_access", "deny_from")]
+        .into_iter()
+        .enumerate()
+    {
         let Some(values) = view.set(attr) else {
             continue;
         };
@@ -671,14 +865,34 @@ fn access(e: &mut Entry, view: &View) {
         for (v, loc) in values {
             match networks(&v) {
                 Ok(nets) => {
-                    let shorthand = !v.contains('/') && nets.iter().any(|n| !n.ends_with("/32") && !n.ends_with("/128"));
+                    let shorthand = !v.contains('/')
+                        && nets
+                            .iter()
+                            .any(|n| !n.ends_with("/32") && !n.ends_with("/128"));
                     if shorthand {
-                        note(e, &loc, Severity::Info, format!("{attr} {v}: xinetd's shorthand for {}", nets.join(", ")));
+                        note(
+                            e,
+                            &loc,
+                            Severity::Info,
+                            format!("{attr} {v}: xinetd's shorthand for {}", nets.join(", ")),
+                        );
                     }
                     lists[i].0.extend(nets);
                 }
                 Err(why) => {
-                    note(e, &loc, Severity::Dropped, format!("{attr} {v}: {why}{}", if attr == "only_from" { " (left out: fewer clients are allowed)" } else { " (left out: these clients are no longer refused)" }));
+                    note(
+                        e,
+                        &loc,
+                        Severity::Dropped,
+                        format!(
+                            "{attr} {v}: {why}{}",
+                            if attr == "only_from" {
+                                " (left out: fewer clients are allowed)"
+                            } else {
+                                " (left out: these clients are no longer refused)"
+                            }
+                        ),
+                    );
                 }
             }
         }
@@ -695,8 +909,18 @@ fn access(e: &mut Entry, view: &View) {
                 && an.1 > dn.1
                 && contains(dn, an)
             {
-                let loc = view.set("no_access").and_then(|v| v.first().map(|(_, l)| l.clone())).unwrap_or_else(|| e.loc.clone());
-                note(e, &loc, Severity::Approximated, format!("only_from {a} lies inside no_access {d}: xinetd admits {a} (the better match), superd refuses it (deny_from wins)"));
+                let loc = view
+                    .set("no_access")
+                    .and_then(|v| v.first().map(|(_, l)| l.clone()))
+                    .unwrap_or_else(|| e.loc.clone());
+                note(
+                    e,
+                    &loc,
+                    Severity::Approximated,
+                    format!(
+                        "only_from {a} lies inside no_access {d}: xinetd admits {a} (the better match), superd refuses it (deny_from wins)"
+                    ),
+                );
             }
         }
     }
@@ -707,11 +931,20 @@ fn environment(e: &mut Entry, view: &View, internal: bool) {
         let mut map: Vec<(String, Value)> = Vec::new();
         for (v, loc) in values {
             match v.split_once('=') {
-                Some((k, val)) if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !k.starts_with(|c: char| c.is_ascii_digit()) => {
+                Some((k, val))
+                    if !k.is_empty()
+                        && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        && !k.starts_with(|c: char| c.is_ascii_digit()) =>
+                {
                     map.retain(|(x, _)| x != k);
                     map.push((k.to_owned(), Value::str(val)));
                 }
-                _ => note(e, &loc, Severity::Dropped, format!("env {v}: not NAME=value")),
+                _ => note(
+                    e,
+                    &loc,
+                    Severity::Dropped,
+                    format!("env {v}: not NAME=value"),
+                ),
             }
         }
         if !internal && !map.is_empty() {
@@ -722,11 +955,26 @@ fn environment(e: &mut Entry, view: &View, internal: bool) {
         let mut names = Vec::new();
         for (v, loc) in values {
             if crate::plan::is_connection_variable(&v) {
-                note(e, &loc, Severity::Dropped, format!("passenv {v}: superd sets it for each connection and never passes its own"));
-            } else if !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !v.starts_with(|c: char| c.is_ascii_digit()) {
+                note(
+                    e,
+                    &loc,
+                    Severity::Dropped,
+                    format!(
+                        "passenv {v}: superd sets it for each connection and never passes its own"
+                    ),
+                );
+            } else if !v.is_empty()
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !v.starts_with(|c: char| c.is_ascii_digit())
+            {
                 names.push(Value::Str(v));
             } else {
-                note(e, &loc, Severity::Dropped, format!("passenv {v}: not a variable name"));
+                note(
+                    e,
+                    &loc,
+                    Severity::Dropped,
+                    format!("passenv {v}: not a variable name"),
+                );
             }
         }
         if !internal && !names.is_empty() {
@@ -744,7 +992,12 @@ fn process(e: &mut Entry, view: &View, internal: bool) {
     {
         match u32::from_str_radix(v, 8) {
             Ok(m) if m <= 0o777 => e.set("umask", Value::Str(format!("{m:03o}"))),
-            _ => note(e, &a.loc, Severity::Dropped, format!("umask {v}: not an octal mode")),
+            _ => note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                format!("umask {v}: not an octal mode"),
+            ),
         }
     }
     if let Some(a) = view.single("nice")
@@ -755,9 +1008,19 @@ fn process(e: &mut Entry, view: &View, internal: bool) {
             Ok(n) => {
                 let c = n.clamp(-20, 19);
                 e.set("nice", Value::Int(c));
-                note(e, &a.loc, Severity::Approximated, format!("nice {n}: the kernel's range is -20..19; {c} here"));
+                note(
+                    e,
+                    &a.loc,
+                    Severity::Approximated,
+                    format!("nice {n}: the kernel's range is -20..19; {c} here"),
+                );
             }
-            Err(_) => note(e, &a.loc, Severity::Dropped, format!("nice {v}: not a number")),
+            Err(_) => note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                format!("nice {v}: not a number"),
+            ),
         }
     }
     let mut rl: Vec<(String, Value)> = Vec::new();
@@ -772,7 +1035,12 @@ fn process(e: &mut Entry, view: &View, internal: bool) {
         let Some(a) = view.single(attr) else { continue };
         let Some(v) = a.values.first() else { continue };
         if res.is_empty() {
-            note(e, &a.loc, Severity::Dropped, "rlimit_rss: Linux does not enforce RLIMIT_RSS");
+            note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                "rlimit_rss: Linux does not enforce RLIMIT_RSS",
+            );
             continue;
         }
         let value = if v.eq_ignore_ascii_case("UNLIMITED") {
@@ -786,7 +1054,12 @@ fn process(e: &mut Entry, view: &View, internal: bool) {
         };
         match value {
             Some(v) => rl.push((res.to_owned(), v)),
-            None => note(e, &a.loc, Severity::Dropped, format!("{attr} {v}: not a size")),
+            None => note(
+                e,
+                &a.loc,
+                Severity::Dropped,
+                format!("{attr} {v}: not a size"),
+            ),
         }
     }
     if !rl.is_empty() {
@@ -808,7 +1081,13 @@ mod tests {
             .map(|(p, t)| (PathBuf::from(p), t.as_bytes().to_vec()))
             .collect();
         let mut out = None;
-        with_files(&s, map, |env| out = Some(super::super::import(super::super::Kind::Xinetd, Path::new(root), env)));
+        with_files(&s, map, |env| {
+            out = Some(super::super::import(
+                super::super::Kind::Xinetd,
+                Path::new(root),
+                env,
+            ))
+        });
         out.unwrap()
     }
 
@@ -841,14 +1120,25 @@ mod tests {
         assert_eq!(v[0].get("enabled"), Some(&Value::Bool(false)));
         assert_eq!(v[0].get("user"), None);
         assert_eq!(v[0].get("max_connections"), Some(&Value::Int(10)));
-        assert_eq!(v[0].get("only_from"), Some(&list(&["10.0.0.0/8", "128.138.0.0/16"])));
+        assert_eq!(
+            v[0].get("only_from"),
+            Some(&list(&["10.0.0.0/8", "128.138.0.0/16"]))
+        );
         assert_eq!(v[1].name, "echo-dgram");
         assert_eq!(v[1].get("socket"), Some(&Value::str("dgram")));
         assert_eq!(v[1].get("enabled"), None);
-        assert!(v[1].notes.iter().all(|n| n.severity == Severity::Info), "{:?}", v[1].notes);
+        assert!(
+            v[1].notes.iter().all(|n| n.severity == Severity::Info),
+            "{:?}",
+            v[1].notes
+        );
         assert_eq!(v[2].name, "echo-dgram-2");
         // The defaults' attributes are noted where they are written.
-        assert!(v[0].notes.iter().any(|n| n.loc.file == Path::new("/x/xinetd.conf") && n.loc.line == 4));
+        assert!(
+            v[0].notes
+                .iter()
+                .any(|n| n.loc.file == Path::new("/x/xinetd.conf") && n.loc.line == 4)
+        );
     }
 
     #[test]
@@ -887,7 +1177,11 @@ mod tests {
             ]))
         );
         // Only the connection variable was dropped.
-        let loud: Vec<&Note> = e.notes.iter().filter(|n| n.severity != Severity::Info).collect();
+        let loud: Vec<&Note> = e
+            .notes
+            .iter()
+            .filter(|n| n.severity != Severity::Info)
+            .collect();
         assert_eq!(loud.len(), 1, "{loud:?}");
         assert_eq!(loud[0].loc.line, 10);
     }
@@ -906,16 +1200,35 @@ mod tests {
         let v = entries(&files);
         let ftp = v.iter().find(|e| e.name == "ftp").unwrap();
         assert_eq!(ftp.get("rate"), Some(&Value::str("25/s")));
-        assert_eq!(ftp.get("refuse_message"), Some(&Value::str("421 Service not available.\r\n")));
+        assert_eq!(
+            ftp.get("refuse_message"),
+            Some(&Value::str("421 Service not available.\r\n"))
+        );
         assert_eq!(ftp.get("only_from"), Some(&list(&["10.1.0.0/16"])));
         assert_eq!(ftp.get("deny_from"), Some(&list(&["10.0.0.0/8"])));
         let lines = |sev: Severity| -> Vec<usize> {
-            ftp.notes.iter().filter(|n| n.severity == sev).map(|n| n.loc.line).collect()
+            ftp.notes
+                .iter()
+                .filter(|n| n.severity == sev)
+                .map(|n| n.loc.line)
+                .collect()
         };
         let approx = lines(Severity::Approximated);
         let dropped = lines(Severity::Dropped);
-        assert!(approx.contains(&7) && approx.contains(&8) && approx.contains(&13) && approx.contains(&1), "{approx:?}");
-        assert!(dropped.contains(&9) && dropped.contains(&10) && dropped.contains(&12) && dropped.contains(&14), "{dropped:?}");
+        assert!(
+            approx.contains(&7)
+                && approx.contains(&8)
+                && approx.contains(&13)
+                && approx.contains(&1),
+            "{approx:?}"
+        );
+        assert!(
+            dropped.contains(&9)
+                && dropped.contains(&10)
+                && dropped.contains(&12)
+                && dropped.contains(&14),
+            "{dropped:?}"
+        );
         assert!(v.iter().find(|e| e.name == "rstatd").unwrap().dropped);
         assert!(v.iter().find(|e| e.name == "fwd").unwrap().dropped);
     }
@@ -930,7 +1243,10 @@ mod tests {
             networks("128.138.{12,13}"),
             Ok(vec!["128.138.12.0/24".into(), "128.138.13.0/24".into()])
         );
-        assert_eq!(networks("10.1.2.{3,4}"), Ok(vec!["10.1.2.3/32".into(), "10.1.2.4/32".into()]));
+        assert_eq!(
+            networks("10.1.2.{3,4}"),
+            Ok(vec!["10.1.2.3/32".into(), "10.1.2.4/32".into()])
+        );
         assert_eq!(networks("2001:db8::/32"), Ok(vec!["2001:db8::/32".into()]));
         assert!(networks("host.example.com").is_err());
     }

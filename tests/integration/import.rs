@@ -41,7 +41,10 @@ fn argv0_and_pass_env_reach_the_child() {
     let d = Superd::spawn(
         dir,
         &[&p],
-        &[("SUPERD_TEST_PASSED", "yes it is"), ("SUPERD_LEAK_MARKER", "x")],
+        &[
+            ("SUPERD_TEST_PASSED", "yes it is"),
+            ("SUPERD_LEAK_MARKER", "x"),
+        ],
     );
     let r = report(&exchange(&d.addr("probe"), b""));
     assert_eq!(get(&r, "argv.0"), "in.probed", "{r:?}");
@@ -49,7 +52,11 @@ fn argv0_and_pass_env_reach_the_child() {
     assert_eq!(get(&r, "env.SUPERD_TEST_PASSED"), "yes it is");
     // env: wins over pass_env; a name superd does not have is not invented.
     assert_eq!(get(&r, "env.TZ"), "from-env");
-    assert!(!r.iter().any(|(k, _)| k == "env.SUPERD_TEST_ABSENT" || k == "env.SUPERD_LEAK_MARKER"), "{r:?}");
+    assert!(
+        !r.iter()
+            .any(|(k, _)| k == "env.SUPERD_TEST_ABSENT" || k == "env.SUPERD_LEAK_MARKER"),
+        "{r:?}"
+    );
 }
 
 #[test]
@@ -135,7 +142,10 @@ fn check_shows_the_new_fields() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(so.contains("argv=[\"kitty\", \"-u\"]"), "{so}");
     assert!(so.contains("pass_env: LANG"), "{so}");
-    assert!(so.contains("refuse_message: \"421 bye\\r\\n\" (9 bytes)"), "{so}");
+    assert!(
+        so.contains("refuse_message: \"421 bye\\r\\n\" (9 bytes)"),
+        "{so}"
+    );
 }
 
 // ---- hints for the old meanings ----
@@ -178,12 +188,18 @@ fn a_service_name_as_port_and_the_xinetd_network_shorthand() {
     let out = superd(&["--check", dir.path().to_str().unwrap()]);
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    if !fs::read_to_string("/etc/services").unwrap_or_default().contains("finger") {
+    if !fs::read_to_string("/etc/services")
+        .unwrap_or_default()
+        .contains("finger")
+    {
         eprintln!("skipped the port check: /etc/services has no finger");
         return;
     }
     assert!(so.contains("listen: 127.0.0.1:79"), "{so}");
-    assert!(so.contains("t.yaml:3:13: listen: finger is port 79 (/etc/services)"), "{so}");
+    assert!(
+        so.contains("t.yaml:3:13: listen: finger is port 79 (/etc/services)"),
+        "{so}"
+    );
     assert!(so.contains("t.yaml:6:17: warning: only_from: 10.0.0.0 is the one address 10.0.0.0/32 here, where xinetd read 10.0.0.0 as 10.0.0.0/8"), "{so}");
     assert_eq!(so.matches("warning:").count(), 1, "{so}");
 }
@@ -202,12 +218,18 @@ fn debian_package(name: &str, tmp: &TempDir) -> Option<(PathBuf, PathBuf)> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    let deb = fs::read_dir(&dl).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| {
-        p.file_name()
-            .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}_")))
-    });
+    let deb = fs::read_dir(&dl)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}_")))
+        });
     let Some(deb) = deb.filter(|_| got.is_ok_and(|s| s.success())) else {
-        eprintln!("skipped: `apt-get download {name}` did not give a package (no apt or no package index)");
+        eprintln!(
+            "skipped: `apt-get download {name}` did not give a package (no apt or no package index)"
+        );
         return None;
     };
     let files = tmp.path().join(format!("{name}-files"));
@@ -281,37 +303,78 @@ fn echo_and_daytime_answer(d: &Superd, echo: &str, daytime: &str) {
 #[test]
 fn debian_xinetd_files_import_pass_check_and_serve() {
     let tmp = TempDir::new("xinetd-deb");
-    let Some((files, _)) = debian_package("xinetd", &tmp) else { return };
+    let Some((files, _)) = debian_package("xinetd", &tmp) else {
+        return;
+    };
     let etc = files.join("etc");
     // The shipped xinetd.conf includes /etc/xinetd.d: point it at the
     // package's own copy.
     let conf = fs::read_to_string(etc.join("xinetd.conf")).expect("xinetd.conf in the package");
     assert!(conf.contains("includedir /etc/xinetd.d"), "{conf}");
     let conf_path = etc.join("xinetd.conf");
-    fs::write(&conf_path, conf.replace("includedir /etc/xinetd.d", &format!("includedir {}", etc.join("xinetd.d").display()))).unwrap();
+    fs::write(
+        &conf_path,
+        conf.replace(
+            "includedir /etc/xinetd.d",
+            &format!("includedir {}", etc.join("xinetd.d").display()),
+        ),
+    )
+    .unwrap();
 
     let out = superd(&["import", "xinetd", conf_path.to_str().unwrap()]);
     let (so, se) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{se}");
     assert!(every_note_is_a_comment(&so, &se) > 0, "{se}");
     // The listing services of xinetd itself have no equivalent: dropped, with their file:line.
-    assert!(se.contains(&format!("{}:4: dropped: internal service \"servers\"", etc.join("xinetd.d/servers").display())), "{se}");
-    for name in ["echo-stream", "echo-dgram", "daytime-stream", "chargen-stream", "time-dgram", "discard-stream"] {
-        assert!(so.contains(&format!("\n  {name}:\n")), "{name} missing:\n{so}");
+    assert!(
+        se.contains(&format!(
+            "{}:4: dropped: internal service \"servers\"",
+            etc.join("xinetd.d/servers").display()
+        )),
+        "{se}"
+    );
+    for name in [
+        "echo-stream",
+        "echo-dgram",
+        "daytime-stream",
+        "chargen-stream",
+        "time-dgram",
+        "discard-stream",
+    ] {
+        assert!(
+            so.contains(&format!("\n  {name}:\n")),
+            "{name} missing:\n{so}"
+        );
     }
 
     let out_dir = TempDir::new("xinetd-out");
     out_dir.write("all.yaml", &so);
     let shown = check_ok(out_dir.path());
-    assert!(shown.contains("service echo-stream") && shown.contains("(disabled)"), "{shown}");
+    assert!(
+        shown.contains("service echo-stream") && shown.contains("(disabled)"),
+        "{shown}"
+    );
 
     // -o: one file per source file, the same services.
     let per = TempDir::new("xinetd-o");
     let o = per.path().join("out");
-    let out = superd(&["import", "xinetd", conf_path.to_str().unwrap(), "-o", o.to_str().unwrap()]);
+    let out = superd(&[
+        "import",
+        "xinetd",
+        conf_path.to_str().unwrap(),
+        "-o",
+        o.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert!(out.stdout.is_empty());
-    for f in ["xinetd.yaml", "echo.yaml", "echo-udp.yaml", "daytime.yaml", "servers.yaml", "time.yaml"] {
+    for f in [
+        "xinetd.yaml",
+        "echo.yaml",
+        "echo-udp.yaml",
+        "daytime.yaml",
+        "servers.yaml",
+        "time.yaml",
+    ] {
         assert!(o.join(f).is_file(), "{f} not written");
     }
     let shown_o = check_ok(&o);
@@ -331,7 +394,10 @@ fn debian_xinetd_files_import_pass_check_and_serve() {
 /// The inetd.conf openbsd-inetd's preinst writes when there is none.
 fn openbsd_default_conf(control: &Path) -> String {
     let preinst = fs::read_to_string(control.join("preinst")).expect("preinst");
-    let start = preinst.find("cat <<EOF > /etc/inetd.conf\n").expect("the heredoc") + "cat <<EOF > /etc/inetd.conf\n".len();
+    let start = preinst
+        .find("cat <<EOF > /etc/inetd.conf\n")
+        .expect("the heredoc")
+        + "cat <<EOF > /etc/inetd.conf\n".len();
     let len = preinst[start..].find("\nEOF\n").expect("its end");
     preinst[start..start + len + 1].to_owned()
 }
@@ -339,7 +405,9 @@ fn openbsd_default_conf(control: &Path) -> String {
 #[test]
 fn openbsd_inetd_default_conf_imports_exactly() {
     let tmp = TempDir::new("obsd");
-    let Some((_, control)) = debian_package("openbsd-inetd", &tmp) else { return };
+    let Some((_, control)) = debian_package("openbsd-inetd", &tmp) else {
+        return;
+    };
     let conf = openbsd_default_conf(&control);
     let path = tmp.path().join("inetd.conf");
     fs::write(&path, &conf).unwrap();
@@ -365,7 +433,10 @@ fn openbsd_inetd_default_conf_imports_exactly() {
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     dir.write("x.yaml", &so);
-    assert!(check_ok(dir.path()).starts_with("configuration OK: 6 services"), "{so}");
+    assert!(
+        check_ok(dir.path()).starts_with("configuration OK: 6 services"),
+        "{so}"
+    );
     let d = Superd::start(&on_loopback(&so));
     echo_and_daytime_answer(&d, "echo", "daytime");
 }
@@ -399,7 +470,10 @@ fn lines_debian_packages_register_import_and_finger_answers() {
         assert!(se.contains(want), "{want:?} not in {se}");
     }
     assert!(so.contains("  talk:\n    listen: 517\n    socket: dgram\n    exec: [/usr/sbin/in.talkd]\n    user: nobody\n    group: tty\n"), "{so}");
-    assert!(so.contains("exec: [/usr/sbin/in.tftpd, \"-s\", /srv/tftp]"), "{so}");
+    assert!(
+        so.contains("exec: [/usr/sbin/in.tftpd, \"-s\", /srv/tftp]"),
+        "{so}"
+    );
 
     // --check passes wherever the programs exist; elsewhere the only
     // complaint is the missing program.
@@ -422,7 +496,11 @@ fn lines_debian_packages_register_import_and_finger_answers() {
         .join("\n\n");
     let d = Superd::start(&on_loopback(&finger_only));
     let answer = exchange(&d.addr("finger"), b"\r\n");
-    assert!(!answer.is_empty(), "in.fingerd said nothing; log:\n{}", d.log_text());
+    assert!(
+        !answer.is_empty(),
+        "in.fingerd said nothing; log:\n{}",
+        d.log_text()
+    );
     d.wait_for(&["exit", "service=finger", "status=0"]);
 }
 
@@ -444,14 +522,26 @@ fn xinetd_nameinargs_tcpd_runs_tcpd_once_and_the_wrapped_program_answers() {
     let out = superd(&["import", "xinetd", path.to_str().unwrap()]);
     let so = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "exact: {}", text(&out.stderr));
-    assert!(so.contains("    exec: [/usr/sbin/tcpd]\n    argv0: /usr/sbin/in.fingerd\n"), "{so}");
+    assert!(
+        so.contains("    exec: [/usr/sbin/tcpd]\n    argv0: /usr/sbin/in.fingerd\n"),
+        "{so}"
+    );
     let d = Superd::start(&so);
     let answer = exchange(&d.addr("finger"), b"\r\n");
-    assert!(!answer.is_empty(), "nothing from in.fingerd; log:\n{}", d.log_text());
+    assert!(
+        !answer.is_empty(),
+        "nothing from in.fingerd; log:\n{}",
+        d.log_text()
+    );
     // One connection, one child: tcpd exec'd in.fingerd, which answered
     // and exited (a tcpd re-executing itself never would).
     d.wait_for(&["exit", "service=finger", "status=0"]);
-    assert_eq!(d.lines_with(&["exit", "service=finger"]).len(), 1, "{}", d.log_text());
+    assert_eq!(
+        d.lines_with(&["exit", "service=finger"]).len(),
+        1,
+        "{}",
+        d.log_text()
+    );
 }
 
 #[test]
@@ -460,14 +550,27 @@ fn import_usage_and_unparseable_sources() {
     let bad = tmp.write("inetd.conf", "echo stream tcp\n");
     let out = superd(&["import", "inetd", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("inetd.conf:1: expected `service socket protocol wait user program [args]`"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr)
+            .contains("inetd.conf:1: expected `service socket protocol wait user program [args]`"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(out.stdout.is_empty());
     let bad = tmp.write("x", "service x\n{\n\tsocket_type = stream\n");
-    assert_eq!(superd(&["import", "xinetd", bad.to_str().unwrap()]).status.code(), Some(1));
+    assert_eq!(
+        superd(&["import", "xinetd", bad.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
     assert_eq!(superd(&["import", "bsd", "x"]).status.code(), Some(2));
     assert_eq!(superd(&["import", "inetd"]).status.code(), Some(2));
     // Everything exact: 0.
-    let ok = tmp.write("ok.conf", "127.0.0.1:echo stream tcp nowait root internal\n");
+    let ok = tmp.write(
+        "ok.conf",
+        "127.0.0.1:echo stream tcp nowait root internal\n",
+    );
     let out = superd(&["import", "inetd", ok.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty());
