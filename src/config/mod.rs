@@ -393,7 +393,7 @@ fn hint(mut s: String) -> String {
         && let Some(near) = closest(word, list.split(", "))
     {
         return format!(
-            "unknown field \"{word}\" (did you mean \"{near}\"?), expected one of {list}"
+            "unknown field \"{word}\", expected one of {list}; did you mean \"{near}\"?"
         );
     }
     s

@@ -645,7 +645,12 @@ impl Scalar for Address {
             return Ok(Address::Inet(SocketAddr::new(IpAddr::V6(ip), port(p)?)));
         }
         if is_service_word(s) {
-            return port(s).map(Address::AnyPort);
+            return port(s).map(Address::AnyPort).map_err(|_| {
+                format!(
+                    "{} (or a service name of /etc/services, which {s:?} is not)",
+                    bad()
+                )
+            });
         }
         let (ip, p) = s.rsplit_once(':').ok_or_else(bad)?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
