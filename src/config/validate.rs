@@ -645,7 +645,6 @@ fn service<'a>(
     }
     let pass_env = pass_env(pick!(pass_env), is_builtin, errors);
     let notes = notes(raw, own, pick!(only_from), pick!(deny_from));
-    let refuse_message = refuse_message(pick!(refuse_message), socket, &listen, errors);
 
     // wait: a dgram exec service has no connection to hand over, so it
     // waits. A builtin never forks: on dgram it serves each datagram on
@@ -671,6 +670,7 @@ fn service<'a>(
         (None, _) => socket == SocketType::Dgram,
     };
 
+    let refuse_message = refuse_message(pick!(refuse_message), socket, wait, &listen, errors);
     let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
 
     let positive =
@@ -869,10 +869,12 @@ pub const MAX_REFUSE_MESSAGE: usize = 512;
 
 /// `refuse_message:` checked: at most 512 bytes, and only where a TCP
 /// connection can be refused (a datagram or a unix peer never is by an
-/// access rule or the per-source limit).
+/// access rule or the per-source limit, and in wait mode the program
+/// accepts, not superd).
 fn refuse_message(
     field: Option<(&super::raw::Arg, Origin)>,
     socket: SocketType,
+    wait: bool,
     listen: &[Address],
     errors: &mut Vec<ConfigError>,
 ) -> Option<Vec<u8>> {
@@ -887,10 +889,13 @@ fn refuse_message(
         ));
         return None;
     }
-    if socket != SocketType::Stream || (!listen.is_empty() && listen.iter().all(Address::is_unix)) {
+    if socket != SocketType::Stream
+        || wait
+        || (!listen.is_empty() && listen.iter().all(Address::is_unix))
+    {
         errors.push(o.at_key(
             "refuse_message",
-            "refuse_message is written to refused TCP clients: this service has none (it needs socket: stream on an IP address)",
+            "refuse_message is written to TCP clients superd refuses: this service has none (it needs socket: stream on an IP address, without wait: true)",
         ));
         return None;
     }

@@ -563,8 +563,12 @@ fn translate(b: &Block, defaults: &[&Attr], env: &Env) -> Entry {
 
     // Identity.
     if !internal {
-        if let Some(u) = view.single("user").and_then(|a| a.values.first()) {
-            e.set("user", Value::str(u.as_str()));
+        match view.single("user").and_then(|a| a.values.first()) {
+            Some(u) => e.set("user", Value::str(u.as_str())),
+            None => {
+                e.drop_all(n, "no user (xinetd refuses such a service too)");
+                return e;
+            }
         }
         if let Some(g) = view.single("group").and_then(|a| a.values.first()) {
             e.set("group", Value::str(g.as_str()));

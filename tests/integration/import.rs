@@ -109,7 +109,7 @@ fn the_new_fields_are_checked_at_load() {
     dir.write(
         "t.yaml",
         &format!(
-            "services:\n  a:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    {u}\n    pass_env: [HOME, TCPREMOTEIP, LISTEN_FDS]\n  b:\n    listen: 127.0.0.1:0\n    builtin: echo\n    argv0: echo\n  c:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n    refuse_message: no\n  d:\n    listen: 127.0.0.1:0\n    builtin: echo\n    refuse_message: {long}\n",
+            "services:\n  a:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    {u}\n    pass_env: [HOME, TCPREMOTEIP, LISTEN_FDS]\n  b:\n    listen: 127.0.0.1:0\n    builtin: echo\n    argv0: echo\n  c:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n    refuse_message: no\n  d:\n    listen: 127.0.0.1:0\n    builtin: echo\n    refuse_message: {long}\n  e:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    wait: true\n    {u}\n    refuse_message: no\n",
             u = user_line()
         ),
     );
@@ -120,8 +120,9 @@ fn the_new_fields_are_checked_at_load() {
         "t.yaml:6:22: pass_env: TCPREMOTEIP is set by superd",
         "t.yaml:6:35: pass_env: LISTEN_FDS is set by superd",
         "t.yaml:10:5: argv0 needs exec",
-        "t.yaml:15:5: refuse_message is written to refused TCP clients",
+        "t.yaml:15:5: refuse_message is written to TCP clients superd refuses",
         "t.yaml:19:21: refuse_message is 513 bytes: at most 512",
+        "t.yaml:25:5: refuse_message is written to TCP clients superd refuses",
     ] {
         assert!(err.contains(want), "{want:?} not in:\n{err}");
     }
