@@ -29,7 +29,7 @@ pub fn yaml(what: &str, source: &str, entries: &[&Entry]) -> String {
         out.push('\n');
         let _ = writeln!(out, "  # {}: {}", e.loc, one_line(&e.source));
         if !e.dropped {
-            let _ = writeln!(out, "  {}:", e.name);
+            let _ = writeln!(out, "  {}:", scalar(&e.name));
             for (field, value) in &e.fields {
                 write_field(&mut out, 4, field, value);
             }

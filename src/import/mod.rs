@@ -402,3 +402,39 @@ login 513/tcp\ntalk 517/udp\nshell 514/tcp cmd\ntelnet 23/tcp\nrstatd 1/udp\n";
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testenv::{SERVICES, with_files};
+    use super::*;
+    use std::collections::HashMap;
+
+    /// The emitted YAML loads as a configuration, names and values quoted
+    /// where YAML would read them as something else.
+    #[test]
+    fn output_loads_as_a_configuration() {
+        let s = Services::parse(SERVICES);
+        let conf = "echo stream tcp nowait root internal\n\
+                    7 dgram udp wait root internal\n\
+                    [::1]:daytime stream tcp6 nowait root internal\n\
+                    #<off># chargen stream tcp nowait root internal\n\
+                    rstatd/1-3 dgram rpc/udp wait root /usr/sbin/rpc.rstatd rpc.rstatd\n";
+        let files = HashMap::from([(PathBuf::from("/x/inetd.conf"), conf.as_bytes().to_vec())]);
+        with_files(&s, files, |env| {
+            let out = import(Kind::Inetd, Path::new("/x/inetd.conf"), env).expect("parses");
+            assert!(!is_exact(&out));
+            let entries: Vec<&Entry> = out.iter().flat_map(|f| &f.entries).collect();
+            let text = yaml("inetd", "/x/inetd.conf", &entries);
+            let ctx = crate::config::Context::current();
+            let config = crate::config::check_text("imported.yaml", text.as_bytes(), &ctx)
+                .unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+            let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(names, ["echo", "7", "daytime", "chargen"], "{text}");
+            assert!(!config.services[3].enabled);
+            assert!(
+                text.contains("# /x/inetd.conf:5: dropped: an RPC service"),
+                "{text}"
+            );
+        });
+    }
+}
