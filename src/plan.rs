@@ -51,8 +51,8 @@ const CONN_VARS: [&str; 10] = [
     "UNIXREMOTEEGID",
 ];
 
-/// Whether `name` is a variable superd writes for each connection (§3 of
-/// superd.8's child contract, and the socket-activation names), which
+/// Whether `name` is a variable superd writes for each connection
+/// (superd(8), THE CHILD; and the socket-activation and PROXY names), which
 /// `pass_env` may never carry from superd's own environment.
 pub fn is_connection_variable(name: &str) -> bool {
     CONN_VARS.contains(&name)

@@ -1445,3 +1445,13 @@ fn hints_for_inetd_habits() {
     let h = super::hint("invalid type: string \"maybe\", expected a boolean".into());
     assert!(!h.contains("YAML 1.1"), "{h}");
 }
+
+#[test]
+fn argv0_is_not_a_default() {
+    one(
+        "defaults:\n  argv0: x\nservices: {}\n",
+        2,
+        3,
+        "argv0 cannot be set in defaults",
+    );
+}

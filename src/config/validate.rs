@@ -378,6 +378,12 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
                             "listen cannot be set in defaults: each service says where it listens",
                         ));
                     }
+                    if d.argv0.is_some() {
+                        errors.push(o.at_key(
+                            "argv0",
+                            "argv0 cannot be set in defaults: it names one service's program",
+                        ));
+                    }
                     resolve_default_ids(d, o, &mut cache, errors);
                     defaults = Some((d, o));
                 }
@@ -587,32 +593,30 @@ fn service<'a>(
             errors.push(own.at_key("", format!("service {name:?} needs exec or builtin")));
             None
         }
-        (Some(OneOrMany(args)), None) => {
-            let mut argv: Vec<String> = args.iter().map(|a| a.0.clone()).collect();
-            // `argv0:` is what the program sees as its name, as
-            // inetd.conf's separate argv[0] field gives it.
-            if let (Some((a, _)), Some(first)) = (pick!(argv0), argv.first_mut()) {
-                *first = a.0.clone();
+        (Some(OneOrMany(args)), None) => match args.first() {
+            None => {
+                errors.push(prog_origin.at_key("exec", "exec is empty: expected a program"));
+                None
             }
-            match argv.first() {
-                None => {
-                    errors.push(prog_origin.at_key("exec", "exec is empty: expected a program"));
-                    None
+            Some(prog) => {
+                let mut argv: Vec<String> = args.iter().map(|a| a.0.clone()).collect();
+                // `argv0:` is what the program sees as its name, as
+                // inetd.conf's separate argv[0] field gives it.
+                if let Some((a, _)) = pick!(argv0) {
+                    argv[0] = a.0.clone();
                 }
-                Some(_) => {
-                    let p = &args[0].0;
-                    let p = relative_to_file(p, prog_origin.file.path.as_path(), chroot.is_some());
-                    match cache.program(&p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
-                        Ok(path) => Some(Program::Exec { path, argv }),
-                        Err(m) => {
-                            let m = exec_hint(m, &args[0].0, args.len());
-                            errors.push(prog_origin.at_value("exec", m));
-                            None
-                        }
+                let p =
+                    relative_to_file(&prog.0, prog_origin.file.path.as_path(), chroot.is_some());
+                match cache.program(&p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
+                    Ok(path) => Some(Program::Exec { path, argv }),
+                    Err(m) => {
+                        let m = exec_hint(m, &prog.0, args.len());
+                        errors.push(prog_origin.at_value("exec", m));
+                        None
                     }
                 }
             }
-        }
+        },
         (None, Some(b)) => {
             // UDP builtins answer to the datagram's source address; a unix
             // dgram peer usually has none. Seqpacket has no builtin protocol.
