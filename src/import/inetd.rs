@@ -362,7 +362,8 @@ fn listen_values(hosts: &[String], family: Family, port: u16, e: &mut Entry) -> 
 fn exec(e: &mut Entry, program: &str, args: &[&str]) {
     let n = e.loc.line;
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
-    let (path, argv0, rest): (String, Option<&str>, &[&str]) = if base(program) == "tcpd"
+    let wrapped = base(program) == "tcpd" && !args.is_empty();
+    let (path, argv0, rest): (String, Option<&str>, &[&str]) = if wrapped
         && let Some((first, rest)) = args.split_first()
     {
         let real = if first.starts_with('/') {
@@ -387,9 +388,12 @@ fn exec(e: &mut Entry, program: &str, args: &[&str]) {
     let mut argv = vec![Value::str(path.clone())];
     argv.extend(rest.iter().map(|a| Value::str(*a)));
     e.set("exec", Value::List(argv));
+    // inetd's argv[0] where it is more than the program's own name (the
+    // default, the path, differs from it only in the directory); behind
+    // tcpd, as written, since tcpd passes it on unchanged.
     if let Some(a0) = argv0
-        && a0 != base(&path)
         && a0 != path
+        && (wrapped || a0 != base(&path))
     {
         e.set("argv0", Value::str(a0));
     }
@@ -557,6 +561,7 @@ mod tests {
         assert_eq!(f(&e, "rate"), Some(&Value::str("40/m")));
         assert_eq!(severities(&e), vec![Severity::Approximated]);
         let e = one("login stream tcp nowait root.wheel /usr/sbin/tcpd in.rlogind -a\n");
+        assert_eq!(f(&e, "argv0"), Some(&Value::str("in.rlogind")));
         assert_eq!(
             f(&e, "exec"),
             Some(&Value::List(vec![
