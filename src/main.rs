@@ -67,12 +67,6 @@ fn run() -> ExitCode {
             return ExitCode::Failure;
         }
     };
-    // What --check shows as a warning is logged at start too.
-    for n in config.services.iter().flat_map(|s| &s.notes) {
-        if !opts.check && n.contains(": warning: ") {
-            log::warn!("config warning {}", n.replacen(": warning: ", ": ", 1));
-        }
-    }
     if opts.check {
         print!("{}", check::describe(&config));
         return ExitCode::Ok;

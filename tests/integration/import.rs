@@ -577,3 +577,15 @@ fn import_usage_and_unparseable_sources() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stderr.is_empty());
 }
+
+#[test]
+fn the_network_shorthand_warning_is_logged_at_start() {
+    let d = Superd::start(
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    only_from: [127.0.0.0]\n",
+    );
+    let line = d.wait_for(&["WARN", "config warning"]);
+    assert!(
+        line.contains("test.yaml:5:17: only_from: 127.0.0.0 is the one address 127.0.0.0/32 here, where xinetd read 127.0.0.0 as 127.0.0.0/8"),
+        "{line}"
+    );
+}
