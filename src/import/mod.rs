@@ -216,6 +216,12 @@ pub fn import(kind: Kind, path: &Path, env: &Env) -> Result<Vec<SourceFile>, Vec
         Kind::Xinetd => xinetd::import(path, env)?,
     };
     unique_names(&mut files);
+    // Each entry's notes in the order of the source: those about `defaults`
+    // (another file) first, then by line.
+    for e in files.iter_mut().flat_map(|f| f.entries.iter_mut()) {
+        let own = e.loc.file.clone();
+        e.notes.sort_by_key(|n| (n.loc.file == own, n.loc.line));
+    }
     Ok(files)
 }
 
