@@ -630,6 +630,20 @@ mod tests {
     }
 
     #[test]
+    fn a_line_starting_with_blanks_continues_the_entry() {
+        let e = one("ftp stream tcp nowait root /usr/sbin/ftpd ftpd\n\t-l -A\n");
+        assert_eq!(
+            f(&e, "exec"),
+            Some(&Value::List(vec![
+                Value::str("/usr/sbin/ftpd"),
+                Value::str("-l"),
+                Value::str("-A")
+            ]))
+        );
+        assert_eq!(e.loc.line, 1);
+    }
+
+    #[test]
     fn a_line_that_is_no_entry_cannot_be_parsed() {
         let err = parse_text("echo stream tcp nowait\n").unwrap_err();
         assert_eq!(err[0].loc.line, 1);
