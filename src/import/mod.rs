@@ -415,6 +415,94 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
+    /// Any text ends in entries or parse errors, never a panic; and what
+    /// parses emits YAML that loads (or fails to load) without a panic.
+    #[test]
+    fn arbitrary_text_never_panics() {
+        let s = Services::parse(SERVICES);
+        let pieces = [
+            "service",
+            "defaults",
+            "{",
+            "}",
+            "=",
+            "+=",
+            "-=",
+            " ",
+            "\t",
+            "\n",
+            "#",
+            "echo",
+            "stream",
+            "dgram",
+            "tcp",
+            "udp6",
+            "unix",
+            "/x",
+            "internal",
+            "nowait.",
+            "wait/",
+            "root.",
+            ":",
+            "10.0.0.0",
+            "{1,2}",
+            "/33",
+            "only_from",
+            "no_access",
+            "flags",
+            "NAMEINARGS",
+            "server",
+            "server_args",
+            "type",
+            "INTERNAL",
+            "port",
+            "0",
+            "99999",
+            "includedir",
+            "include",
+            "\\",
+            "[::1]",
+            "*",
+            ",",
+            "\u{e9}",
+            "cps",
+            "nice",
+            "-99",
+            "banner_fail",
+            "rlimit_as",
+            "8Q",
+            "env",
+            "A=b",
+            "passenv",
+            "LISTEN_FDS",
+            "\"",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let ctx = crate::config::Context::current();
+        for _ in 0..3000 {
+            let n = (next() % 40) as usize;
+            let text: String = (0..n)
+                .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+                .collect();
+            for kind in [Kind::Inetd, Kind::Xinetd] {
+                let files = HashMap::from([(PathBuf::from("/f/c"), text.as_bytes().to_vec())]);
+                with_files(&s, files, |env| {
+                    if let Ok(out) = import(kind, Path::new("/f/c"), env) {
+                        let entries: Vec<&Entry> = out.iter().flat_map(|f| &f.entries).collect();
+                        let y = yaml("x", "/f/c", &entries);
+                        let _ = crate::config::check_text("y.yaml", y.as_bytes(), &ctx);
+                    }
+                });
+            }
+        }
+    }
+
     /// The emitted YAML loads as a configuration, names and values quoted
     /// where YAML would read them as something else.
     #[test]

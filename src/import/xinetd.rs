@@ -808,11 +808,15 @@ fn networks(value: &str) -> Result<Vec<String>, String> {
         }
         return Ok(out);
     }
-    if value.contains('/') {
-        let (ip, p) = value.split_once('/').expect("has /");
-        ip.parse::<IpAddr>()
+    if let Some((ip, p)) = value.split_once('/') {
+        let ip = ip
+            .parse::<IpAddr>()
             .map_err(|_| "not an address".to_owned())?;
-        p.parse::<u8>().map_err(|_| "not a prefix".to_owned())?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match p.parse::<u8>() {
+            Ok(n) if n <= max && p.bytes().all(|b| b.is_ascii_digit()) => {}
+            _ => return Err(format!("/{p} is not a prefix length of 0 to {max}")),
+        }
         return Ok(vec![value.to_owned()]);
     }
     if let Ok(ip) = value.parse::<IpAddr>() {
@@ -1253,6 +1257,9 @@ mod tests {
         );
         assert_eq!(networks("2001:db8::/32"), Ok(vec!["2001:db8::/32".into()]));
         assert!(networks("host.example.com").is_err());
+        assert!(networks("10.0.0.0/33").is_err());
+        assert!(networks("::/129").is_err());
+        assert!(networks("10.0.0.0/+8").is_err());
     }
 
     #[test]
