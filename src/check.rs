@@ -129,6 +129,20 @@ fn describe_service(out: &mut String, s: &Service) {
         );
     }
     let _ = writeln!(out, "  process: {proc}");
+    if !s.pass_env.is_empty() {
+        let _ = writeln!(out, "  pass_env: {}", s.pass_env.join(" "));
+    }
+    if let Some(m) = &s.refuse_message {
+        let _ = writeln!(
+            out,
+            "  refuse_message: {:?} ({} bytes)",
+            String::from_utf8_lossy(m),
+            m.len()
+        );
+    }
+    for n in &s.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
     if !s.env.is_empty() {
         let env: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let _ = writeln!(out, "  env: {}", env.join(" "));

@@ -11,6 +11,8 @@ pub const DEFAULT_PATH: &str = "/etc/superd/services.d";
 pub const USAGE: &str = "\
 usage: superd [OPTIONS] [PATH...]
        superd [OPTIONS] --listen ADDR [--listen ADDR]... [--set FIELD=VALUE]... -- PROGRAM [ARG...]
+       superd import inetd FILE [-o DIR]
+       superd import xinetd FILE|DIR [-o DIR]
 
 An inetd-style superserver: services declared in YAML files (PATH: files or
 directories of *.yaml / *.yml; default /etc/superd/services.d).
@@ -22,17 +24,32 @@ Options:
   -v, -q               more / less logging (repeatable; RUST_LOG is honoured)
   --listen ADDR        one-line mode: serve PROGRAM on ADDR (repeatable)
   --set FIELD=VALUE    one-line mode: set a service field (VALUE is YAML)
+  -o DIR               import: write one YAML file per source file into DIR
+                       (default: everything on stdout)
   -h, --help           print this help
   -V, --version        print the version
 
+import translates an inetd.conf, or an xinetd.conf with its includes (or a
+directory of xinetd service files), into superd YAML; what maps only
+approximately or not at all is a comment naming the source file:line, and a
+line on stderr.
+
 Exit status: 0 clean shutdown or valid --check; 1 invalid configuration or
-failure at start; 2 bad usage. See superd(8) and superd.yaml(5).
+failure at start; 2 bad usage. import: 0 everything mapped exactly, 3 something
+approximated or dropped, 1 a source that cannot be parsed. See superd(8) and
+superd.yaml(5).
 ";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Options),
+    /// `superd import inetd|xinetd PATH [-o DIR]`.
+    Import {
+        kind: crate::import::Kind,
+        path: PathBuf,
+        out: Option<PathBuf>,
+    },
     Help,
     Version,
 }
@@ -60,6 +77,11 @@ impl Options {
 
 /// Parses the arguments after argv[0].
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+    let mut args = args.into_iter().peekable();
+    if args.peek().is_some_and(|a| a == "import") {
+        args.next();
+        return parse_import(args);
+    }
     let mut opts = Options {
         paths: Vec::new(),
         check: false,
@@ -70,7 +92,6 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         sets: Vec::new(),
         program: Vec::new(),
     };
-    let mut args = args.into_iter();
     let mut saw_dashdash = false;
     while let Some(arg) = args.next() {
         let Some(text) = arg.to_str().map(str::to_owned) else {
@@ -172,6 +193,37 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     Ok(Command::Run(opts))
 }
 
+/// `import KIND PATH [-o DIR]` (options before or after PATH).
+fn parse_import(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut words: Vec<OsString> = Vec::new();
+    let mut out = None;
+    let mut args = args;
+    while let Some(a) = args.next() {
+        if a == "-o" {
+            let dir = args.next().ok_or("import: -o needs a directory")?;
+            out = Some(PathBuf::from(dir));
+        } else if a == "-h" || a == "--help" {
+            return Ok(Command::Help);
+        } else if text_is_option(&a) && a != "-" {
+            return Err(format!("import: unknown option {a:?}"));
+        } else {
+            words.push(a);
+        }
+    }
+    let [kind, path] = <[OsString; 2]>::try_from(words).map_err(
+        |_| "import needs a format and a path: import inetd FILE, import xinetd FILE|DIR",
+    )?;
+    let kind = kind
+        .to_str()
+        .and_then(crate::import::Kind::parse)
+        .ok_or_else(|| format!("import: unknown format {kind:?}: expected inetd or xinetd"))?;
+    Ok(Command::Import {
+        kind,
+        path: PathBuf::from(path),
+        out,
+    })
+}
+
 fn text_is_option(arg: &std::ffi::OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
     arg.as_bytes().first() == Some(&b'-')
@@ -257,6 +309,37 @@ mod tests {
         }
         assert_eq!(p(&["-h"]), Ok(Command::Help));
         assert_eq!(p(&["--version"]), Ok(Command::Version));
+    }
+
+    #[test]
+    fn import() {
+        use crate::import::Kind;
+        assert_eq!(
+            p(&["import", "inetd", "/etc/inetd.conf"]),
+            Ok(Command::Import {
+                kind: Kind::Inetd,
+                path: PathBuf::from("/etc/inetd.conf"),
+                out: None
+            })
+        );
+        assert_eq!(
+            p(&["import", "-o", "out", "xinetd", "/etc/xinetd.d"]),
+            Ok(Command::Import {
+                kind: Kind::Xinetd,
+                path: PathBuf::from("/etc/xinetd.d"),
+                out: Some(PathBuf::from("out"))
+            })
+        );
+        for bad in [
+            &["import"][..],
+            &["import", "inetd"],
+            &["import", "bsd", "x"],
+            &["import", "inetd", "a", "b"],
+            &["import", "inetd", "a", "-o"],
+            &["import", "inetd", "a", "--check"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -439,6 +439,11 @@ impl Daemon {
                 }
                 Program::Builtin(_) => None,
             };
+            // And the configuration's warnings, as --check shows them.
+            let new_plan = || {
+                config_warnings(&service);
+                new_plan()
+            };
             let id = match old_ids.get(&service.name) {
                 Some(&id) => {
                     let st = self.services.get_mut(&id).expect("old id is live");
@@ -837,6 +842,9 @@ impl Daemon {
                     conn.peer,
                     reason.as_str()
                 );
+                if let Some(msg) = &st.service.refuse_message {
+                    listener::send_refusal(conn.fd.as_fd(), msg);
+                }
                 false
             }
         }
@@ -2129,4 +2137,13 @@ fn bind_all(
         }
     }
     Err(f)
+}
+
+/// Logs the warnings of a service's configuration (`--check` shows them).
+fn config_warnings(service: &Service) {
+    for n in &service.notes {
+        if let Some((at, what)) = n.split_once(": warning: ") {
+            warn!("config warning {at}: {what}");
+        }
+    }
 }

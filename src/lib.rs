@@ -22,6 +22,8 @@
 //! - [`signals`]: signals turned into loop events (signalfd).
 //! - [`notify`]: sd_notify datagrams; [`pidfile`]: the locked pid file.
 //! - [`logging`]: the non-blocking stderr logger.
+//! - [`import`]: `superd import`, inetd.conf and xinetd.conf to YAML;
+//!   [`services`]: /etc/services.
 
 #![deny(unsafe_code)]
 
@@ -32,6 +34,7 @@ pub mod children;
 pub mod cli;
 pub mod config;
 pub mod event_loop;
+pub mod import;
 pub mod limits;
 pub mod listener;
 pub mod logging;
@@ -40,6 +43,7 @@ pub mod pidfile;
 pub mod plan;
 pub mod proxy;
 pub mod service;
+pub mod services;
 pub mod signals;
 pub mod spawn;
 pub mod startup;
@@ -54,4 +58,6 @@ pub enum ExitCode {
     Failure = 1,
     /// Bad usage.
     Usage = 2,
+    /// `superd import`: something was approximated or dropped.
+    Inexact = 3,
 }

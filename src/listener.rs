@@ -424,6 +424,14 @@ pub fn set_connection_options(fd: BorrowedFd<'_>, keepalive: bool, nodelay: bool
     }
 }
 
+/// Writes a service's `refuse_message` to a connection about to be closed:
+/// once, without blocking and without SIGPIPE. What the send buffer does not
+/// take is lost; a fresh connection's buffer always takes 512 bytes.
+pub fn send_refusal(fd: BorrowedFd<'_>, msg: &[u8]) {
+    let flags = socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_NOSIGNAL;
+    let _ = socket::send(fd.as_raw_fd(), msg, flags);
+}
+
 fn unsafe_zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     unsafe { mem::zeroed() }

@@ -25,6 +25,13 @@ fn run() -> ExitCode {
             println!("superd {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::Ok;
         }
+        Ok(Command::Import { kind, path, out }) => {
+            return match superd::import::run(kind, &path, out.as_deref()) {
+                0 => ExitCode::Ok,
+                superd::import::EXIT_INEXACT => ExitCode::Inexact,
+                _ => ExitCode::Failure,
+            };
+        }
         Ok(Command::Run(o)) => o,
         Err(msg) => {
             eprintln!("superd: {msg}");

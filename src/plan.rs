@@ -51,6 +51,17 @@ const CONN_VARS: [&str; 10] = [
     "UNIXREMOTEEGID",
 ];
 
+/// Whether `name` is a variable superd writes for each connection
+/// (superd(8), THE CHILD; and the socket-activation and PROXY names), which
+/// `pass_env` may never carry from superd's own environment.
+pub fn is_connection_variable(name: &str) -> bool {
+    CONN_VARS.contains(&name)
+        || name == "SUPERD_SERVICE"
+        || name.starts_with("LISTEN_")
+        || name.starts_with("PROXY_")
+        || name.starts_with("TCPPROXY")
+}
+
 /// The child's identity, ready for setgroups/setgid/setuid.
 #[derive(Debug)]
 pub struct PlanCredentials {
@@ -311,8 +322,18 @@ fn build_env(service: &Service) -> (Vec<CString>, Vec<CString>, u16) {
     }
     let overridden = |name: &str| tail.iter().any(|(k, _)| *k == name);
 
+    // `pass_env:` values from superd's own environment replace the
+    // defaults of the same name and come after them; `env:` wins over both.
+    let passed: Vec<(&str, Vec<u8>)> = service
+        .pass_env
+        .iter()
+        .filter_map(|k| Some((k.as_str(), std::env::var_os(k)?.as_bytes().to_vec())))
+        .filter(|(_, v)| !v.contains(&0))
+        .collect();
     let head = default_env(service)
         .into_iter()
+        .filter(|(k, _)| !passed.iter().any(|(p, _)| p == k))
+        .chain(passed.iter().map(|(k, v)| (*k, v.clone())))
         .filter(|(k, _)| !overridden(k))
         .map(|(k, v)| env_entry(k, &v))
         .collect();

@@ -166,7 +166,7 @@ impl fmt::Display for Builtin {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Program {
     /// `exec:` — `path` is resolved (absolute; inside `chroot` when set) and
-    /// `argv[0]` is what the config wrote first.
+    /// `argv[0]` is `argv0:` when set, else what the config wrote first.
     Exec {
         path: PathBuf,
         argv: Vec<String>,
@@ -348,6 +348,14 @@ pub struct Service {
     pub socket_user: Option<u32>,
     pub socket_group: Option<u32>,
     pub enabled: bool,
+    /// `pass_env:` names of superd's own environment a child inherits.
+    pub pass_env: Vec<String>,
+    /// `refuse_message:` written to a refused TCP client before the close.
+    pub refuse_message: Option<Vec<u8>>,
+    /// What the load noticed besides the fields, each `file:line:column:
+    /// text` (a port given by name; a `warning:` such as xinetd's network
+    /// shorthand): shown by `--check` and logged at start.
+    pub notes: Vec<String>,
     /// `proxy_protocol`, `proxy_from`, `proxy_timeout`: `None` when the
     /// service expects no PROXY header.
     pub proxy: Option<ProxyConfig>,
@@ -418,6 +426,9 @@ impl Service {
             socket_group: None,
             enabled: true,
             proxy: None,
+            pass_env: Vec::new(),
+            refuse_message: None,
+            notes: Vec::new(),
         }
     }
 

@@ -12,7 +12,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::service::Service;
-pub use validate::{Context, exec_access_warning};
+pub use raw::parse_size;
+pub use validate::{Context, MAX_REFUSE_MESSAGE, exec_access_warning};
 
 /// A duration in the configuration's syntax (`500ms`, `30s`, `5m`, `1h`, or
 /// seconds), bounded like every duration field: for `--grace`, so the
@@ -366,7 +367,63 @@ fn clean_message(e: &serde_yaml::Error) -> String {
             }
         }
     }
+    hint(s)
+}
+
+/// Adds what an inetd or xinetd admin probably meant: YAML 1.1's
+/// `yes`/`no` (strings in the YAML superd reads), and a field name close
+/// to a known one.
+fn hint(mut s: String) -> String {
+    if let Some(rest) = s.strip_prefix("invalid type: string \"")
+        && let Some((word, _)) = rest.split_once('"')
+        && s.ends_with("expected a boolean")
+        && matches!(
+            word.to_ascii_lowercase().as_str(),
+            "yes" | "no" | "on" | "off" | "y" | "n"
+        )
+    {
+        s.push_str(&format!(
+            " ({word:?} is a string here, not YAML 1.1's boolean: use true or false)"
+        ));
+        return s;
+    }
+    if let Some(rest) = s.strip_prefix("unknown field \"")
+        && let Some((word, tail)) = rest.split_once('"')
+        && let Some(list) = tail.strip_prefix(", expected one of ")
+        && let Some(near) = closest(word, list.split(", "))
+    {
+        return format!(
+            "unknown field \"{word}\", expected one of {list}; did you mean \"{near}\"?"
+        );
+    }
     s
+}
+
+/// The candidate within two edits of `word` (the nearest, the first of
+/// equals), if any.
+fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let w: Vec<char> = word.to_ascii_lowercase().chars().collect();
+    let mut best: Option<(usize, &str)> = None;
+    for c in candidates {
+        let k: Vec<char> = c.chars().collect();
+        // Levenshtein distance, one row at a time.
+        let mut row: Vec<usize> = (0..=k.len()).collect();
+        for (i, a) in w.iter().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, b) in k.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(a != b)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        let d = row[k.len()];
+        let limit = if w.len() <= 3 { 1 } else { 2 };
+        if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
+            best = Some((d, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 /// The file name one-line mode reports errors under.

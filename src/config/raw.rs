@@ -89,7 +89,7 @@ macro_rules! raw_service {
 }
 
 raw_service! {
-    listen: OneOrMany<Address>,
+    listen: OneOrMany<ListenEntry>,
     socket: SocketType,
     wait: bool,
     exec: OneOrMany<Arg>,
@@ -106,8 +106,8 @@ raw_service! {
     max_connections: Count,
     max_per_source: Count,
     rate: Rate,
-    only_from: OneOrMany<Cidr>,
-    deny_from: OneOrMany<Cidr>,
+    only_from: OneOrMany<Net>,
+    deny_from: OneOrMany<Net>,
     timeout: Dur,
     kill_grace: Dur,
     idle_timeout: Dur,
@@ -124,6 +124,9 @@ raw_service! {
     proxy_protocol: Accept,
     proxy_from: OneOrMany<Cidr>,
     proxy_timeout: Dur,
+    argv0: Arg,
+    pass_env: OneOrMany<EnvKey>,
+    refuse_message: Arg,
 }
 
 /// Parts of a file the deserializer passes over, by path:
@@ -541,6 +544,8 @@ macro_rules! scalar_deserialize {
 scalar_deserialize!(
     Accept,
     Address,
+    ListenEntry,
+    Net,
     SocketType,
     Builtin,
     StderrMode,
@@ -649,6 +654,14 @@ impl Scalar for Address {
             let ip: Ipv6Addr = ip.parse().map_err(|_| bad())?;
             return Ok(Address::Inet(SocketAddr::new(IpAddr::V6(ip), port(p)?)));
         }
+        if is_service_word(s) {
+            return port(s).map(Address::AnyPort).map_err(|_| {
+                format!(
+                    "{} (or a service name of /etc/services, which {s:?} is not)",
+                    bad()
+                )
+            });
+        }
         let (ip, p) = s.rsplit_once(':').ok_or_else(bad)?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad())?;
         Ok(Address::Inet(SocketAddr::new(IpAddr::V4(ip), port(p)?)))
@@ -656,6 +669,11 @@ impl Scalar for Address {
 }
 
 fn port(s: &str) -> Result<u16, String> {
+    if is_service_word(s) {
+        return crate::services::port_by_name(s).ok_or_else(|| {
+            format!("bad port {s:?}: not a number, and no service of that name in /etc/services")
+        });
+    }
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("bad port {s:?}: expected a number from 0 to 65535"));
     }
@@ -679,7 +697,75 @@ impl Scalar for SocketType {
     const EXPECTING: &'static str = "one of stream, dgram, seqpacket";
     fn from_str(s: &str) -> Result<Self, String> {
         let all = [SocketType::Stream, SocketType::Dgram, SocketType::Seqpacket];
-        one_of(s, &all, SocketType::as_str, "socket type")
+        one_of(s, &all, SocketType::as_str, "socket type").map_err(|e| {
+            // inetd.conf's protocol column, written where the socket type goes.
+            let meant = match s.to_ascii_lowercase().as_str() {
+                "tcp" | "tcp4" | "tcp6" => "stream",
+                "udp" | "udp4" | "udp6" => "dgram",
+                _ => return e,
+            };
+            format!("{e} (socket is the socket type: {s} is socket: {meant})")
+        })
+    }
+}
+
+/// A word that may name a service of /etc/services (`finger`, `ftp-data`):
+/// a letter first, so that no number is ever read as a name.
+fn is_service_word(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// One `listen:` entry, and the service name its port was written as
+/// (`listen: finger`), which `--check` shows resolved.
+#[derive(Debug, Clone)]
+pub struct ListenEntry {
+    pub addr: Address,
+    pub port_name: Option<String>,
+}
+
+impl Scalar for ListenEntry {
+    const EXPECTING: &'static str = Address::EXPECTING;
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Address::from_u64(n).map(|addr| ListenEntry {
+            addr,
+            port_name: None,
+        })
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr = Address::from_str(s)?;
+        let last = s.rsplit(':').next().unwrap_or(s);
+        let port_name = (addr.port().is_some() && is_service_word(last)).then(|| last.to_owned());
+        Ok(ListenEntry { addr, port_name })
+    }
+}
+
+/// One `only_from` / `deny_from` entry, and whether it was written as
+/// xinetd's trailing-zero shorthand (`10.0.0.0` for 10.0.0.0/8), which
+/// means one address here.
+#[derive(Debug, Clone, Copy)]
+pub struct Net {
+    pub cidr: Cidr,
+    /// The network xinetd would have read, when it differs.
+    pub xinetd_reading: Option<Cidr>,
+}
+
+impl Scalar for Net {
+    const EXPECTING: &'static str = Cidr::EXPECTING;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let cidr = Cidr::from_str(s)?;
+        let xinetd_reading = match cidr.addr {
+            IpAddr::V4(v4) if !s.contains('/') => {
+                let zeros = v4.octets().iter().rev().take_while(|&&o| o == 0).count();
+                (zeros > 0 && zeros < 4).then(|| self::cidr(cidr.addr, 32 - 8 * zeros as u8))
+            }
+            _ => None,
+        };
+        Ok(Net {
+            cidr,
+            xinetd_reading,
+        })
     }
 }
 
@@ -854,6 +940,11 @@ impl Scalar for IdRef {
             && s.bytes()
                 .all(|b| b.is_ascii_graphic() && b != b':' && b != b'/' || b >= 0x80);
         if !ok {
+            if let Some((u, g)) = s.split_once(':') {
+                return Err(format!(
+                    "bad user or group name {s:?} (inetd's user:group: write user: {u} and group: {g})"
+                ));
+            }
             return Err(format!("bad user or group name {s:?}"));
         }
         Ok(IdRef::Name(s.to_owned()))

@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 
 use super::ConfigError;
-use super::raw::{Dur, IdRef, OneOrMany, RawFile, RawService};
+use super::raw::{Dur, EnvKey, IdRef, Net, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
     Address, Cidr, Credentials, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource, Service,
@@ -121,7 +121,12 @@ impl Cache {
         let v = match r {
             IdRef::Name(n) => match User::from_name(n) {
                 Ok(Some(u)) => Ok(user_info(u)),
-                Ok(None) => Err(format!("unknown user {n:?}")),
+                Ok(None) => Err(match n.split_once('.') {
+                    Some((u, g)) => format!(
+                        "unknown user {n:?} (inetd's user.group: write user: {u} and group: {g})"
+                    ),
+                    None => format!("unknown user {n:?}"),
+                }),
                 Err(e) => Err(format!("cannot look up user {n:?}: {e}")),
             },
             IdRef::Id(id) => match User::from_uid(Uid::from_raw(*id)) {
@@ -397,6 +402,12 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
                             "listen cannot be set in defaults: each service says where it listens",
                         ));
                     }
+                    if d.argv0.is_some() {
+                        errors.push(o.at_key(
+                            "argv0",
+                            "argv0 cannot be set in defaults: it names one service's program",
+                        ));
+                    }
                     resolve_default_ids(d, o, &mut cache, errors);
                     defaults = Some((d, o));
                 }
@@ -444,7 +455,7 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
 /// and its conflicts together.
 struct Binding<'a> {
     name: &'a str,
-    listen: &'a [Address],
+    listen: Vec<Address>,
     socket: SocketType,
     v6only: bool,
     enabled: bool,
@@ -464,7 +475,10 @@ fn binding<'a>(
     }
     Binding {
         name,
-        listen: raw.listen.as_ref().map_or(&[], |l| l.0.as_slice()),
+        listen: raw
+            .listen
+            .as_ref()
+            .map_or(Vec::new(), |l| l.0.iter().map(|e| e.addr.clone()).collect()),
         socket: pick!(socket).map_or(SocketType::Stream, |(v, _)| *v),
         v6only: pick!(v6only).is_some_and(|(v, _)| *v),
         enabled: pick!(enabled).is_none_or(|(v, _)| *v),
@@ -550,7 +564,7 @@ fn service<'a>(
             errors.push(own.at_key("listen", "listen is empty: expected at least one address"));
             Vec::new()
         }
-        Some(OneOrMany(v)) => v.clone(),
+        Some(OneOrMany(v)) => v.iter().map(|e| e.addr.clone()).collect(),
         None => {
             errors.push(own.at_key("", format!("service {name:?} has no listen address")));
             Vec::new()
@@ -603,25 +617,30 @@ fn service<'a>(
             errors.push(own.at_key("", format!("service {name:?} needs exec or builtin")));
             None
         }
-        (Some(OneOrMany(args)), None) => {
-            let argv: Vec<String> = args.iter().map(|a| a.0.clone()).collect();
-            match argv.first() {
-                None => {
-                    errors.push(prog_origin.at_key("exec", "exec is empty: expected a program"));
-                    None
+        (Some(OneOrMany(args)), None) => match args.first() {
+            None => {
+                errors.push(prog_origin.at_key("exec", "exec is empty: expected a program"));
+                None
+            }
+            Some(prog) => {
+                let mut argv: Vec<String> = args.iter().map(|a| a.0.clone()).collect();
+                // `argv0:` is what the program sees as its name, as
+                // inetd.conf's separate argv[0] field gives it.
+                if let Some((a, _)) = pick!(argv0) {
+                    argv[0] = a.0.clone();
                 }
-                Some(p) => {
-                    let p = relative_to_file(p, prog_origin.file.path.as_path(), chroot.is_some());
-                    match cache.program(&p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
-                        Ok(path) => Some(Program::Exec { path, argv }),
-                        Err(m) => {
-                            errors.push(prog_origin.at_value("exec", m));
-                            None
-                        }
+                let p =
+                    relative_to_file(&prog.0, prog_origin.file.path.as_path(), chroot.is_some());
+                match cache.program(&p, chroot.as_ref().map(|(c, _)| c.as_path()), &ctx.path) {
+                    Ok(path) => Some(Program::Exec { path, argv }),
+                    Err(m) => {
+                        let m = exec_hint(m, &prog.0, args.len());
+                        errors.push(prog_origin.at_value("exec", m));
+                        None
                     }
                 }
             }
-        }
+        },
         (None, Some(b)) => {
             // UDP builtins answer to the datagram's source address; a unix
             // dgram peer usually has none. Seqpacket has no builtin protocol.
@@ -642,6 +661,18 @@ fn service<'a>(
         }
     };
     let is_builtin = builtin.is_some() && exec.is_none();
+    if let Some((a, o)) = pick!(argv0) {
+        if is_builtin {
+            errors.push(o.at_key("argv0", "argv0 needs exec: a builtin runs no program"));
+        } else if a.0.is_empty() {
+            errors.push(o.at_value(
+                "argv0",
+                "argv0 is empty: expected the name the program sees",
+            ));
+        }
+    }
+    let pass_env = pass_env(pick!(pass_env), is_builtin, errors);
+    let notes = notes(raw, own, pick!(only_from), pick!(deny_from));
 
     // wait: a dgram exec service has no connection to hand over, so it
     // waits. A builtin never forks: on dgram it serves each datagram on
@@ -705,6 +736,7 @@ fn service<'a>(
         }
     }
 
+    let refuse_message = refuse_message(pick!(refuse_message), socket, wait, &listen, errors);
     let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
 
     let positive =
@@ -814,9 +846,9 @@ fn service<'a>(
         rate: pick!(rate)
             .map(|(v, _)| *v)
             .or((is_builtin && socket == SocketType::Dgram).then_some(UDP_BUILTIN_RATE)),
-        only_from: pick!(only_from).map(|(v, _)| v.0.clone()),
+        only_from: pick!(only_from).map(|(v, _)| v.0.iter().map(|n| n.cidr).collect()),
         deny_from: pick!(deny_from)
-            .map(|(v, _)| v.0.clone())
+            .map(|(v, _)| v.0.iter().map(|n| n.cidr).collect())
             .unwrap_or_default(),
         timeout,
         kill_grace: pick!(kill_grace).map(|(v, _)| v.0).unwrap_or(d.kill_grace),
@@ -835,8 +867,136 @@ fn service<'a>(
         socket_group,
         enabled: b.enabled,
         proxy,
+        pass_env,
+        refuse_message,
+        notes,
         ..d
     })
+}
+
+/// What `--check` and the start-up log say besides the fields: a port
+/// written as a service name, and xinetd's trailing-zero network shorthand,
+/// which is one address here (a warning).
+fn notes(
+    raw: &RawService,
+    own: Origin,
+    only_from: Option<(&OneOrMany<Net>, Origin)>,
+    deny_from: Option<(&OneOrMany<Net>, Origin)>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let place = |e: ConfigError| match (e.line, e.column) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file.display()),
+        _ => e.file.display().to_string(),
+    };
+    for (i, e) in raw.listen.iter().flat_map(|l| l.0.iter()).enumerate() {
+        if let (Some(name), Some(port)) = (&e.port_name, e.addr.port()) {
+            let at = place(own.at_element("listen", i, ""));
+            out.push(format!(
+                "{at}: listen: {name} is port {port} (/etc/services)"
+            ));
+        }
+    }
+    for (field, list) in [("only_from", only_from), ("deny_from", deny_from)] {
+        let Some((OneOrMany(nets), o)) = list else {
+            continue;
+        };
+        for (i, n) in nets.iter().enumerate() {
+            if let Some(x) = n.xinetd_reading {
+                let at = place(o.at_element(field, i, ""));
+                out.push(format!(
+                    "{at}: warning: {field}: {} is the one address {} here, where xinetd read {} as {x}: write {x} if that is meant",
+                    n.cidr.addr, n.cidr, n.cidr.addr
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `pass_env:` checked: no builtin (no child to inherit anything), and
+/// never a variable superd writes itself for each connection (those say
+/// who the peer is: inheriting them would lie to the program).
+fn pass_env(
+    field: Option<(&OneOrMany<EnvKey>, Origin)>,
+    is_builtin: bool,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<String> {
+    let Some((OneOrMany(names), o)) = field else {
+        return Vec::new();
+    };
+    if is_builtin && !names.is_empty() {
+        errors.push(o.at_key("pass_env", "pass_env needs exec: a builtin runs no program"));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if crate::plan::is_connection_variable(&n.0) {
+            errors.push(o.at_element(
+                "pass_env",
+                i,
+                format!(
+                    "pass_env: {} is set by superd for each connection and cannot be inherited",
+                    n.0
+                ),
+            ));
+        } else if !out.contains(&n.0) {
+            out.push(n.0.clone());
+        }
+    }
+    out
+}
+
+/// The longest `refuse_message:`: it is written once, without blocking,
+/// into a fresh socket's send buffer, which always holds this much.
+pub const MAX_REFUSE_MESSAGE: usize = 512;
+
+/// `refuse_message:` checked: at most 512 bytes, and only where a TCP
+/// connection can be refused (a datagram or a unix peer never is by an
+/// access rule or the per-source limit, and in wait mode the program
+/// accepts, not superd).
+fn refuse_message(
+    field: Option<(&super::raw::Arg, Origin)>,
+    socket: SocketType,
+    wait: bool,
+    listen: &[Address],
+    errors: &mut Vec<ConfigError>,
+) -> Option<Vec<u8>> {
+    let (m, o) = field?;
+    if m.0.len() > MAX_REFUSE_MESSAGE {
+        errors.push(o.at_value(
+            "refuse_message",
+            format!(
+                "refuse_message is {} bytes: at most {MAX_REFUSE_MESSAGE}",
+                m.0.len()
+            ),
+        ));
+        return None;
+    }
+    if socket != SocketType::Stream
+        || wait
+        || (!listen.is_empty() && listen.iter().all(Address::is_unix))
+    {
+        errors.push(o.at_key(
+            "refuse_message",
+            "refuse_message is written to TCP clients superd refuses: this service has none (it needs socket: stream on an IP address, without wait: true)",
+        ));
+        return None;
+    }
+    Some(m.0.clone().into_bytes())
+}
+
+/// A program that was not found, with what an inetd admin may have meant:
+/// one string holding the program and its arguments (inetd.conf's way).
+fn exec_hint(message: String, prog: &str, words: usize) -> String {
+    if words == 1 && prog.trim().contains(char::is_whitespace) {
+        let list: Vec<&str> = prog.split_whitespace().collect();
+        format!(
+            "{message} (one string is one program name, never split: write a list, exec: [{}])",
+            list.join(", ")
+        )
+    } else {
+        message
+    }
 }
 
 /// superd's own hard limit for `r`: `Some(None)` is unlimited.

@@ -11,6 +11,7 @@ mod cli;
 mod docs;
 mod examples;
 mod faults;
+mod import;
 mod limits;
 mod live;
 mod oneline;

@@ -186,6 +186,9 @@ fn report() -> String {
         );
     }
 
+    for (i, a) in std::env::args_os().enumerate() {
+        let _ = writeln!(r, "argv.{i}={}", a.to_string_lossy());
+    }
     for (k, v) in std::env::vars_os() {
         let _ = writeln!(r, "env.{}={}", k.to_string_lossy(), v.to_string_lossy());
     }
