@@ -1745,13 +1745,15 @@ fn drain_datagrams(fd: std::os::fd::BorrowedFd<'_>) -> usize {
 }
 
 fn log_stderr_line(pipe: &StderrPipe, line: &[u8], cut: bool) {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches(['\n', '\r']);
+    let mut text = line;
+    while let [rest @ .., b'\n' | b'\r'] = text {
+        text = rest;
+    }
     info!(
         "stderr service={} pid={} line={}{}",
         pipe.service,
         pipe.pid,
-        quote(text),
+        crate::logging::quote_bytes(text),
         if cut { " cut=true" } else { "" }
     );
 }

@@ -783,7 +783,7 @@ fn a_slow_log_reader_never_gets_a_cut_line() {
     }
     let text = String::from_utf8_lossy(&text).into_owned();
     let mut chars = 0;
-    for l in text.lines() {
+    for l in text.lines().map(strip_ts) {
         if let Some(v) = l.strip_prefix("INFO  stderr service=long ") {
             let value = v.split_once(" line=").expect("line=").1;
             // The 5000-byte lines come in two pieces, the first marked.

@@ -117,7 +117,10 @@ impl LogFollower {
                             eprint!("[superd] {line}");
                         }
                         let (m, c) = &*l2.0;
-                        m.lock().unwrap().lines.push(line.trim_end().to_string());
+                        m.lock()
+                            .unwrap()
+                            .lines
+                            .push(strip_ts(line.trim_end()).to_string());
                         c.notify_all();
                     }
                 }
@@ -412,6 +415,27 @@ pub fn wait_until(what: &str, f: &mut dyn FnMut() -> bool, context: impl Fn() ->
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A text log line without its leading timestamp
+/// (`2026-01-02T03:04:05.678Z `), as the tests read lines: level first.
+pub fn strip_ts(line: &str) -> &str {
+    let b = line.as_bytes();
+    let is_ts = b.len() > 24
+        && b[24] == b' '
+        && b[23] == b'Z'
+        && b[10] == b'T'
+        && b[..23]
+            .iter()
+            .enumerate()
+            .all(|(i, c)| match i {
+                4 | 7 => *c == b'-',
+                10 => true,
+                13 | 16 => *c == b':',
+                19 => *c == b'.',
+                _ => c.is_ascii_digit(),
+            });
+    if is_ts { &line[25..] } else { line }
 }
 
 /// `key=value` from a log line (value up to the next space, or quoted).
