@@ -870,6 +870,7 @@ impl Daemon {
                 killed: false,
                 exec_failed: false,
                 exec: Some(token),
+                success: service.success_status,
             },
         );
         debug!("spawn service={} pid={pid}", service.name);

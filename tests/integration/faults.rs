@@ -834,7 +834,9 @@ fn refusals_held_for_the_log_are_few_at_a_time() {
         });
     }
     let mut child = cmd.spawn().expect("start superd");
-    let log = LogFollower::follow(child.stderr.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    roomy_pipe(&stderr);
+    let log = LogFollower::follow(stderr);
     let superd = Running(child);
     let mut addrs = Vec::new();
     for i in 0..LISTENERS {

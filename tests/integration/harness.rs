@@ -274,6 +274,7 @@ impl Superd {
         }
         let mut child = cmd.spawn().expect("start superd");
         let stderr = child.stderr.take().unwrap();
+        roomy_pipe(&stderr);
         let stdout = child.stdout.take();
         let log = LogFollower::follow(stderr);
         Superd {
@@ -415,6 +416,14 @@ pub fn wait_until(what: &str, f: &mut dyn FnMut() -> bool, context: impl Fn() ->
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Gives the pipe superd logs into room for a burst (1 MiB, or what the
+/// system allows): a test that counts every line of a busy turn must not
+/// depend on how fast its reader thread is scheduled (superd drops what
+/// the pipe cannot take, by design).
+pub fn roomy_pipe(fd: &impl std::os::fd::AsRawFd) {
+    let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
 }
 
 /// A text log line without its leading timestamp
