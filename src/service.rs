@@ -395,6 +395,107 @@ impl Service {
         }
     }
 
+    /// The fields, by their configuration names, in which `new` differs
+    /// from this service (for the reload log, superd(8)). `program` is
+    /// `exec` or `builtin`; `credentials` is `user`, `group`, `groups`;
+    /// `file` is `file` (the service moved). Every field is named below,
+    /// so a field added to [`Service`] cannot be forgotten here.
+    pub fn changed_fields(&self, new: &Service) -> Vec<&'static str> {
+        let Service {
+            name: _,
+            file,
+            listen,
+            socket,
+            wait,
+            program,
+            credentials,
+            cwd,
+            chroot,
+            umask,
+            nice,
+            env,
+            stderr,
+            max_connections,
+            max_per_source,
+            rate,
+            only_from,
+            deny_from,
+            timeout,
+            kill_grace,
+            idle_timeout,
+            rlimits,
+            backlog,
+            reuse_port,
+            v6only,
+            keepalive,
+            nodelay,
+            socket_mode,
+            socket_user,
+            socket_group,
+            enabled,
+            success_status,
+        } = self;
+        let mut out = Vec::new();
+        macro_rules! cmp {
+            ($($f:ident),*) => {$(
+                if *$f != new.$f {
+                    out.push(stringify!($f));
+                }
+            )*};
+        }
+        cmp!(file, listen, socket, wait);
+        if *program != new.program {
+            out.push(match new.program {
+                Program::Exec { .. } => "exec",
+                Program::Builtin(_) => "builtin",
+            });
+        }
+        let (a, b) = (credentials.as_ref(), new.credentials.as_ref());
+        if a.map(|c| (&c.user, c.uid)) != b.map(|c| (&c.user, c.uid)) {
+            out.push("user");
+        }
+        if a.map(|c| c.gid) != b.map(|c| c.gid) {
+            out.push("group");
+        }
+        if a.map(|c| &c.groups) != b.map(|c| &c.groups) {
+            out.push("groups");
+        }
+        if a.map(|c| (&c.home, &c.shell)) != b.map(|c| (&c.home, &c.shell))
+            && !out.contains(&"user")
+        {
+            // HOME and SHELL come from the user's passwd entry.
+            out.push("user");
+        }
+        cmp!(
+            cwd,
+            chroot,
+            umask,
+            nice,
+            env,
+            stderr,
+            max_connections,
+            max_per_source,
+            rate,
+            only_from,
+            deny_from,
+            timeout,
+            kill_grace,
+            idle_timeout,
+            rlimits,
+            backlog,
+            reuse_port,
+            v6only,
+            keepalive,
+            nodelay,
+            socket_mode,
+            socket_user,
+            socket_group,
+            enabled,
+            success_status
+        );
+        out
+    }
+
     /// The key that decides whether a listening socket survives a reload.
     pub fn listener_key(&self, addr: &Address) -> ListenerKey {
         ListenerKey {
