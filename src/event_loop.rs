@@ -1811,10 +1811,7 @@ impl ReloadChanges {
             info!("service removed service={name}");
         }
         for (name, fields) in &self.changed {
-            info!(
-                "service changed service={name} fields={}",
-                fields.join(",")
-            );
+            info!("service changed service={name} fields={}", fields.join(","));
         }
         info!(
             "reloaded services={services} added={} removed={} changed={} unchanged={}",

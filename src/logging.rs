@@ -105,6 +105,8 @@ fn stderr_is_journal() -> bool {
     journal_matches(v.to_str(), nix::sys::stat::fstat(2).ok())
 }
 
+// dev_t and ino_t are not u64 on every target.
+#[allow(clippy::unnecessary_cast)]
 fn journal_matches(var: Option<&str>, st: Option<nix::sys::stat::FileStat>) -> bool {
     let (Some((dev, ino)), Some(st)) = (var.and_then(|v| v.split_once(':')), st) else {
         return false;
@@ -287,8 +289,12 @@ fn unquote(s: &str) -> Option<(String, &str)> {
                 't' => out.push('\t'),
                 c @ ('"' | '\\') => out.push(c),
                 'x' => {
-                    let hex: String = (0..2).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
-                    let n = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 2)?;
+                    let hex: String = (0..2)
+                        .filter_map(|_| chars.next().map(|(_, c)| c))
+                        .collect();
+                    let n = u32::from_str_radix(&hex, 16)
+                        .ok()
+                        .filter(|_| hex.len() == 2)?;
                     if n < 0x80 {
                         out.push(char::from_u32(n)?);
                     } else {
@@ -835,11 +841,179 @@ mod tests {
         assert_eq!(super::one_line("a\tb\rc"), "a\\tb\\rc");
     }
 
+    fn text(journal: bool) -> super::Style {
+        super::Style {
+            format: super::LogFormat::Text,
+            journal,
+        }
+    }
+
+    fn json(journal: bool) -> super::Style {
+        super::Style {
+            format: super::LogFormat::Json,
+            journal,
+        }
+    }
+
+    fn at(secs: u64, micros: u32) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, micros * 1000)
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        use super::timestamp;
+        assert_eq!(timestamp(at(0, 0), 3), "1970-01-01T00:00:00.000Z");
+        // A leap day, and truncation (never rounding up into the next
+        // second).
+        assert_eq!(
+            timestamp(at(951_782_399, 999_999), 3),
+            "2000-02-28T23:59:59.999Z"
+        );
+        assert_eq!(
+            timestamp(at(951_782_400, 1), 6),
+            "2000-02-29T00:00:00.000001Z"
+        );
+        assert_eq!(
+            timestamp(at(1_798_761_599, 123_456), 6),
+            "2026-12-31T23:59:59.123456Z"
+        );
+        assert_eq!(
+            timestamp(at(4_107_542_400, 0), 3),
+            "2100-03-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn text_has_the_time_or_the_journal_priority() {
+        use log::Level;
+        let t = at(0, 5000);
+        assert_eq!(
+            super::render(text(false), Level::Info, "ready pid=1", t),
+            "1970-01-01T00:00:00.005Z INFO  ready pid=1\n"
+        );
+        for (level, want) in [
+            (Level::Error, "<3>ERROR x\n"),
+            (Level::Warn, "<4>WARN  x\n"),
+            (Level::Info, "<6>INFO  x\n"),
+            (Level::Debug, "<7>DEBUG x\n"),
+            (Level::Trace, "<7>TRACE x\n"),
+        ] {
+            assert_eq!(super::render(text(true), level, "x", t), want);
+        }
+        assert!(super::render(json(true), Level::Warn, "x", t).starts_with("<4>{\"ts\":"));
+    }
+
+    #[test]
+    fn the_journal_is_stderr_only_when_device_and_inode_match() {
+        let st = nix::sys::stat::fstat(0).unwrap();
+        let both = format!("{}:{}", st.st_dev, st.st_ino);
+        assert!(super::journal_matches(Some(&both), Some(st)));
+        let other = format!("{}:{}", st.st_dev, st.st_ino + 1);
+        assert!(!super::journal_matches(Some(&other), Some(st)));
+        for bad in ["", ":", "1", "x:y", &format!("{}", st.st_dev)] {
+            assert!(!super::journal_matches(Some(bad), Some(st)), "{bad:?}");
+        }
+        assert!(!super::journal_matches(None, Some(st)));
+        assert!(!super::journal_matches(Some(&both), None));
+    }
+
+    #[test]
+    fn json_records_carry_message_and_fields() {
+        use log::Level;
+        let line = super::render(
+            json(false),
+            Level::Error,
+            "exec failed service=a step=exec error=\"No such file\"",
+            at(0, 0),
+        );
+        assert_eq!(
+            line,
+            "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"level\":\"ERROR\",\"msg\":\"exec failed\",\
+             \"service\":\"a\",\"step\":\"exec\",\"error\":\"No such file\"}\n"
+        );
+        // The three keys are never taken by a field.
+        let line = super::render(json(false), Level::Info, "x msg=a ts=b", at(0, 0));
+        assert!(
+            line.ends_with("\"msg\":\"x\",\"field_msg\":\"a\",\"field_ts\":\"b\"}\n"),
+            "{line}"
+        );
+    }
+
+    /// What `quote` writes, `split_fields` reads back exactly; text that
+    /// no field list ends is all message.
+    #[test]
+    fn fields_round_trip_through_quote() {
+        use super::{quote, split_fields};
+        for v in [
+            "plain",
+            "",
+            "two words",
+            "a\"b\\c",
+            "tab\tnl\ncr\r",
+            "\x1b[2J \x7f",
+            "c1 \u{85} \u{9f}",
+            "k=v",
+            "\u{2028} µ 日本",
+            "\\x41",
+        ] {
+            let body = format!("stderr service=s line={} cut=true", quote(v));
+            let (msg, fields) = split_fields(&body);
+            assert_eq!(msg, "stderr", "{body}");
+            assert_eq!(
+                fields,
+                vec![
+                    ("service", "s".to_string()),
+                    ("line", v.to_string()),
+                    ("cut", "true".to_string())
+                ],
+                "{body}"
+            );
+        }
+        for whole in [
+            "reload failed errors=2 (the running configuration is unchanged)",
+            "config error: /x.yaml:1:2: bad \"k=v\"",
+            "reloading",
+            "x key=\"unterminated",
+            "x key=\"bad\\q\"",
+            "x =v",
+        ] {
+            assert_eq!(split_fields(whole), (whole, Vec::new()), "{whole}");
+        }
+        // The first ` key=` from which the rest is fields starts them.
+        assert_eq!(
+            split_fields("closed at=5 addr=1.2.3.4:5"),
+            (
+                "closed",
+                vec![("at", "5".into()), ("addr", "1.2.3.4:5".into())]
+            )
+        );
+    }
+
+    /// Bytes that are not UTF-8 are `\xNN` (from 80 up) in the text form,
+    /// apart from a backslash the child wrote; JSON shows the escape.
+    #[test]
+    fn bytes_that_are_not_utf8_are_escapes() {
+        use super::{quote_bytes, split_fields};
+        let q = quote_bytes(b"a\xffb\\x41 \xc3");
+        assert_eq!(q, "\"a\\xffb\\\\x41 \\xc3\"");
+        let body = format!("stderr line={q}");
+        assert_eq!(
+            split_fields(&body).1,
+            vec![("line", "a\\xffb\\x41 \\xc3".to_string())]
+        );
+        assert_eq!(quote_bytes("ok µ".as_bytes()), "\"ok µ\"");
+        let mut out = String::new();
+        super::json_str(&mut out, "a\"\\\n\u{1b}\u{85}\u{2028}é");
+        assert_eq!(out, "\"a\\\"\\\\\\n\\u001b\\u0085\\u2028é\"");
+    }
+
     #[test]
     fn quote_only_when_needed() {
         assert_eq!(quote("plain"), "plain");
         assert_eq!(quote("No such file"), "\"No such file\"");
         assert_eq!(quote("a\"b\n"), "\"a\\\"b\\n\"");
         assert_eq!(quote(""), "\"\"");
+        // C1 controls as \u{…}: \xNN from 80 up is left to bytes.
+        assert_eq!(quote("a\u{85}"), "\"a\\u{0085}\"");
     }
 }

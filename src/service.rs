@@ -637,3 +637,77 @@ pub const ANY_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 pub fn cstring(s: impl Into<Vec<u8>>) -> CString {
     CString::new(s).expect("config validation rejects NUL bytes")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn success_status_always_has_zero_and_adds_the_list() {
+        let d = SuccessStatus::default();
+        assert!(d.has_status(0));
+        assert!(!d.has_status(255) && !d.has_status(-1) && !d.has_status(256));
+        assert!(!d.has_signal(Signal::SIGPIPE));
+        assert_eq!(d.to_string(), "0");
+        let s = SuccessStatus::new(&[
+            ExitMatch::Signal(Signal::SIGPIPE),
+            ExitMatch::Status(255),
+            ExitMatch::Status(64),
+            ExitMatch::Status(63),
+            ExitMatch::Signal(Signal::SIGHUP),
+        ]);
+        for n in [0, 63, 64, 255] {
+            assert!(s.has_status(n), "{n}");
+        }
+        for n in [1, 62, 65, 127, 254, 256, 0x1ff] {
+            assert!(!s.has_status(n), "{n}");
+        }
+        assert!(s.has_signal(Signal::SIGPIPE) && s.has_signal(Signal::SIGHUP));
+        assert!(!s.has_signal(Signal::SIGKILL) && !s.has_signal(Signal::SIGTERM));
+        assert_eq!(s.to_string(), "0,63,64,255,SIGHUP,SIGPIPE");
+        assert_eq!(SuccessStatus::new(&[ExitMatch::Status(0)]), d);
+    }
+
+    #[test]
+    fn changed_fields_names_what_a_reload_changes() {
+        let a = Service::new(
+            "a".into(),
+            "/x.yaml".into(),
+            Program::Builtin(Builtin::Echo),
+        );
+        assert!(a.changed_fields(&a.clone()).is_empty());
+        let mut b = a.clone();
+        b.program = Program::Exec {
+            path: "/bin/cat".into(),
+            argv: vec!["cat".into()],
+        };
+        b.max_connections = 3;
+        b.success_status = SuccessStatus::new(&[ExitMatch::Status(1)]);
+        b.file = "/y.yaml".into();
+        b.credentials = Some(Credentials {
+            user: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            groups: vec![],
+            home: "/".into(),
+            shell: "/bin/sh".into(),
+        });
+        assert_eq!(
+            a.changed_fields(&b),
+            [
+                "file",
+                "exec",
+                "user",
+                "group",
+                "groups",
+                "max_connections",
+                "success_status"
+            ]
+        );
+        let mut c = b.clone();
+        c.credentials.as_mut().unwrap().groups = vec![1];
+        c.program = Program::Builtin(Builtin::Echo);
+        assert_eq!(b.changed_fields(&c), ["builtin", "groups"]);
+    }
+}

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::service::{
-    Address, Builtin, Cidr, ExitMatch, Rate, RlimValue, Rlimit, RlimitResource, SocketType, StderrMode,
+    Address, Builtin, Cidr, ExitMatch, Rate, RlimValue, Rlimit, RlimitResource, SocketType,
+    StderrMode,
 };
 
 /// Marks the start of our own messages, so the loader can cut off the path
@@ -970,12 +971,11 @@ impl Dur {
 }
 
 impl Scalar for ExitMatch {
-    const EXPECTING: &'static str =
-        "an exit status from 0 to 255 or a signal name such as SIGPIPE";
+    const EXPECTING: &'static str = "an exit status from 0 to 255 or a signal name such as SIGPIPE";
     fn from_u64(n: u64) -> Result<Self, String> {
-        u8::try_from(n)
-            .map(ExitMatch::Status)
-            .map_err(|_| format!("bad exit status {n}: expected 0 to 255 or a signal name such as SIGPIPE"))
+        u8::try_from(n).map(ExitMatch::Status).map_err(|_| {
+            format!("bad exit status {n}: expected 0 to 255 or a signal name such as SIGPIPE")
+        })
     }
     fn from_str(s: &str) -> Result<Self, String> {
         use std::str::FromStr;

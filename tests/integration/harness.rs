@@ -434,16 +434,13 @@ pub fn strip_ts(line: &str) -> &str {
         && b[24] == b' '
         && b[23] == b'Z'
         && b[10] == b'T'
-        && b[..23]
-            .iter()
-            .enumerate()
-            .all(|(i, c)| match i {
-                4 | 7 => *c == b'-',
-                10 => true,
-                13 | 16 => *c == b':',
-                19 => *c == b'.',
-                _ => c.is_ascii_digit(),
-            });
+        && b[..23].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => true,
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            _ => c.is_ascii_digit(),
+        });
     if is_ts { &line[25..] } else { line }
 }
 

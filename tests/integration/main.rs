@@ -13,6 +13,7 @@ mod examples;
 mod faults;
 mod limits;
 mod live;
+mod logs;
 mod oneline;
 mod socket_files;
 mod sockets;
