@@ -35,6 +35,7 @@ fn describe_service(out: &mut String, s: &Service) {
     match &s.program {
         Program::Exec { path, argv } => {
             let _ = writeln!(out, "  exec: {} argv={:?}", path.display(), argv);
+            let _ = writeln!(out, "  success_status: {}", s.success_status);
         }
         Program::Builtin(b) => {
             let _ = writeln!(out, "  builtin: {b}");

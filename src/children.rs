@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
 use mio::Token;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -14,6 +13,7 @@ use nix::unistd::Pid;
 
 use crate::limits::SourceKey;
 use crate::listener::Peer;
+use crate::service::SuccessStatus;
 
 /// One running child.
 #[derive(Debug)]
@@ -40,6 +40,8 @@ pub struct Child {
     pub exec_failed: bool,
     /// The token of its report pipe while it is not yet past exec.
     pub exec: Option<Token>,
+    /// Its service's `success_status` when it started.
+    pub success: SuccessStatus,
 }
 
 /// How a reaped child ended.
@@ -185,8 +187,51 @@ pub fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
-/// Writes the `exit` line of SPEC §7: info for status 0, warn otherwise.
-pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) {
+/// How a connection's child ended, as the metrics count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Status 0, or a status or signal its service's `success_status`
+    /// lists.
+    Ok,
+    /// Another status, or the program never started (exec failed).
+    Error,
+    /// Killed by a signal `success_status` does not list.
+    Signal,
+    /// Ended after its `timeout` fired, however it ended.
+    Timeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Signal => "signal",
+            Outcome::Timeout => "timeout",
+        }
+    }
+
+    /// Judges how `child` ended.
+    pub fn of(child: &Child, ended: Ended) -> Outcome {
+        if child.timed_out {
+            return Outcome::Timeout;
+        }
+        if child.exec_failed {
+            return Outcome::Error;
+        }
+        match ended {
+            Ended::Status(code) if child.success.has_status(code) => Outcome::Ok,
+            Ended::Status(_) => Outcome::Error,
+            Ended::Signal(sig) if child.success.has_signal(sig) => Outcome::Ok,
+            Ended::Signal(_) => Outcome::Signal,
+        }
+    }
+}
+
+/// Writes the `exit` line (superd(8), LOGS): info for an exit its
+/// service's `success_status` calls normal (status 0 by default), warn
+/// otherwise; returns the outcome.
+pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) -> Outcome {
     let peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
     let duration = secs(now.saturating_duration_since(child.started));
     let reason = if child.timed_out {
@@ -196,19 +241,20 @@ pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) {
     } else {
         ""
     };
-    match ended {
-        Ended::Status(0) if !child.timed_out => info!(
-            "exit service={} pid={pid}{peer} status=0 duration={duration}",
-            child.service
-        ),
-        Ended::Status(code) => warn!(
-            "exit service={} pid={pid}{peer} status={code} duration={duration}{reason}",
-            child.service
-        ),
-        Ended::Signal(sig) => warn!(
-            "exit service={} pid={pid}{peer} signal={} duration={duration}{reason}",
-            child.service,
-            sig.as_str()
-        ),
-    }
+    let how = match ended {
+        Ended::Status(code) => format!("status={code}"),
+        Ended::Signal(sig) => format!("signal={}", sig.as_str()),
+    };
+    let outcome = Outcome::of(child, ended);
+    let level = if outcome == Outcome::Ok {
+        log::Level::Info
+    } else {
+        log::Level::Warn
+    };
+    log::log!(
+        level,
+        "exit service={} pid={pid}{peer} {how} duration={duration}{reason}",
+        child.service
+    );
+    outcome
 }

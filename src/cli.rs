@@ -5,6 +5,8 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::logging::LogFormat;
+
 /// The default configuration directory.
 pub const DEFAULT_PATH: &str = "/etc/superd/services.d";
 
@@ -22,6 +24,7 @@ Options:
   --grace DURATION     how long shutdown waits for children (default 10s)
   --pidfile PATH       write and lock a pid file
   -v, -q               more / less logging (repeatable; RUST_LOG is honoured)
+  --log-format FORMAT  text (default) or json: one JSON object per line
   --listen ADDR        one-line mode: serve PROGRAM on ADDR (repeatable)
   --set FIELD=VALUE    one-line mode: set a service field (VALUE is YAML)
   -o DIR               import: write one YAML file per source file into DIR
@@ -63,6 +66,7 @@ pub struct Options {
     pub pidfile: Option<PathBuf>,
     /// +1 per `-v`, -1 per `-q`.
     pub verbosity: i32,
+    pub log_format: LogFormat,
     /// One-line mode: `--listen` addresses, `--set` pairs and the program.
     pub listen: Vec<String>,
     pub sets: Vec<(String, String)>,
@@ -88,6 +92,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         grace: Duration::from_secs(10),
         pidfile: None,
         verbosity: 0,
+        log_format: LogFormat::Text,
         listen: Vec::new(),
         sets: Vec::new(),
         program: Vec::new(),
@@ -143,6 +148,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
                 let v = value("a duration")?;
                 opts.grace =
                     crate::config::parse_duration(&v).map_err(|e| format!("--grace: {e}"))?;
+            }
+            "--log-format" => {
+                let v = value("text or json")?;
+                opts.log_format = LogFormat::parse(&v)
+                    .ok_or_else(|| format!("--log-format {v:?}: expected text or json"))?;
             }
             "--pidfile" => opts.pidfile = Some(PathBuf::from(value("a path")?)),
             "--listen" => opts.listen.push(value("an address")?),
@@ -268,6 +278,9 @@ mod tests {
         assert_eq!(o.verbosity, 1);
         assert_eq!(o.grace, Duration::from_millis(500));
         assert_eq!(o.pidfile, Some(PathBuf::from("/run/x")));
+        assert_eq!(o.log_format, LogFormat::Text);
+        assert_eq!(opts(&["--log-format", "json"]).log_format, LogFormat::Json);
+        assert_eq!(opts(&["--log-format=text"]).log_format, LogFormat::Text);
         assert_eq!(o.paths, vec![PathBuf::from("a"), PathBuf::from("b")]);
     }
 
@@ -301,6 +314,9 @@ mod tests {
             &["--listen", "1", "--set", "novalue", "--", "x"],
             &["--listen", "1", "dir", "--", "x"],
             &["--check=no"],
+            &["--log-format"],
+            &["--log-format", "JSON"],
+            &["--log-format=syslog"],
             &["--check="],
             &["--help=foo"],
             &["--version=1"],

@@ -939,6 +939,7 @@ impl Daemon {
                 killed: false,
                 exec_failed: false,
                 exec: Some(token),
+                success: service.success_status,
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
@@ -1657,6 +1658,7 @@ impl Daemon {
         match bind_all(&config.services, &mut pool, &old) {
             Ok(bound) => {
                 let n = config.services.len();
+                let changes = self.reload_changes(&config.services);
                 // The new listeners (bound above) are logged first, then
                 // what is closed: the log tells the order it happened in.
                 self.install(config.services, bound, old);
@@ -1676,7 +1678,7 @@ impl Daemon {
                         slot.listener.remove_socket_file();
                     }
                 }
-                info!("reloaded services={n}");
+                changes.log(n);
             }
             Err(e) => {
                 error!("reload failed: {e} (rolled back; the running configuration is unchanged)");
@@ -1697,6 +1699,37 @@ impl Daemon {
             }
         }
         self.notifier.notify("READY=1");
+    }
+
+    /// What a reload to `new` adds, removes and changes, by service name.
+    fn reload_changes(&self, new: &[Service]) -> ReloadChanges {
+        let mut c = ReloadChanges::default();
+        let running: HashMap<&str, &Service> = self
+            .services
+            .values()
+            .map(|s| (s.service.name.as_str(), &*s.service))
+            .collect();
+        for s in new {
+            match running.get(s.name.as_str()) {
+                None => c.added.push(s.name.clone()),
+                Some(old) => {
+                    let fields = old.changed_fields(s);
+                    if fields.is_empty() {
+                        c.unchanged += 1;
+                    } else {
+                        c.changed.push((s.name.clone(), fields));
+                    }
+                }
+            }
+        }
+        let mut removed: Vec<&str> = running
+            .keys()
+            .copied()
+            .filter(|name| !new.iter().any(|s| s.name == *name))
+            .collect();
+        removed.sort_unstable();
+        c.removed = removed.into_iter().map(str::to_owned).collect();
+        c
     }
 
     // ---- status and shutdown --------------------------------------------
@@ -1907,15 +1940,49 @@ fn drain_datagrams(fd: std::os::fd::BorrowedFd<'_>) -> usize {
 }
 
 fn log_stderr_line(pipe: &StderrPipe, line: &[u8], cut: bool) {
-    let text = String::from_utf8_lossy(line);
-    let text = text.trim_end_matches(['\n', '\r']);
+    let mut text = line;
+    while let [rest @ .., b'\n' | b'\r'] = text {
+        text = rest;
+    }
     info!(
         "stderr service={} pid={} line={}{}",
         pipe.service,
         pipe.pid,
-        quote(text),
+        crate::logging::quote_bytes(text),
         if cut { " cut=true" } else { "" }
     );
+}
+
+/// What a reload changed (superd(8), LOGS): a line per service added,
+/// removed or changed, then the `reloaded` line with the counts.
+#[derive(Default)]
+struct ReloadChanges {
+    added: Vec<String>,
+    removed: Vec<String>,
+    /// With the fields that changed.
+    changed: Vec<(String, Vec<&'static str>)>,
+    unchanged: usize,
+}
+
+impl ReloadChanges {
+    fn log(&self, services: usize) {
+        for name in &self.added {
+            info!("service added service={name}");
+        }
+        for name in &self.removed {
+            info!("service removed service={name}");
+        }
+        for (name, fields) in &self.changed {
+            info!("service changed service={name} fields={}", fields.join(","));
+        }
+        info!(
+            "reloaded services={services} added={} removed={} changed={} unchanged={}",
+            self.added.len(),
+            self.removed.len(),
+            self.changed.len(),
+            self.unchanged
+        );
+    }
 }
 
 /// A bound datagram socket seen through the builtins' trait.

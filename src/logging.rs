@@ -1,22 +1,65 @@
-//! The log: env_logger formatting `LEVEL message key=value…` lines onto
-//! stderr through a writer that never blocks the event loop. A reader that
-//! stops reading costs dropped lines (counted, and announced when it comes
-//! back), never a stalled superd. While the loop runs, the lines of one
-//! turn go out together, before the loop sleeps; the loop also flushes
-//! before anything a line is about can be seen from outside (a child
-//! starting, a connection closing, an sd_notify message).
+//! The log: `LEVEL message key=value…` records onto stderr, as text (a
+//! timestamp first, or systemd's `<N>` priority prefix when stderr is the
+//! journal) or as one JSON object per line (`--log-format json`; see
+//! superd(8), LOGGING), through a writer that never blocks the event loop.
+//! A reader that stops reading costs dropped lines (counted, and announced
+//! when it comes back), never a stalled superd. While the loop runs, the
+//! lines of one turn go out together, before the loop sleeps; the loop also
+//! flushes before anything a line is about can be seen from outside (a
+//! child starting, a connection closing, an sd_notify message).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use log::LevelFilter;
+use log::{Level, LevelFilter};
+
+/// `--log-format`: how each record is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIMESTAMP LEVEL message key=value…` (no timestamp, and a `<N>`
+    /// priority prefix, when stderr is the journal).
+    #[default]
+    Text,
+    /// One JSON object per line: `ts`, `level`, `msg` and the fields.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<LogFormat> {
+        match s {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// How records are rendered, fixed at [`init`].
+#[derive(Clone, Copy, Debug)]
+struct Style {
+    format: LogFormat,
+    /// stderr is a journald stream (`JOURNAL_STREAM` names its device and
+    /// inode): the journal stamps the time itself and reads the priority
+    /// from a `<N>` prefix (sd-daemon(3)).
+    journal: bool,
+}
+
+static STYLE: OnceLock<Style> = OnceLock::new();
+
+fn style() -> Style {
+    STYLE.get().copied().unwrap_or(Style {
+        format: LogFormat::Text,
+        journal: false,
+    })
+}
 
 /// Initialises the global logger at `info`, moved by `verbosity` (+1 per
 /// `-v`, -1 per `-q`); `RUST_LOG`, when set, wins as env_logger does.
-pub fn init(verbosity: i32) {
+pub fn init(verbosity: i32, format: LogFormat) {
     let level = match verbosity {
         i32::MIN..=-2 => LevelFilter::Error,
         -1 => LevelFilter::Warn,
@@ -29,9 +72,16 @@ pub fn init(verbosity: i32) {
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }
+    let _ = STYLE.set(Style {
+        format,
+        journal: stderr_is_journal(),
+    });
     lock().open();
     builder
-        .format(|buf, record| writeln!(buf, "{:<5} {}", record.level(), record.args()))
+        .format(|buf, record| {
+            let body = record.args().to_string();
+            buf.write_all(render(style(), record.level(), &body, SystemTime::now()).as_bytes())
+        })
         .target(env_logger::Target::Pipe(Box::new(Handle)))
         .try_init()
         .ok();
@@ -44,6 +94,233 @@ pub fn init(verbosity: i32) {
         }
         default_hook(info);
     }));
+}
+
+/// Whether fd 2 is the stream `JOURNAL_STREAM` (`DEVICE:INODE`, as systemd
+/// sets it) names: only then is a `<N>` prefix read as a priority.
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    journal_matches(v.to_str(), nix::sys::stat::fstat(2).ok())
+}
+
+// dev_t and ino_t are not u64 on every target.
+#[allow(clippy::unnecessary_cast)]
+fn journal_matches(var: Option<&str>, st: Option<nix::sys::stat::FileStat>) -> bool {
+    let (Some((dev, ino)), Some(st)) = (var.and_then(|v| v.split_once(':')), st) else {
+        return false;
+    };
+    dev.parse::<u64>().ok() == Some(st.st_dev as u64)
+        && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+}
+
+/// One record as a whole line, newline included: `body` is the message
+/// and its `key=value` fields as the call site wrote them.
+fn render(style: Style, level: Level, body: &str, now: SystemTime) -> String {
+    let mut out = String::with_capacity(body.len() + 48);
+    if style.journal {
+        // sd-daemon(3): <3> error, <4> warning, <6> info, <7> debug.
+        let prio = match level {
+            Level::Error => 3,
+            Level::Warn => 4,
+            Level::Info => 6,
+            Level::Debug | Level::Trace => 7,
+        };
+        out.push_str(&format!("<{prio}>"));
+    }
+    match style.format {
+        LogFormat::Text => {
+            if !style.journal {
+                out.push_str(&timestamp(now, 3));
+                out.push(' ');
+            }
+            out.push_str(&format!("{:<5} {body}", level.as_str()));
+        }
+        LogFormat::Json => json_record(&mut out, &timestamp(now, 6), level, body),
+    }
+    out.push('\n');
+    out
+}
+
+/// `now` in RFC 3339, UTC, with `digits` (3 or 6) fractional digits:
+/// `2026-01-02T03:04:05.678Z`.
+fn timestamp(now: SystemTime, digits: u32) -> String {
+    let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, day) = civil_from_days(days as i64);
+    let frac = d.subsec_nanos() / 10u32.pow(9 - digits);
+    format!(
+        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{frac:0w$}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        w = digits as usize
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Appends `{"ts":…,"level":…,"msg":…,KEY:VALUE…}`: the message and the
+/// fields of `body` (see [`split_fields`]), every value a string with the
+/// text form's quoting undone.
+fn json_record(out: &mut String, ts: &str, level: Level, body: &str) {
+    let (msg, fields) = split_fields(body);
+    out.push_str("{\"ts\":");
+    json_str(out, ts);
+    out.push_str(",\"level\":");
+    json_str(out, level.as_str());
+    out.push_str(",\"msg\":");
+    json_str(out, msg);
+    for (key, value) in &fields {
+        out.push(',');
+        // A field never takes the place of the three keys every record has.
+        if matches!(*key, "ts" | "level" | "msg") {
+            json_str(out, &format!("field_{key}"));
+        } else {
+            json_str(out, key);
+        }
+        out.push(':');
+        json_str(out, value);
+    }
+    out.push('}');
+}
+
+/// `s` as a JSON string. Besides what JSON requires, DEL, the C1 controls
+/// and U+2028/U+2029 are escaped too: a record is one line for any reader
+/// (see [`needs_escape`]).
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Splits a record's text into its message and its `key=value` fields:
+/// the message is the text before the first ` key=` from which the rest
+/// of the record reads as fields (values bare, or quoted as [`quote`] and
+/// [`quote_bytes`] quote them). A record whose end is no list of fields
+/// is all message.
+fn split_fields(body: &str) -> (&str, Vec<(&str, String)>) {
+    for (i, _) in body.match_indices(' ') {
+        let rest = &body[i + 1..];
+        let key_len = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_')
+            .count();
+        if key_len == 0 || rest.as_bytes().get(key_len) != Some(&b'=') {
+            continue;
+        }
+        if let Some(fields) = parse_fields(rest) {
+            return (&body[..i], fields);
+        }
+    }
+    (body, Vec::new())
+}
+
+/// `key=value key="quoted value" …` to the end of `s`, or `None`.
+fn parse_fields(mut s: &str) -> Option<Vec<(&str, String)>> {
+    let mut out = Vec::new();
+    while !s.is_empty() {
+        let (key, rest) = s.split_once('=')?;
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return None;
+        }
+        let (value, rest) = match rest.strip_prefix('"') {
+            Some(q) => unquote(q)?,
+            None => {
+                let end = rest.find(' ').unwrap_or(rest.len());
+                (rest[..end].to_string(), &rest[end..])
+            }
+        };
+        out.push((key, value));
+        s = match rest.strip_prefix(' ') {
+            Some(r) if !r.is_empty() => r,
+            Some(_) => return None,
+            None if rest.is_empty() => rest,
+            None => return None,
+        };
+    }
+    Some(out)
+}
+
+/// The value of a quoted field, `s` starting after its opening quote: the
+/// text with [`quote`]'s escapes undone, and the rest after the closing
+/// quote. A byte that is not UTF-8 (`\xNN` from 80 up, see
+/// [`quote_bytes`]) cannot be a character: it stays the escape.
+fn unquote(s: &str) -> Option<(String, &str)> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                't' => out.push('\t'),
+                c @ ('"' | '\\') => out.push(c),
+                'x' => {
+                    let hex: String = (0..2)
+                        .filter_map(|_| chars.next().map(|(_, c)| c))
+                        .collect();
+                    let n = u32::from_str_radix(&hex, 16)
+                        .ok()
+                        .filter(|_| hex.len() == 2)?;
+                    if n < 0x80 {
+                        out.push(char::from_u32(n)?);
+                    } else {
+                        out.push_str(&format!("\\x{hex}"));
+                    }
+                }
+                'u' => {
+                    if chars.next()?.1 != '{' {
+                        return None;
+                    }
+                    let mut hex = String::new();
+                    loop {
+                        match chars.next()?.1 {
+                            '}' => break,
+                            c if c.is_ascii_hexdigit() && hex.len() < 6 => hex.push(c),
+                            _ => return None,
+                        }
+                    }
+                    out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                }
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    None
 }
 
 /// Holds lines back until [`flush`] while `on`, so that a busy loop turn
@@ -195,9 +472,14 @@ impl Writer {
             return;
         }
         if self.dropped > 0 {
-            let note = format!(
-                "WARN  log lines dropped count={} reason=stderr_blocked\n",
-                self.dropped
+            let note = render(
+                style(),
+                Level::Warn,
+                &format!(
+                    "log lines dropped count={} reason=stderr_blocked",
+                    self.dropped
+                ),
+                SystemTime::now(),
             );
             if self.write_lines(note.as_bytes()) == 0 {
                 self.dropped += lines;
@@ -377,7 +659,10 @@ pub fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// Quotes a log value when it holds spaces, quotes or control characters,
-/// so every line stays `key=value` parseable.
+/// so every line stays `key=value` parseable. Inside quotes: `\"`, `\\`,
+/// `\n`, `\r`, `\t`, `\xNN` for the other ASCII controls and `\u{NNNN}`
+/// for the other control characters; `\xNN` from 80 up is a byte that is
+/// not UTF-8 (only [`quote_bytes`] writes it).
 pub fn quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
@@ -387,6 +672,12 @@ pub fn quote(s: &str) -> String {
     }
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
+    push_quoted(&mut out, s);
+    out.push('"');
+    out
+}
+
+fn push_quoted(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
@@ -394,8 +685,26 @@ pub fn quote(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_ascii_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
             c => out.push(c),
+        }
+    }
+}
+
+/// [`quote`] for bytes that may not be UTF-8 (a line a child wrote): each
+/// byte that is not part of a UTF-8 character is written `\xNN`, so the
+/// text form keeps every byte and JSON shows it as that escape.
+pub fn quote_bytes(bytes: &[u8]) -> String {
+    if let Ok(s) = std::str::from_utf8(bytes) {
+        return quote(s);
+    }
+    let mut out = String::with_capacity(bytes.len() + 8);
+    out.push('"');
+    for chunk in bytes.utf8_chunks() {
+        push_quoted(&mut out, chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
         }
     }
     out.push('"');
@@ -532,11 +841,179 @@ mod tests {
         assert_eq!(super::one_line("a\tb\rc"), "a\\tb\\rc");
     }
 
+    fn text(journal: bool) -> super::Style {
+        super::Style {
+            format: super::LogFormat::Text,
+            journal,
+        }
+    }
+
+    fn json(journal: bool) -> super::Style {
+        super::Style {
+            format: super::LogFormat::Json,
+            journal,
+        }
+    }
+
+    fn at(secs: u64, micros: u32) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, micros * 1000)
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        use super::timestamp;
+        assert_eq!(timestamp(at(0, 0), 3), "1970-01-01T00:00:00.000Z");
+        // A leap day, and truncation (never rounding up into the next
+        // second).
+        assert_eq!(
+            timestamp(at(951_782_399, 999_999), 3),
+            "2000-02-28T23:59:59.999Z"
+        );
+        assert_eq!(
+            timestamp(at(951_782_400, 1), 6),
+            "2000-02-29T00:00:00.000001Z"
+        );
+        assert_eq!(
+            timestamp(at(1_798_761_599, 123_456), 6),
+            "2026-12-31T23:59:59.123456Z"
+        );
+        assert_eq!(
+            timestamp(at(4_107_542_400, 0), 3),
+            "2100-03-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn text_has_the_time_or_the_journal_priority() {
+        use log::Level;
+        let t = at(0, 5000);
+        assert_eq!(
+            super::render(text(false), Level::Info, "ready pid=1", t),
+            "1970-01-01T00:00:00.005Z INFO  ready pid=1\n"
+        );
+        for (level, want) in [
+            (Level::Error, "<3>ERROR x\n"),
+            (Level::Warn, "<4>WARN  x\n"),
+            (Level::Info, "<6>INFO  x\n"),
+            (Level::Debug, "<7>DEBUG x\n"),
+            (Level::Trace, "<7>TRACE x\n"),
+        ] {
+            assert_eq!(super::render(text(true), level, "x", t), want);
+        }
+        assert!(super::render(json(true), Level::Warn, "x", t).starts_with("<4>{\"ts\":"));
+    }
+
+    #[test]
+    fn the_journal_is_stderr_only_when_device_and_inode_match() {
+        let st = nix::sys::stat::fstat(0).unwrap();
+        let both = format!("{}:{}", st.st_dev, st.st_ino);
+        assert!(super::journal_matches(Some(&both), Some(st)));
+        let other = format!("{}:{}", st.st_dev, st.st_ino + 1);
+        assert!(!super::journal_matches(Some(&other), Some(st)));
+        for bad in ["", ":", "1", "x:y", &format!("{}", st.st_dev)] {
+            assert!(!super::journal_matches(Some(bad), Some(st)), "{bad:?}");
+        }
+        assert!(!super::journal_matches(None, Some(st)));
+        assert!(!super::journal_matches(Some(&both), None));
+    }
+
+    #[test]
+    fn json_records_carry_message_and_fields() {
+        use log::Level;
+        let line = super::render(
+            json(false),
+            Level::Error,
+            "exec failed service=a step=exec error=\"No such file\"",
+            at(0, 0),
+        );
+        assert_eq!(
+            line,
+            "{\"ts\":\"1970-01-01T00:00:00.000000Z\",\"level\":\"ERROR\",\"msg\":\"exec failed\",\
+             \"service\":\"a\",\"step\":\"exec\",\"error\":\"No such file\"}\n"
+        );
+        // The three keys are never taken by a field.
+        let line = super::render(json(false), Level::Info, "x msg=a ts=b", at(0, 0));
+        assert!(
+            line.ends_with("\"msg\":\"x\",\"field_msg\":\"a\",\"field_ts\":\"b\"}\n"),
+            "{line}"
+        );
+    }
+
+    /// What `quote` writes, `split_fields` reads back exactly; text that
+    /// no field list ends is all message.
+    #[test]
+    fn fields_round_trip_through_quote() {
+        use super::{quote, split_fields};
+        for v in [
+            "plain",
+            "",
+            "two words",
+            "a\"b\\c",
+            "tab\tnl\ncr\r",
+            "\x1b[2J \x7f",
+            "c1 \u{85} \u{9f}",
+            "k=v",
+            "\u{2028} µ 日本",
+            "\\x41",
+        ] {
+            let body = format!("stderr service=s line={} cut=true", quote(v));
+            let (msg, fields) = split_fields(&body);
+            assert_eq!(msg, "stderr", "{body}");
+            assert_eq!(
+                fields,
+                vec![
+                    ("service", "s".to_string()),
+                    ("line", v.to_string()),
+                    ("cut", "true".to_string())
+                ],
+                "{body}"
+            );
+        }
+        for whole in [
+            "reload failed errors=2 (the running configuration is unchanged)",
+            "config error: /x.yaml:1:2: bad \"k=v\"",
+            "reloading",
+            "x key=\"unterminated",
+            "x key=\"bad\\q\"",
+            "x =v",
+        ] {
+            assert_eq!(split_fields(whole), (whole, Vec::new()), "{whole}");
+        }
+        // The first ` key=` from which the rest is fields starts them.
+        assert_eq!(
+            split_fields("closed at=5 addr=1.2.3.4:5"),
+            (
+                "closed",
+                vec![("at", "5".into()), ("addr", "1.2.3.4:5".into())]
+            )
+        );
+    }
+
+    /// Bytes that are not UTF-8 are `\xNN` (from 80 up) in the text form,
+    /// apart from a backslash the child wrote; JSON shows the escape.
+    #[test]
+    fn bytes_that_are_not_utf8_are_escapes() {
+        use super::{quote_bytes, split_fields};
+        let q = quote_bytes(b"a\xffb\\x41 \xc3");
+        assert_eq!(q, "\"a\\xffb\\\\x41 \\xc3\"");
+        let body = format!("stderr line={q}");
+        assert_eq!(
+            split_fields(&body).1,
+            vec![("line", "a\\xffb\\x41 \\xc3".to_string())]
+        );
+        assert_eq!(quote_bytes("ok µ".as_bytes()), "\"ok µ\"");
+        let mut out = String::new();
+        super::json_str(&mut out, "a\"\\\n\u{1b}\u{85}\u{2028}é");
+        assert_eq!(out, "\"a\\\"\\\\\\n\\u001b\\u0085\\u2028é\"");
+    }
+
     #[test]
     fn quote_only_when_needed() {
         assert_eq!(quote("plain"), "plain");
         assert_eq!(quote("No such file"), "\"No such file\"");
         assert_eq!(quote("a\"b\n"), "\"a\\\"b\\n\"");
         assert_eq!(quote(""), "\"\"");
+        // C1 controls as \u{…}: \xNN from 80 up is left to bytes.
+        assert_eq!(quote("a\u{85}"), "\"a\\u{0085}\"");
     }
 }

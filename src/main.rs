@@ -5,6 +5,7 @@ use std::process::ExitCode as ProcessExit;
 
 use superd::cli::{self, Command};
 use superd::event_loop::{Daemon, Source};
+use superd::logging::LogFormat;
 use superd::{ExitCode, check, notify, pidfile, signals, startup};
 
 fn main() -> ProcessExit {
@@ -39,7 +40,7 @@ fn run() -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    superd::logging::init(opts.verbosity);
+    superd::logging::init(opts.verbosity, opts.log_format);
     startup::not_dumpable();
     let source = if opts.is_oneline() {
         Source::OneLine {
@@ -52,6 +53,15 @@ fn run() -> ExitCode {
     };
     let config = match source.load() {
         Ok(c) => c,
+        Err(errors) if opts.log_format == LogFormat::Json && !opts.check => {
+            // A daemon logging JSON keeps every line of its stderr JSON;
+            // --check speaks to a person and keeps the plain lines.
+            for e in &errors {
+                log::error!("config error: {e}");
+            }
+            log::error!("start failed errors={}", errors.len());
+            return ExitCode::Failure;
+        }
         Err(errors) => {
             for e in &errors {
                 eprintln!("{e}");

@@ -348,6 +348,8 @@ pub struct Service {
     pub socket_user: Option<u32>,
     pub socket_group: Option<u32>,
     pub enabled: bool,
+    /// Exits that count as a normal end (`success_status`).
+    pub success_status: SuccessStatus,
     /// `pass_env:` names of superd's own environment a child inherits.
     pub pass_env: Vec<String>,
     /// `refuse_message:` written to a refused TCP client before the close.
@@ -429,7 +431,120 @@ impl Service {
             pass_env: Vec::new(),
             refuse_message: None,
             notes: Vec::new(),
+            success_status: SuccessStatus::default(),
         }
+    }
+
+    /// The fields, by their configuration names, in which `new` differs
+    /// from this service (for the reload log, superd(8)). `program` is
+    /// `exec` or `builtin`; `credentials` is `user`, `group`, `groups`;
+    /// `file` is `file` (the service moved). Every field is named below,
+    /// so a field added to [`Service`] cannot be forgotten here.
+    pub fn changed_fields(&self, new: &Service) -> Vec<&'static str> {
+        let Service {
+            name: _,
+            file,
+            listen,
+            socket,
+            wait,
+            program,
+            credentials,
+            cwd,
+            chroot,
+            umask,
+            nice,
+            env,
+            stderr,
+            max_connections,
+            max_per_source,
+            rate,
+            only_from,
+            deny_from,
+            timeout,
+            kill_grace,
+            idle_timeout,
+            rlimits,
+            backlog,
+            reuse_port,
+            v6only,
+            keepalive,
+            nodelay,
+            socket_mode,
+            socket_user,
+            socket_group,
+            enabled,
+            success_status,
+            pass_env,
+            refuse_message,
+            // What the load noticed follows from the fields compared here.
+            notes: _,
+            proxy,
+        } = self;
+        let mut out = Vec::new();
+        macro_rules! cmp {
+            ($($f:ident),*) => {$(
+                if *$f != new.$f {
+                    out.push(stringify!($f));
+                }
+            )*};
+        }
+        cmp!(file, listen, socket, wait);
+        if *program != new.program {
+            out.push(match new.program {
+                Program::Exec { .. } => "exec",
+                Program::Builtin(_) => "builtin",
+            });
+        }
+        let (a, b) = (credentials.as_ref(), new.credentials.as_ref());
+        if a.map(|c| (&c.user, c.uid)) != b.map(|c| (&c.user, c.uid)) {
+            out.push("user");
+        }
+        if a.map(|c| c.gid) != b.map(|c| c.gid) {
+            out.push("group");
+        }
+        if a.map(|c| &c.groups) != b.map(|c| &c.groups) {
+            out.push("groups");
+        }
+        if a.map(|c| (&c.home, &c.shell)) != b.map(|c| (&c.home, &c.shell))
+            && !out.contains(&"user")
+        {
+            // HOME and SHELL come from the user's passwd entry.
+            out.push("user");
+        }
+        cmp!(
+            cwd,
+            chroot,
+            umask,
+            nice,
+            env,
+            stderr,
+            max_connections,
+            max_per_source,
+            rate,
+            only_from,
+            deny_from,
+            timeout,
+            kill_grace,
+            idle_timeout,
+            rlimits,
+            backlog,
+            reuse_port,
+            v6only,
+            keepalive,
+            nodelay,
+            socket_mode,
+            socket_user,
+            socket_group,
+            enabled,
+            success_status,
+            pass_env,
+            refuse_message
+        );
+        if *proxy != new.proxy {
+            // proxy_protocol, proxy_from and proxy_timeout, by the first.
+            out.push("proxy_protocol");
+        }
+        out
     }
 
     /// The key that decides whether a listening socket survives a reload.
@@ -468,6 +583,86 @@ pub struct ListenerKey {
     pub socket_group: Option<u32>,
 }
 
+/// One `success_status` entry: an exit status or a signal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitMatch {
+    Status(u8),
+    Signal(nix::sys::signal::Signal),
+}
+
+/// The exits of a child that count as a normal end of its connection
+/// (`success_status`, as systemd's `SuccessExitStatus=`): status 0 always,
+/// and the statuses and signals listed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SuccessStatus {
+    /// Bit `n` for status `n`.
+    codes: [u64; 4],
+    /// Bit `n - 1` for signal `n`.
+    signals: u64,
+}
+
+impl Default for SuccessStatus {
+    fn default() -> SuccessStatus {
+        SuccessStatus {
+            codes: [1, 0, 0, 0],
+            signals: 0,
+        }
+    }
+}
+
+impl SuccessStatus {
+    /// Status 0 and every entry of `list`.
+    pub fn new(list: &[ExitMatch]) -> SuccessStatus {
+        let mut s = SuccessStatus::default();
+        for m in list {
+            match *m {
+                ExitMatch::Status(n) => s.codes[usize::from(n / 64)] |= 1 << (n % 64),
+                ExitMatch::Signal(sig) => s.signals |= Self::signal_bit(sig),
+            }
+        }
+        s
+    }
+
+    fn signal_bit(sig: nix::sys::signal::Signal) -> u64 {
+        1u64.checked_shl(sig as u32 - 1).unwrap_or(0)
+    }
+
+    /// Whether exit status `code` is a normal end.
+    pub fn has_status(&self, code: i32) -> bool {
+        u8::try_from(code).is_ok_and(|n| self.codes[usize::from(n / 64)] & (1 << (n % 64)) != 0)
+    }
+
+    /// Whether death by `sig` is a normal end.
+    pub fn has_signal(&self, sig: nix::sys::signal::Signal) -> bool {
+        self.signals & Self::signal_bit(sig) != 0
+    }
+}
+
+/// `0,255,SIGPIPE`: the statuses in order, then the signals by number.
+impl fmt::Display for SuccessStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut sep = |f: &mut fmt::Formatter<'_>| {
+            let s = if first { "" } else { "," };
+            first = false;
+            f.write_str(s)
+        };
+        for n in 0..=255u8 {
+            if self.has_status(n.into()) {
+                sep(f)?;
+                write!(f, "{n}")?;
+            }
+        }
+        for sig in nix::sys::signal::Signal::iterator() {
+            if self.has_signal(sig) {
+                sep(f)?;
+                f.write_str(sig.as_str())?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Shows an IP as the logs and the environment do: IPv4-mapped IPv6
 /// addresses as plain IPv4 (SPEC §3, §5).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
@@ -492,4 +687,78 @@ pub const ANY_V6: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
 /// A C string for a path or argument; config validation guarantees no NUL.
 pub fn cstring(s: impl Into<Vec<u8>>) -> CString {
     CString::new(s).expect("config validation rejects NUL bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::Signal;
+
+    #[test]
+    fn success_status_always_has_zero_and_adds_the_list() {
+        let d = SuccessStatus::default();
+        assert!(d.has_status(0));
+        assert!(!d.has_status(255) && !d.has_status(-1) && !d.has_status(256));
+        assert!(!d.has_signal(Signal::SIGPIPE));
+        assert_eq!(d.to_string(), "0");
+        let s = SuccessStatus::new(&[
+            ExitMatch::Signal(Signal::SIGPIPE),
+            ExitMatch::Status(255),
+            ExitMatch::Status(64),
+            ExitMatch::Status(63),
+            ExitMatch::Signal(Signal::SIGHUP),
+        ]);
+        for n in [0, 63, 64, 255] {
+            assert!(s.has_status(n), "{n}");
+        }
+        for n in [1, 62, 65, 127, 254, 256, 0x1ff] {
+            assert!(!s.has_status(n), "{n}");
+        }
+        assert!(s.has_signal(Signal::SIGPIPE) && s.has_signal(Signal::SIGHUP));
+        assert!(!s.has_signal(Signal::SIGKILL) && !s.has_signal(Signal::SIGTERM));
+        assert_eq!(s.to_string(), "0,63,64,255,SIGHUP,SIGPIPE");
+        assert_eq!(SuccessStatus::new(&[ExitMatch::Status(0)]), d);
+    }
+
+    #[test]
+    fn changed_fields_names_what_a_reload_changes() {
+        let a = Service::new(
+            "a".into(),
+            "/x.yaml".into(),
+            Program::Builtin(Builtin::Echo),
+        );
+        assert!(a.changed_fields(&a.clone()).is_empty());
+        let mut b = a.clone();
+        b.program = Program::Exec {
+            path: "/bin/cat".into(),
+            argv: vec!["cat".into()],
+        };
+        b.max_connections = 3;
+        b.success_status = SuccessStatus::new(&[ExitMatch::Status(1)]);
+        b.file = "/y.yaml".into();
+        b.credentials = Some(Credentials {
+            user: "nobody".into(),
+            uid: 65534,
+            gid: 65534,
+            groups: vec![],
+            home: "/".into(),
+            shell: "/bin/sh".into(),
+        });
+        assert_eq!(
+            a.changed_fields(&b),
+            [
+                "file",
+                "exec",
+                "user",
+                "group",
+                "groups",
+                "max_connections",
+                "success_status"
+            ]
+        );
+        let mut c = b.clone();
+        c.credentials.as_mut().unwrap().groups = vec![1];
+        c.program = Program::Builtin(Builtin::Echo);
+        assert_eq!(b.changed_fields(&c), ["builtin", "groups"]);
+    }
 }

@@ -15,7 +15,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use crate::proxy::Accept;
 use crate::service::{
-    Address, Builtin, Cidr, Rate, RlimValue, Rlimit, RlimitResource, SocketType, StderrMode,
+    Address, Builtin, Cidr, ExitMatch, Rate, RlimValue, Rlimit, RlimitResource, SocketType,
+    StderrMode,
 };
 
 /// Marks the start of our own messages, so the loader can cut off the path
@@ -127,6 +128,7 @@ raw_service! {
     argv0: Arg,
     pass_env: OneOrMany<EnvKey>,
     refuse_message: Arg,
+    success_status: OneOrMany<ExitMatch>,
 }
 
 /// Parts of a file the deserializer passes over, by path:
@@ -561,7 +563,8 @@ scalar_deserialize!(
     RlimitResource,
     RlimitSpec,
     EnvKey,
-    ServiceName
+    ServiceName,
+    ExitMatch
 );
 
 /// A value or a list of values (`listen: 7007` or `listen: [7007, 7008]`).
@@ -1072,6 +1075,24 @@ impl Dur {
             "duration of {secs} s is too long: at most 10 years ({} s)",
             MAX_DURATION.as_secs()
         )
+    }
+}
+
+impl Scalar for ExitMatch {
+    const EXPECTING: &'static str = "an exit status from 0 to 255 or a signal name such as SIGPIPE";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        u8::try_from(n).map(ExitMatch::Status).map_err(|_| {
+            format!("bad exit status {n}: expected 0 to 255 or a signal name such as SIGPIPE")
+        })
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        use std::str::FromStr;
+        match nix::sys::signal::Signal::from_str(s) {
+            Ok(sig) if s.starts_with("SIG") => Ok(ExitMatch::Signal(sig)),
+            _ => Err(format!(
+                "unknown signal {s:?}: expected an exit status from 0 to 255 or a signal name such as SIGPIPE"
+            )),
+        }
     }
 }
 

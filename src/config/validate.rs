@@ -16,7 +16,7 @@ use super::raw::{Dur, EnvKey, IdRef, Net, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
     Address, Cidr, Credentials, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource, Service,
-    SocketType,
+    SocketType, SuccessStatus,
 };
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
@@ -807,6 +807,19 @@ fn service<'a>(
             };
             v.map_err(|m| errors.push(o.at_value(field, m))).ok()
         };
+    // A builtin's sessions always end with status 0: success_status
+    // written on one would say something superd never does.
+    let success_status = match pick!(success_status) {
+        Some((_, o)) if is_builtin && o.service.is_some() => {
+            errors.push(o.at_key(
+                "success_status",
+                "success_status has no effect on a builtin (its sessions always end with status 0)",
+            ));
+            None
+        }
+        Some((v, _)) => Some(SuccessStatus::new(&v.0)),
+        None => None,
+    };
     let socket_user = id("socket_user", pick!(socket_user), true, errors);
     let socket_group = id("socket_group", pick!(socket_group), false, errors);
 
@@ -870,6 +883,7 @@ fn service<'a>(
         pass_env,
         refuse_message,
         notes,
+        success_status: success_status.unwrap_or(d.success_status),
         ..d
     })
 }

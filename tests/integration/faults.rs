@@ -783,7 +783,7 @@ fn a_slow_log_reader_never_gets_a_cut_line() {
     }
     let text = String::from_utf8_lossy(&text).into_owned();
     let mut chars = 0;
-    for l in text.lines() {
+    for l in text.lines().map(strip_ts) {
         if let Some(v) = l.strip_prefix("INFO  stderr service=long ") {
             let value = v.split_once(" line=").expect("line=").1;
             // The 5000-byte lines come in two pieces, the first marked.
@@ -834,7 +834,9 @@ fn refusals_held_for_the_log_are_few_at_a_time() {
         });
     }
     let mut child = cmd.spawn().expect("start superd");
-    let log = LogFollower::follow(child.stderr.take().unwrap());
+    let stderr = child.stderr.take().unwrap();
+    roomy_pipe(&stderr);
+    let log = LogFollower::follow(stderr);
     let superd = Running(child);
     let mut addrs = Vec::new();
     for i in 0..LISTENERS {

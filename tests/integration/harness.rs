@@ -127,7 +127,10 @@ impl LogFollower {
                             eprint!("[superd] {line}");
                         }
                         let (m, c) = &*l2.0;
-                        m.lock().unwrap().lines.push(line.trim_end().to_string());
+                        m.lock()
+                            .unwrap()
+                            .lines
+                            .push(strip_ts(line.trim_end()).to_string());
                         c.notify_all();
                     }
                 }
@@ -281,6 +284,7 @@ impl Superd {
         }
         let mut child = cmd.spawn().expect("start superd");
         let stderr = child.stderr.take().unwrap();
+        roomy_pipe(&stderr);
         let stdout = child.stdout.take();
         let log = LogFollower::follow(stderr);
         Superd {
@@ -422,6 +426,32 @@ pub fn wait_until(what: &str, f: &mut dyn FnMut() -> bool, context: impl Fn() ->
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Gives the pipe superd logs into room for a burst (1 MiB, or what the
+/// system allows): a test that counts every line of a busy turn must not
+/// depend on how fast its reader thread is scheduled (superd drops what
+/// the pipe cannot take, by design).
+pub fn roomy_pipe(fd: &impl std::os::fd::AsRawFd) {
+    let _ = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+}
+
+/// A text log line without its leading timestamp
+/// (`2026-01-02T03:04:05.678Z `), as the tests read lines: level first.
+pub fn strip_ts(line: &str) -> &str {
+    let b = line.as_bytes();
+    let is_ts = b.len() > 24
+        && b[24] == b' '
+        && b[23] == b'Z'
+        && b[10] == b'T'
+        && b[..23].iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            10 => true,
+            13 | 16 => *c == b':',
+            19 => *c == b'.',
+            _ => c.is_ascii_digit(),
+        });
+    if is_ts { &line[25..] } else { line }
 }
 
 /// `key=value` from a log line (value up to the next space, or quoted).

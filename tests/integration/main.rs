@@ -14,6 +14,7 @@ mod faults;
 mod import;
 mod limits;
 mod live;
+mod logs;
 mod oneline;
 mod package;
 mod proxy;
