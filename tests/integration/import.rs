@@ -163,7 +163,7 @@ fn inetd_and_xinetd_habits_get_hints() {
     assert_eq!(out.status.code(), Some(1));
     for want in [
         "t.yaml:8:5: unknown field \"lisen\", expected one of listen,",
-        "refuse_message; did you mean \"listen\"?",
+        "; did you mean \"listen\"?",
         "t.yaml:5:11: invalid type: string \"yes\", expected a boolean (\"yes\" is a string here, not YAML 1.1's boolean: use true or false)",
         "t.yaml:6:13: socket: unknown socket type \"udp\", expected one of stream, dgram, seqpacket (socket is the socket type: udp is socket: dgram)",
         "(inetd's user:group: write user: nobody and group: nogroup)",
