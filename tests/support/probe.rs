@@ -216,7 +216,7 @@ fn report() -> String {
 
 /// What the `PROBE_*` variables ask: `PROBE_CONNECT=ip:port` (a TCP
 /// connect), `PROBE_WRITE=/dir,...` (create and remove a file there),
-/// `PROBE_TOUCH=/file` (create it), `PROBE_STAT=/path,...`, `PROBE_OPEN=
+/// `PROBE_TOUCH=/dir` (create `probe-touch-<pid>` there), `PROBE_LIST=/dir`, `PROBE_STAT=/path,...`, `PROBE_OPEN=
 /// /file,...` (open for reading), `PROBE_BIND=port` (a TCP bind on
 /// 127.0.0.1), `PROBE_EXEC=/prog` (runs `prog euid`). Each result is `ok`
 /// or `error:<errno>`.
@@ -241,8 +241,19 @@ fn fences(r: &mut String) {
             let _ = writeln!(r, "write.{dir}={}", res(w));
         }
     }
-    if let Some(f) = var("PROBE_TOUCH") {
+    if let Some(dir) = var("PROBE_TOUCH") {
+        let f = format!("{dir}/probe-touch-{}", std::process::id());
         let _ = writeln!(r, "touch={}", res(std::fs::write(&f, b"x")));
+    }
+    if let Some(dir) = var("PROBE_LIST") {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let _ = writeln!(r, "list={}", names.join(","));
     }
     if let Some(list) = var("PROBE_STAT") {
         for p in list.split(',') {
