@@ -1419,7 +1419,8 @@ fn a_too_long_duration_names_its_value() {
     }
 }
 
-const CAT: &str = "services:\n  cat:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n";
+const CAT: &str =
+    "services:\n  cat:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n";
 
 /// The fences: paths that exist, are absolute and plain; writable paths
 /// under a read-only one; capabilities written as capabilities(7) does,
@@ -1431,7 +1432,10 @@ fn fences_are_validated_where_they_are_written() {
     ));
     let f = &c.services[0].fences;
     assert!(f.no_new_privs && f.private_network && f.private_tmp);
-    assert_eq!(f.read_only_paths, [PathBuf::from("/"), PathBuf::from("/usr")]);
+    assert_eq!(
+        f.read_only_paths,
+        [PathBuf::from("/"), PathBuf::from("/usr")]
+    );
     assert_eq!(f.writable_paths, [PathBuf::from("/var")]);
     assert_eq!(f.inaccessible_paths, [PathBuf::from("/etc/shadow")]);
     one(
@@ -1489,7 +1493,9 @@ fn fences_are_validated_where_they_are_written() {
         "private_network: a builtin is served inside superd: there is no child to fence",
     );
     // From defaults, fences do not concern a builtin.
-    let c = ok(&format!("defaults:\n  private_tmp: true\n  user: nobody\n{ECHO}"));
+    let c = ok(&format!(
+        "defaults:\n  private_tmp: true\n  user: nobody\n{ECHO}"
+    ));
     assert_eq!(c.services[0].fences, crate::service::Fences::default());
 }
 

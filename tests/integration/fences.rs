@@ -437,3 +437,93 @@ fn reload_rebuilds_only_changed_fences_and_releases_the_old() {
         "a's and b's namespace fds are closed"
     );
 }
+
+// linux/capability.h
+const CAP_SYS_CHROOT: libc::c_ulong = 18;
+const CAP_SYS_ADMIN: libc::c_ulong = 21;
+
+/// A command for superd with `cap` dropped from its bounding set, so that
+/// superd (root) starts without it.
+fn superd_without(cap: libc::c_ulong) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(superd_bin());
+    // SAFETY: prctl(2) is async-signal-safe; nothing else runs between
+    // fork and exec here.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn a_fence_that_cannot_be_set_up_at_load_stops_superd() {
+    if skip_unless_root("this test") {
+        return;
+    }
+    // Without CAP_SYS_ADMIN no namespace can be made.
+    let jail = Jail::new("noadmin");
+    let conf = TempDir::new("fences-noadmin");
+    conf.write(
+        "t.yaml",
+        &format!(
+            "services:\n{}",
+            service("f", &jail, "    private_tmp: true\n", &[])
+        ),
+    );
+    let out = superd_without(CAP_SYS_ADMIN)
+        .arg(conf.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "service f: cannot set up its fences: unshare the namespaces: Operation not permitted"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("listening"), "{err}");
+}
+
+#[test]
+fn a_fence_a_child_cannot_enter_is_an_exec_failure_and_nothing_runs() {
+    if skip_unless_root("this test") {
+        return;
+    }
+    // Without CAP_SYS_CHROOT superd can make the mount namespace, but a
+    // child cannot join it (setns(2) needs both).
+    let jail = Jail::new("nochroot");
+    let conf = TempDir::new("fences-nochroot");
+    conf.write(
+        "t.yaml",
+        &format!(
+            "services:\n{}",
+            service(
+                "f",
+                &jail,
+                "    private_tmp: true\n",
+                &[("PROBE_TOUCH", jail.path(""))]
+            )
+        ),
+    );
+    let path = conf.path().to_str().unwrap().to_string();
+    let d = Superd::spawn_command(superd_without(CAP_SYS_CHROOT), conf, &[&path, "-v"], &[]);
+    let reply = exchange(&d.addr("f"), b"");
+    assert!(reply.is_empty(), "{}", String::from_utf8_lossy(&reply));
+    let line = d.wait_for(&["exec failed", "service=f"]);
+    assert!(
+        line.contains(r#"step=setns_mnt error="Operation not permitted""#),
+        "{line}"
+    );
+    // The program never ran: it would have left its file in the jail.
+    let touched = fs::read_dir(&jail.0)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("probe-touch-"));
+    assert!(!touched);
+}
