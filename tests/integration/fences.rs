@@ -400,6 +400,9 @@ fn reload_rebuilds_only_changed_fences_and_releases_the_old() {
 
     // 200 reloads, b's fences changing each time: its namespaces are made
     // and released each time, and nothing is left behind.
+    // Measured once the four children so far are gone (their
+    // connections closed).
+    d.wait_nth(4, &["exit service="]);
     let baseline = d.fd_count();
     for i in 0..200 {
         let b = if i % 2 == 0 {
@@ -416,7 +419,10 @@ fn reload_rebuilds_only_changed_fences_and_releases_the_old() {
         &yaml(11, "    private_network: true\n    private_tmp: true\n"),
     );
     reload(&d, 202);
-    assert_eq!(d.fd_count(), baseline, "fds after 200 reloads");
+    d.wait_until(
+        "the fd count back at its baseline after 200 reloads",
+        || d.fd_count() == baseline,
+    );
     assert_eq!(d.zombies(), 0);
     let a3 = report(&exchange(&d.addr("a"), b""));
     assert_eq!(
@@ -431,11 +437,10 @@ fn reload_rebuilds_only_changed_fences_and_releases_the_old() {
         &format!("services:\n{}", service("b", &jail, "", &[])),
     );
     reload(&d, 203);
-    assert_eq!(
-        d.fd_count(),
-        baseline - 5,
-        "a's and b's namespace fds are closed"
-    );
+    d.wait_nth(5, &["exit service="]);
+    d.wait_until("a's and b's namespace fds closed", || {
+        d.fd_count() == baseline - 5
+    });
 }
 
 // linux/capability.h
