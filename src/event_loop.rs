@@ -401,11 +401,14 @@ impl Daemon {
             let kept = old_ids
                 .get(&s.name)
                 .and_then(|id| self.services.get(id))
-                .filter(|st| st.service.fences.namespace_key() == s.fences.namespace_key())
+                .filter(|st| {
+                    st.service.fences.namespace_key() == s.fences.namespace_key()
+                        && (!s.fences.private_tmp || st.service.chroot == s.chroot)
+                })
                 .and_then(|st| st.namespaces.clone());
             let ns = match kept {
                 Some(ns) => ns,
-                None => match Namespaces::new(&s.fences) {
+                None => match Namespaces::new(&s.fences, s.chroot.as_deref()) {
                     Ok(Some(ns)) => Rc::new(ns),
                     Ok(None) => continue,
                     Err(e) => {

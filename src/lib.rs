@@ -14,7 +14,9 @@
 //! - [`access`], [`limits`]: pure policy (only_from/deny_from; connection
 //!   caps, per-source counts, rate buckets), time passed in.
 //! - [`plan`]: everything a child needs, built before `fork`.
-//! - [`spawn`]: the only fork/exec code, small and audited.
+//! - [`spawn`]: the only fork/exec code, small and audited;
+//!   [`spawn::sandbox`] makes the namespaces of fenced services, once per
+//!   service, for their children to join.
 //! - [`children`]: the pid table, reaping, exit lines, timeouts.
 //! - [`builtins`]: echo, discard, daytime, chargen, time, served in the loop.
 //! - [`signals`]: signals turned into loop events (signalfd).

@@ -1492,6 +1492,12 @@ fn fences_are_validated_where_they_are_written() {
         5,
         "private_network: a builtin is served inside superd: there is no child to fence",
     );
+    one(
+        &format!("{CAT}    inaccessible_paths: [/bin]\n"),
+        6,
+        26,
+        "inaccessible_paths: /bin would hide the program /bin/cat",
+    );
     // From defaults, fences do not concern a builtin.
     let c = ok(&format!(
         "defaults:\n  private_tmp: true\n  user: nobody\n{ECHO}"

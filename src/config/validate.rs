@@ -651,8 +651,28 @@ fn service<'a>(
         is_builtin,
         ctx,
         credentials.as_ref(),
+        chroot.as_ref().map(|(c, _)| c.as_path()),
         errors,
     );
+    // A program under an inaccessible path could never be run.
+    if let Some(Program::Exec { path, .. }) = &program {
+        let host = host_path(path, chroot.as_ref().map(|(c, _)| c.as_path()));
+        if let Some(p) = fences
+            .inaccessible_paths
+            .iter()
+            .find(|p| host.starts_with(p))
+        {
+            let o = pick!(inaccessible_paths).map_or(own, |(_, o)| o);
+            errors.push(o.at_value(
+                "inaccessible_paths",
+                format!(
+                    "inaccessible_paths: {} would hide the program {}",
+                    p.display(),
+                    host.display()
+                ),
+            ));
+        }
+    }
 
     let positive =
         |d: Option<(&super::raw::Dur, Origin)>, field: &str, errors: &mut Vec<ConfigError>| {
@@ -782,6 +802,7 @@ fn fences<'a>(
     is_builtin: bool,
     ctx: &Context,
     credentials: Option<&Credentials>,
+    chroot: Option<&Path>,
     errors: &mut Vec<ConfigError>,
 ) -> Fences {
     macro_rules! pick {
@@ -829,12 +850,17 @@ fn fences<'a>(
         }
     }
     if f.private_tmp {
+        // Inside the chroot, where the child will look.
         for dir in ["/tmp", "/var/tmp"] {
-            if !Path::new(dir).is_dir() {
+            let host = host_path(Path::new(dir), chroot);
+            if !host.is_dir() {
                 let o = pick!(private_tmp).map_or(own, |(_, o)| o);
                 errors.push(o.at_value(
                     "private_tmp",
-                    format!("private_tmp: {dir} is not a directory to mount the private one on"),
+                    format!(
+                        "private_tmp: {} is not a directory to mount the private one on",
+                        host.display()
+                    ),
                 ));
             }
         }

@@ -40,14 +40,15 @@ impl Namespaces {
         self.mnt.as_ref().map(AsRawFd::as_raw_fd)
     }
 
-    /// Makes the namespaces `fences` ask for (`None`: it asks for none).
+    /// Makes the namespaces `fences` ask for (`None`: it asks for none);
+    /// the private /tmp goes inside `chroot` when the service has one.
     /// Blocks for the few milliseconds the helper takes. The error says
     /// which step failed and why.
-    pub fn new(fences: &Fences) -> Result<Option<Namespaces>, SetupError> {
+    pub fn new(fences: &Fences, chroot: Option<&Path>) -> Result<Option<Namespaces>, SetupError> {
         if !fences.needs_namespaces() {
             return Ok(None);
         }
-        let ops = plan(fences);
+        let ops = plan(fences, chroot);
         build(&ops, fences.private_network, fences.needs_mount_namespace()).map(Some)
     }
 }
@@ -132,7 +133,7 @@ fn cpath(p: &Path) -> CString {
 /// The steps, in order: read-only paths, writable ones under them,
 /// inaccessible ones, then the private /tmp (a fresh, writable tmpfs even
 /// under a read-only `/`), then loopback.
-fn plan(f: &Fences) -> Vec<Op> {
+fn plan(f: &Fences, chroot: Option<&Path>) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut flags = 0;
     if f.needs_mount_namespace() {
@@ -194,9 +195,9 @@ fn plan(f: &Fences) -> Vec<Op> {
         }
     }
     if f.private_tmp {
-        for dir in [c"/tmp", c"/var/tmp"] {
+        for dir in ["tmp", "var/tmp"] {
             ops.push(Op::Tmpfs {
-                target: CString::from(dir),
+                target: cpath(&chroot.unwrap_or(Path::new("/")).join(dir)),
                 flags: libc::MS_NOSUID | libc::MS_NODEV,
                 data: CString::from(c"mode=1777"),
             });
@@ -433,7 +434,7 @@ mod tests {
             no_new_privs: true,
             ..Fences::default()
         };
-        assert!(Namespaces::new(&f).unwrap().is_none());
+        assert!(Namespaces::new(&f, None).unwrap().is_none());
     }
 
     #[test]
@@ -445,7 +446,7 @@ mod tests {
             writable_paths: vec![PathBuf::from("/var")],
             ..Fences::default()
         };
-        let names: Vec<String> = plan(&f).iter().map(Op::describe).collect();
+        let names: Vec<String> = plan(&f, None).iter().map(Op::describe).collect();
         assert_eq!(
             names,
             [
@@ -461,6 +462,22 @@ mod tests {
                 "bring up loopback",
             ]
         );
+        // Under chroot, the private /tmp is the chroot's.
+        let f = Fences {
+            private_tmp: true,
+            ..Fences::default()
+        };
+        let names: Vec<String> = plan(&f, Some(Path::new("/srv/jail")))
+            .iter()
+            .map(Op::describe)
+            .collect();
+        assert_eq!(
+            names[2..],
+            [
+                "mount a tmpfs on /srv/jail/tmp",
+                "mount a tmpfs on /srv/jail/var/tmp"
+            ]
+        );
     }
 
     #[test]
@@ -474,7 +491,7 @@ mod tests {
             private_tmp: true,
             ..Fences::default()
         };
-        let ns = Namespaces::new(&f).unwrap().unwrap();
+        let ns = Namespaces::new(&f, None).unwrap().unwrap();
         let ino = |fd: RawFd| nix::sys::stat::fstat(fd).unwrap().st_ino;
         let own_net = nix::sys::stat::stat("/proc/self/ns/net").unwrap().st_ino;
         let own_mnt = nix::sys::stat::stat("/proc/self/ns/mnt").unwrap().st_ino;
@@ -492,7 +509,7 @@ mod tests {
             inaccessible_paths: vec![PathBuf::from("/nonexistent-superd-test")],
             ..Fences::default()
         };
-        let e = Namespaces::new(&f).unwrap_err();
+        let e = Namespaces::new(&f, None).unwrap_err();
         assert_eq!(e.errno, Errno::ENOENT, "{e}");
         assert!(e.what.contains("/nonexistent-superd-test"), "{e}");
     }
