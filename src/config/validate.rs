@@ -794,8 +794,8 @@ fn service<'a>(
 /// capabilities need root: set when superd is not, each is a load error
 /// naming the field (`no_new_privs` needs no privilege and is kept). A
 /// builtin has no child to fence: its own fences are refused, those of
-/// `defaults` do not concern it. Like `service`, it takes what the
-/// fences depend on (who runs, where the child's root is) one by one.
+/// `defaults` do not concern it. It takes what the fences depend on (who
+/// runs superd and the child, where the child's root is) one by one.
 #[allow(clippy::too_many_arguments)]
 fn fences<'a>(
     raw: &'a RawService,
