@@ -331,9 +331,10 @@ fn errno() -> libc::c_int {
 fn run_ops(ops: &[Op]) -> Result<(), (usize, libc::c_int)> {
     for (i, op) in ops.iter().enumerate() {
         let ok = match op {
-            // SAFETY (every arm): system calls on C strings and structs
-            // built before the fork, alive for the whole helper.
+            // SAFETY: unshare(2) takes no pointer.
             Op::Unshare(flags) => unsafe { libc::unshare(*flags) == 0 },
+            // SAFETY: mount(2) with a static C string and null pointers
+            // where mount(2) allows them (propagation change).
             Op::Private => unsafe {
                 libc::mount(
                     std::ptr::null(),
@@ -343,6 +344,8 @@ fn run_ops(ops: &[Op]) -> Result<(), (usize, libc::c_int)> {
                     std::ptr::null(),
                 ) == 0
             },
+            // SAFETY: mount(2) on C strings built before the fork, alive
+            // for the whole helper.
             Op::Bind { from, to } => unsafe {
                 libc::mount(
                     from.as_ptr(),
@@ -359,8 +362,8 @@ fn run_ops(ops: &[Op]) -> Result<(), (usize, libc::c_int)> {
                     propagation: 0,
                     userns_fd: 0,
                 };
-                // SAFETY: as above; `attr` is a live local of the size
-                // passed.
+                // SAFETY: mount_setattr(2) on a C string built before the
+                // fork and `attr`, a live local of the size passed.
                 unsafe {
                     libc::syscall(
                         libc::SYS_mount_setattr,
@@ -376,7 +379,10 @@ fn run_ops(ops: &[Op]) -> Result<(), (usize, libc::c_int)> {
                 target,
                 flags,
                 data,
-            } => unsafe {
+            } =>
+            // SAFETY: mount(2) on static C strings and C strings built
+            // before the fork.
+            unsafe {
                 libc::mount(
                     c"tmpfs".as_ptr(),
                     target.as_ptr(),
