@@ -169,4 +169,46 @@ fn describe_service(out: &mut String, s: &Service) {
         }
     }
     let _ = writeln!(out, "  socket options: {sock}");
+    describe_fences(out, &s.fences);
+}
+
+/// `fences:` one line, only for a service that has any.
+fn describe_fences(out: &mut String, f: &crate::service::Fences) {
+    if *f == crate::service::Fences::default() {
+        return;
+    }
+    let paths = |v: &[std::path::PathBuf]| {
+        v.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let mut line = String::new();
+    for (name, on) in [
+        ("no_new_privs", f.no_new_privs),
+        ("private_network", f.private_network),
+        ("private_tmp", f.private_tmp),
+    ] {
+        if on {
+            line += &format!(" {name}");
+        }
+    }
+    for (name, v) in [
+        ("read_only_paths", &f.read_only_paths),
+        ("writable_paths", &f.writable_paths),
+        ("inaccessible_paths", &f.inaccessible_paths),
+    ] {
+        if !v.is_empty() {
+            line += &format!(" {name}=[{}]", paths(v));
+        }
+    }
+    if !f.capabilities.is_empty() {
+        let caps: Vec<&str> = f
+            .capabilities
+            .iter()
+            .map(|&c| crate::service::capability_name(c))
+            .collect();
+        line += &format!(" capabilities=[{}]", caps.join(","));
+    }
+    let _ = writeln!(out, "  fences:{line}");
 }

@@ -33,6 +33,7 @@ use crate::plan::{ConnInfo, SpawnPlan};
 use crate::service::{ListenerKey, Program, Rate, Service, SocketType, canonical_addr};
 use crate::signals::{self, Signals};
 use crate::spawn;
+use crate::spawn::sandbox::Namespaces;
 
 const SIGNAL_TOKEN: Token = Token(0);
 
@@ -146,6 +147,9 @@ struct ServiceState {
     id: u64,
     service: Rc<Service>,
     plan: Option<Rc<SpawnPlan>>,
+    /// The namespaces its children join (superd.yaml(5), "Fences"); the
+    /// plan holds them too.
+    namespaces: Option<Rc<Namespaces>>,
     limits: ServiceLimits,
     counters: Counters,
     listeners: Vec<Token>,
@@ -371,9 +375,12 @@ impl Daemon {
             reap_pending: false,
             shutdown: None,
         };
+        let namespaces = d
+            .namespaces_for(&config.services, &HashMap::new())
+            .map_err(StartError)?;
         let bound = bind_all(&config.services, &mut HashMap::new(), &HashMap::new())
             .map_err(|e| StartError(e.to_string()))?;
-        d.install(config.services, bound, HashMap::new());
+        d.install(config.services, bound, HashMap::new(), namespaces);
         Ok(d)
     }
 
@@ -411,19 +418,60 @@ impl Daemon {
             .collect();
     }
 
+    /// The namespaces of every enabled exec service of `services` whose
+    /// fences ask for some (superd.yaml(5), "Fences"): those of the
+    /// running service of the same name when its fences made the same
+    /// ones, new ones otherwise. All or nothing: the error names the
+    /// service and the step.
+    fn namespaces_for(
+        &self,
+        services: &[Service],
+        old_ids: &HashMap<String, u64>,
+    ) -> Result<HashMap<String, Rc<Namespaces>>, String> {
+        let mut out = HashMap::new();
+        for s in services {
+            if !s.enabled || s.builtin().is_some() || !s.fences.needs_namespaces() {
+                continue;
+            }
+            let kept = old_ids
+                .get(&s.name)
+                .and_then(|id| self.services.get(id))
+                .filter(|st| {
+                    st.service.fences.namespace_key() == s.fences.namespace_key()
+                        && (!s.fences.private_tmp || st.service.chroot == s.chroot)
+                })
+                .and_then(|st| st.namespaces.clone());
+            let ns = match kept {
+                Some(ns) => ns,
+                None => match Namespaces::new(&s.fences, s.chroot.as_deref()) {
+                    Ok(Some(ns)) => Rc::new(ns),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        return Err(format!("service {}: cannot set up its fences: {e}", s.name));
+                    }
+                },
+            };
+            out.insert(s.name.clone(), ns);
+        }
+        Ok(out)
+    }
+
     /// Makes `services` the running set. `bound` holds a listener for every
     /// (service, address) of an enabled service, in order; `old` the
-    /// previous states by name (reload).
+    /// previous states by name (reload); `namespaces` those of the fenced
+    /// services, by name.
     fn install(
         &mut self,
         services: Vec<Service>,
         mut bound: Vec<Vec<Slot>>,
         old_ids: HashMap<String, u64>,
+        mut namespaces: HashMap<String, Rc<Namespaces>>,
     ) {
         let now = Instant::now();
         let mut new_order = Vec::new();
         for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
             let service = Rc::new(service);
+            let ns = namespaces.remove(&service.name);
             // Built for a new or changed service only: the plan, and the
             // warning that its user could not execute its program.
             let new_plan = || match service.program {
@@ -435,7 +483,9 @@ impl Daemon {
                             quote(&why)
                         );
                     }
-                    Some(Rc::new(SpawnPlan::new(&service)))
+                    Some(Rc::new(
+                        SpawnPlan::new(&service).with_namespaces(ns.clone()),
+                    ))
                 }
                 Program::Builtin(_) => None,
             };
@@ -464,6 +514,7 @@ impl Daemon {
                     if *st.service != *service {
                         st.plan = new_plan();
                     }
+                    st.namespaces = ns.clone();
                     st.service = service.clone();
                     st.listeners.clear();
                     id
@@ -483,6 +534,7 @@ impl Daemon {
                             ),
                             service: service.clone(),
                             plan: new_plan(),
+                            namespaces: ns.clone(),
                             counters: Counters::default(),
                             listeners: Vec::new(),
                             paused: None,
@@ -1637,6 +1689,21 @@ impl Daemon {
                 return;
             }
         };
+        let old: HashMap<String, u64> = self
+            .services
+            .values()
+            .map(|s| (s.service.name.clone(), s.id))
+            .collect();
+        // Namespaces before sockets: a fence that cannot be set up fails
+        // the reload with nothing changed.
+        let namespaces = match self.namespaces_for(&config.services, &old) {
+            Ok(n) => n,
+            Err(e) => {
+                error!("reload failed: {e} (the running configuration is unchanged)");
+                self.notifier.notify("READY=1");
+                return;
+            }
+        };
         // Every current listener is offered for reuse, by key; it stays
         // registered with mio under its token while it waits in the pool.
         let mut pool: HashMap<ListenerKey, Vec<Slot>> = HashMap::new();
@@ -1650,18 +1717,13 @@ impl Daemon {
                 adjust: None,
             });
         }
-        let old: HashMap<String, u64> = self
-            .services
-            .values()
-            .map(|s| (s.service.name.clone(), s.id))
-            .collect();
         match bind_all(&config.services, &mut pool, &old) {
             Ok(bound) => {
                 let n = config.services.len();
                 let changes = self.reload_changes(&config.services);
                 // The new listeners (bound above) are logged first, then
                 // what is closed: the log tells the order it happened in.
-                self.install(config.services, bound, old);
+                self.install(config.services, bound, old, namespaces);
                 // What is left in the pool is no longer configured. Its
                 // socket file goes too, if its path still names it (a new
                 // listener bound at the same path, for a changed socket

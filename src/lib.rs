@@ -16,7 +16,9 @@
 //! - [`proxy`]: the PROXY protocol header (v1, v2) a load balancer sends
 //!   first, parsed from peeked bytes; the child variables it implies.
 //! - [`plan`]: everything a child needs, built before `fork`.
-//! - [`spawn`]: the only fork/exec code, small and audited.
+//! - [`spawn`]: the only fork/exec code, small and audited;
+//!   [`spawn::sandbox`] makes the namespaces of fenced services, once per
+//!   service, for their children to join.
 //! - [`children`]: the pid table, reaping, exit lines, timeouts.
 //! - [`builtins`]: echo, discard, daytime, chargen, time, served in the loop.
 //! - [`signals`]: signals turned into loop events (signalfd).

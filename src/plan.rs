@@ -9,11 +9,32 @@ use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use nix::sys::resource::{Resource, getrlimit};
 use nix::unistd::{Uid, User, getegid, geteuid};
 
 use crate::service::{Program, RlimitResource, Service, StderrMode, canonical_addr, cstring};
+use crate::spawn::sandbox::Namespaces;
+
+/// The capability sets of `capabilities:`.
+fn build_fences(service: &Service) -> PlanFences {
+    let f = &service.fences;
+    let capset = (!f.capabilities.is_empty()).then(|| {
+        let mut mask = 0u64;
+        for &c in &f.capabilities {
+            mask |= 1 << c;
+        }
+        let (lo, hi) = (mask as u32, (mask >> 32) as u32);
+        [0, lo, lo, 0, hi, hi]
+    });
+    PlanFences {
+        namespaces: None,
+        capset,
+        ambient: f.capabilities.iter().map(|&c| c as libc::c_ulong).collect(),
+        no_new_privs: f.no_new_privs,
+    }
+}
 
 /// What the connection tells the child through its environment.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +122,22 @@ pub struct SpawnPlan {
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     credentials: Option<PlanCredentials>,
     stderr: StderrMode,
+    /// The service's fences (superd.yaml(5), "Fences").
+    fences: PlanFences,
+}
+
+/// The fences as the child applies them.
+#[derive(Debug, Default)]
+pub struct PlanFences {
+    /// The service's namespaces, held while a child may still join them.
+    pub namespaces: Option<Rc<Namespaces>>,
+    /// The capset(2) data (effective, permitted, inheritable for caps
+    /// 0-31, then 32-63): permitted and inheritable are the listed caps,
+    /// effective is empty until exec. `None`: no `capabilities`.
+    pub capset: Option<[u32; 6]>,
+    /// The capabilities to raise into the ambient set.
+    pub ambient: Vec<libc::c_ulong>,
+    pub no_new_privs: bool,
 }
 
 /// A per-connection environment: owned storage for the connection variables
@@ -176,7 +213,18 @@ impl SpawnPlan {
                     || c.gid != getegid().as_raw(),
             }),
             stderr: service.stderr,
+            fences: build_fences(service),
         }
+    }
+
+    /// The plan with the service's namespaces, which the child joins.
+    pub fn with_namespaces(mut self, ns: Option<Rc<Namespaces>>) -> SpawnPlan {
+        self.fences.namespaces = ns;
+        self
+    }
+
+    pub fn fences(&self) -> &PlanFences {
+        &self.fences
     }
 
     pub fn name(&self) -> &str {

@@ -38,6 +38,8 @@ use nix::unistd::Pid;
 use crate::plan::{ConnInfo, Env, SpawnPlan};
 use crate::service::StderrMode;
 
+pub mod sandbox;
+
 /// The step of the child sequence that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -48,12 +50,16 @@ pub enum Step {
     Rlimit,
     Nice,
     Umask,
+    SetnsNet,
+    SetnsMnt,
     Chroot,
     Chdir,
     Setgroups,
     Setgid,
     Setuid,
     Verify,
+    Capabilities,
+    NoNewPrivs,
     Exec,
 }
 // `Umask` never fails (umask(2) cannot) but keeps its place in the
@@ -62,7 +68,7 @@ pub enum Step {
 
 impl Step {
     /// In sequence order; the index is the code in the failure report.
-    const ALL: [Step; 14] = [
+    const ALL: [Step; 18] = [
         Step::Signals,
         Step::Setsid,
         Step::Dup2,
@@ -70,12 +76,16 @@ impl Step {
         Step::Rlimit,
         Step::Nice,
         Step::Umask,
+        Step::SetnsNet,
+        Step::SetnsMnt,
         Step::Chroot,
         Step::Chdir,
         Step::Setgroups,
         Step::Setgid,
         Step::Setuid,
         Step::Verify,
+        Step::Capabilities,
+        Step::NoNewPrivs,
         Step::Exec,
     ];
 
@@ -88,12 +98,16 @@ impl Step {
             Step::Rlimit => "rlimit",
             Step::Nice => "nice",
             Step::Umask => "umask",
+            Step::SetnsNet => "setns_net",
+            Step::SetnsMnt => "setns_mnt",
             Step::Chroot => "chroot",
             Step::Chdir => "chdir",
             Step::Setgroups => "setgroups",
             Step::Setgid => "setgid",
             Step::Setuid => "setuid",
             Step::Verify => "verify",
+            Step::Capabilities => "capabilities",
+            Step::NoNewPrivs => "no_new_privs",
             Step::Exec => "exec",
         }
     }
@@ -347,6 +361,12 @@ pub fn spawn(
 /// A failed step and the errno it left.
 struct Failure(Step, libc::c_int);
 
+// prctl(2) options (linux/prctl.h).
+const PR_SET_KEEPCAPS: libc::c_int = 8;
+const PR_SET_NO_NEW_PRIVS: libc::c_int = 38;
+const PR_CAP_AMBIENT: libc::c_int = 47;
+const PR_CAP_AMBIENT_RAISE: libc::c_ulong = 2;
+
 /// The failure report: step code and errno, native endian.
 const REPORT_LEN: usize = 8;
 
@@ -558,6 +578,21 @@ impl Child {
         }
         sys::umask(plan.umask());
 
+        // 5b. The service's namespaces (superd.yaml(5), "Fences"), made
+        // when the configuration loaded: joined while still root (setns
+        // needs CAP_SYS_ADMIN), before chroot and cwd, which are then
+        // resolved inside them. Joining the mount namespace moves root and
+        // cwd to its root.
+        let fences = plan.fences();
+        if let Some(ns) = &fences.namespaces {
+            if let Some(fd) = ns.net_fd() {
+                sys::setns(fd, libc::CLONE_NEWNET).map_err(at(Step::SetnsNet))?;
+            }
+            if let Some(fd) = ns.mnt_fd() {
+                sys::setns(fd, libc::CLONE_NEWNS).map_err(at(Step::SetnsMnt))?;
+            }
+        }
+
         // 6. chroot, then cwd inside it (SPEC §2: paths are inside the chroot).
         if let Some(root) = plan.chroot() {
             sys::chroot(root.as_ptr()).map_err(at(Step::Chroot))?;
@@ -571,8 +606,29 @@ impl Child {
                 sys::setgroups(&c.groups).map_err(at(Step::Setgroups))?;
             }
             sys::setgid(c.gid).map_err(at(Step::Setgid))?;
+            // `capabilities`: the permitted set survives setuid only with
+            // PR_SET_KEEPCAPS (capabilities(7)).
+            if fences.capset.is_some() {
+                sys::prctl(PR_SET_KEEPCAPS, 1).map_err(at(Step::Capabilities))?;
+            }
             sys::setuid(c.uid).map_err(at(Step::Setuid))?;
             self.verify(c.uid, c.gid)?;
+        }
+
+        // 7b. Fences on the new identity. The listed capabilities become
+        // the permitted and inheritable sets (all others are dropped; the
+        // effective set stays empty), then ambient, so that exec gives
+        // them to the program. no_new_privs last: from exec on, no setuid
+        // bit or file capability adds anything.
+        if let Some(data) = &fences.capset {
+            sys::capset(data).map_err(at(Step::Capabilities))?;
+            for &cap in &fences.ambient {
+                sys::prctl3(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)
+                    .map_err(at(Step::Capabilities))?;
+            }
+        }
+        if fences.no_new_privs {
+            sys::prctl(PR_SET_NO_NEW_PRIVS, 1).map_err(at(Step::NoNewPrivs))?;
         }
 
         // 8. exec. On success the report pipe closes (close-on-exec) and
@@ -815,6 +871,46 @@ mod sys {
 
     pub fn setuid(uid: libc::uid_t) -> Result<(), libc::c_int> {
         call(libc::SYS_setuid, [uid as usize, 0, 0, 0, 0, 0]).map(drop)
+    }
+
+    pub fn setns(fd: libc::c_int, nstype: libc::c_int) -> Result<(), libc::c_int> {
+        call(libc::SYS_setns, [fd as usize, nstype as usize, 0, 0, 0, 0]).map(drop)
+    }
+
+    pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> Result<(), libc::c_int> {
+        call(libc::SYS_prctl, [option as usize, arg as usize, 0, 0, 0, 0]).map(drop)
+    }
+
+    pub fn prctl3(
+        option: libc::c_int,
+        arg2: libc::c_ulong,
+        arg3: libc::c_ulong,
+    ) -> Result<(), libc::c_int> {
+        call(
+            libc::SYS_prctl,
+            [option as usize, arg2 as usize, arg3 as usize, 0, 0, 0],
+        )
+        .map(drop)
+    }
+
+    /// capset(2) on this process with version 3 data (two sets of
+    /// effective, permitted, inheritable). The header is a local: the
+    /// kernel may write to it.
+    pub fn capset(data: &[u32; 6]) -> Result<(), libc::c_int> {
+        const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+        let mut header = [LINUX_CAPABILITY_VERSION_3, 0];
+        call(
+            libc::SYS_capset,
+            [
+                header.as_mut_ptr() as usize,
+                data.as_ptr() as usize,
+                0,
+                0,
+                0,
+                0,
+            ],
+        )
+        .map(drop)
     }
 
     /// Real, effective and saved uid.

@@ -129,6 +129,13 @@ raw_service! {
     pass_env: OneOrMany<EnvKey>,
     refuse_message: Arg,
     success_status: OneOrMany<ExitMatch>,
+    no_new_privs: bool,
+    private_network: bool,
+    private_tmp: bool,
+    read_only_paths: OneOrMany<AbsPath>,
+    writable_paths: OneOrMany<AbsPath>,
+    inaccessible_paths: OneOrMany<AbsPath>,
+    capabilities: OneOrMany<Capability>,
 }
 
 /// Parts of a file the deserializer passes over, by path:
@@ -564,7 +571,8 @@ scalar_deserialize!(
     RlimitSpec,
     EnvKey,
     ServiceName,
-    ExitMatch
+    ExitMatch,
+    Capability
 );
 
 /// A value or a list of values (`listen: 7007` or `listen: [7007, 7008]`).
@@ -966,6 +974,38 @@ impl Scalar for AbsPath {
             return Err(format!("expected an absolute path, found {s:?}"));
         }
         Ok(AbsPath(PathBuf::from(s)))
+    }
+}
+
+/// A capability as capabilities(7) writes it (`CAP_NET_BIND_SERVICE`);
+/// the number is linux/capability.h's.
+#[derive(Debug, Clone, Copy)]
+pub struct Capability(pub u8);
+
+impl Scalar for Capability {
+    const EXPECTING: &'static str = "a capability name like CAP_NET_BIND_SERVICE";
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(&(_, n)) = crate::service::CAPABILITIES.iter().find(|(c, _)| *c == s) {
+            return Ok(Capability(n));
+        }
+        // The likely slips: lower case, or the name without its prefix.
+        let upper = s.to_ascii_uppercase();
+        let prefixed = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        match crate::service::CAPABILITIES
+            .iter()
+            .find(|(c, _)| *c == prefixed)
+        {
+            Some((c, _)) => Err(format!(
+                "unknown capability {s:?}: write it as capabilities(7) does, {c}"
+            )),
+            None => Err(format!(
+                "unknown capability {s:?}: expected a name from capabilities(7), like CAP_NET_BIND_SERVICE"
+            )),
+        }
     }
 }
 

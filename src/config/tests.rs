@@ -1767,3 +1767,136 @@ fn argv0_is_not_a_default() {
         "argv0 cannot be set in defaults",
     );
 }
+
+const CAT: &str =
+    "services:\n  cat:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n";
+
+/// The fences: paths that exist, are absolute and plain; writable paths
+/// under a read-only one; capabilities written as capabilities(7) does,
+/// for a non-root user; none on a builtin of its own.
+#[test]
+fn fences_are_validated_where_they_are_written() {
+    let c = ok(&format!(
+        "{CAT}    no_new_privs: true\n    private_network: true\n    private_tmp: true\n    read_only_paths: [/, /usr, /usr]\n    writable_paths: /var\n    inaccessible_paths: [/etc/shadow]\n"
+    ));
+    let f = &c.services[0].fences;
+    assert!(f.no_new_privs && f.private_network && f.private_tmp);
+    assert_eq!(
+        f.read_only_paths,
+        [PathBuf::from("/"), PathBuf::from("/usr")]
+    );
+    assert_eq!(f.writable_paths, [PathBuf::from("/var")]);
+    assert_eq!(f.inaccessible_paths, [PathBuf::from("/etc/shadow")]);
+    one(
+        &format!("{CAT}    read_only_paths: [/usr, /nonexistent-superd]\n"),
+        6,
+        29,
+        "read_only_paths: /nonexistent-superd: no such file or directory",
+    );
+    one(
+        &format!("{CAT}    read_only_paths: [usr]\n"),
+        6,
+        23,
+        "expected an absolute path, found \"usr\"",
+    );
+    one(
+        &format!("{CAT}    read_only_paths: [/usr/../etc]\n"),
+        6,
+        23,
+        "has . or .. in it",
+    );
+    one(
+        &format!("{CAT}    read_only_paths: [/usr]\n    writable_paths: [/var]\n"),
+        7,
+        22,
+        "writable_paths: /var is under no read_only_paths entry",
+    );
+    one(
+        &format!("{CAT}    capabilities: [cap_net_bind_service]\n"),
+        6,
+        20,
+        "unknown capability \"cap_net_bind_service\": write it as capabilities(7) does, CAP_NET_BIND_SERVICE",
+    );
+    one(
+        &format!("{CAT}    capabilities: [NET_RAW]\n"),
+        6,
+        20,
+        "write it as capabilities(7) does, CAP_NET_RAW",
+    );
+    one(
+        &format!("{CAT}    capabilities: [CAP_FLY]\n"),
+        6,
+        20,
+        "unknown capability \"CAP_FLY\"",
+    );
+    one(
+        "services:\n  cat:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: root\n    capabilities: [CAP_NET_RAW]\n",
+        6,
+        5,
+        "capabilities are kept by a non-root user",
+    );
+    one(
+        &format!("{ECHO}    private_network: true\n"),
+        5,
+        5,
+        "private_network: a builtin is served inside superd: there is no child to fence",
+    );
+    one(
+        &format!("{CAT}    inaccessible_paths: [/bin]\n"),
+        6,
+        26,
+        "inaccessible_paths: /bin would hide the program /bin/cat",
+    );
+    // From defaults, fences do not concern a builtin.
+    let c = ok(&format!(
+        "defaults:\n  private_tmp: true\n  user: nobody\n{ECHO}"
+    ));
+    assert_eq!(c.services[0].fences, crate::service::Fences::default());
+}
+
+#[test]
+fn capabilities_are_numbered_as_in_linux_capability_h() {
+    if !is_root() {
+        eprintln!("skipped: superd must hold the capabilities it passes on (root)");
+        return;
+    }
+    let c = ok(&format!(
+        "{CAT}    capabilities: [CAP_NET_BIND_SERVICE, CAP_CHECKPOINT_RESTORE, CAP_CHOWN]\n"
+    ));
+    assert_eq!(c.services[0].fences.capabilities, [10, 40, 0]);
+}
+
+/// When superd is not root, every fence but no_new_privs is an error
+/// naming the field, where it is written.
+#[test]
+fn fences_need_root_except_no_new_privs() {
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "t.yaml",
+        "services:\n  cat:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    no_new_privs: true\n    private_tmp: true\n    read_only_paths: [/]\n    capabilities: [CAP_NET_RAW]\n",
+    );
+    let e = load_with(&[p.clone()], &user_ctx()).expect_err("fences need root");
+    let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+    let at = |l: usize, field: &str| {
+        format!(
+            "{}:{l}:5: {field} needs superd to run as root (namespaces, mounts and capabilities are privileged)",
+            p.display()
+        )
+    };
+    assert_eq!(
+        msgs,
+        [
+            at(6, "private_tmp"),
+            at(7, "read_only_paths"),
+            at(8, "capabilities")
+        ]
+    );
+    let p = write(
+        &d,
+        "t.yaml",
+        "services:\n  cat:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    no_new_privs: true\n",
+    );
+    let c = load_with(&[p], &user_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(c.services[0].fences.no_new_privs);
+}

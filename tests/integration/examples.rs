@@ -284,3 +284,43 @@ fn udp_upper_py_serves_datagrams_in_wait_mode() {
     d.wait_for(&["spawn", "service=udp-upper"]);
     assert_eq!(d.stop().code(), Some(0));
 }
+
+#[test]
+fn ctf_sh_runs_fenced() {
+    header_mentions("ctf.sh", "superd examples/ctf.yaml");
+    if !is_root() {
+        eprintln!("skipped: the fences of examples/ctf.yaml need root");
+        return;
+    }
+    checks_as_shipped("ctf.yaml");
+    // Outside /tmp, which the service's private /tmp would hide.
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ex-ctf-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::copy(examples_dir().join("ctf.sh"), dir.join("ctf.sh")).unwrap();
+    fs::set_permissions(dir.join("ctf.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let yaml = fs::read_to_string(examples_dir().join("ctf.yaml")).unwrap();
+    let file = dir.join("ctf.yaml");
+    fs::write(&file, rewrite(&yaml, "127.0.0.1:0", None)).unwrap();
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
+    let check = Command::new(superd_bin())
+        .arg("--check")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        shown.contains("fences: no_new_privs private_network private_tmp read_only_paths=[/]"),
+        "{shown}"
+    );
+    let conf = TempDir::new("ex-ctf");
+    let d = Superd::spawn(conf, &[file.to_str().unwrap(), "-v"], &[]);
+    let reply = String::from_utf8(exchange(&d.addr("ctf"), b"42\n")).unwrap();
+    assert_eq!(reply, "What is 6 * 7? flag{superd-fences}\n");
+    let reply = String::from_utf8(exchange(&d.addr("ctf"), b"41\n")).unwrap();
+    assert_eq!(reply, "What is 6 * 7? no\n");
+    assert_eq!(d.stop().code(), Some(0));
+    let _ = fs::remove_dir_all(&dir);
+}

@@ -11,6 +11,7 @@ mod cli;
 mod docs;
 mod examples;
 mod faults;
+mod fences;
 mod import;
 mod limits;
 mod live;

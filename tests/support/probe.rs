@@ -1,7 +1,9 @@
 //! A test program that reports, as `key=value` lines on stdout, what a legacy
 //! inetd program would check about its process: fds, signals, session, ids,
 //! environment, limits, umask, cwd, nice and peer. `probe stderr` first writes
-//! a line to stderr; `probe accept` (wait mode) accepts on fd 0 and reports there.
+//! a line to stderr; `probe accept` (wait mode) accepts on fd 0 and reports there;
+//! `probe euid` prints only its effective uid. The `PROBE_*` variables ask
+//! for tests of the fences from inside (see `fences`).
 
 // `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
 // handlers; skipping it lets the probe report the state it was exec'd with.
@@ -26,6 +28,12 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
             out_fd = fd;
         }
         "udp" => return udp(),
+        "euid" => {
+            // SAFETY: geteuid(2) takes no pointer.
+            let euid = unsafe { libc::geteuid() };
+            write_all(1, format!("{euid}\n").as_bytes());
+            return 0;
+        }
         _ => {}
     }
     let report = report();
@@ -112,6 +120,10 @@ fn report() -> String {
                 "Uid" => "status.uid",
                 "Gid" => "status.gid",
                 "Groups" => "status.groups",
+                "NoNewPrivs" => "status.nonewprivs",
+                "CapPrm" => "status.capprm",
+                "CapEff" => "status.capeff",
+                "CapAmb" => "status.capamb",
                 _ => continue,
             };
             let v: Vec<&str> = v.split_whitespace().collect();
@@ -189,10 +201,89 @@ fn report() -> String {
     for (i, a) in std::env::args_os().enumerate() {
         let _ = writeln!(r, "argv.{i}={}", a.to_string_lossy());
     }
+    for ns in ["net", "mnt"] {
+        let link = std::fs::read_link(format!("/proc/self/ns/{ns}"));
+        let _ = writeln!(
+            r,
+            "ns.{ns}={}",
+            link.map_or_else(|e| format!("error:{e}"), |l| l.display().to_string())
+        );
+    }
+    fences(&mut r);
+
     for (k, v) in std::env::vars_os() {
         let _ = writeln!(r, "env.{}={}", k.to_string_lossy(), v.to_string_lossy());
     }
     r
+}
+
+/// What the `PROBE_*` variables ask: `PROBE_CONNECT=ip:port` (a TCP
+/// connect), `PROBE_WRITE=/dir,...` (create and remove a file there),
+/// `PROBE_TOUCH=/dir` (create `probe-touch-<pid>` there), `PROBE_LIST=/dir`, `PROBE_STAT=/path,...`, `PROBE_OPEN=
+/// /file,...` (open for reading), `PROBE_BIND=port` (a TCP bind on
+/// 127.0.0.1), `PROBE_EXEC=/prog` (runs `prog euid`). Each result is `ok`
+/// or `error:<errno>`.
+fn fences(r: &mut String) {
+    fn res<T>(x: std::io::Result<T>) -> String {
+        match x {
+            Ok(_) => "ok".into(),
+            Err(e) => format!("error:{}", e.raw_os_error().unwrap_or(0)),
+        }
+    }
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(a) = var("PROBE_CONNECT") {
+        let addr: std::net::SocketAddr = a.parse().expect("PROBE_CONNECT");
+        let c = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(5));
+        let _ = writeln!(r, "connect={}", res(c));
+    }
+    if let Some(list) = var("PROBE_WRITE") {
+        for dir in list.split(',') {
+            let f = format!("{dir}/probe-write-{}", std::process::id());
+            let w = std::fs::write(&f, b"x");
+            let _ = std::fs::remove_file(&f);
+            let _ = writeln!(r, "write.{dir}={}", res(w));
+        }
+    }
+    if let Some(dir) = var("PROBE_TOUCH") {
+        let f = format!("{dir}/probe-touch-{}", std::process::id());
+        let _ = writeln!(r, "touch={}", res(std::fs::write(&f, b"x")));
+    }
+    if let Some(dir) = var("PROBE_LIST") {
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        let _ = writeln!(r, "list={}", names.join(","));
+    }
+    if let Some(list) = var("PROBE_STAT") {
+        for p in list.split(',') {
+            let _ = writeln!(r, "stat.{p}={}", res(std::fs::metadata(p)));
+        }
+    }
+    if let Some(list) = var("PROBE_OPEN") {
+        for p in list.split(',') {
+            let _ = writeln!(r, "open.{p}={}", res(std::fs::File::open(p)));
+        }
+    }
+    if let Some(port) = var("PROBE_BIND") {
+        let b = std::net::TcpListener::bind(format!("127.0.0.1:{port}"));
+        let _ = writeln!(r, "bind={}", res(b));
+    }
+    if let Some(prog) = var("PROBE_EXEC") {
+        let out = std::process::Command::new(&prog)
+            .arg("euid")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output();
+        let euid = match out {
+            Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            Err(e) => format!("error:{}", e.raw_os_error().unwrap_or(0)),
+        };
+        let _ = writeln!(r, "exec.euid={euid}");
+    }
 }
 
 /// getpeername(0), formatted like a Rust SocketAddr, or `error:<errno>`.
