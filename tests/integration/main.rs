@@ -15,3 +15,4 @@ mod limits;
 mod live;
 mod oneline;
 mod sockets;
+mod tree;
