@@ -81,12 +81,18 @@ fn start_tree(d: &Superd, marker: &str) -> std::net::TcpStream {
     s
 }
 
-/// The mechanism the `ready` line names: `cgroup` or `subreaper`.
+/// The mechanism the `ready` line names (`cgroup` or `subreaper`; checked
+/// by `check_mechanism` once the tree is tested).
 fn mechanism(d: &Superd) -> String {
     let ready = d.wait_for(&["ready services="]);
-    let tree = field(&ready, "tree").expect("tree= in the ready line");
-    assert!(tree == "cgroup" || tree == "subreaper", "{ready}");
-    tree
+    field(&ready, "tree").unwrap_or_default()
+}
+
+fn check_mechanism(tree: &str, log: &str) {
+    assert!(
+        tree == "cgroup" || tree == "subreaper",
+        "no tree= mechanism in the ready line: {log}"
+    );
 }
 
 fn nothing_left(d: &Superd, marker: &str) {
@@ -126,6 +132,7 @@ fn timeout_ends_the_whole_tree(mut d: Superd, marker: &str) -> String {
     assert_eq!(d.wait_exit().code(), Some(0));
     let left = marked(marker);
     assert!(left.is_empty(), "left after shutdown: {left:?}");
+    check_mechanism(&tree, &d.log_text());
     tree
 }
 
@@ -141,6 +148,7 @@ fn shutdown_ends_the_whole_tree(mut d: Superd, marker: &str) -> String {
     // zombie for init to reap.
     let left = marked(marker);
     assert!(left.is_empty(), "left after shutdown: {left:?}\n{log}");
+    check_mechanism(&tree, &log);
     tree
 }
 
