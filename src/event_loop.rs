@@ -824,10 +824,8 @@ impl Daemon {
                 // What was logged about this connection is written before
                 // its program can answer.
                 crate::logging::flush();
-                let cgroup = self.fence.prepare();
-                let into = cgroup.as_ref().map(|(_, fd)| fd.as_fd());
-                match spawn::spawn(&plan, conn.fd.as_fd(), &info, into) {
-                    Ok(spawned) => {
+                match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info) {
+                    Ok((spawned, cgroup)) => {
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
                         self.child_started(
@@ -838,13 +836,10 @@ impl Daemon {
                             source,
                             None,
                             Some(conn.fd),
-                            cgroup.map(|(c, _)| c),
+                            cgroup,
                         );
                     }
                     Err(e) => {
-                        if let Some((c, _)) = cgroup {
-                            c.remove();
-                        }
                         // fork failed: keep the connection, with its
                         // per-source slot, and start it first when the
                         // pause ends.
@@ -1071,15 +1066,12 @@ impl Daemon {
             .deregister(&mut SourceFd(&entry.listener.fd.as_raw_fd()));
         entry.busy = true;
         crate::logging::flush();
-        let cgroup = self.fence.prepare();
-        let into = cgroup.as_ref().map(|(_, fd)| fd.as_fd());
-        let entry = self.listeners.get(&token).expect("live");
-        match spawn::spawn(&plan, entry.listener.fd.as_fd(), &ConnInfo::None, into) {
-            Ok(spawned) => {
+        let fd = entry.listener.fd.as_fd();
+        match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None) {
+            Ok((spawned, cgroup)) => {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
-                let cgroup = cgroup.map(|(c, _)| c);
                 self.child_started(
                     sid,
                     &service,
@@ -1092,9 +1084,6 @@ impl Daemon {
                 );
             }
             Err(e) => {
-                if let Some((c, _)) = cgroup {
-                    c.remove();
-                }
                 self.resume_wait_listener(token);
                 self.pause_for_resources(sid, "fork", e);
             }
@@ -1891,6 +1880,31 @@ impl Daemon {
         self.dying.retain(|c| !c.remove());
         info!("stopped");
         crate::ExitCode::Ok
+    }
+}
+
+/// Starts a child for a connection, in a new cgroup of its own when there
+/// are cgroups (see crate::tree). If the kernel refuses that cgroup for
+/// another reason than a lack of resources, the child starts without it.
+fn spawn_child(
+    fence: &mut Fence,
+    plan: &Rc<SpawnPlan>,
+    sock: std::os::fd::BorrowedFd<'_>,
+    info: &ConnInfo,
+) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
+    let Some((cgroup, dir)) = fence.prepare() else {
+        return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
+    };
+    match spawn::spawn(plan, sock, info, Some(dir.as_fd())) {
+        Ok(s) => Ok((s, Some(cgroup))),
+        Err(e) => {
+            cgroup.remove();
+            if matches!(e, Errno::EAGAIN | Errno::ENOMEM) {
+                return Err(e);
+            }
+            fence.refused(&cgroup, e);
+            spawn::spawn(plan, sock, info, None).map(|s| (s, None))
+        }
     }
 }
 

@@ -88,16 +88,17 @@ impl Fence {
         match made {
             Ok(fd) => Some((ConnCgroup { path }, fd)),
             Err(e) => {
-                if !c.warned {
-                    c.warned = true;
-                    warn!(
-                        "cannot create cgroup path={} error={:?}",
-                        path.display(),
-                        e.to_string()
-                    );
-                }
+                c.warn_once(&path, &e.to_string());
                 None
             }
+        }
+    }
+
+    /// `clone3` refused the cgroup `cg` with `errno`; logged like a failed
+    /// mkdir (once).
+    pub fn refused(&mut self, cg: &ConnCgroup, errno: nix::errno::Errno) {
+        if let Some(c) = self.cgroups.as_mut() {
+            c.warn_once(&cg.path, errno.desc());
         }
     }
 }
@@ -143,6 +144,19 @@ impl Cgroups {
             next: 0,
             warned: false,
         })
+    }
+}
+
+impl Cgroups {
+    fn warn_once(&mut self, path: &Path, error: &str) {
+        if !self.warned {
+            self.warned = true;
+            warn!(
+                "cannot create cgroup path={} error={:?}",
+                path.display(),
+                error
+            );
+        }
     }
 }
 
