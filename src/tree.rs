@@ -129,6 +129,7 @@ impl Cgroups {
             .strip_prefix(&root)
             .map_err(|_| "own cgroup outside the cgroup2 mount")?;
         let dir = mount.join(rel);
+        remove_stale(&dir);
         let base = dir.join(format!("superd.{}", std::process::id()));
         match fs::create_dir(&base) {
             Ok(()) => {}
@@ -157,6 +158,36 @@ impl Cgroups {
                 error
             );
         }
+    }
+}
+
+/// Removes what a superd that is gone (killed, so it could not clean up)
+/// left in `dir`: its `superd.PID` directory and the connection cgroups in
+/// it, where they are empty. A directory whose pid runs is never touched.
+fn remove_stale(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(Result::ok) {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("superd."))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        if let Ok(conns) = fs::read_dir(e.path()) {
+            for c in conns.filter_map(Result::ok) {
+                if c.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = fs::remove_dir(c.path());
+                }
+            }
+        }
+        let _ = fs::remove_dir(e.path());
     }
 }
 

@@ -270,4 +270,26 @@ fn cgroups_hold_each_connection_and_are_removed_after_it() {
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0));
     assert!(!Path::new(&base).exists(), "{base} left after exit");
+
+    // What a killed superd left (a pid no process has now) is removed by
+    // the next one in the same cgroup.
+    let parent = Path::new(&base).parent().unwrap();
+    let dead = (4_000_000..4_194_000)
+        .rev()
+        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let stale = parent.join(format!("superd.{dead}"));
+    std::fs::create_dir_all(stale.join("c7")).unwrap();
+    let dir = TempDir::new("tree-cg2");
+    dir.write(
+        "t.yaml",
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+    );
+    let p = dir.path().to_str().unwrap().to_string();
+    let d = Superd::spawn(dir, &[&p], &[]);
+    d.wait_for(&["ready services=", "tree=cgroup"]);
+    let gone = !stale.exists();
+    let _ = std::fs::remove_dir(stale.join("c7"));
+    let _ = std::fs::remove_dir(&stale);
+    assert!(gone, "{} left", stale.display());
 }
