@@ -1349,7 +1349,7 @@ impl Daemon {
     /// ChildKill is for what still runs; after a normal exit, what still
     /// runs in its cgroup gets SIGTERM now and SIGKILL kill_grace later.
     fn after_child(&mut self, pid: i32, child: &mut Child, now: Instant) {
-        let cgroup = child.cgroup.take().filter(|c| !c.remove());
+        let cgroup = child.cgroup.take().and_then(|c| self.fence.release(c));
         let strays = std::mem::take(&mut child.strays);
         let lingering = |timed_out, cgroup, strays| Lingering {
             service: child.service.clone(),
@@ -1510,17 +1510,23 @@ impl Daemon {
                                 .map(|s| s.service.kill_grace)
                                 .unwrap_or(Duration::from_secs(5));
                             warn!("timeout service={} pid={pid} signal=SIGTERM", c.service);
-                            children::signal_group(pid, Signal::SIGTERM);
                             match &c.cgroup {
-                                // Also what left the group (setsid).
+                                // Every process in it once: the group's and
+                                // what left it (setsid).
                                 Some(cg) => {
-                                    cg.signal(Signal::SIGTERM);
+                                    if cg.signal(Signal::SIGTERM) == 0 {
+                                        children::signal_group(pid, Signal::SIGTERM);
+                                    }
                                 }
                                 // Without a cgroup, what descends from the
-                                // child now, recorded for its SIGKILL.
+                                // child, recorded for its SIGKILL; read
+                                // before the SIGTERM, which may end the
+                                // child and orphan them.
                                 None => {
                                     let table = tree::processes();
-                                    for p in tree::descendants(pid, &table) {
+                                    let below = tree::descendants(pid, &table);
+                                    children::signal_group(pid, Signal::SIGTERM);
+                                    for p in below {
                                         if p.pgid != pid {
                                             let _ = nix::sys::signal::kill(
                                                 nix::unistd::Pid::from_raw(p.pid),

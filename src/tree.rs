@@ -32,6 +32,9 @@ struct Cgroups {
     /// superd's own directory of connection cgroups, removed at exit.
     base: PathBuf,
     next: u64,
+    /// Empty connection cgroups kept for the next children: a mkdir and
+    /// an rmdir in cgroupfs cost more than the rest of a spawn.
+    pool: Vec<ConnCgroup>,
     /// A failed mkdir was logged (once: the next ones say the same).
     warned: bool,
 }
@@ -73,17 +76,27 @@ impl Fence {
     /// child then starts without one; the first failure is logged).
     pub fn prepare(&mut self) -> Option<(ConnCgroup, OwnedFd)> {
         let c = self.cgroups.as_mut()?;
-        c.next += 1;
-        let path = c.base.join(format!("c{}", c.next));
-        let made = fs::create_dir(&path).and_then(|()| {
+        let open = |path: &Path| {
             fs::OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(&path)
+                .open(path)
                 .map(OwnedFd::from)
-                .inspect_err(|_| {
-                    let _ = fs::remove_dir(&path);
-                })
+        };
+        while let Some(cg) = c.pool.pop() {
+            match open(&cg.path) {
+                Ok(fd) => return Some((cg, fd)),
+                Err(_) => {
+                    cg.remove();
+                }
+            }
+        }
+        c.next += 1;
+        let path = c.base.join(format!("c{}", c.next));
+        let made = fs::create_dir(&path).and_then(|()| {
+            open(&path).inspect_err(|_| {
+                let _ = fs::remove_dir(&path);
+            })
         });
         match made {
             Ok(fd) => Some((ConnCgroup { path }, fd)),
@@ -92,6 +105,24 @@ impl Fence {
                 None
             }
         }
+    }
+
+    /// A connection's cgroup after its child is reaped: kept for another
+    /// child (or removed) when nothing runs in it any more; given back
+    /// when something still does.
+    pub fn release(&mut self, cg: ConnCgroup) -> Option<ConnCgroup> {
+        if cg.populated() {
+            return Some(cg);
+        }
+        match self.cgroups.as_mut() {
+            Some(c) if c.pool.len() < POOL_MAX => c.pool.push(cg),
+            _ => {
+                if !cg.remove() {
+                    return Some(cg);
+                }
+            }
+        }
+        None
     }
 
     /// `clone3` refused the cgroup `cg` with `errno`; logged like a failed
@@ -103,9 +134,15 @@ impl Fence {
     }
 }
 
+/// Empty connection cgroups kept for reuse at the most.
+const POOL_MAX: usize = 128;
+
 impl Drop for Fence {
     fn drop(&mut self) {
         if let Some(c) = &self.cgroups {
+            for cg in &c.pool {
+                cg.remove();
+            }
             let _ = fs::remove_dir(&c.base);
         }
     }
@@ -143,6 +180,7 @@ impl Cgroups {
         Ok(Cgroups {
             base,
             next: 0,
+            pool: Vec::new(),
             warned: false,
         })
     }
@@ -228,7 +266,8 @@ fn unescape(field: &str) -> PathBuf {
     ))
 }
 
-/// One connection's cgroup: its child and everything the child starts.
+/// One connection's cgroup: its child and everything the child starts
+/// (empty when a child starts in it).
 #[derive(Debug)]
 pub struct ConnCgroup {
     path: PathBuf,

@@ -212,8 +212,8 @@ fn shutdown_without_cgroups_the_subreaper_ends_the_tree() {
 }
 
 /// As root on a host with a writable cgroup2, each connection gets a
-/// cgroup: removed when its child ends, and superd's own directory at
-/// exit. What a child leaves running after a normal exit gets SIGTERM,
+/// cgroup: kept for the next child once empty, removed with superd's own
+/// directory at exit. What a child leaves running after a normal exit gets SIGTERM,
 /// then SIGKILL kill_grace later (as systemd's KillMode=control-group).
 #[test]
 fn cgroups_hold_each_connection_and_are_removed_after_it() {
@@ -237,24 +237,34 @@ fn cgroups_hold_each_connection_and_are_removed_after_it() {
     let base = field(&ready, "cgroup").unwrap();
     assert!(Path::new(&base).join("cgroup.kill").exists(), "{ready}");
 
-    // The child sees a cgroup of its own under superd's, from its start.
-    let out = String::from_utf8(exchange(&d.addr("quick"), b"")).unwrap();
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("0::"))
-        .unwrap()
-        .to_string();
+    // The child sees a cgroup of its own under superd's, from its start;
+    // once empty, the next child gets it again.
+    let cgroup_of_a_child = || {
+        let out = String::from_utf8(exchange(&d.addr("quick"), b"")).unwrap();
+        out.lines()
+            .find(|l| l.starts_with("0::"))
+            .unwrap()
+            .to_string()
+    };
+    let line = cgroup_of_a_child();
     let name = Path::new(&base).file_name().unwrap().to_str().unwrap();
     assert!(line.contains(&format!("/{name}/c")), "{line} {base}");
     d.wait_for(&["exit", "service=quick", "status=0"]);
-    let subdirs = || {
+    assert_eq!(cgroup_of_a_child(), line);
+    d.wait_nth(2, &["exit", "service=quick", "status=0"]);
+    let populated = || {
         std::fs::read_dir(&base)
             .unwrap()
             .flatten()
             .filter(|e| e.path().is_dir())
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("cgroup.events"))
+                    .unwrap_or_default()
+                    .contains("populated 1")
+            })
             .count()
     };
-    d.wait_until("the connection's cgroup removed", || subdirs() == 0);
+    assert_eq!(populated(), 0);
 
     // A leftover after a normal exit: SIGTERM (ignored), then SIGKILL.
     let mut s = connect(&d.addr("daemonizes"));
@@ -263,7 +273,7 @@ fn cgroups_hold_each_connection_and_are_removed_after_it() {
     d.wait_for(&["leftover", "service=daemonizes", "signal=SIGTERM"]);
     d.wait_for(&["leftover", "service=daemonizes", "signal=SIGKILL"]);
     d.wait_until("the leftover gone", || marked(&marker).is_empty());
-    d.wait_until("its cgroup removed", || subdirs() == 0);
+    d.wait_until("its cgroup empty", || populated() == 0);
     d.wait_until("no zombie", || d.zombies() == 0);
     drop(s);
 
