@@ -9,7 +9,8 @@
 // prepared before it. It never allocates, never logs (fd 2 belongs to the
 // client), never panics and never returns: it ends in `execve` or `_exit`.
 //
-// The child is started with `clone(CLONE_VM)` on a stack of its own: it
+// The child is started with `clone3(CLONE_VM)` (or `clone` where the
+// kernel or a seccomp filter lacks clone3) on a stack of its own: it
 // shares superd's memory until execve, so no page table is copied and no
 // page faults in copy-on-write (fork's cost grows with the parent's
 // mappings). Unlike posix_spawn's CLONE_VFORK, superd is not suspended
@@ -565,7 +566,8 @@ impl Child {
         sys::unblock_all().map_err(at(Step::Signals))?;
 
         // 2. Own session and process group, so `timeout` and shutdown can
-        // signal the whole tree with kill(-pid).
+        // signal the group with kill(-pid); what leaves it (setsid) is
+        // followed by its cgroup or superd as subreaper (crate::tree).
         sys::setsid().map_err(at(Step::Setsid))?;
 
         // 3. The socket on 0 and 1, the stderr target on 2. Sources are >= 3
