@@ -7,6 +7,9 @@
 //! Run with `cargo bench --bench load`. Each cell is `SUPERD_BENCH_ROUNDS`
 //! rounds (default 5) of `SUPERD_BENCH_SECS` measured seconds (default 1),
 //! each after a 0.5 s warm-up, the servers interleaved round by round.
+//! `SUPERD_BENCH_BASELINE=PATH` adds another superd build's rows to the same
+//! rounds and a table of this build ÷ that one (an interleaved A/B);
+//! `SUPERD_BENCH_AB_ONLY=1` leaves the peers and the -q rows out.
 
 #![allow(unsafe_code)]
 
@@ -97,30 +100,51 @@ fn main() {
     // ---- servers ------------------------------------------------------------
     let mut servers: Vec<Server> = Vec::new();
     servers.push(start_ceiling(&tiny));
+    // An A/B of two builds in one run: `SUPERD_BENCH_BASELINE=/path/to/old/superd`
+    // adds its rows, interleaved with this build's; `SUPERD_BENCH_AB_ONLY=1`
+    // leaves out the peers and the -q rows for a shorter run.
+    let baseline = std::env::var_os("SUPERD_BENCH_BASELINE").map(PathBuf::from);
+    let ab_only = std::env::var_os("SUPERD_BENCH_AB_ONLY").is_some_and(|v| v == "1");
     let sd = start_superd(&superd, &dir, "superd", &tiny, root, false);
-    let sd_q = start_superd(&superd, &dir, "superd-q", &tiny, root, true);
+    let sd_q = (!ab_only).then(|| start_superd(&superd, &dir, "superd-q", &tiny, root, true));
+    let base = baseline
+        .as_ref()
+        .map(|b| start_superd(b, &dir, "superd-baseline", &tiny, root, false));
     let sd_pid = sd.child.id();
     servers.push(Server {
         label: "superd fork+exec".into(),
         port: sd.ports[0],
         proto: Proto::Tiny,
         child: None,
-        cpu_pid: None,
+        cpu_pid: Some(sd_pid),
     });
-    servers.push(Server {
-        label: "superd fork+exec (-q)".into(),
-        port: sd_q.ports[0],
-        proto: Proto::Tiny,
-        child: None,
-        cpu_pid: None,
-    });
-    match start_tcpserver(&tiny) {
-        Ok(s) => servers.push(s),
-        Err(e) => notes.push(format!("tcpserver skipped: {e}")),
+    if let Some(b) = &base {
+        servers.push(Server {
+            label: "superd fork+exec (baseline)".into(),
+            port: b.ports[0],
+            proto: Proto::Tiny,
+            child: None,
+            cpu_pid: Some(b.child.id()),
+        });
     }
-    match start_xinetd(&tiny, &dir) {
-        Ok(s) => servers.push(s),
-        Err(e) => notes.push(format!("xinetd skipped: {e}")),
+    if let Some(q) = &sd_q {
+        servers.push(Server {
+            label: "superd fork+exec (-q)".into(),
+            port: q.ports[0],
+            proto: Proto::Tiny,
+            child: None,
+            cpu_pid: Some(q.child.id()),
+        });
+    }
+    if !ab_only {
+        match start_tcpserver(&tiny) {
+            Ok(s) => servers.push(s),
+            Err(e) => notes.push(format!("tcpserver skipped: {e}")),
+        }
+        match start_xinetd(&tiny, &dir) {
+            Ok(s) => servers.push(s),
+            Err(e) => notes.push(format!("xinetd skipped: {e}")),
+        }
     }
     servers.push(Server {
         label: "superd builtin echo".into(),
@@ -129,13 +153,24 @@ fn main() {
         child: None,
         cpu_pid: Some(sd_pid),
     });
-    servers.push(Server {
-        label: "superd builtin echo (-q)".into(),
-        port: sd_q.ports[1],
-        proto: Proto::Echo,
-        child: None,
-        cpu_pid: Some(sd_q.child.id()),
-    });
+    if let Some(b) = &base {
+        servers.push(Server {
+            label: "superd builtin echo (baseline)".into(),
+            port: b.ports[1],
+            proto: Proto::Echo,
+            child: None,
+            cpu_pid: Some(b.child.id()),
+        });
+    }
+    if let Some(q) = &sd_q {
+        servers.push(Server {
+            label: "superd builtin echo (-q)".into(),
+            port: q.ports[1],
+            proto: Proto::Echo,
+            child: None,
+            cpu_pid: Some(q.child.id()),
+        });
+    }
     for s in &servers {
         wait_serving(s.port, s.proto).unwrap_or_else(|e| panic!("{}: {e}", s.label));
     }
@@ -176,6 +211,7 @@ fn main() {
     }
     drop(sd);
     drop(sd_q);
+    drop(base);
 
     // ---- footprint -------------------------------------------------------------
     let fp = footprint(&superd, &dir, &tiny, root);
@@ -260,6 +296,39 @@ fn main() {
                 idle * 100.0,
                 bound / results[x][ci].rate
             );
+        }
+    }
+    // This build against the baseline, row by row, from the same
+    // interleaved rounds.
+    if let Some(b) = &baseline {
+        let _ = writeln!(
+            out,
+            "\nThis build ÷ baseline ({}), same interleaved rounds:\n",
+            b.display()
+        );
+        let _ = writeln!(
+            out,
+            "| row | c | conn/s | baseline conn/s | ratio | p99 ms | baseline p99 ms | superd µs/conn | baseline µs/conn |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
+        for row in ["superd fork+exec", "superd builtin echo"] {
+            let (Some(a), Some(z)) = (find(row), find(&format!("{row} (baseline)"))) else {
+                continue;
+            };
+            for (ci, &c) in CONCURRENCY.iter().enumerate() {
+                let (ra, rz) = (&results[a][ci], &results[z][ci]);
+                let _ = writeln!(
+                    out,
+                    "| {row} | {c} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.1} | {:.1} |",
+                    ra.rate,
+                    rz.rate,
+                    ra.rate / rz.rate,
+                    ra.p99 as f64 / 1000.0,
+                    rz.p99 as f64 / 1000.0,
+                    ra.cost().0,
+                    rz.cost().0
+                );
+            }
         }
     }
     let _ = writeln!(out, "\nFootprint (superd, default log level):\n");

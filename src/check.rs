@@ -97,6 +97,16 @@ fn describe_service(out: &mut String, s: &Service) {
             list(&s.deny_from)
         );
     }
+    if let Some(p) = &s.proxy {
+        let from: Vec<String> = p.from.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  proxy: proxy_protocol={} proxy_from=[{}] proxy_timeout={:?}",
+            p.accept,
+            from.join(","),
+            p.timeout
+        );
+    }
     let mut proc = format!(
         "cwd={} umask={:03o} stderr={}",
         s.cwd.display(),

@@ -25,7 +25,7 @@ use crate::access::{self, Refusal};
 use crate::builtins;
 use crate::children::{self, Child, Children};
 use crate::config::{self, Config};
-use crate::limits::{ServiceLimits, SourceKey, TokenBucket, source_key};
+use crate::limits::{LogBudget, ServiceLimits, SourceKey, TokenBucket, source_key};
 use crate::listener::{self, Accepted, Listener, Peer};
 use crate::logging::quote;
 use crate::notify::Notifier;
@@ -41,6 +41,9 @@ const SIGNAL_TOKEN: Token = Token(0);
 const RESOURCE_PAUSE: Duration = Duration::from_millis(250);
 /// At most one "out of resources" line per service in this interval.
 const RESOURCE_LOG_INTERVAL: Duration = Duration::from_secs(5);
+/// At most one `refused` line per service per interval for datagrams,
+/// whose source anyone can forge (superd.8, LOGS).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(1);
 /// A `wait` service whose program fails before exec is retried after this
 /// delay, doubled for every further failure in a row, up to the cap.
 const WAIT_BACKOFF_START: Duration = Duration::from_millis(100);
@@ -75,6 +78,9 @@ const CLOSE_BATCH: usize = 64;
 /// concurrent clients: 21 ms with 2, 30 ms with 3, 45 ms with 4, over
 /// 200 ms unbounded).
 const PRE_EXEC_MAX: usize = 2;
+/// How often the report pipe of a child is read when epoll could not take
+/// it (out of memory, max_user_watches): the loop never waits for a child.
+const EXEC_CHECK: Duration = Duration::from_millis(10);
 /// Reads of 4 KiB from one stderr pipe before the loop looks elsewhere.
 const STDERR_READS_PER_TURN: usize = 16;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
@@ -121,6 +127,7 @@ enum Pause {
     Resources,
     ExecFailures,
     Looping,
+    AcceptError,
 }
 
 impl Pause {
@@ -130,6 +137,7 @@ impl Pause {
             Pause::Resources => "paused_resources",
             Pause::ExecFailures => "paused_exec_failures",
             Pause::Looping => "paused_looping",
+            Pause::AcceptError => "paused_accept_error",
         }
     }
 }
@@ -151,6 +159,8 @@ struct ServiceState {
     /// wait mode without `rate`: children started (see WAIT_STARTS_PER_SEC).
     wait_starts: TokenBucket,
     last_resource_log: Option<Instant>,
+    /// `refused` lines about datagrams (see REFUSAL_LOG_INTERVAL).
+    refusal_log: LogBudget,
     /// A connection accepted when fork failed, served first on resume.
     pending: Option<Accepted>,
 }
@@ -211,6 +221,9 @@ enum Timer {
     /// for what is left of it once the child itself is gone.
     ChildKill(i32, u64),
     SessionIdle(Token),
+    /// A child's exec report pipe the loop could not watch: looked at
+    /// again (see EXEC_CHECK).
+    ExecCheck(Token),
 }
 
 /// What outlived a child (by the child's serial): after its `timeout` SIGTERM, its process group
@@ -295,6 +308,27 @@ fn offset_for(kind: crate::service::Builtin, now: i64) -> i64 {
         crate::service::Builtin::Daytime => crate::sys::utc_offset(now),
         _ => 0,
     }
+}
+
+/// An accept error that is about one connection only (it is gone; the next
+/// may be fine): accept(2) says to retry on these. Any other error that is
+/// not a shortage of resources would come back at every call.
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNABORTED
+                | libc::EPROTO
+                | libc::ENETDOWN
+                | libc::ENOPROTOOPT
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ETIMEDOUT
+                | libc::ECONNRESET
+        )
+    )
 }
 
 fn is_resource_error(e: &io::Error) -> bool {
@@ -386,6 +420,7 @@ impl Daemon {
                     self.children.get(*pid).is_some() || self.lingering.contains_key(serial)
                 }
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
+                Timer::ExecCheck(token) => self.execs.contains_key(token),
             })
             .collect();
     }
@@ -477,6 +512,7 @@ impl Daemon {
                                 now,
                             ),
                             last_resource_log: None,
+                            refusal_log: LogBudget::default(),
                             pending: None,
                         },
                     );
@@ -688,10 +724,12 @@ impl Daemon {
             if st.limits.at_capacity() {
                 return;
             }
-            if st.pre_exec >= PRE_EXEC_MAX {
+            if st.pre_exec >= PRE_EXEC_MAX || st.fail_streak > 0 && st.pre_exec > 0 {
                 // Enough of its children are on their way to exec: the
                 // next connection waits in the backlog, in order, rather
-                // than in the scheduler's run queue (see PRE_EXEC_MAX).
+                // than in the scheduler's run queue (see PRE_EXEC_MAX). A
+                // service whose last exec failed has one at a time: the
+                // next failure must be known before another start.
                 return;
             }
             if let Some(conn) = st.pending.take() {
@@ -735,11 +773,19 @@ impl Daemon {
                     return;
                 }
                 // ECONNABORTED and friends: that connection is gone, go on.
-                Err(e) => debug!(
+                Err(e) if is_connection_error(&e) => debug!(
                     "accept failed service={} error={}",
                     service.name,
                     quote(&e.to_string())
                 ),
+                // Anything else (EINVAL on a socket no longer listening,
+                // an LSM's EACCES) would fail again at once: pause, so
+                // the loop goes on with signals and other services.
+                Err(e) => {
+                    let errno = Errno::from_raw(e.raw_os_error().unwrap_or(0));
+                    self.pause_accepting(sid, Pause::AcceptError, "accept", errno);
+                    return;
+                }
             }
         }
     }
@@ -747,23 +793,38 @@ impl Daemon {
     /// Pauses accepting for RESOURCE_PAUSE after `errno` at `what`; the
     /// error reads as in every other line (`exec failed`): strerror alone.
     fn pause_for_resources(&mut self, sid: u64, what: &str, errno: Errno) {
+        self.pause_accepting(sid, Pause::Resources, what, errno);
+    }
+
+    /// Pauses accepting on `sid` for RESOURCE_PAUSE after `errno` at
+    /// `what`, logged at most once per RESOURCE_LOG_INTERVAL.
+    fn pause_accepting(&mut self, sid: u64, why: Pause, what: &str, errno: Errno) {
         let now = Instant::now();
         let until = now + RESOURCE_PAUSE;
         let Some(st) = self.services.get_mut(&sid) else {
             return;
         };
-        st.paused = Some((Pause::Resources, until));
+        st.paused = Some((why, until));
         let log_now = st
             .last_resource_log
             .is_none_or(|t| now.duration_since(t) >= RESOURCE_LOG_INTERVAL);
         if log_now {
             st.last_resource_log = Some(now);
-            warn!(
-                "out of resources service={} step={what} error={} pause={}",
-                st.service.name,
-                quote(errno.desc()),
-                children::secs(RESOURCE_PAUSE)
-            );
+            if why == Pause::Resources {
+                warn!(
+                    "out of resources service={} step={what} error={} pause={}",
+                    st.service.name,
+                    quote(errno.desc()),
+                    children::secs(RESOURCE_PAUSE)
+                );
+            } else {
+                warn!(
+                    "cannot accept service={} error={} pause={}",
+                    st.service.name,
+                    quote(errno.desc()),
+                    children::secs(RESOURCE_PAUSE)
+                );
+            }
         }
         self.timer(until, Timer::Resume(sid));
     }
@@ -917,16 +978,15 @@ impl Daemon {
                 conn,
             },
         );
-        // A service whose last child failed before exec learns the outcome
-        // of the next one here, before it accepts again, so that its
-        // failures stay paced one by one; and a pipe the loop cannot watch
-        // is waited for here too.
-        let failing = self.services.get_mut(&sid).is_some_and(|st| {
+        // A service whose last child failed before exec starts no other
+        // until this one's outcome is known (see `drain_listener`), so its
+        // failures stay paced one by one; the loop never waits for it: a
+        // slow or stopped child holds up only its own service.
+        if let Some(st) = self.services.get_mut(&sid) {
             st.pre_exec += 1;
-            st.fail_streak > 0
-        });
-        if failing || !watched {
-            self.settle_now(token);
+        }
+        if !watched {
+            self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
         }
     }
 
@@ -938,15 +998,17 @@ impl Daemon {
         let w = self.execs.remove(&token).expect("present");
         if let Some(st) = self.services.get_mut(&w.service_id) {
             // Room for another start: the service's listeners go on.
-            if st.pre_exec == PRE_EXEC_MAX {
+            if st.pre_exec == PRE_EXEC_MAX || st.fail_streak > 0 {
                 self.ready.extend_from_slice(&st.listeners);
             }
             st.pre_exec = st.pre_exec.saturating_sub(1);
         }
         let failed = outcome.is_some();
+        let mut wait_listener = None;
         if let Some(c) = self.children.get_mut(w.pid) {
             c.exec_failed = failed;
             c.exec = None;
+            wait_listener = c.wait_listener;
         }
         let now = Instant::now();
         match (outcome, self.services.get_mut(&w.service_id)) {
@@ -959,6 +1021,19 @@ impl Daemon {
                     f.step.as_str(),
                     f.errno.desc()
                 );
+                // The datagram that started a UDP wait child is still
+                // queued (the child read nothing): one attempt only, or it
+                // would start the next child, and the next, for ever.
+                if let Some(entry) = wait_listener.and_then(|t| self.listeners.get(&t))
+                    && entry.listener.key.socket == SocketType::Dgram
+                    && let Ok(peer) = datagram_source(entry.listener.fd.as_fd(), false)
+                {
+                    warn!(
+                        "datagram dropped service={} peer={} reason=exec_failed",
+                        w.service,
+                        peer.map_or_else(|| "-".to_owned(), |p| canonical_addr(p).to_string())
+                    );
+                }
                 if let Some(st) = st {
                     st.counters.exec_failures += 1;
                     st.fail_streak += 1;
@@ -992,16 +1067,6 @@ impl Daemon {
         Some(failed)
     }
 
-    /// `exec_settled`, waiting for the outcome if need be: for a child that
-    /// has exited (its report pipe is closed) or one that must be settled
-    /// before the loop goes on.
-    fn settle_now(&mut self, token: Token) -> Option<bool> {
-        if let Some(w) = self.execs.get_mut(&token) {
-            w.pending.wait();
-        }
-        self.exec_settled(token)
-    }
-
     /// wait mode: hands the listening/bound socket to one child.
     fn spawn_wait(&mut self, sid: u64, token: Token) {
         let st = self.services.get(&sid).expect("live");
@@ -1026,6 +1091,12 @@ impl Daemon {
             // Only a pending socket error (an ICMP report on a datagram
             // socket): reading SO_ERROR clears it; no child for that.
             let _ = socket::getsockopt(&entry.listener.fd, socket::sockopt::SocketError);
+            return;
+        }
+        if entry.listener.key.socket == SocketType::Dgram
+            && (service.only_from.is_some() || !service.deny_from.is_empty())
+            && !self.admit_datagram(sid, token)
+        {
             return;
         }
         // `rate` paces a wait service's children as it paces accepts;
@@ -1088,6 +1159,48 @@ impl Daemon {
                 self.pause_for_resources(sid, "fork", e);
             }
         }
+    }
+
+    /// UDP wait with access rules: the source of the datagram at the head
+    /// of the queue is peeked (the child still reads it) and checked; a
+    /// refused datagram is read and dropped, as xinetd does. `true` when
+    /// the head may start a child; a batch of refusals at most per call.
+    fn admit_datagram(&mut self, sid: u64, token: Token) -> bool {
+        for _ in 0..ACCEPT_BATCH {
+            let (Some(entry), Some(st)) = (self.listeners.get(&token), self.services.get_mut(&sid))
+            else {
+                return false;
+            };
+            let fd = entry.listener.fd.as_fd();
+            let verdict = match datagram_source(fd, true) {
+                Ok(Some(peer)) => access::check(
+                    peer.ip(),
+                    st.service.only_from.as_deref(),
+                    &st.service.deny_from,
+                )
+                .map_err(|r| (peer, r)),
+                // No inet source (none on an inet socket): nothing to
+                // check it against; it goes.
+                Ok(None) => {
+                    let _ = datagram_source(fd, false);
+                    continue;
+                }
+                Err(Errno::EAGAIN) => return false,
+                // EINTR, or an ICMP report the read has cleared: again.
+                Err(_) => continue,
+            };
+            let Err((peer, reason)) = verdict else {
+                return true;
+            };
+            let _ = datagram_source(fd, false);
+            match reason {
+                Refusal::DenyFrom => st.counters.refused_deny_from += 1,
+                _ => st.counters.refused_only_from += 1,
+            }
+            log_refused_datagram(&mut st.refusal_log, &st.service.name, peer, reason);
+        }
+        self.ready.push(token);
+        false
     }
 
     /// Gives a `wait` listener back to the loop after its child ended.
@@ -1273,6 +1386,7 @@ impl Daemon {
             .map_or(usize::MAX, |n| n as usize);
         let sock = FdDatagram(entry.listener.fd.as_fd());
         let counters = &mut st.counters;
+        let refusal_log = &mut st.refusal_log;
         let t = builtins::now_unix();
         let offset = offset_for(udp.kind(), t);
         let drain = udp.serve(
@@ -1292,12 +1406,7 @@ impl Daemon {
                         Refusal::DenyFrom => counters.refused_deny_from += 1,
                         _ => counters.refused_only_from += 1,
                     }
-                    warn!(
-                        "refused service={} peer={} reason={}",
-                        service.name,
-                        canonical_addr(peer),
-                        reason.as_str()
-                    );
+                    log_refused_datagram(refusal_log, &service.name, peer, reason);
                     false
                 }
             },
@@ -1326,10 +1435,11 @@ impl Daemon {
         // reaped by superd or by a parent in the same cgroup).
         self.dying.retain(|c| !c.remove());
         for (pid, mut child, ended) in self.children.reap() {
-            // A child that died before exec: its report first (the pipe is
-            // closed, so this does not wait), then its exit.
+            // A child that died before exec: its report first (its end of
+            // the pipe is closed with it, so the report is all there), then
+            // its exit.
             if let Some(token) = child.exec
-                && let Some(failed) = self.settle_now(token)
+                && let Some(failed) = self.exec_settled(token)
             {
                 child.exec_failed = failed;
             }
@@ -1578,6 +1688,11 @@ impl Daemon {
                         self.kill_lingering(l, reused);
                     }
                 }
+                Timer::ExecCheck(token) => {
+                    if self.execs.contains_key(&token) && self.exec_settled(token).is_none() {
+                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
+                    }
+                }
                 Timer::SessionIdle(token) => {
                     let Some(s) = self.sessions.get(&token) else {
                         continue;
@@ -1673,6 +1788,7 @@ impl Daemon {
                 busy: e.busy,
                 listener: e.listener,
                 udp: e.udp,
+                adjust: None,
             });
         }
         let old: HashMap<String, u64> = self
@@ -1687,14 +1803,9 @@ impl Daemon {
                 // what is closed: the log tells the order it happened in.
                 self.install(config.services, bound, old);
                 // What is left in the pool is no longer configured. Its
-                // socket file goes too, unless a new listener was bound at
-                // the same path (a changed socket type): that file is the
-                // new socket's now.
-                let in_use: std::collections::HashSet<PathBuf> = self
-                    .listeners
-                    .values()
-                    .filter_map(|e| e.listener.unix_path.clone())
-                    .collect();
+                // socket file goes too, if its path still names it (a new
+                // listener bound at the same path, for a changed socket
+                // type, has a file of its own there).
                 for (_, slots) in pool.drain() {
                     for mut slot in slots {
                         if !slot.busy {
@@ -1704,14 +1815,6 @@ impl Daemon {
                                 .deregister(&mut SourceFd(&slot.listener.fd.as_raw_fd()));
                         }
                         info!("closed addr={}", slot.listener.local);
-                        if slot
-                            .listener
-                            .unix_path
-                            .as_ref()
-                            .is_some_and(|p| in_use.contains(p))
-                        {
-                            slot.listener.unix_path = None;
-                        }
                         slot.listener.remove_socket_file();
                     }
                 }
@@ -1927,6 +2030,45 @@ fn utf8_cut(buf: &[u8]) -> usize {
     if continuation(k) { STDERR_LINE_MAX } else { k }
 }
 
+/// Logs a refused datagram within the service's budget: one line per
+/// REFUSAL_LOG_INTERVAL, the next one saying how many were not logged.
+fn log_refused_datagram(budget: &mut LogBudget, service: &str, peer: SocketAddr, reason: Refusal) {
+    if let Some(left_out) = budget.take(Instant::now(), REFUSAL_LOG_INTERVAL) {
+        warn!(
+            "refused service={service} peer={} reason={}{}",
+            canonical_addr(peer),
+            reason.as_str(),
+            if left_out > 0 {
+                format!(" suppressed={left_out}")
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// The inet source of a datagram (`None` for any other kind).
+fn inet_source(ss: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = ss.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    ss.as_sockaddr_in6()
+        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
+}
+
+/// Reads the datagram at the head of the queue (`peek`: leaves it there)
+/// for its source only: `Ok(None)` when it has no inet source.
+fn datagram_source(fd: std::os::fd::BorrowedFd<'_>, peek: bool) -> nix::Result<Option<SocketAddr>> {
+    let mut buf = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut buf)];
+    let mut flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
+    if peek {
+        flags |= MsgFlags::MSG_PEEK;
+    }
+    let msg = socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, None, flags)?;
+    Ok(msg.address.as_ref().and_then(inet_source))
+}
+
 /// Reads and throws away what is queued on a datagram socket (at most a
 /// bounded number, so a flood cannot hold the loop); returns how many.
 fn drain_datagrams(fd: std::os::fd::BorrowedFd<'_>) -> usize {
@@ -1957,13 +2099,7 @@ impl builtins::DatagramSocket for FdDatagram<'_> {
         loop {
             let (n, from) = socket::recvfrom::<SockaddrStorage>(self.0.as_raw_fd(), buf)
                 .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            let peer = from.as_ref().and_then(|ss| {
-                if let Some(v4) = ss.as_sockaddr_in() {
-                    return Some(SocketAddr::from((v4.ip(), v4.port())));
-                }
-                ss.as_sockaddr_in6()
-                    .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
-            });
+            let peer = from.as_ref().and_then(inet_source);
             // Datagrams without an inet source (none on an inet socket) are
             // skipped.
             if let Some(p) = peer {
@@ -1997,6 +2133,10 @@ struct Slot {
     busy: bool,
     listener: Listener,
     udp: Option<builtins::UdpServer>,
+    /// The key an old socket takes once the whole reload has bound (its
+    /// backlog, socket file mode and owner change then, so that a reload
+    /// rolled back leaves them as they were).
+    adjust: Option<ListenerKey>,
 }
 
 /// Takes the listener for `key` out of the pool for the service that had
@@ -2023,8 +2163,9 @@ fn take_from_pool(
         }
     }
     // The same address with other options that an open socket can take
-    // (backlog, socket file mode and owner): adjust it in place rather
-    // than fail to bind the address a second time.
+    // (backlog, socket file mode and owner): adjust it in place, once the
+    // reload is known to succeed (bind_all), rather than fail to bind the
+    // address a second time.
     let same_addr = |k: &ListenerKey, s: &Slot| {
         k.addr == key.addr && (!any_port || mine(s))
             || key.addr.port().is_some_and(|p| p != 0)
@@ -2041,15 +2182,7 @@ fn take_from_pool(
     let (k, i) = found?;
     let slots = pool.get_mut(&k)?;
     let mut slot = slots.swap_remove(i);
-    if let Err(e) = slot.listener.adjust(key) {
-        warn!(
-            "cannot change socket options addr={} error={}",
-            slot.listener.local,
-            quote(&e.to_string())
-        );
-    }
-    // From now on the socket is known by the new key.
-    slot.listener.key = key.clone();
+    slot.adjust = Some(key.clone());
     Some(slot)
 }
 
@@ -2073,6 +2206,27 @@ fn bind_all(
                     slots.push(slot);
                     continue;
                 }
+                // A socket file of ours at this path, whose socket cannot
+                // take the new key (another socket type): moved aside
+                // until the reload is known to succeed, and put back if it
+                // is rolled back.
+                if let crate::service::Address::UnixPath(path) = &key.addr
+                    && let Some(old) = pool.values_mut().flatten().find(|slot| {
+                        slot.listener
+                            .socket_file
+                            .as_ref()
+                            .is_some_and(|f| f.path == *path)
+                    })
+                    && let Err(e) = old.listener.stash_socket_file()
+                {
+                    failure = Some(BindFailure(format!(
+                        "service {}: cannot move the old socket file {} aside: {e}",
+                        s.name,
+                        path.display()
+                    )));
+                    out.push(slots);
+                    break 'outer;
+                }
                 match Listener::bind(&key) {
                     Ok(listener) => slots.push(Slot {
                         token: None,
@@ -2080,6 +2234,7 @@ fn bind_all(
                         busy: false,
                         listener,
                         udp: None,
+                        adjust: None,
                     }),
                     Err(e) => {
                         // The address is ours already, with options a
@@ -2120,15 +2275,38 @@ fn bind_all(
         out.push(slots);
     }
     let Some(f) = failure else {
+        // Everything is bound: the old sockets kept take their new options.
+        for slot in out.iter_mut().flatten() {
+            if let Some(key) = slot.adjust.take()
+                && let Err(e) = slot.listener.adjust(&key)
+            {
+                warn!(
+                    "cannot change socket options addr={} error={}",
+                    slot.listener.local,
+                    quote(&e.to_string())
+                );
+            }
+        }
         return Ok(out);
     };
-    // Roll back: old listeners go back to the pool; new ones are dropped,
-    // which closes them and removes their socket files.
-    for slot in out.into_iter().flatten() {
+    // Roll back: old listeners go back to the pool, as they were; new ones
+    // are dropped, which closes them and removes their socket files; then
+    // socket files moved aside for them go back to their paths.
+    for mut slot in out.into_iter().flatten() {
         if slot.token.is_some() {
+            slot.adjust = None;
             pool.entry(slot.listener.key.clone())
                 .or_default()
                 .push(slot);
+        }
+    }
+    for slot in pool.values_mut().flatten() {
+        if let Err(e) = slot.listener.restore_socket_file() {
+            error!(
+                "cannot put the socket file back addr={} error={}",
+                slot.listener.local,
+                quote(&e.to_string())
+            );
         }
     }
     Err(f)

@@ -13,6 +13,8 @@
 //!   pause/resume, reload, status, shutdown.
 //! - [`access`], [`limits`]: pure policy (only_from/deny_from; connection
 //!   caps, per-source counts, rate buckets), time passed in.
+//! - [`proxy`]: the PROXY protocol header (v1, v2) a load balancer sends
+//!   first, parsed from peeked bytes; the child variables it implies.
 //! - [`plan`]: everything a child needs, built before `fork`.
 //! - [`spawn`]: the only fork/exec code, small and audited.
 //! - [`children`]: the pid table, reaping, exit lines, timeouts.
@@ -36,6 +38,7 @@ pub mod logging;
 pub mod notify;
 pub mod pidfile;
 pub mod plan;
+pub mod proxy;
 pub mod service;
 pub mod signals;
 pub mod spawn;

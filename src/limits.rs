@@ -335,6 +335,31 @@ impl ServiceLimits {
     }
 }
 
+/// Bounds the log lines about something a remote peer can cause at will
+/// (a refused datagram: its source can be forged, so no one can be held to
+/// it): one line per interval; the next line says how many were left out.
+#[derive(Debug, Default)]
+pub struct LogBudget {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    /// `Some(n)`: log this one, saying `n` were left out since the last
+    /// line; `None`: leave it out.
+    pub fn take(&mut self, now: Instant, interval: Duration) -> Option<u64> {
+        if self
+            .last
+            .is_some_and(|t| now.saturating_duration_since(t) < interval)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -675,5 +700,24 @@ mod tests {
         assert_eq!(l.take_rate_token(t0), Ok(()));
         assert_eq!(l.take_rate_token(t0), Ok(()));
         assert!(l.take_rate_token(t0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod log_budget_tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_then_the_count() {
+        let t0 = Instant::now();
+        let i = Duration::from_secs(1);
+        let mut b = LogBudget::default();
+        assert_eq!(b.take(t0, i), Some(0));
+        for k in 1..=5 {
+            assert_eq!(b.take(t0 + Duration::from_millis(k * 100), i), None);
+        }
+        assert_eq!(b.take(t0 + i, i), Some(5));
+        assert_eq!(b.take(t0 + i + Duration::from_millis(1), i), None);
+        assert_eq!(b.take(t0 + 3 * i, i), Some(1));
     }
 }

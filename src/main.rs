@@ -33,6 +33,7 @@ fn run() -> ExitCode {
         }
     };
     superd::logging::init(opts.verbosity);
+    startup::not_dumpable();
     let source = if opts.is_oneline() {
         Source::OneLine {
             listen: opts.listen.clone(),

@@ -1,6 +1,7 @@
 //! The pid file: opened without following a symlink, locked for the life of
 //! the process (so a second superd on it refuses to start and leaves the
-//! first one's file alone), removed at exit.
+//! first one's file alone), removed at exit if the path still names the
+//! file that was locked.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -13,12 +14,37 @@ use nix::fcntl::{Flock, FlockArg};
 #[derive(Debug)]
 pub struct PidFile {
     path: PathBuf,
+    /// Device and inode of the locked file.
+    dev: u64,
+    ino: u64,
     _lock: Flock<File>,
 }
+
+/// Times the open and lock are tried again when the file at the path was
+/// replaced (removed by an exiting superd) between the two.
+const ATTEMPTS: usize = 3;
 
 impl PidFile {
     /// Creates (or takes over a stale) pid file and writes our pid.
     pub fn acquire(path: &Path) -> Result<PidFile, String> {
+        for _ in 1..ATTEMPTS {
+            if let Some(p) = PidFile::try_acquire(path)? {
+                return Ok(p);
+            }
+        }
+        PidFile::try_acquire(path)?.ok_or_else(|| {
+            format!(
+                "pidfile {}: replaced by another file while superd locked it (refused)",
+                path.display()
+            )
+        })
+    }
+
+    /// One open and lock; `None` when the file locked is no longer the
+    /// one at the path (a superd that exited removed it, and another may
+    /// have created a new one meanwhile): locking it would be no lock at
+    /// all.
+    fn try_acquire(path: &Path) -> Result<Option<PidFile>, String> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -43,6 +69,16 @@ impl PidFile {
                 path.display()
             ));
         }
+        // A pid file someone else owns, they can rewrite: whoever reads it
+        // to signal superd would signal the pid they chose.
+        let euid = nix::unistd::geteuid().as_raw();
+        if meta.uid() != euid {
+            return Err(format!(
+                "pidfile {}: owned by uid {}, not superd's uid {euid} (refused)",
+                path.display(),
+                meta.uid()
+            ));
+        }
         let mut lock =
             Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(mut f, e)| {
                 let mut other = String::new();
@@ -56,6 +92,9 @@ impl PidFile {
                     e => format!("pidfile {}: lock: {e}", path.display()),
                 }
             })?;
+        if !names(path, meta.dev(), meta.ino()) {
+            return Ok(None);
+        }
         let write = |f: &mut File| -> io::Result<()> {
             f.set_len(0)?;
             f.rewind()?;
@@ -63,16 +102,68 @@ impl PidFile {
             f.flush()
         };
         write(&mut lock).map_err(|e| format!("pidfile {}: {e}", path.display()))?;
-        Ok(PidFile {
+        Ok(Some(PidFile {
             path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
             _lock: lock,
-        })
+        }))
     }
+}
+
+/// Whether `path` names the file with this device and inode (lstat: a
+/// symlink there does not).
+fn names(path: &Path, dev: u64, ino: u64) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == dev && m.ino() == ino)
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        // Still locked by us, so the file is ours to remove.
-        let _ = std::fs::remove_file(&self.path);
+        // Still locked by us; removed only if the path still names the
+        // file we locked (one put there since is not ours). Between the
+        // check and the unlink only someone who can write the directory
+        // can swap the name.
+        if names(&self.path, self.dev, self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("superd-pidfile-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_pidfile_replaced_after_the_lock_is_kept_at_exit() {
+        let d = temp("replaced");
+        let path = d.join("p.pid");
+        let p = PidFile::acquire(&path).unwrap();
+        std::fs::rename(&path, d.join("moved")).unwrap();
+        std::fs::write(&path, "other").unwrap();
+        drop(p);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "other");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn the_lock_must_be_on_the_file_at_the_path() {
+        let d = temp("names");
+        let path = d.join("p.pid");
+        std::fs::write(&path, "").unwrap();
+        let m = std::fs::metadata(&path).unwrap();
+        assert!(names(&path, m.dev(), m.ino()));
+        // Removed and created again (an exiting superd, then a new one):
+        // the inode locked before is not the one at the path.
+        std::fs::rename(&path, d.join("old")).unwrap();
+        std::fs::write(&path, "").unwrap();
+        assert!(!names(&path, m.dev(), m.ino()));
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

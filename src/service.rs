@@ -348,6 +348,34 @@ pub struct Service {
     pub socket_user: Option<u32>,
     pub socket_group: Option<u32>,
     pub enabled: bool,
+    /// `proxy_protocol`, `proxy_from`, `proxy_timeout`: `None` when the
+    /// service expects no PROXY header.
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// A service behind a load balancer: every connection starts with a PROXY
+/// header (superd.yaml(5), PROXY PROTOCOL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Which header versions are accepted.
+    pub accept: crate::proxy::Accept,
+    /// The proxies: a connection from anywhere else is refused. Never empty.
+    pub from: Vec<Cidr>,
+    /// The longest wait for a complete header.
+    pub timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// `proxy_timeout`'s default.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Whether `peer` (the address accept returned) is one of the proxies
+    /// in `proxy_from`; IPv4-mapped peers count as IPv4, as everywhere.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        self.from
+            .iter()
+            .any(|net| crate::access::cidr_contains(net, peer))
+    }
 }
 
 impl Service {
@@ -389,6 +417,7 @@ impl Service {
             socket_user: None,
             socket_group: None,
             enabled: true,
+            proxy: None,
         }
     }
 

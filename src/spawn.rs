@@ -434,6 +434,27 @@ thread_local! {
 /// A child's stack: an anonymous mapping with a guard page at the bottom.
 struct Stack {
     base: *mut libc::c_void,
+    /// The whole mapping, guard page included (see [`stack_layout`]).
+    len: usize,
+}
+
+/// The system's page size (64 KiB on some aarch64 kernels, not always
+/// 4 KiB), asked once, in the parent: nothing in the child calls sysconf.
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf(3) reads a system value; no pointer involved.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
+    })
+}
+
+/// A stack's mapping length and guard length for pages of `page` bytes:
+/// one whole page of guard below at least CHILD_STACK usable bytes, so a
+/// larger page neither leaves part of the guard writable nor eats the
+/// stack.
+fn stack_layout(page: usize) -> (usize, usize) {
+    (CHILD_STACK.next_multiple_of(page) + page, page)
 }
 
 impl Stack {
@@ -442,11 +463,12 @@ impl Stack {
         if let Some(s) = STACKS.with(|p| p.borrow_mut().pop()) {
             return Ok(s);
         }
+        let (len, guard) = stack_layout(page_size());
         // SAFETY: an anonymous private mapping; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
                 ptr::null_mut(),
-                CHILD_STACK,
+                len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
                 -1,
@@ -458,13 +480,13 @@ impl Stack {
         }
         // SAFETY: the lowest page of our own mapping becomes a guard page: a
         // runaway child faults instead of writing over other memory.
-        unsafe { libc::mprotect(base, 4096, libc::PROT_NONE) };
-        Ok(Stack { base })
+        unsafe { libc::mprotect(base, guard, libc::PROT_NONE) };
+        Ok(Stack { base, len })
     }
 
     /// Stacks grow down; the top is page aligned.
     fn top(&self) -> *mut libc::c_void {
-        (self.base as usize + CHILD_STACK) as *mut libc::c_void
+        (self.base as usize + self.len) as *mut libc::c_void
     }
 
     /// Back to the pool (or unmapped) once no child runs on it.
@@ -475,7 +497,7 @@ impl Stack {
                 pool.push(self);
             } else {
                 // SAFETY: our own mapping, used by no child any more.
-                unsafe { libc::munmap(self.base, CHILD_STACK) };
+                unsafe { libc::munmap(self.base, self.len) };
             }
         });
     }
@@ -1078,6 +1100,47 @@ fn close_fallback_limit() -> Option<RawFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stack_guard_is_one_real_page_below_a_whole_stack() {
+        for page in [4096, 16 * 1024, 64 * 1024] {
+            let (len, guard) = stack_layout(page);
+            assert_eq!(guard, page);
+            assert_eq!(len % page, 0);
+            assert!(len - guard >= CHILD_STACK, "page {page}");
+        }
+        assert_eq!(
+            page_size() as libc::c_long,
+            // SAFETY: as in page_size.
+            unsafe { libc::sysconf(libc::_SC_PAGESIZE) }
+        );
+        // The mapping as made: its lowest page is the guard, the rest
+        // read-write (/proc/self/maps).
+        let s = Stack::take().unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let base = s.base as usize;
+        let page = page_size();
+        // Neighbouring mappings may merge with ours: the guard ends where
+        // the stack begins, and the stack covers up to its top.
+        let ranges: Vec<(usize, usize, &str)> = maps
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (a, b) = f.next()?.split_once('-')?;
+                let a = usize::from_str_radix(a, 16).ok()?;
+                let b = usize::from_str_radix(b, 16).ok()?;
+                Some((a, b, f.next()?))
+            })
+            .collect();
+        let guard = ranges
+            .iter()
+            .any(|&(a, b, p)| a <= base && b == base + page && p.starts_with("---"));
+        let rest = ranges
+            .iter()
+            .any(|&(a, b, p)| a == base + page && b >= base + s.len && p.starts_with("rw-"));
+        s.release();
+        assert!(guard && rest, "{maps}");
+    }
 
     #[test]
     fn step_codes_round_trip() {

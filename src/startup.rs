@@ -21,3 +21,14 @@ pub fn ensure_std_fds() {
         }
     }
 }
+
+/// Marks superd non-dumpable (prctl PR_SET_DUMPABLE 0, superd.8 SECURITY):
+/// no process of its user can ptrace it or open its /proc/PID/mem, so a
+/// program superd started, running as the same user, cannot write its
+/// memory, nor that of a child not yet past exec (which shares it). No
+/// core dump of superd either: it may hold what its configuration holds.
+pub fn not_dumpable() {
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        log::warn!("cannot mark superd non-dumpable error={e}");
+    }
+}

@@ -3,6 +3,13 @@
 
 #![allow(unsafe_code)]
 
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
 /// Returns freed heap memory to the kernel (glibc keeps the peak of a large
 /// configuration load otherwise).
 pub fn trim_heap() {
@@ -36,4 +43,132 @@ pub fn default_disposition(signal: nix::sys::signal::Signal) -> nix::Result<()> 
     // SAFETY: SIG_DFL installs no handler, so no code of ours can run in
     // signal context; the previous action is not needed.
     unsafe { sigaction(signal, &dfl) }.map(drop)
+}
+
+/// An `O_PATH` descriptor of the file a bound unix socket `sock` made
+/// (`SIOCUNIXFILE`, unix(7)): the very inode bind created, whatever the
+/// path names by now. Needs `CAP_NET_ADMIN` and a kernel that has the
+/// ioctl; the caller falls back to opening the path.
+pub fn unix_socket_file(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SIOCPROTOPRIVATE + 0, from <linux/un.h> (not in the libc crate).
+    const SIOCUNIXFILE: libc::c_ulong = 0x89E0;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor or
+    // -1; `sock` is a valid socket for the call.
+    let fd = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCUNIXFILE as _) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the ioctl succeeded: `fd` is a new descriptor owned by no one
+    // else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// chmod of the inode an `O_PATH` descriptor holds, never a path lookup:
+/// fchmodat2(2) with `AT_EMPTY_PATH` (Linux 6.6), or, on an older kernel,
+/// chmod of `/proc/self/fd/N`, which names that same inode (what the C
+/// library's `fchmodat(AT_SYMLINK_NOFOLLOW)` does).
+pub fn chmod_fd(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: the path is a NUL-terminated empty string; fchmodat2 reads
+    // it and the descriptor, nothing else.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fchmodat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode as libc::mode_t,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    // ENOSYS, or EINVAL from a kernel whose fchmodat2 has no AT_EMPTY_PATH;
+    // EPERM from a seccomp filter that does not know the call.
+    if !matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSYS | libc::EINVAL | libc::EPERM)
+    ) {
+        return Err(e);
+    }
+    let proc = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    std::fs::set_permissions(proc, std::fs::Permissions::from_mode(mode))
+}
+
+/// chown of the inode an `O_PATH` descriptor holds (fchownat(2) with
+/// `AT_EMPTY_PATH`); `None` leaves that id as it is.
+pub fn chown_fd(fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    // SAFETY: the path is a NUL-terminated empty string; fchownat reads it
+    // and the descriptor, nothing else. u32::MAX is the kernel's "no
+    // change" (-1).
+    let rc = unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            uid.unwrap_or(u32::MAX),
+            gid.unwrap_or(u32::MAX),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Where to read an extended attribute from.
+pub enum XattrOf<'a> {
+    Fd(BorrowedFd<'a>),
+    /// A path; symbolic links are followed, as stat(2) does.
+    Path(&'a Path),
+}
+
+/// The value of the extended attribute `name`, or `None` when the file has
+/// none or its file system has no extended attributes.
+pub fn xattr(of: XattrOf<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let cpath = match &of {
+        XattrOf::Path(p) => Some(
+            CString::new(p.as_os_str().as_bytes())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+        ),
+        XattrOf::Fd(_) => None,
+    };
+    let get = |buf: &mut [u8]| -> isize {
+        let (ptr, len) = if buf.is_empty() {
+            (std::ptr::null_mut(), 0)
+        } else {
+            (buf.as_mut_ptr().cast(), buf.len())
+        };
+        match (&of, &cpath) {
+            // SAFETY: `ptr` and `len` describe writable memory of ours (or
+            // are null and 0, asking for the size); `name` is NUL-terminated.
+            (XattrOf::Fd(fd), _) => unsafe {
+                libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), ptr, len)
+            },
+            // SAFETY: as above; `c` is a NUL-terminated path.
+            (XattrOf::Path(_), Some(c)) => unsafe {
+                libc::getxattr(c.as_ptr(), name.as_ptr(), ptr, len)
+            },
+            (XattrOf::Path(_), None) => -1,
+        }
+    };
+    // The value may grow between the size query and the read: ask again.
+    for _ in 0..8 {
+        let n = get(&mut []);
+        if n >= 0 {
+            let mut buf = vec![0u8; n as usize];
+            let m = get(&mut buf);
+            if m >= 0 {
+                buf.truncate(m as usize);
+                return Ok(Some(buf));
+            }
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA | libc::EOPNOTSUPP) => return Ok(None),
+            Some(libc::ERANGE) => continue,
+            _ => return Err(e),
+        }
+    }
+    Err(io::Error::from_raw_os_error(libc::ERANGE))
 }

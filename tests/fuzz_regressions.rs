@@ -1,13 +1,16 @@
-//! The fuzz corpus replayed through the config loader on every `cargo test`:
-//! the seeds (`fuzz/seeds/`), every crash the fuzzer ever found
-//! (`fuzz/regressions/`), and a cheap deterministic smoke run of mutations
-//! of the seeds. Each input must end in a configuration or in errors with a
-//! position or a file name; none may panic.
+//! The fuzz corpora replayed on every `cargo test`: the seeds
+//! (`fuzz/seeds/`, `fuzz/proxy-seeds/`), every input the fuzzers ever found
+//! misbehaving (`fuzz/regressions/`, `fuzz/proxy-regressions/`), and a
+//! cheap deterministic smoke run of mutations of the seeds. A config input
+//! must end in a configuration or in errors with a position or a file
+//! name; a PROXY header input in an answer that keeps the parser's
+//! promises (see `proxy_promises`); none may panic.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use superd::config::{Context, check_text};
+use superd::proxy::{self, Accept, Parse};
 
 fn inputs(dir: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
@@ -163,5 +166,113 @@ fn hand_written_hostile_inputs_load_without_panic() {
     ];
     for (what, bytes) in &cases {
         check(bytes, what);
+    }
+}
+
+/// What the event loop relies on, for one input and every `Accept`: an
+/// `Incomplete` asks for more than it got; a `Complete` lies within the
+/// input, is the same answer for the input cut at `header_len` (nothing
+/// past it was read), is not `Complete` one byte shorter, and gives the
+/// child no control character.
+fn proxy_promises(input: &[u8], what: &str) -> bool {
+    let mut complete = false;
+    for accept in Accept::ALL {
+        let r = std::panic::catch_unwind(|| proxy::parse(input, accept))
+            .unwrap_or_else(|_| panic!("{what}: the PROXY parser panicked on {input:?}"));
+        match &r {
+            Parse::Incomplete { need_at_least } => {
+                assert!(*need_at_least > input.len(), "{what} {accept}: {r:?}")
+            }
+            Parse::Complete { header_len, header } => {
+                complete = true;
+                assert!(*header_len <= input.len(), "{what} {accept}: {r:?}");
+                assert_eq!(
+                    proxy::parse(&input[..*header_len], accept),
+                    r,
+                    "{what} {accept}"
+                );
+                assert!(
+                    !matches!(
+                        proxy::parse(&input[..header_len - 1], accept),
+                        Parse::Complete { .. }
+                    ),
+                    "{what} {accept}: Complete one byte short"
+                );
+                let peer = "192.0.2.1:1".parse().unwrap();
+                let local = "192.0.2.2:2".parse().unwrap();
+                for (k, v) in proxy::child_vars(header, peer, local) {
+                    assert!(
+                        !v.chars().any(char::is_control),
+                        "{what} {accept}: {k}={v:?}"
+                    );
+                }
+            }
+            Parse::Invalid(_) => {}
+        }
+    }
+    complete
+}
+
+#[test]
+fn every_proxy_fuzz_regression_keeps_the_parsers_promises() {
+    for (path, bytes) in &inputs("fuzz/proxy-regressions") {
+        proxy_promises(bytes, &path.display().to_string());
+    }
+}
+
+#[test]
+fn every_proxy_seed_keeps_the_parsers_promises() {
+    let seeds = inputs("fuzz/proxy-seeds");
+    assert!(seeds.len() >= 20, "the PROXY seed corpus is missing");
+    let mut complete = 0;
+    for (path, bytes) in &seeds {
+        let name = path.display().to_string();
+        let ok = proxy_promises(bytes, &name);
+        // The seeds say what they are: `v1-tcp4` parses, `v2-crc-bad` not.
+        let valid = ![
+            "too-long",
+            "leading-zero",
+            "port-over",
+            "lone-cr",
+            "mismatch",
+            "-bad",
+            "past-end",
+            "truncated",
+            "129",
+            "short",
+            "http",
+        ]
+        .iter()
+        .any(|m| name.contains(m));
+        assert_eq!(ok, valid, "{name}");
+        complete += usize::from(ok);
+    }
+    assert!(complete >= 10, "{complete} valid PROXY seeds");
+}
+
+/// Every PROXY seed cut at every length, and with bytes changed, from a
+/// fixed xorshift seed.
+#[test]
+fn smoke_mutations_of_the_proxy_seeds_keep_the_parsers_promises() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for (path, bytes) in &inputs("fuzz/proxy-seeds") {
+        let name = path.display().to_string();
+        for cut in 0..bytes.len() {
+            proxy_promises(&bytes[..cut], &format!("{name} cut at {cut}"));
+        }
+        for _ in 0..500 {
+            let mut m = bytes.clone();
+            for _ in 0..=(next() % 3) {
+                let i = (next() as usize) % m.len();
+                m[i] = next() as u8;
+            }
+            proxy_promises(&m, &format!("{name} changed"));
+        }
     }
 }

@@ -43,6 +43,15 @@ fn spawn_locked(
 /// Long enough for any machine; reads end at EOF, never by timing out.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Says on the test output (past libtest's capture) that the running test
+/// skips, and why.
+fn skip(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("a spawn test");
+    let _ = writeln!(std::io::stderr(), "skipped {name}: {reason}");
+}
+
 fn probe_path() -> PathBuf {
     let bin = Path::new(env!("CARGO_BIN_EXE_superd"));
     let probe = bin.parent().unwrap().join("examples/probe");
@@ -573,7 +582,7 @@ fn bad_cwd_fails_at_chdir() {
 /// Runs the probe as `nobody` with `groups`; root only.
 fn run_as_nobody(groups: Vec<u32>) -> Option<Outcome> {
     if !geteuid().is_root() {
-        eprintln!("skipped: credentials need root (euid {})", geteuid());
+        skip(&format!("credentials need root (euid {})", geteuid()));
         return None;
     }
     // A copy nobody can surely execute, whatever the checkout's modes.

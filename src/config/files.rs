@@ -12,11 +12,13 @@
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::ConfigError;
+use crate::sys;
 
 /// Files larger than this are refused.
 pub const MAX_FILE: u64 = 1 << 20;
@@ -107,7 +109,7 @@ pub fn collect(paths: &[PathBuf], root: bool, errors: &mut Vec<ConfigError>) -> 
             }
         };
         if meta.is_dir() {
-            if root && let Err(m) = safe_dir(&meta) {
+            if root && let Err(m) = safe_dir(path, &meta) {
                 errors.push(whole(path, m));
                 continue;
             }
@@ -137,7 +139,7 @@ pub fn collect(paths: &[PathBuf], root: bool, errors: &mut Vec<ConfigError>) -> 
                 };
                 match fs::metadata(parent)
                     .map_err(|e| io_message(&e))
-                    .and_then(|m| safe_dir(&m))
+                    .and_then(|m| safe_dir(parent, &m))
                 {
                     Ok(()) => {}
                     Err(m) => {
@@ -165,8 +167,10 @@ fn io_message(e: &std::io::Error) -> String {
     }
 }
 
-/// Refuses what someone other than root can write (SPEC §2).
-fn writable_by_others(meta: &Metadata) -> Option<String> {
+/// Refuses what someone other than root can write (superd.yaml(5),
+/// SECURITY): the owner, the mode bits, and the POSIX access ACL (`acl`,
+/// the `system.posix_acl_access` attribute, when the file has one).
+fn writable_by_others(meta: &Metadata, acl: Option<&[u8]>) -> Option<String> {
     let mode = meta.mode();
     if meta.uid() != 0 {
         return Some(format!("owned by uid {}, not root", meta.uid()));
@@ -174,17 +178,98 @@ fn writable_by_others(meta: &Metadata) -> Option<String> {
     if mode & 0o002 != 0 {
         return Some("writable by everyone".into());
     }
-    if mode & 0o020 != 0 && meta.gid() != 0 {
-        return Some(format!("writable by group {}", meta.gid()));
+    let entries = match acl.map(parse_acl) {
+        None => Vec::new(),
+        Some(Ok(e)) => e,
+        Some(Err(why)) => return Some(format!("ACL not understood ({why})")),
+    };
+    acl_writer(&entries, meta.gid()).or_else(|| {
+        // Without a mask the group bits are the owning group's; with one
+        // they are the mask, and acl_writer judged the group.
+        let masked = entries.iter().any(|e| e.tag == ACL_MASK);
+        (!masked && mode & 0o020 != 0 && meta.gid() != 0)
+            .then(|| format!("writable by group {}", meta.gid()))
+    })
+}
+
+/// One entry of a POSIX ACL (acl(5)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct AclEntry {
+    tag: u16,
+    perm: u16,
+    id: u32,
+}
+
+const ACL_USER_OBJ: u16 = 0x01;
+const ACL_USER: u16 = 0x02;
+const ACL_GROUP_OBJ: u16 = 0x04;
+const ACL_GROUP: u16 = 0x08;
+const ACL_MASK: u16 = 0x10;
+const ACL_OTHER: u16 = 0x20;
+const ACL_WRITE: u16 = 0x02;
+/// The version of the extended attribute's format (linux/posix_acl_xattr.h).
+const ACL_XATTR_VERSION: u32 = 2;
+
+/// Parses the value of `system.posix_acl_access`: a little-endian u32
+/// version, then entries of a u16 tag, a u16 permission set and a u32 id.
+fn parse_acl(bytes: &[u8]) -> Result<Vec<AclEntry>, String> {
+    let (head, body) = bytes
+        .split_first_chunk::<4>()
+        .ok_or_else(|| "shorter than its header".to_string())?;
+    let version = u32::from_le_bytes(*head);
+    if version != ACL_XATTR_VERSION {
+        return Err(format!("version {version}"));
     }
-    None
+    if body.len() % 8 != 0 {
+        return Err("a partial entry".into());
+    }
+    body.chunks_exact(8)
+        .map(|c| {
+            let e = AclEntry {
+                tag: u16::from_le_bytes([c[0], c[1]]),
+                perm: u16::from_le_bytes([c[2], c[3]]),
+                id: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            };
+            match e.tag {
+                ACL_USER_OBJ | ACL_USER | ACL_GROUP_OBJ | ACL_GROUP | ACL_MASK | ACL_OTHER => Ok(e),
+                t => Err(format!("entry tag {t:#x}")),
+            }
+        })
+        .collect()
+}
+
+/// Who other than root the ACL lets write, if anyone: a named user other
+/// than uid 0, a named group other than gid 0, or the owning group (`gid`)
+/// when it is not root's, each with the write bit left by the mask.
+fn acl_writer(entries: &[AclEntry], gid: u32) -> Option<String> {
+    let mask = entries
+        .iter()
+        .find(|e| e.tag == ACL_MASK)
+        .map_or(u16::MAX, |e| e.perm);
+    entries.iter().find_map(|e| {
+        let writes = e.perm & mask & ACL_WRITE != 0;
+        match e.tag {
+            ACL_USER if writes && e.id != 0 => Some(format!("writable by user {} (ACL)", e.id)),
+            ACL_GROUP if writes && e.id != 0 => Some(format!("writable by group {} (ACL)", e.id)),
+            ACL_GROUP_OBJ if writes && gid != 0 => Some(format!("writable by group {gid}")),
+            _ => None,
+        }
+    })
+}
+
+/// The access ACL of a file, if it has one.
+fn access_acl(of: sys::XattrOf<'_>) -> Result<Option<Vec<u8>>, String> {
+    sys::xattr(of, c"system.posix_acl_access").map_err(|e| format!("cannot read its ACL: {e}"))
 }
 
 const ROOT_SHELL: &str =
     "refused: superd runs as root and a config others can write is a root shell";
 
-fn safe_dir(meta: &Metadata) -> Result<(), String> {
-    match writable_by_others(meta) {
+/// A directory config files are read from, as root: refused when others
+/// can write it.
+fn safe_dir(dir: &Path, meta: &Metadata) -> Result<(), String> {
+    let acl = access_acl(sys::XattrOf::Path(dir))?;
+    match writable_by_others(meta, acl.as_deref()) {
         Some(why) => Err(format!("{why}; {ROOT_SHELL}")),
         None => Ok(()),
     }
@@ -211,7 +296,7 @@ fn read_bytes(path: &Path, root: bool) -> Result<Vec<u8>, String> {
         // Followed a symlink: the directory really holding the file counts.
         if let Some(dir) = real.parent() {
             let m = fs::metadata(dir).map_err(|e| io_message(&e))?;
-            safe_dir(&m).map_err(|m| format!("directory {}: {m}", dir.display()))?;
+            safe_dir(dir, &m).map_err(|m| format!("directory {}: {m}", dir.display()))?;
         }
     }
     // O_NONBLOCK: opening a fifo must not hang the daemon; fstat then
@@ -228,8 +313,11 @@ fn read_bytes(path: &Path, root: bool) -> Result<Vec<u8>, String> {
     if meta.len() > MAX_FILE {
         return Err(format!("larger than {} bytes", MAX_FILE));
     }
-    if root && let Some(why) = writable_by_others(&meta) {
-        return Err(format!("{why}; {ROOT_SHELL}"));
+    if root {
+        let acl = access_acl(sys::XattrOf::Fd(file.as_fd()))?;
+        if let Some(why) = writable_by_others(&meta, acl.as_deref()) {
+            return Err(format!("{why}; {ROOT_SHELL}"));
+        }
     }
     let mut buf = Vec::new();
     // The file may have grown since fstat: read one byte past the limit.
@@ -241,4 +329,113 @@ fn read_bytes(path: &Path, root: bool) -> Result<Vec<u8>, String> {
         return Err(format!("larger than {} bytes", MAX_FILE));
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The xattr bytes of an ACL made of `(tag, perm, id)` entries.
+    fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+        let mut b = ACL_XATTR_VERSION.to_le_bytes().to_vec();
+        for &(tag, perm, id) in entries {
+            b.extend_from_slice(&tag.to_le_bytes());
+            b.extend_from_slice(&perm.to_le_bytes());
+            b.extend_from_slice(&id.to_le_bytes());
+        }
+        b
+    }
+
+    const RW: u16 = 6;
+    const R: u16 = 4;
+    /// The id the kernel stores in entries that have none.
+    const NONE: u32 = u32::MAX;
+
+    fn writer(entries: &[(u16, u16, u32)], gid: u32) -> Option<String> {
+        acl_writer(&parse_acl(&acl(entries)).unwrap(), gid)
+    }
+
+    #[test]
+    fn the_xattr_format_is_parsed() {
+        let bytes = acl(&[(ACL_USER_OBJ, RW, NONE), (ACL_USER, RW, 65534)]);
+        assert_eq!(
+            parse_acl(&bytes).unwrap(),
+            vec![
+                AclEntry {
+                    tag: ACL_USER_OBJ,
+                    perm: RW,
+                    id: NONE
+                },
+                AclEntry {
+                    tag: ACL_USER,
+                    perm: RW,
+                    id: 65534
+                },
+            ]
+        );
+        assert!(parse_acl(&[2, 0]).is_err(), "short header");
+        assert!(parse_acl(&[1, 0, 0, 0]).is_err(), "another version");
+        assert!(
+            parse_acl(&bytes[..bytes.len() - 1]).is_err(),
+            "partial entry"
+        );
+        assert!(parse_acl(&acl(&[(0x40, RW, 0)])).is_err(), "unknown tag");
+        assert_eq!(parse_acl(&acl(&[])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_named_user_or_group_that_can_write_is_found() {
+        let base = [
+            (ACL_USER_OBJ, RW, NONE),
+            (ACL_GROUP_OBJ, R, NONE),
+            (ACL_OTHER, R, NONE),
+        ];
+        let with = |extra: &[(u16, u16, u32)]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            v
+        };
+        // u:nobody:rw, mask rw: refused.
+        assert_eq!(
+            writer(&with(&[(ACL_USER, RW, 65534), (ACL_MASK, RW, NONE)]), 0).as_deref(),
+            Some("writable by user 65534 (ACL)")
+        );
+        // g:staff:rw: refused.
+        assert_eq!(
+            writer(&with(&[(ACL_GROUP, RW, 50), (ACL_MASK, RW, NONE)]), 0).as_deref(),
+            Some("writable by group 50 (ACL)")
+        );
+        // Root's own entries are fine.
+        assert_eq!(
+            writer(
+                &with(&[(ACL_USER, RW, 0), (ACL_GROUP, RW, 0), (ACL_MASK, RW, NONE)]),
+                0
+            ),
+            None
+        );
+        // Read only: fine.
+        assert_eq!(
+            writer(&with(&[(ACL_USER, R, 65534), (ACL_MASK, R, NONE)]), 0),
+            None
+        );
+        // The mask takes the write away: fine.
+        assert_eq!(
+            writer(&with(&[(ACL_USER, RW, 65534), (ACL_MASK, R, NONE)]), 0),
+            None
+        );
+        // The owning group writes, and is not root's: refused.
+        assert_eq!(
+            writer(
+                &[
+                    (ACL_USER_OBJ, RW, NONE),
+                    (ACL_GROUP_OBJ, RW, NONE),
+                    (ACL_MASK, RW, NONE),
+                    (ACL_OTHER, R, NONE)
+                ],
+                100
+            )
+            .as_deref(),
+            Some("writable by group 100")
+        );
+    }
 }

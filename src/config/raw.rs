@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use crate::proxy::Accept;
 use crate::service::{
     Address, Builtin, Cidr, Rate, RlimValue, Rlimit, RlimitResource, SocketType, StderrMode,
 };
@@ -49,6 +50,8 @@ macro_rules! raw_service {
             /// `user` came through a merge key, not written in the mapping
             /// itself: it cannot make the service root (the root rule).
             pub user_merged: bool,
+            /// The same for `group`: it cannot make the service's group root.
+            pub group_merged: bool,
         }
 
         /// Every service field, in the order the messages list them.
@@ -60,6 +63,9 @@ macro_rules! raw_service {
             fn fill_from(&mut self, other: RawService) {
                 if self.user.is_none() && (other.user.is_some() || other.user_merged) {
                     self.user_merged = true;
+                }
+                if self.group.is_none() && (other.group.is_some() || other.group_merged) {
+                    self.group_merged = true;
                 }
                 $(if self.$field.is_none() {
                     self.$field = other.$field;
@@ -115,6 +121,9 @@ raw_service! {
     socket_user: IdRef,
     socket_group: IdRef,
     enabled: bool,
+    proxy_protocol: Accept,
+    proxy_from: OneOrMany<Cidr>,
+    proxy_timeout: Dur,
 }
 
 /// Parts of a file the deserializer passes over, by path:
@@ -530,6 +539,7 @@ macro_rules! scalar_deserialize {
 }
 
 scalar_deserialize!(
+    Accept,
     Address,
     SocketType,
     Builtin,
@@ -677,6 +687,13 @@ impl Scalar for Builtin {
     const EXPECTING: &'static str = "one of echo, discard, daytime, chargen, time";
     fn from_str(s: &str) -> Result<Self, String> {
         one_of(s, &Builtin::ALL, Builtin::as_str, "builtin")
+    }
+}
+
+impl Scalar for Accept {
+    const EXPECTING: &'static str = "one of v1, v2, any";
+    fn from_str(s: &str) -> Result<Self, String> {
+        one_of(s, &Accept::ALL, Accept::as_str, "PROXY protocol version")
     }
 }
 

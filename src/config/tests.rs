@@ -15,15 +15,37 @@ use crate::service::*;
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
+/// A fresh private directory, removed with everything in it when dropped.
+struct TmpDir(PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TmpDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// A fresh private directory (0755: a config dir must not be writable by
 /// others when the tests run as root).
-fn tmpdir() -> PathBuf {
+fn tmpdir() -> TmpDir {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
     let d = std::env::temp_dir().join(format!("superd-config-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir(&d).unwrap();
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
+    TmpDir(d)
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -41,6 +63,7 @@ fn root_ctx() -> Context {
         nr_open: Some(1 << 20),
         hard_limits: vec![(RlimitResource::Core, Some(0))],
         can_raise_limits: true,
+        proxy_served: true,
     }
 }
 
@@ -53,6 +76,7 @@ fn user_ctx() -> Context {
         nr_open: Some(1 << 20),
         hard_limits: vec![(RlimitResource::Core, Some(0))],
         can_raise_limits: false,
+        proxy_served: true,
     }
 }
 
@@ -60,18 +84,42 @@ fn is_root() -> bool {
     euid_is_root()
 }
 
+/// Says on the test output (past libtest's capture, which keeps a passing
+/// test's `eprintln!` to itself) that the running test skips, and why.
+fn skip(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("a config test");
+    let _ = writeln!(std::io::stderr(), "skipped {name}: {reason}");
+}
+
+/// `load_with` as these tests need it: validation sees `ctx`, while the
+/// file layer's ownership rule (a root superd refuses a config someone else
+/// can write, superd.8) follows who really runs the tests. Files root owns
+/// cannot be made without root, so a normal user's run that pretends to be
+/// root checks everything but that rule, which has its own root-only test
+/// (`writable_config_refused_when_root`).
+fn load_as(paths: &[PathBuf], ctx: &Context) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let sources = files::collect(paths, ctx.euid == 0 && is_root(), &mut errors);
+    finish(&sources, ctx, errors).map_err(|mut errors| {
+        in_file_order(&mut errors, paths);
+        errors
+    })
+}
+
 /// Loads one file's text as root would; returns the errors.
 fn errs(text: &str) -> (PathBuf, Vec<ConfigError>) {
     let d = tmpdir();
     let p = write(&d, "t.yaml", text);
-    let e = load_with(&[p.clone()], &root_ctx()).expect_err("expected errors");
+    let e = load_as(&[p.clone()], &root_ctx()).expect_err("expected errors");
     (p, e)
 }
 
 fn ok(text: &str) -> Config {
     let d = tmpdir();
     let p = write(&d, "t.yaml", text);
-    load_with(&[p], &root_ctx()).unwrap_or_else(|e| panic!("{e:?}"))
+    load_as(&[p], &root_ctx()).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 /// Asserts exactly one error, at `line:col`, whose message contains `msg`.
@@ -111,7 +159,7 @@ fn rlimits_the_child_could_not_have() {
         "t.yaml",
         &format!("defaults:\n  rlimits: {{core: \"0:1\"}}\n{ECHO}    rlimits: {{nofile: 8}}\n"),
     );
-    let e = load_with(&[p.clone()], &user_ctx()).expect_err("core above the own hard limit");
+    let e = load_as(&[p.clone()], &user_ctx()).expect_err("core above the own hard limit");
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(
         e[0].to_string(),
@@ -126,7 +174,7 @@ fn rlimits_the_child_could_not_have() {
         "t.yaml",
         &format!("{ECHO}    rlimits: {{core: unlimited}}\n"),
     );
-    let c = load_with(&[p], &user_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
+    let c = load_as(&[p], &user_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
     let core = Rlimit {
         resource: RlimitResource::Core,
         soft: Some(0),
@@ -302,7 +350,7 @@ fn a_broken_defaults_adds_no_errors_elsewhere() {
         "10-a.yaml",
         "services:\n  a:\n    listen: 127.0.0.1:7621\n    exec: /bin/cat\n",
     );
-    let e = load_with(&[d.clone()], &root_ctx()).expect_err("broken defaults");
+    let e = load_as(&[d.to_path_buf()], &root_ctx()).expect_err("broken defaults");
     assert_eq!(e.len(), 1, "{e:#?}");
     assert!(
         e[0].message.contains("unknown field \"max_conections\""),
@@ -402,7 +450,7 @@ fn duplicate_service_across_files() {
         "b.yaml",
         "\nservices:\n  echo:\n    listen: 7008\n    builtin: echo\n",
     );
-    let e = load_with(&[d.clone()], &root_ctx()).unwrap_err();
+    let e = load_as(&[d.to_path_buf()], &root_ctx()).unwrap_err();
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(e[0].file, b);
     assert_eq!((e[0].line, e[0].column), (Some(3), Some(3)));
@@ -529,7 +577,7 @@ fn nesting_bound() {
 fn file_over_one_mib() {
     let d = tmpdir();
     let p = write(&d, "big.yaml", &format!("# {}\n", "x".repeat(1 << 20)));
-    let e = load_with(&[p.clone()], &root_ctx()).unwrap_err();
+    let e = load_as(&[p.clone()], &root_ctx()).unwrap_err();
     assert_eq!(e.len(), 1);
     assert_eq!((e[0].file.clone(), e[0].line), (p, None));
     assert!(e[0].message.contains("larger than 1048576 bytes"));
@@ -542,7 +590,7 @@ fn non_regular_files() {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
     std::os::unix::fs::symlink(&fifo, d.join("x.yaml")).unwrap();
     std::fs::create_dir(d.join("sub.yaml")).unwrap();
-    let e = load_with(&[d.clone()], &root_ctx()).unwrap_err();
+    let e = load_as(&[d.to_path_buf()], &root_ctx()).unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
     assert_eq!(e[0].file, d.join("sub.yaml"));
     assert_eq!(e[0].message, "not a regular file");
@@ -551,9 +599,9 @@ fn non_regular_files() {
     // A symlink to a regular file is followed.
     let real = write(&d, "real", ECHO);
     std::os::unix::fs::symlink(&real, d.join("link.yaml")).unwrap();
-    assert!(load_with(&[d.join("link.yaml")], &root_ctx()).is_ok());
+    assert!(load_as(&[d.join("link.yaml")], &root_ctx()).is_ok());
     // A missing path is an error.
-    let e = load_with(&[d.join("nope")], &root_ctx()).unwrap_err();
+    let e = load_as(&[d.join("nope")], &root_ctx()).unwrap_err();
     assert_eq!(e[0].message, "no such file or directory");
 }
 
@@ -586,7 +634,7 @@ fn exec_not_found() {
         "t.yaml",
         "services:\n  a:\n    listen: 1\n    exec: [./tool.sh, x]\n    user: nobody\n",
     );
-    let c = load_with(&[p], &root_ctx()).unwrap();
+    let c = load_as(&[p], &root_ctx()).unwrap();
     match &c.services[0].program {
         Program::Exec { path, argv } => {
             assert_eq!(path, &std::fs::canonicalize(&d).unwrap().join("./tool.sh"));
@@ -653,7 +701,7 @@ fn unknown_user_and_group() {
 #[test]
 fn root_rule() {
     if !is_root() {
-        eprintln!("skipped: the root rule is only checked when the tests run as root");
+        skip("the root rule is only checked when the tests run as root");
         return;
     }
     // The real context: superd as root refuses an exec service without a
@@ -695,7 +743,7 @@ fn root_rule_with_root_context() {
         "t.yaml",
         "defaults:\n  user: root\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n  b:\n    listen: 2\n    exec: /bin/cat\n    user: root\n",
     );
-    let e = load_with(&[p.clone()], &root_ctx()).unwrap_err();
+    let e = load_as(&[p.clone()], &root_ctx()).unwrap_err();
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!((e[0].line, e[0].column), (Some(4), Some(3)));
     assert!(
@@ -719,7 +767,7 @@ fn not_root_rules() {
         "t.yaml",
         "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
     );
-    let c = load_with(&[p], &user_ctx()).unwrap();
+    let c = load_as(&[p], &user_ctx()).unwrap();
     assert_eq!(c.services[0].credentials, None);
     let p = write(
         &d,
@@ -728,21 +776,21 @@ fn not_root_rules() {
     );
     // Not root: the user is validated, then the child keeps superd's
     // identity (as xinetd does).
-    let c = load_with(&[p], &user_ctx()).unwrap();
+    let c = load_as(&[p], &user_ctx()).unwrap();
     assert_eq!(c.services[0].credentials, None);
     let p = write(
         &d,
         "v.yaml",
         "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: no-such-user-x\n",
     );
-    let e = load_with(&[p], &user_ctx()).unwrap_err();
+    let e = load_as(&[p], &user_ctx()).unwrap_err();
     assert_eq!((e[0].line, e[0].column), (Some(5), Some(11)), "{}", e[0]);
 }
 
 #[test]
 fn writable_config_refused_when_root() {
     if !is_root() {
-        eprintln!("skipped: the ownership rule applies only when superd runs as root");
+        skip("the ownership rule applies only when superd runs as root");
         return;
     }
     let d = tmpdir();
@@ -761,7 +809,7 @@ fn writable_config_refused_when_root() {
     // The directory counts too.
     nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let e = load_with(&[d.clone()], &root_ctx()).unwrap_err();
+    let e = load_with(&[d.to_path_buf()], &root_ctx()).unwrap_err();
     assert!(e[0].message.contains("writable by everyone"), "{}", e[0]);
     // Not root: no ownership rule.
     assert!(load_with(&[p], &user_ctx()).is_ok());
@@ -772,7 +820,7 @@ fn defaults_in_two_files() {
     let d = tmpdir();
     let a = write(&d, "a.yaml", "defaults:\n  user: nobody\n");
     let b = write(&d, "b.yaml", "services: {}\ndefaults:\n  user: nobody\n");
-    let e = load_with(&[d], &root_ctx()).unwrap_err();
+    let e = load_as(&[d.to_path_buf()], &root_ctx()).unwrap_err();
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(
         (e[0].file.clone(), e[0].line, e[0].column),
@@ -819,7 +867,7 @@ fn directory_listing() {
     );
     write(&d, "empty.yaml", "");
     write(&d, "comments.yaml", "# nothing here\n");
-    let c = load_with(&[d], &root_ctx()).unwrap();
+    let c = load_as(&[d.to_path_buf()], &root_ctx()).unwrap();
     let names: Vec<&str> = c.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["c", "a", "b"]);
 }
@@ -893,7 +941,7 @@ services:
   full:
     listen: ["127.0.0.1:7008", "[::1]:7008", ":7009", "*:7010", "0.0.0.0:7011", "[::]:7012"]
     socket: stream
-    wait: true
+    wait: false
     exec: [/bin/cat, -u, 5]
     user: nobody
     group: root
@@ -931,7 +979,7 @@ services:
         chroot = chroot.display()
     );
     let p = write(&d, "t.yaml", &text);
-    let c = load_with(&[p.clone()], &root_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
+    let c = load_as(&[p.clone()], &root_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
     let s = &c.services[0];
     let sa = |x: &str| Address::Inet(x.parse::<SocketAddr>().unwrap());
     assert_eq!(s.name, "full");
@@ -947,7 +995,7 @@ services:
             sa("[::]:7012"),
         ]
     );
-    assert!(s.wait);
+    assert!(!s.wait);
     assert_eq!(
         s.program,
         Program::Exec {
@@ -1158,7 +1206,7 @@ fn empty_and_null_files() {
     for text in ["", "---\n", "~\n", "services:\n", "services: {}\n"] {
         assert!(ok(text).services.is_empty(), "{text:?}");
     }
-    assert!(load_with(&[], &root_ctx()).unwrap().services.is_empty());
+    assert!(load_as(&[], &root_ctx()).unwrap().services.is_empty());
 }
 
 #[test]
@@ -1166,7 +1214,7 @@ fn errors_from_every_file() {
     let d = tmpdir();
     write(&d, "a.yaml", "services:\n  a:\n    lisen: 1\n");
     write(&d, "b.yaml", "services:\n  b:\n    listen: nope\n");
-    let e = load_with(&[d], &root_ctx()).unwrap_err();
+    let e = load_as(&[d.to_path_buf()], &root_ctx()).unwrap_err();
     assert_eq!(e.len(), 2, "{e:?}");
 }
 
@@ -1264,7 +1312,7 @@ fn thousand_services_fast() {
     let d = tmpdir();
     let p = write(&d, "big.yaml", &text);
     let t = std::time::Instant::now();
-    let c = load_with(&[p], &root_ctx()).unwrap();
+    let c = load_as(&[p], &root_ctx()).unwrap();
     let el = t.elapsed();
     assert_eq!(c.services.len(), 1000);
     eprintln!("1000 services loaded in {el:?}");
@@ -1417,4 +1465,268 @@ fn a_too_long_duration_names_its_value() {
             &format!("duration of {secs} s is too long: at most 10 years (315360000 s)"),
         );
     }
+}
+
+#[test]
+fn access_rules_only_where_applied() {
+    // TCP wait: the child accepts.
+    one(
+        "services:\n  a:\n    listen: 1\n    wait: true\n    exec: /bin/cat\n    user: nobody\n    deny_from: 10.0.0.0/8\n",
+        7,
+        16,
+        "deny_from cannot be applied: a wait service's child accepts",
+    );
+    // A unix socket has no IP peer.
+    one(
+        "services:\n  a:\n    listen: /run/x.sock\n    exec: /bin/cat\n    user: nobody\n    only_from: [127.0.0.1]\n",
+        6,
+        17,
+        "only_from cannot be applied: a unix socket's peer",
+    );
+    // No per-source count for datagrams (UDP wait or builtin).
+    one(
+        "services:\n  a:\n    listen: 1\n    socket: dgram\n    exec: /bin/cat\n    user: nobody\n    max_per_source: 2\n",
+        7,
+        5,
+        "max_per_source cannot be applied: datagrams",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    socket: dgram\n    builtin: echo\n    max_per_source: 2\n",
+        6,
+        5,
+        "max_per_source cannot be applied",
+    );
+    // From defaults: the defaults line, naming the service.
+    one(
+        "defaults:\n  user: nobody\n  only_from: [127.0.0.1]\nservices:\n  tcpwait:\n    listen: 1\n    wait: true\n    exec: /bin/cat\n",
+        3,
+        15,
+        "service \"tcpwait\": only_from (set in defaults) cannot be applied",
+    );
+    // Where they apply: nowait TCP, UDP wait (only_from/deny_from), UDP
+    // builtins.
+    ok(
+        "defaults:\n  user: nobody\n  only_from: [127.0.0.1]\n  deny_from: [10.0.0.0/8]\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n    max_per_source: 2\n  b:\n    listen: 2\n    socket: dgram\n    exec: /bin/cat\n  c:\n    listen: 3\n    socket: dgram\n    builtin: echo",
+    );
+    // An empty deny_from is no rule.
+    ok(
+        "services:\n  d:\n    listen: /run/d.sock\n    exec: /bin/cat\n    user: nobody\n    deny_from: []\n",
+    );
+}
+
+#[test]
+fn group_root_never_through_defaults() {
+    let (_, e) = errs(
+        "defaults:\n  user: nobody\n  group: root\nservices:\n  a:\n    listen: 1\n    exec: /bin/cat\n",
+    );
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!((e[0].line, e[0].column), (Some(5), Some(3)));
+    assert!(
+        e[0].message
+            .contains("would run with group root through defaults"),
+        "{}",
+        e[0]
+    );
+    // Through a merge key neither; a service's own group: root is allowed.
+    let (_, e) = errs(
+        "services:\n  a: &x\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    group: 0\n  b:\n    <<: *x\n    listen: 2\n",
+    );
+    assert!(
+        e[0].message.contains("group root through a merge key"),
+        "{}",
+        e[0]
+    );
+    ok("services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    group: root\n");
+}
+
+#[test]
+fn a_fifo_in_place_of_the_program_never_blocks_the_warning_check() {
+    // A FIFO swapped in after the load's check: open(2) without O_NONBLOCK
+    // would wait for a writer for ever, inside the event loop.
+    let d = tmpdir();
+    let fifo = d.join("prog");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o755)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let f2 = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(validate::open_regular(&f2).is_some());
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    // Unblock a thread stuck in open(2), whatever happened.
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo);
+    assert_eq!(
+        got,
+        Ok(false),
+        "a FIFO is not a program, and is refused at once"
+    );
+    let prog = d.join("real");
+    std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+    assert!(validate::open_regular(&prog).is_some());
+}
+
+/// `proxy_protocol`, `proxy_from`, `proxy_timeout` (superd.yaml(5), PROXY
+/// PROTOCOL): parsed, defaulted, shown by `--check`.
+#[test]
+fn proxy_fields() {
+    let c = ok(&format!(
+        "{ECHO}    proxy_protocol: v2\n    proxy_from: [10.0.0.0/8, \"2001:db8::1\"]\n    proxy_timeout: 2s\n"
+    ));
+    let p = c.services[0].proxy.as_ref().expect("a proxy config");
+    assert_eq!(p.accept, crate::proxy::Accept::V2);
+    assert_eq!(
+        p.from.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        ["10.0.0.0/8", "2001:db8::1/128"]
+    );
+    assert_eq!(p.timeout, Duration::from_secs(2));
+    for (peer, trusted) in [
+        ("10.1.2.3", true),
+        ("::ffff:10.1.2.3", true),
+        ("11.0.0.1", false),
+        ("2001:db8::1", true),
+        ("2001:db8::2", false),
+    ] {
+        assert_eq!(p.trusts(peer.parse().unwrap()), trusted, "{peer}");
+    }
+    let shown = crate::check::describe(&c);
+    assert!(
+        shown.contains(
+            "  proxy: proxy_protocol=v2 proxy_from=[10.0.0.0/8,2001:db8::1/128] proxy_timeout=2s\n"
+        ),
+        "{shown}"
+    );
+    // The default timeout; every version; a builtin or an exec service.
+    for v in ["v1", "v2", "any"] {
+        let c = ok(&format!(
+            "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    proxy_protocol: {v}\n    proxy_from: 127.0.0.1\n"
+        ));
+        let p = c.services[0].proxy.as_ref().unwrap();
+        assert_eq!(p.accept.as_str(), v);
+        assert_eq!(p.timeout, Duration::from_secs(5));
+    }
+    // Without the fields: no proxy, and --check says nothing of it.
+    let c = ok(ECHO);
+    assert_eq!(c.services[0].proxy, None);
+    assert!(!crate::check::describe(&c).contains("proxy"));
+    // From defaults: proxy_from and proxy_timeout wait for a service that
+    // sets proxy_protocol; the others ignore them.
+    let c = ok(&format!(
+        "defaults:\n  proxy_from: [192.0.2.0/24]\n  proxy_timeout: 1s\n{ECHO}  lb:\n    listen: 127.0.0.1:7008\n    builtin: echo\n    proxy_protocol: any\n"
+    ));
+    assert_eq!(c.services[0].proxy, None);
+    let p = c.services[1].proxy.as_ref().unwrap();
+    assert_eq!(
+        (p.accept, p.timeout),
+        (crate::proxy::Accept::Any, Duration::from_secs(1))
+    );
+}
+
+#[test]
+fn proxy_field_rules() {
+    let b = "services:\n  a:\n    listen: 127.0.0.1:0\n    builtin: echo\n";
+    let from = "    proxy_from: 10.0.0.1\n";
+    one(
+        &format!("{b}    proxy_protocol: v2\n"),
+        5,
+        21,
+        "proxy_protocol needs proxy_from",
+    );
+    one(
+        &format!("{b}    proxy_protocol: v2\n    proxy_from: []\n"),
+        6,
+        5,
+        "proxy_from is empty",
+    );
+    one(
+        "services:\n  a:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n    proxy_protocol: v1\n    proxy_from: 10.0.0.1\n",
+        6,
+        21,
+        "proxy_protocol needs a stream service",
+    );
+    one(
+        "services:\n  a:\n    listen: /run/superd-proxy.sock\n    builtin: echo\n    proxy_protocol: v1\n    proxy_from: 10.0.0.1\n",
+        5,
+        21,
+        "proxy_protocol needs TCP addresses",
+    );
+    one(
+        "services:\n  a:\n    listen: 1\n    exec: /bin/cat\n    user: nobody\n    wait: true\n    proxy_protocol: v1\n    proxy_from: 10.0.0.1\n",
+        6,
+        5,
+        "proxy_protocol needs wait: false",
+    );
+    one(
+        &format!("{b}    proxy_protocol: v2\n{from}    proxy_timeout: 0\n"),
+        7,
+        5,
+        "proxy_timeout must be longer than 0",
+    );
+    one(
+        &format!("{b}    proxy_protocol: v2\n{from}    proxy_timeout: soon\n"),
+        7,
+        20,
+        "bad duration \"soon\"",
+    );
+    one(
+        &format!("{b}    proxy_protocol: v3\n{from}"),
+        5,
+        21,
+        "unknown PROXY protocol version \"v3\", expected one of v1, v2, any",
+    );
+    one(
+        &format!("{b}    proxy_protocol: v2\n    proxy_from: 10.0.0.0/40\n"),
+        6,
+        17,
+        "prefix longer than 32",
+    );
+    one(
+        &format!("{b}{from}"),
+        5,
+        5,
+        "proxy_from has no effect without proxy_protocol",
+    );
+    one(
+        &format!("{b}    proxy_timeout: 3s\n"),
+        5,
+        5,
+        "proxy_timeout has no effect without proxy_protocol",
+    );
+    // Inherited from defaults, the error points at defaults' value.
+    one(
+        "defaults:\n  proxy_protocol: v2\n  proxy_from: 10.0.0.1\nservices:\n  a:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: echo\n",
+        2,
+        19,
+        "proxy_protocol needs a stream service",
+    );
+}
+
+/// Until the event loop reads PROXY headers, a configuration using them is
+/// refused, by `--check` and the daemon alike, at the field.
+#[test]
+fn proxy_protocol_is_refused_while_not_served() {
+    let d = tmpdir();
+    let p = write(
+        &d,
+        "t.yaml",
+        &format!("{ECHO}    proxy_protocol: v2\n    proxy_from: 10.0.0.1\n"),
+    );
+    let mut ctx = root_ctx();
+    ctx.proxy_served = false;
+    let e = load_with(&[p.clone()], &ctx).expect_err("not served yet");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].to_string(),
+        format!(
+            "{}:5:21: proxy_protocol is not yet supported by this build: superd does not read PROXY headers yet",
+            p.display()
+        )
+    );
+    // What this build ships with.
+    assert_eq!(Context::current().proxy_served, crate::proxy::PROXY_SERVED);
+    // A configuration without it is unaffected.
+    let p = write(&d, "u.yaml", ECHO);
+    assert!(load_with(&[p], &ctx).is_ok());
 }

@@ -7,19 +7,30 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 
 use super::ConfigError;
-use super::raw::{IdRef, OneOrMany, RawFile, RawService};
+use super::raw::{Dur, IdRef, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
-    Address, Credentials, Program, RlimValue, Rlimit, RlimitResource, Service, SocketType,
+    Address, Cidr, Credentials, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource, Service,
+    SocketType,
 };
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
 /// child PATH, so what `--check` finds is what the child would find).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// A UDP builtin's `rate` when it sets none (superd.yaml(5), rate): a
+/// datagram's source can be forged, and one forged to come from another
+/// echo service would bounce between the two for ever; bounded, that
+/// costs at most this.
+pub const UDP_BUILTIN_RATE: crate::service::Rate = crate::service::Rate {
+    tokens: 100,
+    per: std::time::Duration::from_secs(1),
+};
 
 /// What validation needs to know about the running superd.
 #[derive(Clone, Debug)]
@@ -39,6 +50,9 @@ pub struct Context {
     /// superd holds CAP_SYS_RESOURCE (root usually does; a container's
     /// root may not), so a child may raise hard limits before it drops it.
     pub can_raise_limits: bool,
+    /// The event loop reads PROXY headers ([`crate::proxy::PROXY_SERVED`]);
+    /// if not, `proxy_protocol` is refused. Tests turn it on.
+    pub proxy_served: bool,
 }
 
 impl Context {
@@ -61,6 +75,7 @@ impl Context {
                 .filter_map(|r| Some((r, own_hard_limit(r)?)))
                 .collect(),
             can_raise_limits: has_capability(CAP_SYS_RESOURCE),
+            proxy_served: crate::proxy::PROXY_SERVED,
         }
     }
 
@@ -323,6 +338,15 @@ impl<'a> Origin<'a> {
             self.path(&[field])
         };
         self.error(self.file.index.key(&path), message)
+    }
+
+    /// `file:line:column` of the value of `field`.
+    fn at_field(&self, field: &str) -> String {
+        let e = self.at_value(field, "");
+        match (e.line, e.column) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", e.file.display()),
+            _ => self.at(),
+        }
     }
 
     fn at(&self) -> String {
@@ -643,6 +667,44 @@ fn service<'a>(
         (None, _) => socket == SocketType::Dgram,
     };
 
+    // Access rules and the per-source limit only where superd applies them
+    // (superd.yaml(5), only_from): a rule shown by --check and not applied
+    // would let in a client the admin believes refused.
+    let rules = [
+        ("only_from", pick!(only_from).map(|(_, o)| o)),
+        (
+            "deny_from",
+            pick!(deny_from)
+                .filter(|(v, _)| !v.0.is_empty())
+                .map(|(_, o)| o),
+        ),
+        ("max_per_source", pick!(max_per_source).map(|(_, o)| o)),
+    ];
+    for (field, o) in rules {
+        let Some(o) = o else { continue };
+        let per_source = field == "max_per_source";
+        let why = if any_unix {
+            Some("a unix socket's peer has no IP address to check")
+        } else if wait && !is_builtin && socket != SocketType::Dgram {
+            Some("a wait service's child accepts its connections itself")
+        } else if per_source && socket == SocketType::Dgram {
+            Some("datagrams have no connections to count per source")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            let from = if o.service.is_none() {
+                " (set in defaults)".to_owned()
+            } else {
+                String::new()
+            };
+            errors.push(o.at_value(
+                field,
+                format!("service {name:?}: {field}{from} cannot be applied: {why}"),
+            ));
+        }
+    }
+
     let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
 
     let positive =
@@ -716,6 +778,20 @@ fn service<'a>(
     let socket_user = id("socket_user", pick!(socket_user), true, errors);
     let socket_group = id("socket_group", pick!(socket_group), false, errors);
 
+    let proxy = proxy_config(
+        ProxyFields {
+            protocol: pick!(proxy_protocol),
+            from: pick!(proxy_from),
+            timeout: pick!(proxy_timeout),
+            wait: pick!(wait),
+        },
+        raw,
+        own,
+        (socket, any_unix, wait),
+        ctx,
+        errors,
+    );
+
     if errors.len() > before {
         return None;
     }
@@ -735,7 +811,9 @@ fn service<'a>(
             .map(|(v, _)| v.0)
             .unwrap_or(d.max_connections),
         max_per_source: pick!(max_per_source).map(|(v, _)| v.0),
-        rate: pick!(rate).map(|(v, _)| *v),
+        rate: pick!(rate)
+            .map(|(v, _)| *v)
+            .or((is_builtin && socket == SocketType::Dgram).then_some(UDP_BUILTIN_RATE)),
         only_from: pick!(only_from).map(|(v, _)| v.0.clone()),
         deny_from: pick!(deny_from)
             .map(|(v, _)| v.0.clone())
@@ -756,6 +834,7 @@ fn service<'a>(
         socket_user,
         socket_group,
         enabled: b.enabled,
+        proxy,
         ..d
     })
 }
@@ -840,6 +919,104 @@ fn settle_rlimit(mut l: Rlimit, ctx: &Context) -> Result<Rlimit, String> {
         }
     }
     Ok(l)
+}
+
+/// The PROXY fields of one service, each with where it came from.
+struct ProxyFields<'a> {
+    protocol: Option<(&'a crate::proxy::Accept, Origin<'a>)>,
+    from: Option<(&'a OneOrMany<Cidr>, Origin<'a>)>,
+    timeout: Option<(&'a Dur, Origin<'a>)>,
+    wait: Option<(&'a bool, Origin<'a>)>,
+}
+
+/// `proxy_protocol` and its companions. The header is read from a TCP
+/// connection before anything else happens to it, so the service must be
+/// TCP, stream, and not wait (a wait child gets the listening socket: no
+/// header is ever read). A unix socket is refused too: `proxy_from` names
+/// IP addresses, and a unix peer has none to check.
+fn proxy_config(
+    f: ProxyFields,
+    raw: &RawService,
+    own: Origin,
+    (socket, any_unix, wait): (SocketType, bool, bool),
+    ctx: &Context,
+    errors: &mut Vec<ConfigError>,
+) -> Option<ProxyConfig> {
+    let Some((&accept, o)) = f.protocol else {
+        // Written in the service itself, these would be ignored: refuse
+        // them. From `defaults` they wait for a service that uses them.
+        for (field, set) in [
+            ("proxy_from", raw.proxy_from.is_some()),
+            ("proxy_timeout", raw.proxy_timeout.is_some()),
+        ] {
+            if set {
+                errors.push(own.at_key(
+                    field,
+                    format!("{field} has no effect without proxy_protocol"),
+                ));
+            }
+        }
+        return None;
+    };
+    let before = errors.len();
+    if !ctx.proxy_served {
+        errors.push(o.at_value(
+            "proxy_protocol",
+            "proxy_protocol is not yet supported by this build: superd does not read PROXY headers yet",
+        ));
+    }
+    if socket != SocketType::Stream {
+        errors.push(o.at_value(
+            "proxy_protocol",
+            format!(
+                "proxy_protocol needs a stream service: a PROXY header starts a TCP connection, and a {socket} service has none"
+            ),
+        ));
+    } else if any_unix {
+        errors.push(o.at_value(
+            "proxy_protocol",
+            "proxy_protocol needs TCP addresses: proxy_from names IP addresses, and a unix socket peer has none",
+        ));
+    } else if wait {
+        let (at, field) = match f.wait {
+            Some((_, w)) => (w, "wait"),
+            None => (o, "proxy_protocol"),
+        };
+        errors.push(at.at_value(
+            field,
+            "proxy_protocol needs wait: false: a wait child gets the listening socket, and no header is read",
+        ));
+    }
+    let from = match f.from {
+        None => {
+            errors.push(o.at_value(
+                "proxy_protocol",
+                "proxy_protocol needs proxy_from: the addresses of the proxies that may send the header",
+            ));
+            Vec::new()
+        }
+        Some((list, at)) if list.0.is_empty() => {
+            errors.push(at.at_key(
+                "proxy_from",
+                "proxy_from is empty: expected the addresses of the proxies that may send the header",
+            ));
+            Vec::new()
+        }
+        Some((list, _)) => list.0.clone(),
+    };
+    let timeout = match f.timeout {
+        Some((d, at)) if d.0.is_zero() => {
+            errors.push(at.at_value("proxy_timeout", "proxy_timeout must be longer than 0"));
+            Duration::ZERO
+        }
+        Some((d, _)) => d.0,
+        None => ProxyConfig::DEFAULT_TIMEOUT,
+    };
+    (errors.len() == before).then_some(ProxyConfig {
+        accept,
+        from,
+        timeout,
+    })
 }
 
 /// Resolves the users and groups `defaults` names even when no service
@@ -951,6 +1128,29 @@ fn credentials<'a>(
             ));
             return None;
         }
+        // The same rule for the group: gid 0 reads root's files as surely
+        // as uid 0 (superd.yaml(5), THE ROOT RULE).
+        if let (Some(0), Some((_, go))) = (gid, group) {
+            if go.service.is_none() {
+                errors.push(own.at_key(
+                    "",
+                    format!(
+                        "service {name:?} would run with group root through defaults ({}): only a service's own group: may say root",
+                        go.at_field("group")
+                    ),
+                ));
+                return None;
+            }
+            if raw.group_merged {
+                errors.push(own.at_key(
+                    "",
+                    format!(
+                        "service {name:?} would run with group root through a merge key (<<): only a service's own group: may say root"
+                    ),
+                ));
+                return None;
+            }
+        }
         let gid = match (gid, info.gid) {
             (Some(g), _) | (None, Some(g)) => g,
             (None, None) => {
@@ -990,6 +1190,22 @@ fn credentials<'a>(
     None
 }
 
+/// Opens `path` if it is a regular file, with its metadata from the opened
+/// file itself: what is read is what was checked. O_NONBLOCK, so that a
+/// FIFO swapped in after the load's check cannot hang the event loop in
+/// open(2). Symlinks are followed (programs are often links, as exec
+/// follows them); the file is only read, never written or executed here.
+pub(super) fn open_regular(path: &Path) -> Option<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    let m = file.metadata().ok()?;
+    m.is_file().then_some((file, m))
+}
+
 /// Why the service's own user could not execute its program, if that can
 /// be told from the permission bits: a directory on the way it cannot
 /// search, or a file it cannot execute (or, for a `#!` script, read).
@@ -1027,11 +1243,7 @@ pub fn exec_access_warning(service: &Service) -> Option<String> {
             ));
         }
     }
-    let m = std::fs::metadata(path).ok()?;
-    if !m.is_file() {
-        // The load checked it; what is there now is not ours to open.
-        return None;
-    }
+    let (mut file, m) = open_regular(path)?;
     if !may(&m, 0o1) {
         return Some(format!(
             "{} is not executable by user {}",
@@ -1040,10 +1252,7 @@ pub fn exec_access_warning(service: &Service) -> Option<String> {
         ));
     }
     let mut head = [0u8; 2];
-    let script = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-        .is_ok()
-        && head == *b"#!";
+    let script = std::io::Read::read_exact(&mut file, &mut head).is_ok() && head == *b"#!";
     if script && !may(&m, 0o4) {
         return Some(format!(
             "{} is a script user {} cannot read",

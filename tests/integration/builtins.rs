@@ -311,7 +311,7 @@ fn each_builtin_over_udp_answers_one_datagram_with_the_exact_bytes() {
 #[test]
 fn builtins_over_ipv6_and_the_dual_stack_wildcard() {
     if !has_ipv6() {
-        eprintln!("skipped: no IPv6 on this host ([::1] cannot be bound)");
+        skip("no IPv6 on this host ([::1] cannot be bound)");
         return;
     }
     let d = Superd::start(
@@ -501,7 +501,7 @@ fn udp_builtins_never_answer_a_source_port_below_1024() {
     let normal = udp_client("127.0.0.1:0");
     assert_eq!(udp_ask(&normal, &to, b"hello"), b"hello");
     if !is_root() {
-        eprintln!("skipped the port < 1024 half: not root (cannot bind a privileged port)");
+        skip("the port < 1024 half: not root (cannot bind a privileged port)");
         return;
     }
     // ...one below 1024 gets none.

@@ -173,7 +173,7 @@ fn default_cwd_is_root_and_umask_022() {
 #[test]
 fn runs_as_the_configured_user_and_groups() {
     if !is_root() {
-        eprintln!("skipped: needs root to change uid/gid/groups");
+        skip("needs root to change uid/gid/groups");
         return;
     }
     // A copy of the probe that `nobody` can reach, whatever the checkout's

@@ -97,7 +97,7 @@ fn check_prints_every_service_and_binds_nothing() {
 #[test]
 fn a_program_the_user_cannot_execute_is_warned_about() {
     if !is_root() {
-        eprintln!("skipped: needs root (a user other than superd's)");
+        skip("needs root (a user other than superd's)");
         return;
     }
     let private = TempDir::new("private");

@@ -313,9 +313,9 @@ fn lint(name: &str) -> Option<Vec<String>> {
     let out = match Command::new("mandoc").arg("-Tlint").arg(&path).output() {
         Ok(o) => o,
         Err(e) => {
-            eprintln!(
-                "SKIP mandoc -Tlint {name}: mandoc not runnable ({e}); apt-get install mandoc"
-            );
+            skip(&format!(
+                "mandoc -Tlint {name}: mandoc not runnable ({e}); apt-get install mandoc"
+            ));
             return None;
         }
     };

@@ -66,7 +66,7 @@ fn child_has_python3() -> bool {
         .iter()
         .any(|d| Path::new(d).join("python3").exists());
     if !found {
-        eprintln!("skipped: no python3 in /usr/local/bin:/usr/bin:/bin for the child");
+        skip("no python3 in /usr/local/bin:/usr/bin:/bin for the child");
     }
     found
 }

@@ -387,7 +387,7 @@ fn fork_failure_pauses_without_spinning_and_serves_when_the_limit_lifts() {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("skipped: cannot start superd under RLIMIT_NPROC=1: {e}");
+            skip(&format!("cannot start superd under RLIMIT_NPROC=1: {e}"));
             return;
         }
     };

@@ -39,6 +39,16 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Says on the test output that the running test skips (all of it, or the
+/// part named in `reason`), and why. Written past libtest's capture, which
+/// keeps a passing test's `eprintln!` to itself, so a run as a normal user
+/// shows what it did not check.
+pub fn skip(reason: &str) {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "skipped {name}: {reason}");
+}
+
 /// The `user:` line an exec service needs: as root superd refuses exec
 /// services without one; as a normal user it runs them as that user.
 pub fn user_line() -> &'static str {

@@ -239,7 +239,7 @@ fn an_empty_only_from_refuses_everyone() {
 #[test]
 fn access_rules_over_ipv6_and_mapped_ipv4() {
     if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 on this host");
+        skip("no IPv6 on this host");
         return;
     }
     let d = Superd::start(

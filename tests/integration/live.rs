@@ -271,7 +271,9 @@ fn a_notify_socket_nobody_reads_never_blocks_superd() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(10);
     if qlen > 2000 {
-        eprintln!("skipped: net.unix.max_dgram_qlen is {qlen}, too many reloads to fill it");
+        skip(&format!(
+            "net.unix.max_dgram_qlen is {qlen}, too many reloads to fill it"
+        ));
         return;
     }
     let mut d = Superd::spawn(conf, &[&p], &[("NOTIFY_SOCKET", sock.to_str().unwrap())]);
@@ -586,7 +588,7 @@ fn a_reload_changing_a_unix_socket_type_keeps_the_socket_file() {
 #[test]
 fn a_reload_dropping_the_socket_owner_resets_it() {
     if !is_root() {
-        eprintln!("skipped: needs root (chown to another user)");
+        skip("needs root (chown to another user)");
         return;
     }
     use std::os::unix::fs::MetadataExt;

@@ -226,7 +226,7 @@ fn an_address_that_cannot_be_bound_exits_1_with_nothing_half_started() {
 #[test]
 fn ipv6_and_dual_stack() {
     if !has_ipv6() {
-        eprintln!("skipped: no IPv6 on this host");
+        skip("no IPv6 on this host");
         return;
     }
     let d = Superd::start(&format!(
@@ -310,7 +310,7 @@ fn reuse_port_lets_a_second_listener_share_the_port() {
 #[test]
 fn socket_user_and_group_own_the_unix_socket_file() {
     if !is_root() {
-        eprintln!("skipped: chown of the socket file needs root");
+        skip("chown of the socket file needs root");
         return;
     }
     let dir = TempDir::new("sockown");
@@ -330,7 +330,7 @@ fn socket_user_and_group_own_the_unix_socket_file() {
 #[test]
 fn chroot_puts_the_child_in_the_jail() {
     if !is_root() {
-        eprintln!("skipped: chroot needs root");
+        skip("chroot needs root");
         return;
     }
     // A jail holding the probe and the shared libraries it needs.
@@ -338,7 +338,7 @@ fn chroot_puts_the_child_in_the_jail() {
     let probe = probe_bin();
     let out = std::process::Command::new("ldd").arg(&probe).output();
     let Ok(out) = out else {
-        eprintln!("skipped: no ldd to find the probe's libraries");
+        skip("no ldd to find the probe's libraries");
         return;
     };
     let copy_in = |src: &std::path::Path| {
@@ -383,7 +383,7 @@ fn backlog_is_the_listen_queue_length() {
         .args(["-ltnH", &format!("sport = :{port}")])
         .output()
     else {
-        eprintln!("skipped: no ss(8) to read the listen queue length");
+        skip("no ss(8) to read the listen queue length");
         return;
     };
     // For a listening socket, ss shows the backlog as Send-Q.
