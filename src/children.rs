@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use log::debug;
 use mio::Token;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -14,6 +15,7 @@ use nix::unistd::Pid;
 use crate::limits::SourceKey;
 use crate::listener::Peer;
 use crate::service::SuccessStatus;
+use crate::tree::{ConnCgroup, Stray};
 
 /// One running child.
 #[derive(Debug)]
@@ -42,6 +44,11 @@ pub struct Child {
     pub exec: Option<Token>,
     /// Its service's `success_status` when it started.
     pub success: SuccessStatus,
+    /// The cgroup it started in (see crate::tree).
+    pub cgroup: Option<ConnCgroup>,
+    /// Without a cgroup: what descended from it when `timeout` struck,
+    /// killed with it kill_grace later.
+    pub strays: Vec<Stray>,
 }
 
 /// How a reaped child ended.
@@ -83,22 +90,21 @@ impl Children {
     }
 
     /// Reaps every child that has ended, without blocking; returns each
-    /// with how it ended. Pids that are not ours (none should exist) are
-    /// reaped and dropped.
+    /// with how it ended. Pids that are not in the table are orphans that
+    /// came back to superd, the subreaper (see crate::tree): reaped, with
+    /// a debug line.
     pub fn reap(&mut self) -> Vec<(i32, Child, Ended)> {
         let mut out = Vec::new();
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => {
-                    if let Some(c) = self.map.remove(&pid.as_raw()) {
-                        out.push((pid.as_raw(), c, Ended::Status(code)));
-                    }
-                }
-                Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                    if let Some(c) = self.map.remove(&pid.as_raw()) {
-                        out.push((pid.as_raw(), c, Ended::Signal(sig)));
-                    }
-                }
+                Ok(WaitStatus::Exited(pid, code)) => match self.map.remove(&pid.as_raw()) {
+                    Some(c) => out.push((pid.as_raw(), c, Ended::Status(code))),
+                    None => debug!("orphan reaped pid={pid} status={code}"),
+                },
+                Ok(WaitStatus::Signaled(pid, sig, _)) => match self.map.remove(&pid.as_raw()) {
+                    Some(c) => out.push((pid.as_raw(), c, Ended::Signal(sig))),
+                    None => debug!("orphan reaped pid={pid} signal={}", sig.as_str()),
+                },
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Ok(_) => continue,
                 Err(Errno::EINTR) => continue,

@@ -34,6 +34,7 @@ use crate::service::{ListenerKey, Program, Rate, Service, SocketType, canonical_
 use crate::signals::{self, Signals};
 use crate::spawn;
 use crate::spawn::sandbox::Namespaces;
+use crate::tree::{self, ConnCgroup, Fence};
 
 const SIGNAL_TOKEN: Token = Token(0);
 
@@ -229,13 +230,19 @@ enum Timer {
     ExecCheck(Token),
 }
 
-/// A timed-out child's process group that outlived the child.
+/// What outlived a child (by the child's serial): after its `timeout` SIGTERM, its process group
+/// or anything in its cgroup; after a normal exit, anything in its cgroup
+/// (see "Process trees" in superd.8). Its ChildKill timer ends it.
 struct Lingering {
     service: String,
-    /// The child's serial: its ChildKill timer names it.
-    serial: u64,
+    /// The child's pid: its process group's number.
+    pid: i32,
     /// When the child ended (see children::boot_ticks).
     ended: u64,
+    /// The child had timed out (else: leftovers of a normal exit).
+    timed_out: bool,
+    cgroup: Option<ConnCgroup>,
+    strays: Vec<tree::Stray>,
 }
 
 /// The daemon: everything the loop owns.
@@ -259,7 +266,12 @@ pub struct Daemon {
     /// Process groups, by number, whose leader (a child) ended after its
     /// `timeout` SIGTERM while other members still run; their SIGKILL is
     /// still due.
-    lingering: HashMap<i32, Lingering>,
+    lingering: HashMap<u64, Lingering>,
+    /// How connection trees are followed: cgroups or the subreaper alone.
+    fence: Fence,
+    /// Connection cgroups whose processes are all killed, removed once
+    /// empty (tried at each reap).
+    dying: Vec<ConnCgroup>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     /// Sessions and UDP listeners that stopped on a budget, not on
     /// `WouldBlock`: no edge will come for them, so they run next turn.
@@ -362,6 +374,8 @@ impl Daemon {
             pipes: HashMap::new(),
             children: Children::default(),
             lingering: HashMap::new(),
+            fence: Fence::start(),
+            dying: Vec::new(),
             timers: BinaryHeap::new(),
             ready: Vec::new(),
             deferred: Vec::new(),
@@ -409,8 +423,8 @@ impl Daemon {
             .filter(|Reverse((_, t))| match t {
                 Timer::Resume(sid) => self.services.contains_key(sid),
                 Timer::ChildTimeout(pid, _) => self.children.get(*pid).is_some(),
-                Timer::ChildKill(pid, _) => {
-                    self.children.get(*pid).is_some() || self.lingering.contains_key(pid)
+                Timer::ChildKill(pid, serial) => {
+                    self.children.get(*pid).is_some() || self.lingering.contains_key(serial)
                 }
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
                 Timer::ExecCheck(token) => self.execs.contains_key(token),
@@ -636,10 +650,11 @@ impl Daemon {
     /// Runs until SIGTERM/SIGINT, then shuts down. Returns the exit code.
     pub fn run(mut self) -> crate::ExitCode {
         info!(
-            "ready services={} listeners={} pid={}",
+            "ready services={} listeners={} pid={} {}",
             self.order.len(),
             self.listeners.len(),
-            std::process::id()
+            std::process::id(),
+            self.fence.describe()
         );
         self.notifier.notify("READY=1");
         // A turn's log lines go out together, before the loop sleeps.
@@ -930,8 +945,8 @@ impl Daemon {
                 // What was logged about this connection is written before
                 // its program can answer.
                 crate::logging::flush();
-                match spawn::spawn(&plan, conn.fd.as_fd(), &info) {
-                    Ok(spawned) => {
+                match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info) {
+                    Ok((spawned, cgroup)) => {
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
                         self.child_started(
@@ -942,6 +957,7 @@ impl Daemon {
                             source,
                             None,
                             Some(conn.fd),
+                            cgroup,
                         );
                     }
                     Err(e) => {
@@ -970,6 +986,7 @@ impl Daemon {
         source: Option<SourceKey>,
         wait_listener: Option<Token>,
         conn: Option<OwnedFd>,
+        cgroup: Option<ConnCgroup>,
     ) {
         let now = Instant::now();
         let pid = spawned.pid.as_raw();
@@ -992,6 +1009,8 @@ impl Daemon {
                 exec_failed: false,
                 exec: Some(token),
                 success: service.success_status,
+                cgroup,
+                strays: Vec::new(),
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
@@ -1179,12 +1198,22 @@ impl Daemon {
             .deregister(&mut SourceFd(&entry.listener.fd.as_raw_fd()));
         entry.busy = true;
         crate::logging::flush();
-        match spawn::spawn(&plan, entry.listener.fd.as_fd(), &ConnInfo::None) {
-            Ok(spawned) => {
+        let fd = entry.listener.fd.as_fd();
+        match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None) {
+            Ok((spawned, cgroup)) => {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
-                self.child_started(sid, &service, spawned, None, None, Some(token), None);
+                self.child_started(
+                    sid,
+                    &service,
+                    spawned,
+                    None,
+                    None,
+                    Some(token),
+                    None,
+                    cgroup,
+                );
             }
             Err(e) => {
                 self.resume_wait_listener(token);
@@ -1463,6 +1492,9 @@ impl Daemon {
 
     fn reap(&mut self) {
         let now = Instant::now();
+        // Killed cgroups empty as their processes end (each of which was
+        // reaped by superd or by a parent in the same cgroup).
+        self.dying.retain(|c| !c.remove());
         for (pid, mut child, ended) in self.children.reap() {
             // A child that died before exec: its report first (its end of
             // the pipe is closed with it, so the report is all there), then
@@ -1473,17 +1505,7 @@ impl Daemon {
                 child.exec_failed = failed;
             }
             children::log_exit(pid, &child, ended, now);
-            if child.timed_out && !child.killed && children::group_alive(pid) {
-                // Its group still runs: the pending ChildKill is for it.
-                self.lingering.insert(
-                    pid,
-                    Lingering {
-                        service: child.service.clone(),
-                        serial: child.serial,
-                        ended: children::boot_ticks(),
-                    },
-                );
-            }
+            self.after_child(pid, &mut child, now);
             if let Some(token) = child.wait_listener {
                 self.connection_ended(child.service_id, None);
                 self.resume_wait_listener(token);
@@ -1491,6 +1513,50 @@ impl Daemon {
                 self.connection_ended(child.service_id, child.source);
             }
         }
+    }
+
+    /// What a reaped child left behind (see "Process trees" in superd.8):
+    /// its cgroup is removed when empty; after a timeout the pending
+    /// ChildKill is for what still runs; after a normal exit, what still
+    /// runs in its cgroup gets SIGTERM now and SIGKILL kill_grace later.
+    fn after_child(&mut self, pid: i32, child: &mut Child, now: Instant) {
+        let cgroup = child.cgroup.take().and_then(|c| self.fence.release(c));
+        let strays = std::mem::take(&mut child.strays);
+        let lingering = |timed_out, cgroup, strays| Lingering {
+            service: child.service.clone(),
+            pid,
+            ended: children::boot_ticks(),
+            timed_out,
+            cgroup,
+            strays,
+        };
+        if child.timed_out && !child.killed {
+            if cgroup.is_some() || !strays.is_empty() || children::group_alive(pid) {
+                self.lingering
+                    .insert(child.serial, lingering(true, cgroup, strays));
+            }
+            return;
+        }
+        let Some(cgroup) = cgroup else {
+            return;
+        };
+        if child.killed {
+            cgroup.kill();
+            self.dying.push(cgroup);
+            return;
+        }
+        let n = cgroup.signal(Signal::SIGTERM);
+        info!(
+            "leftover service={} pid={pid} processes={n} signal=SIGTERM",
+            child.service
+        );
+        let grace = self
+            .services
+            .get(&child.service_id)
+            .map_or(Duration::from_secs(5), |s| s.service.kill_grace);
+        self.lingering
+            .insert(child.serial, lingering(false, Some(cgroup), Vec::new()));
+        self.timer(now + grace, Timer::ChildKill(pid, child.serial));
     }
 
     /// A connection of `sid` is over: release its slots and, if the
@@ -1615,7 +1681,36 @@ impl Daemon {
                                 .map(|s| s.service.kill_grace)
                                 .unwrap_or(Duration::from_secs(5));
                             warn!("timeout service={} pid={pid} signal=SIGTERM", c.service);
-                            children::signal_group(pid, Signal::SIGTERM);
+                            match &c.cgroup {
+                                // Every process in it once: the group's and
+                                // what left it (setsid).
+                                Some(cg) => {
+                                    if cg.signal(Signal::SIGTERM) == 0 {
+                                        children::signal_group(pid, Signal::SIGTERM);
+                                    }
+                                }
+                                // Without a cgroup, what descends from the
+                                // child, recorded for its SIGKILL; read
+                                // before the SIGTERM, which may end the
+                                // child and orphan them.
+                                None => {
+                                    let table = tree::processes();
+                                    let below = tree::descendants(pid, &table);
+                                    children::signal_group(pid, Signal::SIGTERM);
+                                    for p in below {
+                                        if p.pgid != pid {
+                                            let _ = nix::sys::signal::kill(
+                                                nix::unistd::Pid::from_raw(p.pid),
+                                                Signal::SIGTERM,
+                                            );
+                                        }
+                                        c.strays.push(tree::Stray {
+                                            pid: p.pid,
+                                            started: p.started,
+                                        });
+                                    }
+                                }
+                            }
                             g
                         }
                         _ => continue,
@@ -1623,28 +1718,35 @@ impl Daemon {
                     self.timer(now + grace, Timer::ChildKill(pid, serial));
                 }
                 Timer::ChildKill(pid, serial) => {
-                    match self.children.get_mut(pid) {
-                        Some(c) if c.serial == serial && c.timed_out => {
-                            c.killed = true;
-                            children::signal_group(pid, Signal::SIGKILL);
-                        }
-                        // The pid is a newer child's now, and so is the
-                        // group number: never signal it for the old one.
-                        Some(_) => {
-                            self.lingering.remove(&pid);
-                        }
-                        None => {
-                            // The child ended after SIGTERM, and something
-                            // it started kept the group (and the
-                            // connection) alive: SPEC §2's SIGKILL is for
-                            // the group.
-                            if let Some(l) = self.lingering.remove(&pid)
-                                && l.serial == serial
-                                && children::kill_leftover_group(pid, l.ended)
-                            {
-                                warn!("timeout service={} pgid={pid} signal=SIGKILL", l.service);
+                    if let Some(c) = self.children.get_mut(pid)
+                        && c.serial == serial
+                        && c.timed_out
+                    {
+                        c.killed = true;
+                        children::signal_group(pid, Signal::SIGKILL);
+                        match &c.cgroup {
+                            Some(cg) => cg.kill(),
+                            None => {
+                                let _ = tree::signal_strays(&c.strays, Signal::SIGKILL);
+                                let table = tree::processes();
+                                for p in tree::descendants(pid, &table) {
+                                    let _ = nix::sys::signal::kill(
+                                        nix::unistd::Pid::from_raw(p.pid),
+                                        Signal::SIGKILL,
+                                    );
+                                }
                             }
                         }
+                        continue;
+                    }
+                    // The child ended, and something it started kept
+                    // running (and maybe the connection open): the SIGKILL
+                    // is for what is left of it. When the pid is a newer
+                    // child's now, so is the group number: it is never
+                    // signalled for the old one.
+                    let reused = self.children.get(pid).is_some();
+                    if let Some(l) = self.lingering.remove(&serial) {
+                        self.kill_lingering(l, reused);
                     }
                 }
                 Timer::ExecCheck(token) => {
@@ -1664,6 +1766,54 @@ impl Daemon {
                     }
                 }
             }
+        }
+    }
+
+    /// SIGKILL for every child and everything descending from superd:
+    /// with cgroups, at once through each connection's cgroup.kill first.
+    fn kill_everything(&mut self, me: i32) {
+        let cgroups = self
+            .children
+            .iter()
+            .filter_map(|(_, c)| c.cgroup.as_ref())
+            .chain(self.lingering.values().filter_map(|l| l.cgroup.as_ref()))
+            .chain(self.dying.iter());
+        for cg in cgroups {
+            cg.kill();
+        }
+        self.children.signal_all(Signal::SIGKILL);
+        for p in tree::descendants(me, &tree::processes()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+    }
+
+    /// SIGKILL for what outlived a child (see `after_child`), logged when
+    /// anything was left.
+    fn kill_lingering(&mut self, l: Lingering, pid_reused: bool) {
+        let mut killed =
+            l.timed_out && !pid_reused && children::kill_leftover_group(l.pid, l.ended);
+        if let Some(cg) = l.cgroup {
+            if cg.populated() {
+                cg.kill();
+                killed = true;
+            }
+            if !cg.remove() {
+                self.dying.push(cg);
+            }
+        }
+        if tree::signal_strays(&l.strays, Signal::SIGKILL) > 0 {
+            killed = true;
+        }
+        if killed && l.timed_out {
+            warn!(
+                "timeout service={} pgid={} signal=SIGKILL",
+                l.service, l.pid
+            );
+        } else if killed {
+            warn!(
+                "leftover service={} pid={} signal=SIGKILL",
+                l.service, l.pid
+            );
         }
     }
 
@@ -1875,56 +2025,55 @@ impl Daemon {
         for t in tokens {
             self.end_session(t, Some("shutdown"));
         }
+        // Everything the children started descends from superd, the
+        // subreaper, whatever sessions and groups it made: it all gets
+        // SIGTERM, and shutdown waits for all of it, not only for the
+        // children superd can reap (superd.8: SIGKILL what is left).
+        let me = std::process::id() as i32;
         self.children.signal_all(Signal::SIGTERM);
-        // Every group signalled: the children's, and those that outlived a
-        // timed-out child. Shutdown waits for all of them, not only for the
-        // children superd can reap (SPEC §6: SIGKILL what is left).
-        // With each group, a time its members started by: once its
-        // leader is gone, the number is signalled only while a member that
-        // old is in it (see children::kill_leftover_group).
-        let now = children::boot_ticks();
-        let mut groups: Vec<(i32, u64)> = self.children.iter().map(|(pid, _)| (pid, now)).collect();
-        groups.extend(self.lingering.drain().map(|(pgid, l)| (pgid, l.ended)));
+        for p in tree::descendants(me, &tree::processes()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), Signal::SIGTERM);
+        }
         let deadline = Instant::now() + self.grace;
         let mut events = Events::with_capacity(64);
-        self.reap();
         loop {
-            // A group is watched from when its leader is gone (a leader
-            // that died before setsid has no group; neither has an ended
-            // one).
-            groups.retain(|&(g, _)| self.children.get(g).is_some() || children::group_alive(g));
-            if self.children.is_empty() && groups.is_empty() {
+            self.reap();
+            let left = tree::descendants(me, &tree::processes());
+            if self.children.is_empty() && left.is_empty() {
                 break;
             }
             let now = Instant::now();
             if now >= deadline {
+                // Groups whose leader (a child) is gone.
+                let mut groups: Vec<i32> = left
+                    .iter()
+                    .map(|p| p.pgid)
+                    .filter(|&g| self.children.get(g).is_none())
+                    .collect();
+                groups.sort_unstable();
+                groups.dedup();
                 warn!(
                     "grace expired children={} groups={} signal=SIGKILL",
                     self.children.len(),
                     groups.len()
                 );
-                self.children.signal_all(Signal::SIGKILL);
-                for &(g, since) in &groups {
-                    if self.children.get(g).is_none() {
-                        children::kill_leftover_group(g, since);
-                    }
-                }
+                self.kill_everything(me);
                 // SIGKILL cannot be caught: reap them, waiting briefly.
                 let until = Instant::now() + Duration::from_secs(5);
-                while !self.children.is_empty() && Instant::now() < until {
-                    let _ = self.poll.poll(&mut events, Some(Duration::from_millis(50)));
-                    self.signals.drain(|_| {});
+                while Instant::now() < until {
                     self.reap();
+                    if self.children.is_empty()
+                        && tree::descendants(me, &tree::processes()).is_empty()
+                    {
+                        break;
+                    }
+                    let _ = self.poll.poll(&mut events, Some(Duration::from_millis(20)));
+                    self.signals.drain(|_| {});
                 }
                 break;
             }
-            // No event says a group emptied: with only groups left, look
-            // again every 20 ms.
-            let wait = if self.children.is_empty() {
-                (deadline - now).min(Duration::from_millis(20))
-            } else {
-                deadline - now
-            };
+            // No event says a tree emptied: look again every 20 ms.
+            let wait = (deadline - now).min(Duration::from_millis(20));
             let _ = self.poll.poll(&mut events, Some(wait));
             for ev in events.iter() {
                 if self.pipes.contains_key(&ev.token()) {
@@ -1932,10 +2081,42 @@ impl Daemon {
                 }
             }
             self.signals.drain(|_| {});
-            self.reap();
         }
+        // The connection cgroups are empty now (superd's own goes with
+        // the fence).
+        for (_, l) in self.lingering.drain() {
+            if let Some(cg) = l.cgroup {
+                cg.remove();
+            }
+        }
+        self.dying.retain(|c| !c.remove());
         info!("stopped");
         crate::ExitCode::Ok
+    }
+}
+
+/// Starts a child for a connection, in a new cgroup of its own when there
+/// are cgroups (see crate::tree). If the kernel refuses that cgroup for
+/// another reason than a lack of resources, the child starts without it.
+fn spawn_child(
+    fence: &mut Fence,
+    plan: &Rc<SpawnPlan>,
+    sock: std::os::fd::BorrowedFd<'_>,
+    info: &ConnInfo,
+) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
+    let Some((cgroup, dir)) = fence.prepare() else {
+        return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
+    };
+    match spawn::spawn(plan, sock, info, Some(dir.as_fd())) {
+        Ok(s) => Ok((s, Some(cgroup))),
+        Err(e) => {
+            cgroup.remove();
+            if matches!(e, Errno::EAGAIN | Errno::ENOMEM) {
+                return Err(e);
+            }
+            fence.refused(&cgroup, e);
+            spawn::spawn(plan, sock, info, None).map(|s| (s, None))
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub mod signals;
 pub mod spawn;
 pub mod startup;
 pub mod sys;
+pub mod tree;
 
 /// superd's exit statuses (SPEC §1), in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -9,7 +9,8 @@
 // prepared before it. It never allocates, never logs (fd 2 belongs to the
 // client), never panics and never returns: it ends in `execve` or `_exit`.
 //
-// The child is started with `clone(CLONE_VM)` on a stack of its own: it
+// The child is started with `clone3(CLONE_VM)` (or `clone` where the
+// kernel or a seccomp filter lacks clone3) on a stack of its own: it
 // shares superd's memory until execve, so no page table is copied and no
 // page faults in copy-on-write (fork's cost grows with the parent's
 // mappings). Unlike posix_spawn's CLONE_VFORK, superd is not suspended
@@ -262,10 +263,15 @@ impl Drop for Pending {
 /// environment for `conn`, without waiting for it: the outcome comes later
 /// through [`Spawned::exec`]. `Err` only when no child was started
 /// (`EAGAIN`, `ENOMEM`, or `EINVAL` for a builtin's plan). Does not reap.
+///
+/// `cgroup`, a cgroup v2 directory, is where the child starts (`clone3`
+/// with `CLONE_INTO_CGROUP`: no migration after the start, nothing for the
+/// child to do); it is only given where [`clone3_works`] holds.
 pub fn spawn(
     plan: &Rc<SpawnPlan>,
     sock: BorrowedFd<'_>,
     conn: &ConnInfo,
+    cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<Spawned, Errno> {
     let path = plan.path().ok_or(Errno::EINVAL)?.as_ptr();
     // SAFETY: the environment points into `plan` (kept alive, unmoved, by
@@ -313,26 +319,46 @@ pub fn spawn(
         signals: non_default_signals(),
     });
     let stack = Stack::take()?;
+    let arg: *mut libc::c_void = (&*child as *const Child).cast_mut().cast();
 
     // The child runs `child_main` on `stack`, beside this thread. Signals
     // superd handles are blocked (signalfd), so no handler of superd's runs
     // in the child before it resets them.
-    // SAFETY: the child makes only raw syscalls on `child`, which `Pending`
-    // keeps alive (with the plan, the environment and the stack) until the
-    // report pipe says the child is past exec; it never returns.
-    let pid = unsafe {
-        libc::clone(
-            child_main,
-            stack.top(),
-            libc::CLONE_VM | libc::SIGCHLD,
-            (&*child as *const Child).cast_mut().cast(),
-        )
+    let pid = if clone3_works() {
+        let mut flags = libc::CLONE_VM as u64;
+        if cgroup.is_some() {
+            flags |= CLONE_INTO_CGROUP;
+        }
+        let args = CloneArgs {
+            flags,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack.base as u64,
+            stack_size: CHILD_STACK as u64,
+            cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
+            ..CloneArgs::default()
+        };
+        // SAFETY: as for clone below; `args` is read by the kernel during
+        // the call only.
+        let ret = unsafe { sys::clone3(&args, child_main, arg) };
+        if ret < 0 {
+            stack.release();
+            return Err(Errno::from_raw(-ret as i32));
+        }
+        ret as libc::pid_t
+    } else {
+        // SAFETY: the child makes only raw syscalls on `child`, which
+        // `Pending` keeps alive (with the plan, the environment and the
+        // stack) until the report pipe says the child is past exec; it
+        // never returns.
+        let pid =
+            unsafe { libc::clone(child_main, stack.top(), libc::CLONE_VM | libc::SIGCHLD, arg) };
+        if pid == -1 {
+            let e = Errno::last();
+            stack.release();
+            return Err(e);
+        }
+        pid
     };
-    if pid == -1 {
-        let e = Errno::last();
-        stack.release();
-        return Err(e);
-    }
 
     // The child has its own copies (its fd table was copied at clone):
     // ours go now, so EOF on the report pipe means "past exec" and EOF on
@@ -355,6 +381,41 @@ pub fn spawn(
                 stack,
             }),
         },
+    })
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), the flag of `clone3` only.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Whether `clone3(2)` can be used (Linux >= 5.3, and not refused with
+/// `ENOSYS` by a seccomp filter, as some container runtimes do); probed
+/// once. Otherwise children are started with `clone(2)`, and never in a
+/// cgroup of their own.
+pub fn clone3_works() -> bool {
+    static CLONE3: OnceLock<bool> = OnceLock::new();
+    *CLONE3.get_or_init(|| {
+        // SAFETY: clone3 with no arguments (NULL, size 0) starts nothing:
+        // a kernel that has it answers EINVAL (size below the first
+        // version of the struct).
+        let ret = unsafe { libc::syscall(libc::SYS_clone3, ptr::null::<CloneArgs>(), 0usize) };
+        ret == -1 && Errno::last() == Errno::EINVAL
     })
 }
 
@@ -547,7 +608,8 @@ impl Child {
         sys::unblock_all().map_err(at(Step::Signals))?;
 
         // 2. Own session and process group, so `timeout` and shutdown can
-        // signal the whole tree with kill(-pid).
+        // signal the group with kill(-pid); what leaves it (setsid) is
+        // followed by its cgroup or superd as subreaper (crate::tree).
         sys::setsid().map_err(at(Step::Setsid))?;
 
         // 3. The socket on 0 and 1, the stderr target on 2. Sources are >= 3
@@ -727,6 +789,92 @@ mod sys {
                 in("x3") a[3],
                 in("x4") a[4],
                 in("x5") a[5],
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// `clone3(2)` of a child that shares our memory and runs on its own
+    /// stack (`args.stack`): the child calls `f(arg)`, which must not
+    /// return (it exits if it does). Returns the pid, or `-errno`.
+    ///
+    /// # Safety
+    /// `args` must describe a stack that no one else uses until the child
+    /// is past exec, and `f` must be safe to run on it with `arg`.
+    #[cfg(target_arch = "x86_64")]
+    pub unsafe fn clone3(
+        args: &super::CloneArgs,
+        f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        arg: *mut libc::c_void,
+    ) -> isize {
+        let ret: isize;
+        // SAFETY: the x86_64 syscall ABI as in `raw`. In the child (rax 0)
+        // the kernel has set rsp to the top of the new stack: it clears the
+        // frame pointer, calls f(arg) there (rsp is 16-aligned before the
+        // call, as the ABI wants) and never comes back to this frame. The
+        // parent goes on at `2:` with every register but rax, rcx and r11
+        // as they were.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "mov rdi, r13",
+                "call r12",
+                "mov edi, eax",
+                "mov eax, {exit}",
+                "syscall",
+                "ud2",
+                "2:",
+                exit = const libc::SYS_exit_group,
+                inlateout("rax") libc::SYS_clone3 as isize => ret,
+                in("rdi") args as *const super::CloneArgs as usize,
+                in("rsi") std::mem::size_of::<super::CloneArgs>(),
+                in("r12") f as usize,
+                in("r13") arg as usize,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// See the x86_64 version.
+    ///
+    /// # Safety
+    /// As for the x86_64 version.
+    #[cfg(target_arch = "aarch64")]
+    pub unsafe fn clone3(
+        args: &super::CloneArgs,
+        f: extern "C" fn(*mut libc::c_void) -> libc::c_int,
+        arg: *mut libc::c_void,
+    ) -> isize {
+        let ret: isize;
+        // SAFETY: the aarch64 syscall ABI as in `raw`. In the child (x0 0)
+        // the kernel has set sp to the top of the new stack (16-aligned):
+        // it clears the frame pointer, calls f(arg) and never comes back
+        // to this frame. The parent goes on at `2:` with every register
+        // but x0 as it was.
+        unsafe {
+            std::arch::asm!(
+                "svc 0",
+                "cbnz x0, 2f",
+                "mov x29, xzr",
+                "mov x0, x10",
+                "blr x9",
+                "mov x8, {exit}",
+                "svc 0",
+                "brk 0",
+                "2:",
+                exit = const libc::SYS_exit_group,
+                in("x8") libc::SYS_clone3,
+                inlateout("x0") args as *const super::CloneArgs as usize as isize => ret,
+                in("x1") std::mem::size_of::<super::CloneArgs>(),
+                in("x9") f as usize,
+                in("x10") arg as usize,
                 options(nostack),
             );
         }

@@ -37,7 +37,7 @@ fn spawn_locked(
     conn: &ConnInfo,
 ) -> Result<Spawned, Errno> {
     let _guard = FORK_LOCK.read().unwrap_or_else(|e| e.into_inner());
-    spawn(plan, sock, conn)
+    spawn(plan, sock, conn, None)
 }
 
 /// Long enough for any machine; reads end at EOF, never by timing out.

@@ -265,6 +265,24 @@ impl Superd {
         Superd::spawn_command(cmd, dir, args, &[])
     }
 
+    /// Like `spawn`, in a mount namespace of its own where no cgroup2 file
+    /// system is mounted (root only): superd then follows its children's
+    /// trees with the subreaper alone.
+    pub fn spawn_without_cgroup2(dir: TempDir, args: &[&str]) -> Superd {
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            "awk '/ - cgroup2 / {print $5}' /proc/self/mountinfo | while read m; do umount -l \"$m\"; done; exec \"$0\" \"$@\"",
+        ])
+        .arg(superd_bin());
+        Superd::spawn_command(cmd, dir, args, &[])
+    }
+
     pub fn spawn_command(
         mut cmd: Command,
         dir: TempDir,

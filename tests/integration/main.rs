@@ -22,3 +22,4 @@ mod proxy;
 mod review;
 mod socket_files;
 mod sockets;
+mod tree;
