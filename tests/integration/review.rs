@@ -390,14 +390,36 @@ fn a_slow_exec_after_a_failure_holds_up_nothing_else() {
         return;
     };
     let _held = connect(&flaky);
-    d.wait_for(&["spawn", "service=flaky "]);
+    // The second child of the service (the first failed).
+    let line = d.wait_nth(2, &["spawn", "service=flaky "]);
+    let child: i32 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse().ok())
+        .expect("the spawn line names the child");
+    // The child is held in its execve by the tracer (not past it).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let status = fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+        if status.lines().any(|l| l.starts_with("State:\tt")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the child was never held: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Another service answers meanwhile (a blocked loop would not within
     // the harness's deadline: the exec is held for 600 s).
     assert_eq!(exchange(&echo, b"still here"), b"still here");
-    // And SIGTERM ends superd.
+    // And SIGTERM is heard while the child is still held. A traced child
+    // held by the tracer does not die even of SIGKILL until the tracer
+    // lets it go: the tracer goes, then superd ends.
     d.signal(Signal::SIGTERM);
-    let status = d.wait_exit();
+    d.wait_for(&["shutting down", "signal=SIGTERM"]);
     drop(strace);
+    let status = d.wait_exit();
     assert!(status.success(), "{status:?}\n{}", d.log_text());
     assert!(!d.lines_with(&["stopped"]).is_empty());
 }
