@@ -2019,8 +2019,8 @@ fn bind_all(
     'outer: for s in services {
         let mut slots = Vec::new();
         if s.enabled {
-            for addr in &s.listen {
-                let key = s.listener_key(addr);
+            for i in 0..s.listen.len() {
+                let key = s.listener_key_at(i);
                 if let Some(slot) = take_from_pool(pool, &key, old.get(&s.name).copied()) {
                     slots.push(slot);
                     continue;
