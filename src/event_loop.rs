@@ -371,8 +371,17 @@ impl Daemon {
             reap_pending: false,
             shutdown: None,
         };
-        let bound = bind_all(&config.services, &mut HashMap::new(), &HashMap::new())
-            .map_err(|e| StartError(e.to_string()))?;
+        // Sockets from superd's parent (LISTEN_FDS) first: a service they
+        // match is not bound again (superd.8, SOCKET ACTIVATION).
+        let inherited = crate::listener_inherit::take_from_env();
+        let mut inherited = crate::listener_inherit::adopt(inherited, &config.services);
+        let bound = bind_all(
+            &config.services,
+            &mut HashMap::new(),
+            &HashMap::new(),
+            &mut inherited,
+        )
+        .map_err(|e| StartError(e.to_string()))?;
         d.install(config.services, bound, HashMap::new());
         Ok(d)
     }
@@ -510,7 +519,7 @@ impl Daemon {
                 let is_new = slot.token.is_none();
                 let token = slot.token.unwrap_or_else(|| self.token());
                 // A kept UDP builtin keeps its server (chargen's rotation).
-                let udp = match (service.builtin(), service.socket) {
+                let udp = match (service.builtin(), slot.listener.key.socket) {
                     (Some(kind), SocketType::Dgram) => slot
                         .udp
                         .filter(|u| u.kind() == kind)
@@ -538,8 +547,15 @@ impl Daemon {
                         entry.busy = true;
                     }
                     info!(
-                        "listening service={} addr={} socket={}",
-                        service.name, entry.listener.local, service.socket
+                        "listening service={} addr={} socket={}{}",
+                        service.name,
+                        entry.listener.local,
+                        entry.listener.key.socket,
+                        if entry.listener.inherited {
+                            " inherited=yes"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 self.services
@@ -1646,7 +1662,7 @@ impl Daemon {
             .values()
             .map(|s| (s.service.name.clone(), s.id))
             .collect();
-        match bind_all(&config.services, &mut pool, &old) {
+        match bind_all(&config.services, &mut pool, &old, &mut HashMap::new()) {
             Ok(bound) => {
                 let n = config.services.len();
                 // The new listeners (bound above) are logged first, then
@@ -2013,13 +2029,25 @@ fn bind_all(
     services: &[Service],
     pool: &mut HashMap<ListenerKey, Vec<Slot>>,
     old: &HashMap<String, u64>,
+    inherited: &mut HashMap<(usize, usize), Listener>,
 ) -> Result<Vec<Vec<Slot>>, BindFailure> {
     let mut out: Vec<Vec<Slot>> = Vec::with_capacity(services.len());
     let mut failure = None;
-    'outer: for s in services {
+    'outer: for (si, s) in services.iter().enumerate() {
         let mut slots = Vec::new();
         if s.enabled {
             for i in 0..s.listen.len() {
+                if let Some(listener) = inherited.remove(&(si, i)) {
+                    slots.push(Slot {
+                        token: None,
+                        service_id: 0,
+                        busy: false,
+                        listener,
+                        udp: None,
+                        adjust: None,
+                    });
+                    continue;
+                }
                 let key = s.listener_key_at(i);
                 if let Some(slot) = take_from_pool(pool, &key, old.get(&s.name).copied()) {
                     slots.push(slot);
