@@ -30,7 +30,9 @@ use crate::listener::{self, Accepted, Listener, Peer};
 use crate::logging::quote;
 use crate::notify::Notifier;
 use crate::plan::{ConnInfo, SpawnPlan};
-use crate::service::{ListenerKey, Program, Rate, Service, SocketType, canonical_addr};
+use crate::service::{
+    ListenerKey, PassMode, Program, Rate, Service, SocketType, StartMode, canonical_addr,
+};
 use crate::signals::{self, Signals};
 use crate::spawn;
 
@@ -1071,26 +1073,42 @@ impl Daemon {
         let Some(plan) = st.plan.clone() else {
             return;
         };
+        // pass: listen_fds: one child gets every socket of the service, so
+        // none starts while another has them.
+        let listen_fds = service.pass == PassMode::ListenFds;
+        if listen_fds
+            && st
+                .listeners
+                .iter()
+                .any(|t| self.listeners.get(t).is_some_and(|e| e.busy))
+        {
+            return;
+        }
+        let at_start = service.start == StartMode::AtStart;
         let entry = self.listeners.get_mut(&token).expect("live");
-        // Only when there is something to serve: a readable socket.
+        // Only when there is something to serve: a readable socket (or,
+        // with start: at_start, at once).
         let mut pfd = [nix::poll::PollFd::new(
             entry.listener.fd.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        if !matches!(
-            nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
-            Ok(1)
-        ) {
+        if !at_start
+            && !matches!(
+                nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
+                Ok(1)
+            )
+        {
             return;
         }
         let revents = pfd[0].revents().unwrap_or(nix::poll::PollFlags::empty());
-        if !revents.contains(nix::poll::PollFlags::POLLIN) {
+        if !at_start && !revents.contains(nix::poll::PollFlags::POLLIN) {
             // Only a pending socket error (an ICMP report on a datagram
             // socket): reading SO_ERROR clears it; no child for that.
             let _ = socket::getsockopt(&entry.listener.fd, socket::sockopt::SocketError);
             return;
         }
-        if entry.listener.key.socket == SocketType::Dgram
+        if !at_start
+            && entry.listener.key.socket == SocketType::Dgram
             && (service.only_from.is_some() || !service.deny_from.is_empty())
             && !self.admit_datagram(sid, token)
         {
@@ -1127,6 +1145,10 @@ impl Daemon {
             self.timer(until, Timer::Resume(sid));
             return;
         }
+        if listen_fds {
+            self.spawn_listen_fds(sid, token, &service, &plan);
+            return;
+        }
         let entry = self.listeners.get_mut(&token).expect("live");
         let _ = self
             .poll
@@ -1140,6 +1162,46 @@ impl Daemon {
                 st.limits.connection_started();
                 st.counters.accepted += 1;
                 self.child_started(sid, &service, spawned, None, None, Some(token), None);
+            }
+            Err(e) => {
+                self.resume_wait_listener(token);
+                self.pause_for_resources(sid, "fork", e);
+            }
+        }
+    }
+
+    /// wait mode with `pass: listen_fds`: every socket of the service, in
+    /// `listen:` order, goes to one child; none is watched until it exits.
+    fn spawn_listen_fds(
+        &mut self,
+        sid: u64,
+        token: Token,
+        service: &Rc<Service>,
+        plan: &Rc<SpawnPlan>,
+    ) {
+        let tokens = self.services.get(&sid).expect("live").listeners.clone();
+        for t in &tokens {
+            if let Some(entry) = self.listeners.get_mut(t) {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&entry.listener.fd.as_raw_fd()));
+                entry.busy = true;
+            }
+        }
+        let fds: Vec<std::os::fd::BorrowedFd<'_>> = tokens
+            .iter()
+            .filter_map(|t| self.listeners.get(t))
+            .map(|e| e.listener.fd.as_fd())
+            .collect();
+        crate::logging::flush();
+        let result = spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None);
+        match result {
+            Ok(spawned) => {
+                let st = self.services.get_mut(&sid).expect("live");
+                st.limits.connection_started();
+                st.counters.accepted += 1;
+                self.child_started(sid, service, spawned, None, None, Some(token), None);
             }
             Err(e) => {
                 self.resume_wait_listener(token);
@@ -1190,8 +1252,46 @@ impl Daemon {
         false
     }
 
-    /// Gives a `wait` listener back to the loop after its child ended.
+    /// Gives a `wait` listener back to the loop after its child ended;
+    /// with `pass: listen_fds`, every listener of its service.
     fn resume_wait_listener(&mut self, token: Token) {
+        let all = self
+            .listeners
+            .get(&token)
+            .and_then(|e| self.services.get(&e.service_id))
+            .filter(|st| st.service.pass == PassMode::ListenFds)
+            .map(|st| st.listeners.clone());
+        let Some(all) = all else {
+            self.resume_one_listener(token);
+            return;
+        };
+        // All of them are given back before any is drained: a drain may
+        // start the next child, which takes them all again.
+        let mut drain = Vec::new();
+        for t in all {
+            if let Some(entry) = self.listeners.get_mut(&t)
+                && entry.busy
+            {
+                let _ = listener::set_nonblocking(entry.listener.fd.as_fd(), true);
+                entry.busy = self
+                    .poll
+                    .registry()
+                    .register(
+                        &mut SourceFd(&entry.listener.fd.as_raw_fd()),
+                        t,
+                        Interest::READABLE,
+                    )
+                    .is_err();
+                drain.push(t);
+            }
+        }
+        for t in drain {
+            self.drain_listener(t);
+        }
+    }
+
+    /// Gives one `wait` listener back to the loop.
+    fn resume_one_listener(&mut self, token: Token) {
         let Some(entry) = self.listeners.get_mut(&token) else {
             return;
         };

@@ -78,7 +78,9 @@ pub fn take_from_env() -> Vec<Inherited> {
         warn!("inherited sockets ignored: LISTEN_FDS={n} is more than {MAX_FDS}");
         return Vec::new();
     }
-    let names: Vec<&str> = names.as_deref().map_or(Vec::new(), |n| n.split(':').collect());
+    let names: Vec<&str> = names
+        .as_deref()
+        .map_or(Vec::new(), |n| n.split(':').collect());
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
         let raw = FIRST_FD + i as RawFd;
@@ -283,7 +285,10 @@ mod tests {
         let any6 = Bound::Inet(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 53));
         assert!(names_socket(&Address::AnyPort(53), &any6));
         assert!(names_socket(&Address::AnyPort(53), &v4([0, 0, 0, 0], 53)));
-        assert!(!names_socket(&Address::AnyPort(53), &v4([127, 0, 0, 1], 53)));
+        assert!(!names_socket(
+            &Address::AnyPort(53),
+            &v4([127, 0, 0, 1], 53)
+        ));
         assert!(!names_socket(&Address::AnyPort(54), &any6));
         let a: Address = Address::Inet("127.0.0.1:7000".parse().unwrap());
         assert!(names_socket(&a, &v4([127, 0, 0, 1], 7000)));

@@ -672,8 +672,7 @@ pub struct ListenEntry {
 }
 
 impl Scalar for ListenEntry {
-    const EXPECTING: &'static str =
-        "an address (PORT, :PORT, *:PORT, IPV4:PORT, [IPV6]:PORT, /unix/path, @abstract) or a mapping {address: ADDR, socket: TYPE}";
+    const EXPECTING: &'static str = "an address (PORT, :PORT, *:PORT, IPV4:PORT, [IPV6]:PORT, /unix/path, @abstract) or a mapping {address: ADDR, socket: TYPE}";
     fn from_u64(n: u64) -> Result<Self, String> {
         Address::from_u64(n).map(ListenEntry::plain)
     }
@@ -720,13 +719,17 @@ impl<'de> Deserialize<'de> for ListenEntry {
                             socket = Some(map.next_value::<SocketType>()?)
                         }
                         "address" | "socket" => {
-                            return Err(custom(format_args!("duplicate key {k:?} in a listen entry")));
+                            return Err(custom(format_args!(
+                                "duplicate key {k:?} in a listen entry"
+                            )));
                         }
                         _ => return Err(de::Error::unknown_field(&k, &["address", "socket"])),
                     }
                 }
                 let addr = addr.ok_or_else(|| {
-                    custom::<A::Error>("a listen entry mapping needs address: (and may have socket:)")
+                    custom::<A::Error>(
+                        "a listen entry mapping needs address: (and may have socket:)",
+                    )
                 })?;
                 Ok(ListenEntry { addr, socket })
             }

@@ -901,7 +901,11 @@ fn activation(
     own: Origin<'_>,
     (wait, is_builtin): (bool, bool),
     errors: &mut Vec<ConfigError>,
-) -> (crate::service::PassMode, Vec<String>, crate::service::StartMode) {
+) -> (
+    crate::service::PassMode,
+    Vec<String>,
+    crate::service::StartMode,
+) {
     use crate::service::{PassMode, StartMode, StderrMode};
     let pass = f.pass.map_or(PassMode::Stdio, |(p, _)| *p);
     if let Some((PassMode::ListenFds, o)) = f.pass {
