@@ -936,13 +936,18 @@ fn activation(
     }
     for (i, e) in entries.iter().enumerate() {
         if e.socket.is_some() && (!wait || is_builtin) {
-            errors.push(own.at_element(
-                "listen",
-                i,
-                format!(
-                    "service {name:?}: a socket type per address needs wait: true and exec (one child gets every socket)"
-                ),
-            ));
+            let msg = format!(
+                "service {name:?}: a socket type per address needs wait: true and exec (one child gets every socket)"
+            );
+            // At the entry's `socket:` key.
+            let at = own
+                .file
+                .index
+                .key(&own.path(&["listen", &i.to_string(), "socket"]));
+            errors.push(match at {
+                Some(pos) => own.error(Some(pos), msg),
+                None => own.at_element("listen", i, msg),
+            });
         }
     }
     let mut names = Vec::new();

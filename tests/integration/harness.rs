@@ -252,7 +252,7 @@ impl Superd {
         Superd::spawn_command(cmd, dir, args, &[])
     }
 
-    fn spawn_command(
+    pub fn spawn_command(
         mut cmd: Command,
         dir: TempDir,
         args: &[&str],
