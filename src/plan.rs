@@ -724,4 +724,52 @@ mod tests {
         s.program = Program::Builtin(crate::service::Builtin::Echo);
         assert!(SpawnPlan::new(&s).path().is_none());
     }
+
+    /// pass: listen_fds: LISTEN_FDS and LISTEN_FDNAMES after the
+    /// connection variables, and room after `LISTEN_PID=` for the child's
+    /// own pid; nothing of the kind for stdio.
+    #[test]
+    fn listen_fds_variables() {
+        let mut s = service();
+        s.listen = vec![
+            crate::service::Address::AnyPort(53),
+            crate::service::Address::AnyPort(853),
+        ];
+        s.pass = PassMode::ListenFds;
+        s.wait = true;
+        s.fd_names = vec!["dns".into(), "dot".into()];
+        let plan = SpawnPlan::new(&s);
+        assert_eq!(plan.listen_fds(), Some(2));
+        let env = plan.env_pairs(&ConnInfo::None);
+        let listen: Vec<_> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("LISTEN_"))
+            .collect();
+        assert_eq!(
+            listen,
+            [
+                &("LISTEN_FDS".to_string(), "2".to_string()),
+                &("LISTEN_PID".to_string(), String::new()),
+                &("LISTEN_FDNAMES".to_string(), "dns:dot".to_string()),
+            ]
+        );
+        assert!(!plan.envp_for(&ConnInfo::None).pid_slot().is_null());
+
+        s.wait = false;
+        s.fd_names.clear();
+        let plan = SpawnPlan::new(&s);
+        assert_eq!(plan.listen_fds(), Some(1));
+        let env = plan.env_pairs(&ConnInfo::None);
+        assert!(env.contains(&("LISTEN_FDNAMES".to_string(), "connection".to_string())));
+
+        let plan = SpawnPlan::new(&service());
+        assert_eq!(plan.listen_fds(), None);
+        assert!(plan.envp_for(&ConnInfo::None).pid_slot().is_null());
+        assert!(
+            !plan
+                .env_pairs(&ConnInfo::None)
+                .iter()
+                .any(|(k, _)| k.starts_with("LISTEN_"))
+        );
+    }
 }

@@ -769,6 +769,29 @@ fn service<'a>(
             }
         }
     }
+    // The socket activation variables are superd's to write (the child's
+    // own pid, its sockets' names): `env:` cannot set them there.
+    if pass == crate::service::PassMode::ListenFds {
+        for (e, o) in [
+            (defaults.and_then(|(d, o)| Some((d.env.as_ref()?, o)))),
+            raw.env.as_ref().map(|e| (e, own)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (k, _) in &e.0 {
+                if matches!(k.as_str(), "LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES") {
+                    let at = o.file.index.key(&o.path(&["env", k]));
+                    errors.push(o.error(
+                        at,
+                        format!(
+                            "service {name:?}: env cannot set {k} with pass: listen_fds (superd sets it for the child)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     let mut rlimits: Vec<(Rlimit, Origin)> = Vec::new();
     for (r, o) in [
         defaults.and_then(|(d, o)| Some((d.rlimits.as_ref()?, o))),
