@@ -220,11 +220,67 @@ fn superd_serves_an_inherited_udp_socket() {
         line.contains("inherited=yes") && line.contains("socket=dgram"),
         "{line}"
     );
+    let before = socket_inode(d.pid(), 3);
+    assert!(before.starts_with("socket:["), "{before}");
     d.signal(nix::sys::signal::Signal::SIGHUP);
     d.wait_for(&["reloaded"]);
+    assert_eq!(socket_inode(d.pid(), 3), before, "a reload keeps it");
     c.send_to(b"pong", &addr).unwrap();
     let (n, _) = c.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"pong");
+}
+
+/// IPv6: `-l PORT` (a dual-stack `[::]` socket) is the service that says
+/// `listen: PORT`, and `-l [::1]:PORT` the one that says so; a `v6only`
+/// the inherited socket does not have is warned about, not applied.
+#[test]
+fn inherited_ipv6_and_dual_stack_sockets_match_their_services() {
+    if !have(ACTIVATE) {
+        return;
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    let any = free_port(false);
+    let one = TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("act6");
+    dir.write(
+        "a.yaml",
+        &format!(
+            "services:\n  any:\n    listen: {any}\n    v6only: true\n    builtin: echo\n  \
+             one:\n    listen: \"[::1]:{one}\"\n    builtin: echo\n"
+        ),
+    );
+    let (a, b) = (any.to_string(), format!("[::1]:{one}"));
+    let d = activate(dir, &["-l", &a, "-l", &b]);
+    d.wait_for(&["Listening on", &b]);
+    // The first connection, over IPv4 to the dual-stack socket, makes the
+    // activator exec superd.
+    assert_eq!(exchange(&format!("127.0.0.1:{any}"), b"v4\n"), b"v4\n");
+    let line = d.wait_for(&["listening", "service=any "]);
+    assert!(
+        line.contains(&format!("addr=[::]:{any} ")) && line.contains("inherited=yes"),
+        "{line}"
+    );
+    let line = d.wait_for(&["inherited socket option not applied", "service=any"]);
+    assert!(
+        line.contains("option=v6only configured=true socket=false"),
+        "{line}"
+    );
+    let line = d.wait_for(&["listening", "service=one "]);
+    assert!(line.contains("inherited=yes"), "{line}");
+    assert_eq!(exchange(&format!("[::1]:{any}"), b"v6\n"), b"v6\n");
+    assert_eq!(exchange(&b, b"one\n"), b"one\n");
+    assert!(
+        d.lines_with(&["inherited socket unused"]).is_empty(),
+        "{}",
+        d.log_text()
+    );
 }
 
 /// An inherited fd that is not a socket (a pipe), and a socket of a family
