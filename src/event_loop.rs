@@ -272,6 +272,9 @@ pub struct Daemon {
     closing: Vec<OwnedFd>,
     /// Children not yet past exec, by the token of their report pipe.
     execs: HashMap<Token, ExecWait>,
+    /// `pass: listen_fds` wait children (by pid) and the listeners each
+    /// holds, given back when it ends.
+    listen_fds_children: HashMap<i32, Vec<Token>>,
     next_token: usize,
     next_service_id: u64,
     next_serial: u64,
@@ -365,6 +368,7 @@ impl Daemon {
             deferred: Vec::new(),
             closing: Vec::new(),
             execs: HashMap::new(),
+            listen_fds_children: HashMap::new(),
             next_token: 1,
             next_service_id: 1,
             next_serial: 0,
@@ -1201,10 +1205,14 @@ impl Daemon {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
+                // Its sockets, by token: a reload may change the service's
+                // list meanwhile, these are the ones to give back.
+                self.listen_fds_children
+                    .insert(spawned.pid.as_raw(), tokens);
                 self.child_started(sid, service, spawned, None, None, Some(token), None);
             }
             Err(e) => {
-                self.resume_wait_listener(token);
+                self.resume_listeners(tokens);
                 self.pause_for_resources(sid, "fork", e);
             }
         }
@@ -1252,23 +1260,12 @@ impl Daemon {
         false
     }
 
-    /// Gives a `wait` listener back to the loop after its child ended;
-    /// with `pass: listen_fds`, every listener of its service.
-    fn resume_wait_listener(&mut self, token: Token) {
-        let all = self
-            .listeners
-            .get(&token)
-            .and_then(|e| self.services.get(&e.service_id))
-            .filter(|st| st.service.pass == PassMode::ListenFds)
-            .map(|st| st.listeners.clone());
-        let Some(all) = all else {
-            self.resume_one_listener(token);
-            return;
-        };
-        // All of them are given back before any is drained: a drain may
-        // start the next child, which takes them all again.
+    /// Gives the listeners of a `pass: listen_fds` child back to the loop
+    /// after it ended: all of them before any is drained (a drain may
+    /// start the next child, which takes them all again).
+    fn resume_listeners(&mut self, tokens: Vec<Token>) {
         let mut drain = Vec::new();
-        for t in all {
+        for t in tokens {
             if let Some(entry) = self.listeners.get_mut(&t)
                 && entry.busy
             {
@@ -1290,8 +1287,8 @@ impl Daemon {
         }
     }
 
-    /// Gives one `wait` listener back to the loop.
-    fn resume_one_listener(&mut self, token: Token) {
+    /// Gives a `wait` listener back to the loop after its child ended.
+    fn resume_wait_listener(&mut self, token: Token) {
         let Some(entry) = self.listeners.get_mut(&token) else {
             return;
         };
@@ -1541,7 +1538,10 @@ impl Daemon {
             }
             if let Some(token) = child.wait_listener {
                 self.connection_ended(child.service_id, None);
-                self.resume_wait_listener(token);
+                match self.listen_fds_children.remove(&pid) {
+                    Some(tokens) => self.resume_listeners(tokens),
+                    None => self.resume_wait_listener(token),
+                }
             } else {
                 self.connection_ended(child.service_id, child.source);
             }

@@ -477,6 +477,14 @@ fn a_socket_activated_python_server_runs_under_superd() {
         "{}",
         s.log_text()
     );
+    // A reload while the child runs leaves its sockets to it.
+    s.signal(nix::sys::signal::Signal::SIGHUP);
+    s.wait_for(&["reloaded"]);
+    let r = ask(&addr, "after-reload");
+    assert_eq!(
+        field(&format!(" {a}"), "pid"),
+        field(&format!(" {r}"), "pid")
+    );
     let q = ask(&addr, "quit");
     let pid = field(&format!(" {q}"), "pid").unwrap();
     s.wait_for(&["exit", "service=py", &format!("pid={pid} "), "status=0"]);
