@@ -601,3 +601,43 @@ fn socket_activation_fields_are_refused_where_they_cannot_apply() {
         );
     }
 }
+
+/// `--check` binds nothing and adopts nothing: with LISTEN_PID and
+/// LISTEN_FDS pointing at a socket, it only describes the configuration.
+#[test]
+fn check_adopts_nothing() {
+    use std::os::unix::process::CommandExt;
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = tcp.local_addr().unwrap().to_string();
+    let dir = TempDir::new("actcheck");
+    dir.write(
+        "a.yaml",
+        &format!("services:\n  echo:\n    listen: {addr}\n    builtin: echo\n"),
+    );
+    let fd = tcp.as_raw_fd();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\""])
+        .arg(superd_bin())
+        .args(["--check", dir.path().to_str().unwrap()])
+        .stdin(Stdio::null());
+    // SAFETY: dup2 is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(fd, 3) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("configuration OK: 1 service"), "{stdout}");
+    assert!(
+        !stderr.contains("inherited") && !stderr.contains("listening"),
+        "{stderr}"
+    );
+}
