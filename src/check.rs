@@ -22,7 +22,15 @@ pub fn describe(config: &Config) -> String {
 }
 
 fn describe_service(out: &mut String, s: &Service) {
-    let addrs: Vec<String> = s.listen.iter().map(ToString::to_string).collect();
+    let addrs: Vec<String> = s
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, a)| match s.listen_sockets.get(i).copied().flatten() {
+            Some(t) => format!("{a} ({t})"),
+            None => a.to_string(),
+        })
+        .collect();
     let _ = writeln!(out, "\nservice {} ({})", s.name, s.file.display());
     let _ = writeln!(out, "  listen: {}", addrs.join(", "));
     let _ = writeln!(
@@ -32,6 +40,21 @@ fn describe_service(out: &mut String, s: &Service) {
         if s.wait { "wait" } else { "nowait" },
         if s.enabled { "" } else { " (disabled)" }
     );
+    if s.pass == crate::service::PassMode::ListenFds {
+        let names: Vec<&str> = if s.wait {
+            (0..s.listen.len()).map(|i| s.fd_name(i)).collect()
+        } else {
+            vec!["connection"]
+        };
+        let _ = writeln!(
+            out,
+            "  pass: listen_fds LISTEN_FDNAMES={} start={}",
+            names.join(":"),
+            s.start.as_str()
+        );
+    } else if s.start == crate::service::StartMode::AtStart {
+        let _ = writeln!(out, "  start: at_start");
+    }
     match &s.program {
         Program::Exec { path, argv } => {
             let _ = writeln!(out, "  exec: {} argv={:?}", path.display(), argv);

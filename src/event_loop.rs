@@ -30,7 +30,9 @@ use crate::listener::{self, Accepted, Listener, Peer};
 use crate::logging::quote;
 use crate::notify::Notifier;
 use crate::plan::{ConnInfo, SpawnPlan};
-use crate::service::{ListenerKey, Program, Rate, Service, SocketType, canonical_addr};
+use crate::service::{
+    ListenerKey, PassMode, Program, Rate, Service, SocketType, StartMode, canonical_addr,
+};
 use crate::signals::{self, Signals};
 use crate::spawn;
 use crate::spawn::sandbox::Namespaces;
@@ -286,6 +288,9 @@ pub struct Daemon {
     closing: Vec<OwnedFd>,
     /// Children not yet past exec, by the token of their report pipe.
     execs: HashMap<Token, ExecWait>,
+    /// `pass: listen_fds` wait children (by pid) and the listeners each
+    /// holds, given back when it ends.
+    listen_fds_children: HashMap<i32, Vec<Token>>,
     next_token: usize,
     next_service_id: u64,
     next_serial: u64,
@@ -381,6 +386,7 @@ impl Daemon {
             deferred: Vec::new(),
             closing: Vec::new(),
             execs: HashMap::new(),
+            listen_fds_children: HashMap::new(),
             next_token: 1,
             next_service_id: 1,
             next_serial: 0,
@@ -392,8 +398,17 @@ impl Daemon {
         let namespaces = d
             .namespaces_for(&config.services, &HashMap::new())
             .map_err(StartError)?;
-        let bound = bind_all(&config.services, &mut HashMap::new(), &HashMap::new())
-            .map_err(|e| StartError(e.to_string()))?;
+        // Sockets from superd's parent (LISTEN_FDS) first: a service they
+        // match is not bound again (superd.8, SOCKET ACTIVATION).
+        let inherited = crate::listener_inherit::take_from_env();
+        let mut inherited = crate::listener_inherit::adopt(inherited, &config.services);
+        let bound = bind_all(
+            &config.services,
+            &mut HashMap::new(),
+            &HashMap::new(),
+            &mut inherited,
+        )
+        .map_err(|e| StartError(e.to_string()))?;
         d.install(config.services, bound, HashMap::new(), namespaces);
         Ok(d)
     }
@@ -581,7 +596,7 @@ impl Daemon {
                 let is_new = slot.token.is_none();
                 let token = slot.token.unwrap_or_else(|| self.token());
                 // A kept UDP builtin keeps its server (chargen's rotation).
-                let udp = match (service.builtin(), service.socket) {
+                let udp = match (service.builtin(), slot.listener.key.socket) {
                     (Some(kind), SocketType::Dgram) => slot
                         .udp
                         .filter(|u| u.kind() == kind)
@@ -609,8 +624,15 @@ impl Daemon {
                         entry.busy = true;
                     }
                     info!(
-                        "listening service={} addr={} socket={}",
-                        service.name, entry.listener.local, service.socket
+                        "listening service={} addr={} socket={}{}",
+                        service.name,
+                        entry.listener.local,
+                        entry.listener.key.socket,
+                        if entry.listener.inherited {
+                            " inherited=yes"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 self.services
@@ -1135,26 +1157,42 @@ impl Daemon {
         let Some(plan) = st.plan.clone() else {
             return;
         };
+        // pass: listen_fds: one child gets every socket of the service, so
+        // none starts while another has them.
+        let listen_fds = service.pass == PassMode::ListenFds;
+        if listen_fds
+            && st
+                .listeners
+                .iter()
+                .any(|t| self.listeners.get(t).is_some_and(|e| e.busy))
+        {
+            return;
+        }
+        let at_start = service.start == StartMode::AtStart;
         let entry = self.listeners.get_mut(&token).expect("live");
-        // Only when there is something to serve: a readable socket.
+        // Only when there is something to serve: a readable socket (or,
+        // with start: at_start, at once).
         let mut pfd = [nix::poll::PollFd::new(
             entry.listener.fd.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        if !matches!(
-            nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
-            Ok(1)
-        ) {
+        if !at_start
+            && !matches!(
+                nix::poll::poll(&mut pfd, nix::poll::PollTimeout::ZERO),
+                Ok(1)
+            )
+        {
             return;
         }
         let revents = pfd[0].revents().unwrap_or(nix::poll::PollFlags::empty());
-        if !revents.contains(nix::poll::PollFlags::POLLIN) {
+        if !at_start && !revents.contains(nix::poll::PollFlags::POLLIN) {
             // Only a pending socket error (an ICMP report on a datagram
             // socket): reading SO_ERROR clears it; no child for that.
             let _ = socket::getsockopt(&entry.listener.fd, socket::sockopt::SocketError);
             return;
         }
-        if entry.listener.key.socket == SocketType::Dgram
+        if !at_start
+            && entry.listener.key.socket == SocketType::Dgram
             && (service.only_from.is_some() || !service.deny_from.is_empty())
             && !self.admit_datagram(sid, token)
         {
@@ -1191,6 +1229,10 @@ impl Daemon {
             self.timer(until, Timer::Resume(sid));
             return;
         }
+        if listen_fds {
+            self.spawn_listen_fds(sid, token, &service, &plan);
+            return;
+        }
         let entry = self.listeners.get_mut(&token).expect("live");
         let _ = self
             .poll
@@ -1217,6 +1259,50 @@ impl Daemon {
             }
             Err(e) => {
                 self.resume_wait_listener(token);
+                self.pause_for_resources(sid, "fork", e);
+            }
+        }
+    }
+
+    /// wait mode with `pass: listen_fds`: every socket of the service, in
+    /// `listen:` order, goes to one child; none is watched until it exits.
+    fn spawn_listen_fds(
+        &mut self,
+        sid: u64,
+        token: Token,
+        service: &Rc<Service>,
+        plan: &Rc<SpawnPlan>,
+    ) {
+        let tokens = self.services.get(&sid).expect("live").listeners.clone();
+        for t in &tokens {
+            if let Some(entry) = self.listeners.get_mut(t) {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&entry.listener.fd.as_raw_fd()));
+                entry.busy = true;
+            }
+        }
+        let fds: Vec<std::os::fd::BorrowedFd<'_>> = tokens
+            .iter()
+            .filter_map(|t| self.listeners.get(t))
+            .map(|e| e.listener.fd.as_fd())
+            .collect();
+        crate::logging::flush();
+        let result = spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None, None);
+        match result {
+            Ok(spawned) => {
+                let st = self.services.get_mut(&sid).expect("live");
+                st.limits.connection_started();
+                st.counters.accepted += 1;
+                // Its sockets, by token: a reload may change the service's
+                // list meanwhile, these are the ones to give back.
+                self.listen_fds_children
+                    .insert(spawned.pid.as_raw(), tokens);
+                self.child_started(sid, service, spawned, None, None, Some(token), None, None);
+            }
+            Err(e) => {
+                self.resume_listeners(tokens);
                 self.pause_for_resources(sid, "fork", e);
             }
         }
@@ -1262,6 +1348,33 @@ impl Daemon {
         }
         self.ready.push(token);
         false
+    }
+
+    /// Gives the listeners of a `pass: listen_fds` child back to the loop
+    /// after it ended: all of them before any is drained (a drain may
+    /// start the next child, which takes them all again).
+    fn resume_listeners(&mut self, tokens: Vec<Token>) {
+        let mut drain = Vec::new();
+        for t in tokens {
+            if let Some(entry) = self.listeners.get_mut(&t)
+                && entry.busy
+            {
+                let _ = listener::set_nonblocking(entry.listener.fd.as_fd(), true);
+                entry.busy = self
+                    .poll
+                    .registry()
+                    .register(
+                        &mut SourceFd(&entry.listener.fd.as_raw_fd()),
+                        t,
+                        Interest::READABLE,
+                    )
+                    .is_err();
+                drain.push(t);
+            }
+        }
+        for t in drain {
+            self.drain_listener(t);
+        }
     }
 
     /// Gives a `wait` listener back to the loop after its child ended.
@@ -1508,7 +1621,10 @@ impl Daemon {
             self.after_child(pid, &mut child, now);
             if let Some(token) = child.wait_listener {
                 self.connection_ended(child.service_id, None);
-                self.resume_wait_listener(token);
+                match self.listen_fds_children.remove(&pid) {
+                    Some(tokens) => self.resume_listeners(tokens),
+                    None => self.resume_wait_listener(token),
+                }
             } else {
                 self.connection_ended(child.service_id, child.source);
             }
@@ -1867,7 +1983,7 @@ impl Daemon {
                 adjust: None,
             });
         }
-        match bind_all(&config.services, &mut pool, &old) {
+        match bind_all(&config.services, &mut pool, &old, &mut HashMap::new()) {
             Ok(bound) => {
                 let n = config.services.len();
                 let changes = self.reload_changes(&config.services);
@@ -2331,14 +2447,26 @@ fn bind_all(
     services: &[Service],
     pool: &mut HashMap<ListenerKey, Vec<Slot>>,
     old: &HashMap<String, u64>,
+    inherited: &mut HashMap<(usize, usize), Listener>,
 ) -> Result<Vec<Vec<Slot>>, BindFailure> {
     let mut out: Vec<Vec<Slot>> = Vec::with_capacity(services.len());
     let mut failure = None;
-    'outer: for s in services {
+    'outer: for (si, s) in services.iter().enumerate() {
         let mut slots = Vec::new();
         if s.enabled {
-            for addr in &s.listen {
-                let key = s.listener_key(addr);
+            for i in 0..s.listen.len() {
+                if let Some(listener) = inherited.remove(&(si, i)) {
+                    slots.push(Slot {
+                        token: None,
+                        service_id: 0,
+                        busy: false,
+                        listener,
+                        udp: None,
+                        adjust: None,
+                    });
+                    continue;
+                }
+                let key = s.listener_key_at(i);
                 if let Some(slot) = take_from_pool(pool, &key, old.get(&s.name).copied()) {
                     slots.push(slot);
                     continue;

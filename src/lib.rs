@@ -8,7 +8,8 @@
 //!   with file:line:column (`raw` mirrors a file, `validate` checks it).
 //! - [`service`]: the immutable, validated service and the [`service::ListenerKey`]
 //!   that decides which sockets survive a reload.
-//! - [`listener`]: binding and configuring listening sockets.
+//! - [`listener`]: binding and configuring listening sockets;
+//!   [`listener_inherit`]: the sockets superd inherits (LISTEN_FDS).
 //! - [`event_loop`]: the only owner of `mio::Poll`: accept, dispatch,
 //!   pause/resume, reload, status, shutdown.
 //! - [`access`], [`limits`]: pure policy (only_from/deny_from; connection
@@ -39,6 +40,7 @@ pub mod event_loop;
 pub mod import;
 pub mod limits;
 pub mod listener;
+pub mod listener_inherit;
 pub mod logging;
 pub mod notify;
 pub mod pidfile;

@@ -42,6 +42,8 @@ pub struct Listener {
     /// The bound address when it is a specific IP (not a wildcard), the
     /// local address of every connection accepted on it.
     pub specific: Option<SocketAddr>,
+    /// Inherited from superd's parent (LISTEN_FDS), not bound by superd.
+    pub inherited: bool,
 }
 
 /// Who is on the other end of an accepted connection.
@@ -148,6 +150,7 @@ impl Listener {
                     socket_file: None,
                     port: None,
                     specific: None,
+                    inherited: false,
                 })
             }
         }
@@ -496,12 +499,13 @@ fn bind_inet(key: &ListenerKey, sa: SocketAddr) -> io::Result<Listener> {
         socket_file: None,
         port: Some(local.port()),
         specific: (!local.ip().is_unspecified()).then(|| canonical_addr(local)),
+        inherited: false,
     })
 }
 
 /// The address a listening socket is bound to (not canonicalised: `[::]`
 /// stays `[::]`).
-fn local_bound(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
+pub(crate) fn local_bound(fd: BorrowedFd<'_>) -> Option<SocketAddr> {
     let ss: SockaddrStorage = socket::getsockname(fd.as_raw_fd()).ok()?;
     if let Some(v4) = ss.as_sockaddr_in() {
         return Some(SocketAddr::V4(SocketAddrV4::new(v4.ip(), v4.port())));
@@ -514,7 +518,7 @@ fn unix_socket(key: &ListenerKey) -> io::Result<OwnedFd> {
     socket::socket(AddressFamily::Unix, sock_type(key.socket), flags(), None).map_err(errno_io)
 }
 
-fn listen_if_stream(fd: &OwnedFd, key: &ListenerKey) -> io::Result<()> {
+pub(crate) fn listen_if_stream(fd: &OwnedFd, key: &ListenerKey) -> io::Result<()> {
     if key.socket == SocketType::Dgram {
         return Ok(());
     }
@@ -565,6 +569,7 @@ fn bind_unix_path(key: &ListenerKey, path: &Path) -> io::Result<Listener> {
         }),
         port: None,
         specific: None,
+        inherited: false,
     };
     // Owner first, then mode: until both are set the file stays mode 0,
     // which only root can pass (nothing sends to a datagram socket, nor

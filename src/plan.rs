@@ -14,7 +14,9 @@ use std::rc::Rc;
 use nix::sys::resource::{Resource, getrlimit};
 use nix::unistd::{Uid, User, getegid, geteuid};
 
-use crate::service::{Program, RlimitResource, Service, StderrMode, canonical_addr, cstring};
+use crate::service::{
+    PassMode, Program, RlimitResource, Service, StderrMode, canonical_addr, cstring,
+};
 use crate::spawn::sandbox::Namespaces;
 
 /// The capability sets of `capabilities:`.
@@ -122,6 +124,9 @@ pub struct SpawnPlan {
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     credentials: Option<PlanCredentials>,
     stderr: StderrMode,
+    /// `pass: listen_fds`: the `LISTEN_FDS` and `LISTEN_FDNAMES` entries
+    /// (`NAME=value\0`) and the number of sockets; `None` for stdio.
+    listen: Option<ListenVars>,
     /// The service's fences (superd.yaml(5), "Fences").
     fences: PlanFences,
 }
@@ -140,6 +145,21 @@ pub struct PlanFences {
     pub no_new_privs: bool,
 }
 
+/// The socket activation variables of a `pass: listen_fds` service
+/// (superd.yaml(5), SOCKET ACTIVATION), but `LISTEN_PID`, which only the
+/// child knows: its room is made in each [`Env`].
+#[derive(Debug)]
+struct ListenVars {
+    n: usize,
+    fds: Vec<u8>,
+    names: Vec<u8>,
+}
+
+/// `LISTEN_PID=` and the room after it for the child's pid, in digits,
+/// written by the child itself after the clone (the rest stays NUL).
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+const PID_ROOM: usize = 20;
+
 /// A per-connection environment: owned storage for the connection variables
 /// and the NULL-terminated `envp` array pointing into it and into the plan.
 /// Build it before `fork`; it borrows the plan, so it cannot outlive it.
@@ -149,6 +169,9 @@ pub struct Env<'a> {
     /// after `ptrs` is built (so it never reallocates under them).
     _conn: Vec<u8>,
     ptrs: Vec<*const c_char>,
+    /// Where the child writes its pid, after `LISTEN_PID=` in `_conn`
+    /// (`pass: listen_fds`); null otherwise.
+    pid_slot: *mut u8,
     _plan: PhantomData<&'a SpawnPlan>,
 }
 
@@ -165,6 +188,14 @@ impl Env<'_> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The PID_ROOM NUL bytes after `LISTEN_PID=`, for the child to write
+    /// its pid into; null without `pass: listen_fds`. Only the child of
+    /// this environment writes there, and nothing else reads it until
+    /// execve does.
+    pub fn pid_slot(&self) -> *mut u8 {
+        self.pid_slot
     }
 }
 
@@ -213,6 +244,20 @@ impl SpawnPlan {
                     || c.gid != getegid().as_raw(),
             }),
             stderr: service.stderr,
+            listen: (service.pass == PassMode::ListenFds).then(|| {
+                let names: Vec<&str> = if service.wait {
+                    (0..service.listen.len())
+                        .map(|i| service.fd_name(i))
+                        .collect()
+                } else {
+                    vec!["connection"]
+                };
+                ListenVars {
+                    n: names.len(),
+                    fds: format!("LISTEN_FDS={}\0", names.len()).into_bytes(),
+                    names: format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes(),
+                }
+            }),
             fences: build_fences(service),
         }
     }
@@ -225,6 +270,13 @@ impl SpawnPlan {
 
     pub fn fences(&self) -> &PlanFences {
         &self.fences
+    }
+
+    /// `pass: listen_fds`: how many sockets the child gets on fds 3 and up
+    /// (every listener of a wait service, the connection of a nowait
+    /// one); `None` for stdio.
+    pub fn listen_fds(&self) -> Option<usize> {
+        self.listen.as_ref().map(|l| l.n)
     }
 
     pub fn name(&self) -> &str {
@@ -274,20 +326,25 @@ impl SpawnPlan {
     /// for the connection variables and one pointer array.
     pub fn envp_for(&self, conn: &ConnInfo) -> Env<'_> {
         let mut buf = Vec::with_capacity(192);
-        let mut offsets = [0usize; 8];
-        let n = self.write_conn_vars(conn, &mut buf, &mut offsets);
+        let mut offsets = [0usize; 11];
+        let mut n = self.write_conn_vars(conn, &mut buf, &mut offsets[..8]);
+        let pid_at = self.write_listen_vars(&mut buf, &mut offsets, &mut n);
+        // Every pointer comes from one mutable base, so that the child may
+        // write its pid through `pid_slot`; `buf` is never touched again.
+        let base = buf.as_mut_ptr();
         let mut ptrs = Vec::with_capacity(self.head.len() + n + self.tail.len() + 1);
         ptrs.extend(self.head.iter().map(|c| c.as_ptr()));
         ptrs.extend(
             offsets[..n]
                 .iter()
-                .map(|&o| buf[o..].as_ptr().cast::<c_char>()),
+                .map(|&o| base.wrapping_add(o).cast_const().cast::<c_char>()),
         );
         ptrs.extend(self.tail.iter().map(|c| c.as_ptr()));
         ptrs.push(std::ptr::null());
         Env {
             _conn: buf,
             ptrs,
+            pid_slot: pid_at.map_or(std::ptr::null_mut(), |o| base.wrapping_add(o)),
             _plan: PhantomData,
         }
     }
@@ -296,8 +353,9 @@ impl SpawnPlan {
     /// `--check`).
     pub fn env_pairs(&self, conn: &ConnInfo) -> Vec<(String, String)> {
         let mut buf = Vec::new();
-        let mut offsets = [0usize; 8];
-        let n = self.write_conn_vars(conn, &mut buf, &mut offsets);
+        let mut offsets = [0usize; 11];
+        let mut n = self.write_conn_vars(conn, &mut buf, &mut offsets[..8]);
+        self.write_listen_vars(&mut buf, &mut offsets, &mut n);
         let conn_entries = offsets[..n].iter().map(|&o| {
             let end = buf[o..]
                 .iter()
@@ -320,12 +378,7 @@ impl SpawnPlan {
 
     /// Appends `NAME=value\0` for each connection variable not overridden by
     /// `env:`, recording where each starts; returns how many.
-    fn write_conn_vars(
-        &self,
-        conn: &ConnInfo,
-        buf: &mut Vec<u8>,
-        offsets: &mut [usize; 8],
-    ) -> usize {
+    fn write_conn_vars(&self, conn: &ConnInfo, buf: &mut Vec<u8>, offsets: &mut [usize]) -> usize {
         let mut n = 0;
         let mut put = |idx: usize, value: std::fmt::Arguments<'_>| {
             if self.conn_overridden & (1 << idx) != 0 {
@@ -356,6 +409,30 @@ impl SpawnPlan {
             ConnInfo::None => {}
         }
         n
+    }
+}
+
+impl SpawnPlan {
+    /// Appends `LISTEN_FDS`, `LISTEN_PID` (with PID_ROOM NUL bytes for the
+    /// child's pid) and `LISTEN_FDNAMES` for `pass: listen_fds`, recording
+    /// where each starts at `offsets[*n..]`; returns where the pid goes.
+    fn write_listen_vars(
+        &self,
+        buf: &mut Vec<u8>,
+        offsets: &mut [usize; 11],
+        n: &mut usize,
+    ) -> Option<usize> {
+        let l = self.listen.as_ref()?;
+        offsets[*n] = buf.len();
+        buf.extend_from_slice(&l.fds);
+        offsets[*n + 1] = buf.len();
+        buf.extend_from_slice(LISTEN_PID);
+        let pid_at = buf.len();
+        buf.extend_from_slice(&[0; PID_ROOM]);
+        offsets[*n + 2] = buf.len();
+        buf.extend_from_slice(&l.names);
+        *n += 3;
+        Some(pid_at)
     }
 }
 
@@ -715,5 +792,53 @@ mod tests {
         let mut s = service();
         s.program = Program::Builtin(crate::service::Builtin::Echo);
         assert!(SpawnPlan::new(&s).path().is_none());
+    }
+
+    /// pass: listen_fds: LISTEN_FDS and LISTEN_FDNAMES after the
+    /// connection variables, and room after `LISTEN_PID=` for the child's
+    /// own pid; nothing of the kind for stdio.
+    #[test]
+    fn listen_fds_variables() {
+        let mut s = service();
+        s.listen = vec![
+            crate::service::Address::AnyPort(53),
+            crate::service::Address::AnyPort(853),
+        ];
+        s.pass = PassMode::ListenFds;
+        s.wait = true;
+        s.fd_names = vec!["dns".into(), "dot".into()];
+        let plan = SpawnPlan::new(&s);
+        assert_eq!(plan.listen_fds(), Some(2));
+        let env = plan.env_pairs(&ConnInfo::None);
+        let listen: Vec<_> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("LISTEN_"))
+            .collect();
+        assert_eq!(
+            listen,
+            [
+                &("LISTEN_FDS".to_string(), "2".to_string()),
+                &("LISTEN_PID".to_string(), String::new()),
+                &("LISTEN_FDNAMES".to_string(), "dns:dot".to_string()),
+            ]
+        );
+        assert!(!plan.envp_for(&ConnInfo::None).pid_slot().is_null());
+
+        s.wait = false;
+        s.fd_names.clear();
+        let plan = SpawnPlan::new(&s);
+        assert_eq!(plan.listen_fds(), Some(1));
+        let env = plan.env_pairs(&ConnInfo::None);
+        assert!(env.contains(&("LISTEN_FDNAMES".to_string(), "connection".to_string())));
+
+        let plan = SpawnPlan::new(&service());
+        assert_eq!(plan.listen_fds(), None);
+        assert!(plan.envp_for(&ConnInfo::None).pid_slot().is_null());
+        assert!(
+            !plan
+                .env_pairs(&ConnInfo::None)
+                .iter()
+                .any(|(k, _)| k.starts_with("LISTEN_"))
+        );
     }
 }

@@ -192,6 +192,43 @@ impl StderrMode {
     }
 }
 
+/// `pass:` — how a child gets its socket (superd.yaml(5), SOCKET ACTIVATION).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PassMode {
+    /// On fds 0, 1 and 2, as inetd passes it.
+    Stdio,
+    /// On fds 3 and up, with `LISTEN_FDS`, `LISTEN_PID` and
+    /// `LISTEN_FDNAMES`, as systemd's socket activation passes it.
+    ListenFds,
+}
+
+impl PassMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PassMode::Stdio => "stdio",
+            PassMode::ListenFds => "listen_fds",
+        }
+    }
+}
+
+/// `start:` — when a wait service's child starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartMode {
+    /// At the first connection or datagram.
+    OnDemand,
+    /// As soon as the listeners are bound, and again whenever it exits.
+    AtStart,
+}
+
+impl StartMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StartMode::OnDemand => "on_demand",
+            StartMode::AtStart => "at_start",
+        }
+    }
+}
+
 /// The identity a child runs as, resolved when the config loads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Credentials {
@@ -364,6 +401,16 @@ pub struct Service {
     /// `proxy_protocol`, `proxy_from`, `proxy_timeout`: `None` when the
     /// service expects no PROXY header.
     pub proxy: Option<ProxyConfig>,
+    /// The socket type of each address of `listen` given its own (a
+    /// `{address, socket}` entry, wait mode only); `None` (or a list
+    /// shorter than `listen`): the service's `socket`.
+    pub listen_sockets: Vec<Option<SocketType>>,
+    /// `pass:` — stdio (inetd) or listen_fds (socket activation).
+    pub pass: PassMode,
+    /// `fd_names:` — one per address; empty: the service name for each.
+    pub fd_names: Vec<String>,
+    /// `start:` — on_demand or at_start (wait mode only).
+    pub start: StartMode,
 }
 
 /// A service behind a load balancer: every connection starts with a PROXY
@@ -436,6 +483,10 @@ impl Service {
             notes: Vec::new(),
             success_status: SuccessStatus::default(),
             fences: Fences::default(),
+            listen_sockets: Vec::new(),
+            pass: PassMode::Stdio,
+            fd_names: Vec::new(),
+            start: StartMode::OnDemand,
         }
     }
 
@@ -484,6 +535,10 @@ impl Service {
             notes: _,
             proxy,
             fences,
+            listen_sockets,
+            pass,
+            fd_names,
+            start,
         } = self;
         let mut out = Vec::new();
         macro_rules! cmp {
@@ -545,6 +600,11 @@ impl Service {
             pass_env,
             refuse_message
         );
+        if *listen_sockets != new.listen_sockets {
+            // The per-address socket types of `listen:`.
+            out.push("listen");
+        }
+        cmp!(pass, fd_names, start);
         if *fences != new.fences {
             // The fence fields, by the first (superd.yaml(5), FENCES).
             out.push("fences");
@@ -554,6 +614,28 @@ impl Service {
             out.push("proxy_protocol");
         }
         out
+    }
+
+    /// The socket type of the `i`th address of `listen`.
+    pub fn socket_at(&self, i: usize) -> SocketType {
+        self.listen_sockets
+            .get(i)
+            .copied()
+            .flatten()
+            .unwrap_or(self.socket)
+    }
+
+    /// The key of the `i`th address of `listen`.
+    pub fn listener_key_at(&self, i: usize) -> ListenerKey {
+        ListenerKey {
+            socket: self.socket_at(i),
+            ..self.listener_key(&self.listen[i])
+        }
+    }
+
+    /// The name the `i`th listening socket has in `LISTEN_FDNAMES`.
+    pub fn fd_name(&self, i: usize) -> &str {
+        self.fd_names.get(i).map_or(&self.name, String::as_str)
     }
 
     /// The key that decides whether a listening socket survives a reload.

@@ -273,6 +273,46 @@ pub fn spawn(
     conn: &ConnInfo,
     cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<Spawned, Errno> {
+    if plan.listen_fds().is_some() {
+        return spawn_listen_fds(plan, &[sock], conn, cgroup);
+    }
+    spawn_with(plan, sock, conn, Vec::new(), cgroup)
+}
+
+/// `pass: listen_fds` (superd.yaml(5), SOCKET ACTIVATION): starts the
+/// plan's program with `socks` on fds 3 and up, in order (blocking, not
+/// close-on-exec), /dev/null on fd 0, the log pipe or /dev/null on fds 1
+/// and 2, and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`. As [`spawn`]
+/// otherwise.
+pub fn spawn_listen_fds(
+    plan: &Rc<SpawnPlan>,
+    socks: &[BorrowedFd<'_>],
+    conn: &ConnInfo,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Spawned, Errno> {
+    let null = dev_null()?;
+    // SAFETY: the /dev/null descriptor is kept open for the life of superd
+    // (a static); it is borrowed only for this call.
+    let null = unsafe { BorrowedFd::borrow_raw(null) };
+    spawn_with(
+        plan,
+        null,
+        conn,
+        socks.iter().map(|s| s.as_raw_fd()).collect(),
+        cgroup,
+    )
+}
+
+/// The one way a child is started: `sock` on fds 0 and 1 (and 2 per the
+/// plan's `stderr`), or, with `listen` not empty, /dev/null on fd 0, the
+/// stderr target on fds 1 and 2, and `listen` on fds 3 and up.
+fn spawn_with(
+    plan: &Rc<SpawnPlan>,
+    sock: BorrowedFd<'_>,
+    conn: &ConnInfo,
+    listen: Vec<RawFd>,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Spawned, Errno> {
     let path = plan.path().ok_or(Errno::EINVAL)?.as_ptr();
     // SAFETY: the environment points into `plan` (kept alive, unmoved, by
     // the Rc held next to it in `Pending`) and into its own buffers; the
@@ -305,8 +345,20 @@ pub fn spawn(
     };
     let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
     set_nonblocking(report_r.as_raw_fd())?;
-    // The child's dup3 onto 0-2 must not land on it.
-    let report_w = above_stdio(report_w)?;
+    // The child's dup3 onto 0-2 must not land on it, nor, with listen_fds,
+    // its dup3 onto 3 … 3+n-1 (it reports a failure after those).
+    let report_w = above(report_w, 3 + listen.len() as RawFd)?;
+    // Where the child parks the sockets before it moves them down onto
+    // 3 … 3+n-1: above every descriptor it still needs (see
+    // `Child::listen_fds`).
+    let park = listen
+        .iter()
+        .chain([sock_fd, stderr_fd, report_w.as_raw_fd()].iter())
+        .copied()
+        .max()
+        .unwrap_or(2)
+        .max(2 + listen.len() as RawFd)
+        + 1;
 
     let child = Box::new(Child {
         plan: Rc::as_ptr(plan),
@@ -317,6 +369,9 @@ pub fn spawn(
         report: report_w.as_raw_fd(),
         fd_limit: close_fallback_limit(),
         signals: non_default_signals(),
+        listen,
+        park,
+        pid_slot: env.pid_slot(),
     });
     let stack = Stack::take()?;
     let arg: *mut libc::c_void = (&*child as *const Child).cast_mut().cast();
@@ -570,6 +625,15 @@ struct Child {
     fd_limit: Option<RawFd>,
     /// The signals to reset to their default disposition.
     signals: &'static [libc::c_int],
+    /// `pass: listen_fds`: the sockets for fds 3 … 3+n-1, in order; empty
+    /// for stdio.
+    listen: Vec<RawFd>,
+    /// The first of n free numbers above every fd the child uses, where it
+    /// parks the sockets on their way down to 3 … 3+n-1.
+    park: RawFd,
+    /// Room for the digits of the child's pid after `LISTEN_PID=` in its
+    /// environment (see [`Env::pid_slot`]); null for stdio.
+    pid_slot: *mut u8,
 }
 
 impl Child {
@@ -614,7 +678,13 @@ impl Child {
 
         // 3. The socket on 0 and 1, the stderr target on 2. Sources are >= 3
         // (see `spawn`), so dup3 makes fresh descriptors without CLOEXEC.
-        for (src, dst) in [(self.sock, 0), (self.sock, 1), (self.stderr, 2)] {
+        // With listen_fds, /dev/null on 0 and the stderr target on 1 and 2.
+        let out = if self.listen.is_empty() {
+            self.sock
+        } else {
+            self.stderr
+        };
+        for (src, dst) in [(self.sock, 0), (out, 1), (self.stderr, 2)] {
             sys::dup3(src, dst).map_err(at(Step::Dup2))?;
         }
         // The daemon's socket is non-blocking; legacy programs expect a
@@ -625,6 +695,9 @@ impl Child {
         if flags & libc::O_NONBLOCK != 0 {
             sys::fcntl(0, libc::F_SETFL, flags & !libc::O_NONBLOCK).map_err(at(Step::Dup2))?;
         }
+
+        // 3b. listen_fds: the sockets on 3 … 3+n-1 and LISTEN_PID.
+        self.listen_fds()?;
 
         // 4. No other fd survives exec: one close_range pass marks them all
         // close-on-exec (the child has its own fd table: no CLONE_FILES).
@@ -699,12 +772,59 @@ impl Child {
         Err(Failure(Step::Exec, e))
     }
 
-    /// Marks every fd >= 3 close-on-exec.
+    /// `pass: listen_fds` (superd.yaml(5), SOCKET ACTIVATION): socket i on
+    /// fd 3+i, blocking, not close-on-exec; then the child's pid, in
+    /// decimal, into the room after `LISTEN_PID=`. The sockets go up to
+    /// `park` first (above every source and the report pipe), then down:
+    /// no dup3 lands on a descriptor still to be used. No allocation: the
+    /// list and the room were made before the clone.
+    fn listen_fds(&self) -> Result<(), Failure> {
+        if self.listen.is_empty() {
+            return Ok(());
+        }
+        let at = |errno| Failure(Step::Fds, errno);
+        for (i, &src) in self.listen.iter().enumerate() {
+            sys::dup3(src, self.park + i as RawFd).map_err(at)?;
+        }
+        for i in 0..self.listen.len() as RawFd {
+            let fd = 3 + i;
+            sys::dup3(self.park + i, fd).map_err(at)?;
+            let flags = sys::fcntl(fd, libc::F_GETFL, 0).map_err(at)?;
+            if flags & libc::O_NONBLOCK != 0 {
+                sys::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK).map_err(at)?;
+            }
+        }
+        if !self.pid_slot.is_null() {
+            let mut pid = sys::getpid();
+            let mut digits = [0u8; 10];
+            let mut n = 0;
+            loop {
+                digits[n] = b'0' + (pid % 10) as u8;
+                n += 1;
+                pid /= 10;
+                if pid == 0 || n == digits.len() {
+                    break;
+                }
+            }
+            for k in 0..n {
+                // SAFETY: pid_slot points at PID_ROOM (20) NUL bytes of
+                // this child's own environment buffer, kept alive by
+                // `Pending`, that nothing else reads until execve; at
+                // most 10 digits are written, the rest stays NUL.
+                unsafe { *self.pid_slot.add(k) = digits[n - 1 - k] };
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks every fd above stdio, and above the listen_fds sockets,
+    /// close-on-exec.
     fn cloexec_above_stdio(&self) -> Result<(), Failure> {
+        let first = 3 + self.listen.len() as RawFd;
         match self.fd_limit {
-            None => sys::cloexec_range(3).map_err(|e| Failure(Step::Fds, e)),
+            None => sys::cloexec_range(first as u32).map_err(|e| Failure(Step::Fds, e)),
             Some(limit) => {
-                for fd in 3..limit {
+                for fd in first..limit {
                     match sys::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) {
                         Ok(_) | Err(libc::EBADF) => {}
                         Err(e) => return Err(Failure(Step::Fds, e)),
@@ -926,6 +1046,10 @@ mod sys {
         .map(drop)
     }
 
+    pub fn getpid() -> u32 {
+        call(libc::SYS_getpid, [0; 6]).map_or(0, |p| p as u32)
+    }
+
     pub fn setsid() -> Result<(), libc::c_int> {
         call(libc::SYS_setsid, [0; 6]).map(drop)
     }
@@ -1114,6 +1238,20 @@ mod sys {
 }
 
 /// Moves `fd` to >= 3 when it sits on 0-2.
+/// `fd` itself when it is at least `min`, else a copy there (close-on-exec).
+fn above(fd: OwnedFd, min: RawFd) -> Result<OwnedFd, Errno> {
+    if fd.as_raw_fd() >= min {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl(2) F_DUPFD_CLOEXEC on a descriptor we own.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new == -1 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new descriptor, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 fn above_stdio(fd: OwnedFd) -> Result<OwnedFd, Errno> {
     if fd.as_raw_fd() >= 3 {
         Ok(fd)

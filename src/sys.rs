@@ -172,3 +172,21 @@ pub fn xattr(of: XattrOf<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     }
     Err(io::Error::from_raw_os_error(libc::ERANGE))
 }
+
+/// Takes ownership of a descriptor superd inherited from its parent (the
+/// LISTEN_FDS protocol, superd.8 SOCKET ACTIVATION); `None` when it is not
+/// open.
+pub fn inherited_fd(fd: std::os::fd::RawFd) -> Option<OwnedFd> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).ok()?;
+    // SAFETY: the fd is open (above) and was handed to this process by its
+    // parent; superd opened nothing on it, and takes each number once, at
+    // start, before any other owner could exist.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Removes `name` from superd's own environment.
+pub fn remove_env(name: &str) {
+    // SAFETY: superd runs one thread (the loop); this is called at start,
+    // before anything reads the environment concurrently.
+    unsafe { std::env::remove_var(name) }
+}

@@ -15,8 +15,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 use crate::proxy::Accept;
 use crate::service::{
-    Address, Builtin, Cidr, ExitMatch, Rate, RlimValue, Rlimit, RlimitResource, SocketType,
-    StderrMode,
+    Address, Builtin, Cidr, ExitMatch, PassMode, Rate, RlimValue, Rlimit, RlimitResource,
+    SocketType, StartMode, StderrMode,
 };
 
 /// Marks the start of our own messages, so the loader can cut off the path
@@ -136,6 +136,9 @@ raw_service! {
     writable_paths: OneOrMany<AbsPath>,
     inaccessible_paths: OneOrMany<AbsPath>,
     capabilities: OneOrMany<Capability>,
+    pass: PassMode,
+    fd_names: OneOrMany<FdName>,
+    start: StartMode,
 }
 
 /// Parts of a file the deserializer passes over, by path:
@@ -551,9 +554,11 @@ macro_rules! scalar_deserialize {
 }
 
 scalar_deserialize!(
+    PassMode,
+    StartMode,
+    FdName,
     Accept,
     Address,
-    ListenEntry,
     Net,
     SocketType,
     Builtin,
@@ -679,6 +684,139 @@ impl Scalar for Address {
     }
 }
 
+/// One entry of `listen:`: an address, or a mapping `{address: ADDR,
+/// socket: TYPE}` that gives that address its own socket type (wait mode
+/// only, checked by `validate`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenEntry {
+    pub addr: Address,
+    pub socket: Option<SocketType>,
+    /// The service name the port was written as (`listen: finger`), which
+    /// `--check` shows resolved.
+    pub port_name: Option<String>,
+}
+
+impl Scalar for ListenEntry {
+    const EXPECTING: &'static str = "an address (PORT, :PORT, *:PORT, IPV4:PORT, [IPV6]:PORT, /unix/path, @abstract) or a mapping {address: ADDR, socket: TYPE}";
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Address::from_u64(n).map(ListenEntry::plain)
+    }
+    fn from_str(s: &str) -> Result<Self, String> {
+        let addr = Address::from_str(s)?;
+        let last = s.rsplit(':').next().unwrap_or(s);
+        let port_name = (addr.port().is_some() && is_service_word(last)).then(|| last.to_owned());
+        Ok(ListenEntry {
+            port_name,
+            ..ListenEntry::plain(addr)
+        })
+    }
+}
+
+impl ListenEntry {
+    fn plain(addr: Address) -> ListenEntry {
+        ListenEntry {
+            addr,
+            socket: None,
+            port_name: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ListenEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ListenEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(ListenEntry::EXPECTING)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ListenEntry, E> {
+                ScalarVisitor::<ListenEntry>(PhantomData).visit_str(v)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ListenEntry, E> {
+                ScalarVisitor::<ListenEntry>(PhantomData).visit_u64(v)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ListenEntry, E> {
+                ScalarVisitor::<ListenEntry>(PhantomData).visit_i64(v)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<ListenEntry, E> {
+                ScalarVisitor::<ListenEntry>(PhantomData).visit_f64(v)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ListenEntry, E> {
+                ScalarVisitor::<ListenEntry>(PhantomData).visit_bool(v)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ListenEntry, A::Error> {
+                let (mut addr, mut socket) = (None, None);
+                while let Some(k) = map.next_key::<String>()? {
+                    match k.as_str() {
+                        "address" if addr.is_none() => addr = Some(map.next_value::<Address>()?),
+                        "socket" if socket.is_none() => {
+                            socket = Some(map.next_value::<SocketType>()?)
+                        }
+                        "address" | "socket" => {
+                            return Err(custom(format_args!(
+                                "duplicate key {k:?} in a listen entry"
+                            )));
+                        }
+                        _ => return Err(de::Error::unknown_field(&k, &["address", "socket"])),
+                    }
+                }
+                let addr = addr.ok_or_else(|| {
+                    custom::<A::Error>(
+                        "a listen entry mapping needs address: (and may have socket:)",
+                    )
+                })?;
+                Ok(ListenEntry {
+                    socket,
+                    ..ListenEntry::plain(addr)
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One name of `fd_names:` (a `LISTEN_FDNAMES` entry): no `:`, which
+/// separates them, and nothing a C string cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FdName(pub String);
+
+impl Scalar for FdName {
+    const EXPECTING: &'static str = "a socket name (printable, at most 255 bytes, no ':')";
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.contains(':') {
+            return Err(format!(
+                "bad fd name {s:?}: a name cannot contain ':' (it separates the names in LISTEN_FDNAMES)"
+            ));
+        }
+        if s.is_empty() || s.len() > 255 || s.bytes().any(|b| b.is_ascii_control() || b == b' ') {
+            return Err(format!(
+                "bad fd name {s:?}: 1 to 255 printable bytes without spaces"
+            ));
+        }
+        Ok(FdName(s.to_owned()))
+    }
+    fn from_u64(n: u64) -> Result<Self, String> {
+        Ok(FdName(n.to_string()))
+    }
+}
+
+impl Scalar for PassMode {
+    const EXPECTING: &'static str = "one of stdio, listen_fds";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let all = [PassMode::Stdio, PassMode::ListenFds];
+        one_of(s, &all, PassMode::as_str, "pass mode")
+    }
+}
+
+impl Scalar for StartMode {
+    const EXPECTING: &'static str = "one of on_demand, at_start";
+    fn from_str(s: &str) -> Result<Self, String> {
+        let all = [StartMode::OnDemand, StartMode::AtStart];
+        one_of(s, &all, StartMode::as_str, "start mode")
+    }
+}
+
 fn port(s: &str) -> Result<u16, String> {
     if is_service_word(s) {
         return crate::services::port_by_name(s).ok_or_else(|| {
@@ -726,30 +864,6 @@ fn is_service_word(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_alphabetic())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-/// One `listen:` entry, and the service name its port was written as
-/// (`listen: finger`), which `--check` shows resolved.
-#[derive(Debug, Clone)]
-pub struct ListenEntry {
-    pub addr: Address,
-    pub port_name: Option<String>,
-}
-
-impl Scalar for ListenEntry {
-    const EXPECTING: &'static str = Address::EXPECTING;
-    fn from_u64(n: u64) -> Result<Self, String> {
-        Address::from_u64(n).map(|addr| ListenEntry {
-            addr,
-            port_name: None,
-        })
-    }
-    fn from_str(s: &str) -> Result<Self, String> {
-        let addr = Address::from_str(s)?;
-        let last = s.rsplit(':').next().unwrap_or(s);
-        let port_name = (addr.port().is_some() && is_service_word(last)).then(|| last.to_owned());
-        Ok(ListenEntry { addr, port_name })
-    }
 }
 
 /// One `only_from` / `deny_from` entry, and whether it was written as

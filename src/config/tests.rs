@@ -1900,3 +1900,97 @@ fn fences_need_root_except_no_new_privs() {
     let c = load_with(&[p], &user_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(c.services[0].fences.no_new_privs);
 }
+
+/// Socket activation fields (superd.yaml(5), SOCKET ACTIVATION): what they
+/// load into, and each refusal at its place.
+#[test]
+fn socket_activation_fields() {
+    let c = ok(
+        "services:\n  dns:\n    listen: [{address: \"127.0.0.1:53\", socket: dgram}, \"127.0.0.1:53\"]\n    wait: true\n    pass: listen_fds\n    fd_names: [udp, tcp]\n    start: at_start\n    exec: /bin/cat\n    user: nobody\n",
+    );
+    let s = &c.services[0];
+    assert_eq!(s.pass, PassMode::ListenFds);
+    assert_eq!(s.start, StartMode::AtStart);
+    assert_eq!(s.fd_names, ["udp", "tcp"]);
+    assert_eq!(
+        (s.socket_at(0), s.socket_at(1)),
+        (SocketType::Dgram, SocketType::Stream)
+    );
+    assert_eq!(s.listener_key_at(0).socket, SocketType::Dgram);
+    assert_eq!(s.fd_name(1), "tcp");
+    // listen_fds sends stdout and stderr to the log unless told otherwise.
+    assert_eq!(s.stderr, StderrMode::Log);
+    // One UDP and one TCP socket on the same port do not conflict.
+    let c = ok(
+        "services:\n  n:\n    listen: 127.0.0.1:7000\n    wait: true\n    pass: listen_fds\n    exec: /bin/cat\n    user: nobody\n",
+    );
+    assert_eq!(c.services[0].fd_name(0), "n");
+
+    let base = "services:\n  s:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    user: nobody\n";
+    one(
+        &format!("{base}    wait: true\n    pass: listen_fds\n    stderr: socket\n"),
+        8,
+        13,
+        "stderr: socket",
+    );
+    one(
+        &format!("{base}    pass: listen_fds\n    fd_names: [a]\n"),
+        7,
+        16,
+        "needs wait: true",
+    );
+    one(
+        &format!("{base}    wait: true\n    pass: listen_fds\n    fd_names: [a, b]\n"),
+        8,
+        16,
+        "one per address",
+    );
+    one(
+        &format!("{base}    wait: true\n    pass: listen_fds\n    fd_names: [\"a:b\"]\n"),
+        8,
+        16,
+        "':'",
+    );
+    one(
+        &format!("{base}    fd_names: [a]\n"),
+        6,
+        16,
+        "needs pass: listen_fds",
+    );
+    one(
+        &format!("{base}    start: at_start\n"),
+        6,
+        12,
+        "at_start needs wait",
+    );
+    one(
+        &format!("{base}    wait: true\n    pass: listen_fds\n    env: {{LISTEN_PID: 1}}\n"),
+        8,
+        11,
+        "LISTEN_PID",
+    );
+    one(
+        "services:\n  s:\n    listen: 127.0.0.1:0\n    builtin: echo\n    pass: listen_fds\n",
+        5,
+        11,
+        "needs exec",
+    );
+    one(
+        "services:\n  s:\n    listen: [{address: \"127.0.0.1:0\", socket: dgram}]\n    exec: /bin/cat\n    user: nobody\n",
+        3,
+        39,
+        "needs wait: true",
+    );
+    one(
+        "services:\n  s:\n    listen: [{address: \"127.0.0.1:0\", port: 1}]\n    exec: /bin/cat\n    user: nobody\n",
+        3,
+        14,
+        "unknown field",
+    );
+    one(
+        "services:\n  s:\n    listen: [{socket: dgram}]\n    wait: true\n    exec: /bin/cat\n    user: nobody\n",
+        3,
+        14,
+        "needs address",
+    );
+}

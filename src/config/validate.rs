@@ -12,7 +12,7 @@ use std::time::Duration;
 use nix::unistd::{AccessFlags, Gid, Group, Uid, User};
 
 use super::ConfigError;
-use super::raw::{Dur, EnvKey, IdRef, Net, OneOrMany, RawFile, RawService};
+use super::raw::{Dur, EnvKey, IdRef, ListenEntry, Net, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
     Address, Cidr, Credentials, Fences, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource,
@@ -455,7 +455,7 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
 /// and its conflicts together.
 struct Binding<'a> {
     name: &'a str,
-    listen: Vec<Address>,
+    listen: &'a [ListenEntry],
     socket: SocketType,
     v6only: bool,
     enabled: bool,
@@ -475,10 +475,7 @@ fn binding<'a>(
     }
     Binding {
         name,
-        listen: raw
-            .listen
-            .as_ref()
-            .map_or(Vec::new(), |l| l.0.iter().map(|e| e.addr.clone()).collect()),
+        listen: raw.listen.as_ref().map_or(&[], |l| l.0.as_slice()),
         socket: pick!(socket).map_or(SocketType::Stream, |(v, _)| *v),
         v6only: pick!(v6only).is_some_and(|(v, _)| *v),
         enabled: pick!(enabled).is_none_or(|(v, _)| *v),
@@ -514,7 +511,9 @@ fn conflicts(bindings: &[Binding], errors: &mut Vec<ConfigError>) {
         if !s.enabled {
             continue;
         }
-        for (k, a) in s.listen.iter().enumerate() {
+        for (k, entry) in s.listen.iter().enumerate() {
+            let a = &entry.addr;
+            let a_socket = entry.socket.unwrap_or(s.socket);
             let Some(key) = BindKey::of(a) else {
                 continue;
             };
@@ -522,7 +521,7 @@ fn conflicts(bindings: &[Binding], errors: &mut Vec<ConfigError>) {
             for &(b, bt, b_v6only, j) in bucket.iter() {
                 // Unix sockets share one namespace whatever their type; TCP
                 // and UDP ports are distinct.
-                let same_proto = a.is_unix() && b.is_unix() || s.socket == bt;
+                let same_proto = a.is_unix() && b.is_unix() || a_socket == bt;
                 if same_proto && a.conflicts_with(s.v6only, b, b_v6only) {
                     let msg = if i == j {
                         format!("address {a} conflicts with {b} of the same service")
@@ -537,7 +536,7 @@ fn conflicts(bindings: &[Binding], errors: &mut Vec<ConfigError>) {
                     errors.push(s.origin.at_element("listen", k, msg));
                 }
             }
-            bucket.push((a, s.socket, s.v6only, i));
+            bucket.push((a, a_socket, s.v6only, i));
         }
     }
 }
@@ -559,22 +558,37 @@ fn service<'a>(
         };
     }
 
-    let listen: Vec<Address> = match &raw.listen {
+    let entries: Vec<ListenEntry> = match &raw.listen {
         Some(OneOrMany(v)) if v.is_empty() => {
             errors.push(own.at_key("listen", "listen is empty: expected at least one address"));
             Vec::new()
         }
-        Some(OneOrMany(v)) => v.iter().map(|e| e.addr.clone()).collect(),
+        Some(OneOrMany(v)) => v.clone(),
         None => {
             errors.push(own.at_key("", format!("service {name:?} has no listen address")));
             Vec::new()
         }
     };
+    let listen: Vec<Address> = entries.iter().map(|e| e.addr.clone()).collect();
+    let listen_sockets: Vec<Option<SocketType>> = entries.iter().map(|e| e.socket).collect();
     let socket = b.socket;
     let any_unix = listen.iter().any(Address::is_unix);
-    if socket == SocketType::Seqpacket && listen.iter().any(|a| !a.is_unix()) {
+    if socket == SocketType::Seqpacket
+        && entries
+            .iter()
+            .any(|e| !e.addr.is_unix() && e.socket.is_none())
+    {
         let o = pick!(socket).map(|(_, o)| o).unwrap_or(own);
         errors.push(o.at_value("socket", "seqpacket needs unix addresses (/path or @name)"));
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if e.socket == Some(SocketType::Seqpacket) && !e.addr.is_unix() {
+            errors.push(own.at_element(
+                "listen",
+                i,
+                "seqpacket needs unix addresses (/path or @name)",
+            ));
+        }
     }
 
     // exec and builtin decide together what the service is: a service
@@ -768,6 +782,20 @@ fn service<'a>(
         }
     }
 
+    let (pass, fd_names, start) = activation(
+        name,
+        ActivationFields {
+            pass: pick!(pass),
+            fd_names: raw.fd_names.as_ref(),
+            start: pick!(start),
+            stderr: pick!(stderr),
+        },
+        &entries,
+        own,
+        (wait, is_builtin),
+        errors,
+    );
+
     let positive =
         |d: Option<(&super::raw::Dur, Origin)>, field: &str, errors: &mut Vec<ConfigError>| {
             d.and_then(|(v, o)| {
@@ -796,6 +824,29 @@ fn service<'a>(
             match env.iter_mut().find(|(ek, _)| ek == k) {
                 Some(slot) => slot.1 = v.clone(),
                 None => env.push((k.clone(), v.clone())),
+            }
+        }
+    }
+    // The socket activation variables are superd's to write (the child's
+    // own pid, its sockets' names): `env:` cannot set them there.
+    if pass == crate::service::PassMode::ListenFds {
+        for (e, o) in [
+            (defaults.and_then(|(d, o)| Some((d.env.as_ref()?, o)))),
+            raw.env.as_ref().map(|e| (e, own)),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            for (k, _) in &e.0 {
+                if matches!(k.as_str(), "LISTEN_FDS" | "LISTEN_PID" | "LISTEN_FDNAMES") {
+                    let at = o.file.index.key(&o.path(&["env", k]));
+                    errors.push(o.error(
+                        at,
+                        format!(
+                            "service {name:?}: env cannot set {k} with pass: listen_fds (superd sets it for the child)"
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -880,7 +931,15 @@ fn service<'a>(
         umask: pick!(umask).map(|(v, _)| v.0).unwrap_or(d.umask),
         nice: pick!(nice).map(|(v, _)| v.0),
         env,
-        stderr: pick!(stderr).map(|(v, _)| *v).unwrap_or(d.stderr),
+        // With pass: listen_fds fds 1 and 2 go to the log by default, as
+        // systemd sends a socket-activated daemon's output to its journal.
+        stderr: pick!(stderr).map(|(v, _)| *v).unwrap_or(
+            if pass == crate::service::PassMode::ListenFds {
+                crate::service::StderrMode::Log
+            } else {
+                d.stderr
+            },
+        ),
         max_connections: pick!(max_connections)
             .map(|(v, _)| v.0)
             .unwrap_or(d.max_connections),
@@ -914,6 +973,10 @@ fn service<'a>(
         notes,
         success_status: success_status.unwrap_or(d.success_status),
         fences,
+        listen_sockets,
+        pass,
+        fd_names,
+        start,
         ..d
     })
 }
@@ -1229,6 +1292,106 @@ fn permitted_capabilities() -> u64 {
             u64::from_str_radix(hex.trim(), 16).ok()
         })
         .unwrap_or(0)
+}
+
+/// The socket activation fields of a service, as picked.
+struct ActivationFields<'a> {
+    pass: Option<(&'a crate::service::PassMode, Origin<'a>)>,
+    /// Only the service's own: names are per address, and `defaults` has
+    /// no addresses.
+    fd_names: Option<&'a OneOrMany<super::raw::FdName>>,
+    start: Option<(&'a crate::service::StartMode, Origin<'a>)>,
+    stderr: Option<(&'a crate::service::StderrMode, Origin<'a>)>,
+}
+
+/// `pass`, `fd_names`, `start` and per-address socket types
+/// (superd.yaml(5), SOCKET ACTIVATION): each only where superd applies it.
+fn activation(
+    name: &str,
+    f: ActivationFields<'_>,
+    entries: &[ListenEntry],
+    own: Origin<'_>,
+    (wait, is_builtin): (bool, bool),
+    errors: &mut Vec<ConfigError>,
+) -> (
+    crate::service::PassMode,
+    Vec<String>,
+    crate::service::StartMode,
+) {
+    use crate::service::{PassMode, StartMode, StderrMode};
+    let pass = f.pass.map_or(PassMode::Stdio, |(p, _)| *p);
+    if let Some((PassMode::ListenFds, o)) = f.pass {
+        if is_builtin {
+            errors.push(o.at_value(
+                "pass",
+                format!("service {name:?}: pass: listen_fds needs exec (a builtin has no child)"),
+            ));
+        }
+        if let Some((StderrMode::Socket, so)) = f.stderr {
+            errors.push(so.at_value(
+                "stderr",
+                format!(
+                    "service {name:?}: stderr: socket cannot be applied with pass: listen_fds (the socket is on fd 3, fds 0-2 are /dev/null or the log): use log or null"
+                ),
+            ));
+        }
+    }
+    if let Some((StartMode::AtStart, o)) = f.start
+        && (!wait || is_builtin)
+    {
+        errors.push(o.at_value(
+            "start",
+            format!(
+                "service {name:?}: start: at_start needs wait: true and exec (a nowait child needs a connection)"
+            ),
+        ));
+    }
+    for (i, e) in entries.iter().enumerate() {
+        if e.socket.is_some() && (!wait || is_builtin) {
+            let msg = format!(
+                "service {name:?}: a socket type per address needs wait: true and exec (one child gets every socket)"
+            );
+            // At the entry's `socket:` key.
+            let at = own
+                .file
+                .index
+                .key(&own.path(&["listen", &i.to_string(), "socket"]));
+            errors.push(match at {
+                Some(pos) => own.error(Some(pos), msg),
+                None => own.at_element("listen", i, msg),
+            });
+        }
+    }
+    let mut names = Vec::new();
+    if let Some(OneOrMany(list)) = f.fd_names {
+        if pass != PassMode::ListenFds {
+            errors.push(own.at_value(
+                "fd_names",
+                format!("service {name:?}: fd_names needs pass: listen_fds"),
+            ));
+        } else if !wait && !list.is_empty() {
+            errors.push(own.at_value(
+                "fd_names",
+                format!(
+                    "service {name:?}: fd_names needs wait: true (a nowait child's fd 3 is named connection)"
+                ),
+            ));
+        } else if list.len() != entries.len() {
+            errors.push(own.at_value(
+                "fd_names",
+                format!(
+                    "service {name:?}: fd_names has {} name{} for {} address{}: one per address of listen",
+                    list.len(),
+                    if list.len() == 1 { "" } else { "s" },
+                    entries.len(),
+                    if entries.len() == 1 { "" } else { "es" }
+                ),
+            ));
+        }
+        names = list.iter().map(|n| n.0.clone()).collect();
+    }
+    let start = f.start.map_or(StartMode::OnDemand, |(s, _)| *s);
+    (pass, names, start)
 }
 
 /// superd's own hard limit for `r`: `Some(None)` is unlimited.

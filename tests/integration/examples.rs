@@ -324,3 +324,44 @@ fn ctf_sh_runs_fenced() {
     assert_eq!(d.stop().code(), Some(0));
     let _ = fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn activated_py_serves_connections_from_its_inherited_socket() {
+    if !child_has_python3() {
+        return;
+    }
+    header_mentions("activated.py", "superd examples/activated.yaml");
+    header_mentions("activated.yaml", "superd examples/activated.yaml");
+    checks_as_shipped("activated.yaml");
+    let d = start(
+        "activated.yaml",
+        "127.0.0.1:0",
+        &[Path::new("activated.py")],
+        None,
+    );
+    let addr = d.addr("activated");
+    // One child serves both: it keeps the socket until it is idle.
+    for n in 1..=2 {
+        let reply = String::from_utf8(exchange(&addr, b"")).unwrap();
+        assert!(
+            reply.starts_with("hello 127.0.0.1 from pid ")
+                && reply.contains(&format!("on greeting, connection {n}\n")),
+            "{reply}"
+        );
+    }
+    assert_eq!(d.lines_with(&["spawn", "service=activated"]).len(), 1);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// The socket unit names superd's service and says what superd does with
+/// its sockets.
+#[test]
+fn superd_socket_pairs_with_superd_service() {
+    let text = fs::read_to_string(examples_dir().join("superd.socket")).unwrap();
+    assert!(
+        text.contains("[Socket]") && text.contains("ListenStream="),
+        "{text}"
+    );
+    assert!(text.contains("inherited=yes"), "{text}");
+    assert!(examples_dir().join("superd.service").exists());
+}

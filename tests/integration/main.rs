@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod activation;
 mod basics;
 mod builtins;
 mod child;

@@ -4,6 +4,10 @@
 //! a line to stderr; `probe accept` (wait mode) accepts on fd 0 and reports there;
 //! `probe euid` prints only its effective uid. The `PROBE_*` variables ask
 //! for tests of the fences from inside (see `fences`).
+//! `probe listen` (pass: listen_fds, wait mode) waits for the first of fds
+//! 3 … 3+LISTEN_FDS-1 to be readable and answers there (an accepted
+//! connection, or the datagram's sender); `probe fd3` (pass: listen_fds,
+//! nowait) reports on fd 3. Every fd above 2 is described (`fdinfo.N=`).
 
 // `no_main`: Rust's runtime start-up ignores SIGPIPE and installs SIGSEGV/SIGBUS
 // handlers; skipping it lets the probe report the state it was exec'd with.
@@ -34,6 +38,8 @@ pub extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
             write_all(1, format!("{euid}\n").as_bytes());
             return 0;
         }
+        "listen" => return listen(),
+        "fd3" => out_fd = 3,
         _ => {}
     }
     let report = report();
@@ -76,6 +82,9 @@ fn report() -> String {
     fds.sort();
     let list: Vec<String> = fds.iter().map(|f| f.to_string()).collect();
     let _ = writeln!(r, "fds={}", list.join(","));
+    for &fd in fds.iter().filter(|&&fd| fd > 2) {
+        let _ = writeln!(r, "fdinfo.{fd}={}", fdinfo(fd));
+    }
 
     let mut ids = Vec::new();
     for fd in 0..3 {
@@ -284,6 +293,143 @@ fn fences(r: &mut String) {
         };
         let _ = writeln!(r, "exec.euid={euid}");
     }
+}
+
+/// `nonblock=0|1,cloexec=0|1,type=stream|dgram|seqpacket|-,addr=…` of `fd`.
+fn fdinfo(fd: c_int) -> String {
+    // SAFETY: fcntl(2) and getsockopt(2) into a local int of the stated size.
+    let (fl, fdfl, ty) = unsafe {
+        let mut v: c_int = 0;
+        let mut len = mem::size_of::<c_int>() as libc::socklen_t;
+        let ok = libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&raw mut v).cast(),
+            &mut len,
+        ) == 0;
+        (
+            libc::fcntl(fd, libc::F_GETFL),
+            libc::fcntl(fd, libc::F_GETFD),
+            if ok { v } else { -1 },
+        )
+    };
+    let ty = match ty {
+        libc::SOCK_STREAM => "stream",
+        libc::SOCK_DGRAM => "dgram",
+        libc::SOCK_SEQPACKET => "seqpacket",
+        _ => "-",
+    };
+    format!(
+        "nonblock={},cloexec={},type={ty},addr={}",
+        (fl & libc::O_NONBLOCK != 0) as u8,
+        (fdfl & libc::FD_CLOEXEC != 0) as u8,
+        sockname(fd)
+    )
+}
+
+/// getsockname(fd) like a Rust SocketAddr, a unix path, `@name`, or `-`.
+fn sockname(fd: c_int) -> String {
+    // SAFETY: getsockname(2) into a sockaddr_storage large enough for any
+    // family; the casts read only the family the kernel reported.
+    unsafe {
+        let mut ss: libc::sockaddr_storage = mem::zeroed();
+        let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(fd, (&raw mut ss).cast(), &mut len) == -1 {
+            return "-".into();
+        }
+        match ss.ss_family as c_int {
+            libc::AF_INET => {
+                let sin = &*(&raw const ss).cast::<libc::sockaddr_in>();
+                let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+                format!("{ip}:{}", u16::from_be(sin.sin_port))
+            }
+            libc::AF_INET6 => {
+                let sin6 = &*(&raw const ss).cast::<libc::sockaddr_in6>();
+                let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                format!("[{ip}]:{}", u16::from_be(sin6.sin6_port))
+            }
+            libc::AF_UNIX => {
+                let sun = &*(&raw const ss).cast::<libc::sockaddr_un>();
+                let off = mem::size_of::<libc::sa_family_t>();
+                let n = (len as usize).saturating_sub(off);
+                let bytes: Vec<u8> = sun.sun_path[..n.min(108)]
+                    .iter()
+                    .map(|&c| c as u8)
+                    .collect();
+                match bytes.first() {
+                    Some(0) => format!("@{}", String::from_utf8_lossy(&bytes[1..])),
+                    Some(_) => {
+                        String::from_utf8_lossy(bytes.split(|&b| b == 0).next().unwrap_or(&[]))
+                            .into_owned()
+                    }
+                    None => "unnamed".into(),
+                }
+            }
+            f => format!("family:{f}"),
+        }
+    }
+}
+
+/// pass: listen_fds in wait mode: waits for the first readable socket of
+/// fds 3 … 3+LISTEN_FDS-1 and answers there with the report (taken before
+/// anything is accepted, so it shows exactly what the child was given).
+fn listen() -> c_int {
+    let n: usize = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let report = report();
+    let mut pfds: Vec<libc::pollfd> = (0..n)
+        .map(|i| libc::pollfd {
+            fd: 3 + i as c_int,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: poll(2) on a local array of the stated length.
+    if n == 0 || unsafe { libc::poll(pfds.as_mut_ptr(), n as libc::nfds_t, -1) } <= 0 {
+        return 3;
+    }
+    let Some(p) = pfds.iter().find(|p| p.revents & libc::POLLIN != 0) else {
+        return 3;
+    };
+    let fd = p.fd;
+    if fdinfo(fd).contains("type=dgram") {
+        let mut buf = [0u8; 2048];
+        // SAFETY: recvfrom/sendto(2) with local buffers of the stated sizes.
+        unsafe {
+            let mut ss: libc::sockaddr_storage = mem::zeroed();
+            let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            let got = libc::recvfrom(
+                fd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                0,
+                (&raw mut ss).cast(),
+                &mut len,
+            );
+            if got < 0 {
+                return 4;
+            }
+            let sent = libc::sendto(
+                fd,
+                report.as_ptr().cast(),
+                report.len(),
+                0,
+                (&raw const ss).cast(),
+                len,
+            );
+            return if sent < 0 { 5 } else { 0 };
+        }
+    }
+    // SAFETY: accept(2) without an address buffer.
+    let conn = unsafe { libc::accept(fd, std::ptr::null_mut(), std::ptr::null_mut()) };
+    if conn == -1 {
+        return 3;
+    }
+    write_all(conn, report.as_bytes());
+    0
 }
 
 /// getpeername(0), formatted like a Rust SocketAddr, or `error:<errno>`.
