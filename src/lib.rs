@@ -22,6 +22,9 @@
 //! - [`signals`]: signals turned into loop events (signalfd).
 //! - [`notify`]: sd_notify datagrams; [`pidfile`]: the locked pid file.
 //! - [`logging`]: the non-blocking stderr logger.
+//! - [`metrics`]: the per-service counters, the loop's snapshot of itself,
+//!   and `builtin: metrics` (HTTP, Prometheus text format);
+//!   [`status`]: `builtin: status` (JSON) and `superd status`.
 //! - [`import`]: `superd import`, inetd.conf and xinetd.conf to YAML;
 //!   [`services`]: /etc/services.
 
@@ -38,6 +41,7 @@ pub mod import;
 pub mod limits;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod pidfile;
 pub mod plan;
@@ -47,6 +51,7 @@ pub mod services;
 pub mod signals;
 pub mod spawn;
 pub mod startup;
+pub mod status;
 pub mod sys;
 
 /// superd's exit statuses (SPEC §1), in one place.
