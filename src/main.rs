@@ -33,6 +33,12 @@ fn run() -> ExitCode {
                 _ => ExitCode::Failure,
             };
         }
+        Ok(Command::Status { address, json }) => {
+            return match superd::status::run(&address, json) {
+                Ok(()) => ExitCode::Ok,
+                Err(()) => ExitCode::Failure,
+            };
+        }
         Ok(Command::Run(o)) => o,
         Err(msg) => {
             eprintln!("superd: {msg}");

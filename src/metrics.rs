@@ -639,11 +639,10 @@ pub fn parse_request(buf: &[u8], eof: bool) -> Option<Request> {
         return eof.then_some(Request::Bad { http11: false });
     };
     let head = &buf[..end];
-    let line_end = head
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(head.len());
-    let line = head[..line_end].strip_suffix(b"\r").unwrap_or(&head[..line_end]);
+    let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
+    let line = head[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&head[..line_end]);
     let Ok(line) = std::str::from_utf8(line) else {
         return Some(Request::Bad { http11: false });
     };
@@ -658,8 +657,7 @@ pub fn parse_request(buf: &[u8], eof: bool) -> Option<Request> {
         "HTTP/1.0" => false,
         _ => return Some(Request::Bad { http11: false }),
     };
-    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) || target.is_empty()
-    {
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) || target.is_empty() {
         return Some(Request::Bad { http11 });
     }
     let head_only = match method {
@@ -948,7 +946,10 @@ mod tests {
             p("POST /metrics HTTP/1.1\r\n\r\n"),
             Some(MethodNotAllowed { http11: true })
         );
-        assert_eq!(p("GET /metrics HTTP/2.0\r\n\r\n"), Some(Bad { http11: false }));
+        assert_eq!(
+            p("GET /metrics HTTP/2.0\r\n\r\n"),
+            Some(Bad { http11: false })
+        );
         assert_eq!(p("GET /metrics\r\n\r\n"), Some(Bad { http11: false }));
         // Not complete yet; complete at EOF is a bad request.
         assert_eq!(p("GET /metrics HTTP/1.1\r\n"), None);
@@ -983,7 +984,10 @@ mod tests {
         let head = String::from_utf8(head).unwrap();
         assert!(head.starts_with("HTTP/1.0 200 OK\r\n"));
         assert!(head.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\n"));
-        let r = respond(Request::MethodNotAllowed { http11: true }, || unreachable!());
+        let r = respond(
+            Request::MethodNotAllowed { http11: true },
+            || unreachable!(),
+        );
         let r = String::from_utf8(r).unwrap();
         assert!(r.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(r.contains("Allow: GET, HEAD\r\n"));

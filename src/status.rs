@@ -186,12 +186,21 @@ pub fn table(doc: &Value) -> String {
         text(&doc["version"]),
         text(&doc["pid"])
     ));
-    let mut rows = vec![[
-        "SERVICE", "STATE", "ACTIVE", "ACCEPTED", "SERVED", "REFUSED", "FAILED", "PENDING",
-        "ADDRESSES",
-    ]
-    .map(str::to_owned)
-    .to_vec()];
+    let mut rows = vec![
+        [
+            "SERVICE",
+            "STATE",
+            "ACTIVE",
+            "ACCEPTED",
+            "SERVED",
+            "REFUSED",
+            "FAILED",
+            "PENDING",
+            "ADDRESSES",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    ];
     for s in doc["services"].as_array().into_iter().flatten() {
         let c = &s["counters"];
         let refused: u64 = c["refused"]
@@ -220,7 +229,11 @@ pub fn table(doc: &Value) -> String {
         ]);
     }
     out.push_str(&columns(&rows));
-    let mut conns = vec![["KIND", "SERVICE", "PID", "PEER", "AGE"].map(str::to_owned).to_vec()];
+    let mut conns = vec![
+        ["KIND", "SERVICE", "PID", "PEER", "AGE"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
     for (kind, list) in [("child", &doc["children"]), ("session", &doc["sessions"])] {
         for c in list.as_array().into_iter().flatten() {
             conns.push(vec![
@@ -336,7 +349,17 @@ mod tests {
         assert!(lines[2].starts_with("SERVICE  STATE"), "{t}");
         assert!(
             lines[3].split_whitespace().collect::<Vec<_>>()
-                == ["hello", "listening", "1", "5", "3", "1", "1", "0", "127.0.0.1:7000"],
+                == [
+                    "hello",
+                    "listening",
+                    "1",
+                    "5",
+                    "3",
+                    "1",
+                    "1",
+                    "0",
+                    "127.0.0.1:7000"
+                ],
             "{t}"
         );
         assert!(

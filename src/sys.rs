@@ -196,8 +196,7 @@ pub fn tcp_listen_queue(sock: BorrowedFd<'_>) -> Option<u32> {
     // TCP_LISTEN in the kernel's enum of TCP states (include/net/tcp_states.h).
     const TCP_LISTEN: u8 = 10;
     // tcpi_unacked is at offset 24: any kernel's tcp_info reaches it.
-    (rc == 0 && len as usize >= 28 && info.tcpi_state == TCP_LISTEN)
-        .then_some(info.tcpi_unacked)
+    (rc == 0 && len as usize >= 28 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
 }
 
 /// superd's own figures for the `process_*` metrics, from /proc/self

@@ -15,8 +15,8 @@ use super::ConfigError;
 use super::raw::{Dur, EnvKey, IdRef, Net, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
-    Address, Builtin, Cidr, Credentials, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource, Service,
-    SocketType, SuccessStatus,
+    Address, Builtin, Cidr, Credentials, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource,
+    Service, SocketType, SuccessStatus,
 };
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
