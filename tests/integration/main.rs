@@ -15,6 +15,7 @@ mod import;
 mod limits;
 mod live;
 mod logs;
+mod metrics;
 mod oneline;
 mod package;
 mod proxy;
