@@ -1894,7 +1894,7 @@ impl Daemon {
                 age: now.saturating_duration_since(s.started),
             })
             .collect();
-        sessions.sort_by(|a, b| b.age.cmp(&a.age));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.age));
         metrics::Snapshot {
             version: env!("CARGO_PKG_VERSION"),
             pid: std::process::id(),

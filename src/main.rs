@@ -34,10 +34,7 @@ fn run() -> ExitCode {
             };
         }
         Ok(Command::Status { address, json }) => {
-            return match superd::status::run(&address, json) {
-                Ok(()) => ExitCode::Ok,
-                Err(()) => ExitCode::Failure,
-            };
+            return superd::status::run(&address, json);
         }
         Ok(Command::Run(o)) => o,
         Err(msg) => {

@@ -831,9 +831,11 @@ mod tests {
     }
 
     fn snapshot() -> Snapshot {
-        let mut counters = Counters::default();
-        counters.accepted = 3;
-        counters.served = 2;
+        let mut counters = Counters {
+            accepted: 3,
+            served: 2,
+            ..Counters::default()
+        };
         counters.refuse(Refusal::DenyFrom);
         counters.exit(Outcome::Ok, Duration::from_millis(20));
         Snapshot {

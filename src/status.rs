@@ -100,8 +100,8 @@ fn round_ms(secs: f64) -> f64 {
 }
 
 /// `superd status [ADDRESS] [--json]`: fetches the document and prints it;
-/// on any failure a one-line reason on stderr and `Err(())` (exit 1).
-pub fn run(address: &str, raw: bool) -> Result<(), ()> {
+/// on any failure a one-line reason on stderr and exit 1.
+pub fn run(address: &str, raw: bool) -> crate::ExitCode {
     let fail = |what: String| {
         eprintln!("superd status: {what}");
     };
@@ -109,7 +109,7 @@ pub fn run(address: &str, raw: bool) -> Result<(), ()> {
         Ok(b) => b,
         Err(e) => {
             fail(format!("cannot read the status from {address}: {e}"));
-            return Err(());
+            return crate::ExitCode::Failure;
         }
     };
     let doc: Value = match serde_json::from_slice(&bytes) {
@@ -118,7 +118,7 @@ pub fn run(address: &str, raw: bool) -> Result<(), ()> {
             fail(format!(
                 "{address} did not answer with a status document: {e}"
             ));
-            return Err(());
+            return crate::ExitCode::Failure;
         }
     };
     if raw {
@@ -129,7 +129,7 @@ pub fn run(address: &str, raw: bool) -> Result<(), ()> {
     } else {
         print!("{}", table(&doc));
     }
-    Ok(())
+    crate::ExitCode::Ok
 }
 
 /// Connects to `address` (a unix socket path, `@name` for an abstract
@@ -287,9 +287,11 @@ mod tests {
     use crate::metrics::{Counters, ListenerView, ProcessView, ServiceState, ServiceView};
 
     fn snapshot() -> Snapshot {
-        let mut c = Counters::default();
-        c.accepted = 5;
-        c.served = 3;
+        let mut c = Counters {
+            accepted: 5,
+            served: 3,
+            ..Counters::default()
+        };
         c.refuse(Refusal::DenyFrom);
         c.exec_failures = 1;
         Snapshot {
