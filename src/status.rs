@@ -132,11 +132,12 @@ pub fn run(address: &str, raw: bool) -> crate::ExitCode {
     crate::ExitCode::Ok
 }
 
-/// Connects to `address` (a unix socket path, `@name` for an abstract
-/// one, or host:port) and reads until the peer closes.
+/// Connects to `address` (a unix socket path: anything with a slash;
+/// `@name` for an abstract one; else host:port) and reads until the peer
+/// closes.
 fn fetch(address: &str) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
-    if address.starts_with('/') || address.starts_with('.') {
+    if address.contains('/') {
         let s = UnixStream::connect(Path::new(address))?;
         s.set_read_timeout(Some(CLIENT_TIMEOUT))?;
         s.take(MAX_DOCUMENT).read_to_end(&mut out)?;

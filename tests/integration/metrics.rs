@@ -605,6 +605,14 @@ fn superd_status_prints_services_and_children() {
     want.sort();
     assert_eq!(got, want);
 
+    // A relative path (it has a slash).
+    let out = Command::new(superd_bin())
+        .args(["status", "./status.sock"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
     // Over TCP, with the default table.
     let out = status_cmd(&[&d.addr("status-tcp")]);
     assert_eq!(out.status.code(), Some(0));
