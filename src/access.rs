@@ -20,6 +20,9 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// In discriminant order: the status counters are an array indexed by
+    /// `reason as usize` (crate::metrics::Counters), so a new reason is a
+    /// new variant here, its word in `as_str`, and its place in this list.
     pub const ALL: [Refusal; 3] = [Refusal::DenyFrom, Refusal::OnlyFrom, Refusal::MaxPerSource];
 
     pub fn as_str(self) -> &'static str {

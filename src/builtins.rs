@@ -207,6 +207,15 @@ enum State {
     Reply { data: Vec<u8>, sent: usize },
     /// RFC 864: the offset of the next byte in the 95-line period.
     Chargen { pos: usize },
+    /// `metrics`: one HTTP request read (at most metrics::MAX_REQUEST
+    /// bytes), then the reply the loop renders for it (see
+    /// [`Session::request`]), then close.
+    Http {
+        req: Vec<u8>,
+        parsed: Option<crate::metrics::Request>,
+        reply: Option<Vec<u8>>,
+        sent: usize,
+    },
 }
 
 impl Session {
@@ -225,6 +234,17 @@ impl Session {
                 sent: 0,
             },
             Builtin::Chargen => State::Chargen { pos: 0 },
+            Builtin::Metrics => State::Http {
+                req: Vec::new(),
+                parsed: None,
+                reply: None,
+                sent: 0,
+            },
+            // The loop gives status its document (`Session::reply`).
+            Builtin::Status => State::Reply {
+                data: Vec::new(),
+                sent: 0,
+            },
         };
         Session {
             state,
@@ -233,6 +253,39 @@ impl Session {
             error: None,
             bytes_in: 0,
             bytes_out: 0,
+        }
+    }
+
+    /// A session that sends `data` and closes (`status`: the loop renders
+    /// the document).
+    pub fn reply(data: Vec<u8>) -> Session {
+        Session {
+            state: State::Reply { data, sent: 0 },
+            read_eof: false,
+            finished: false,
+            error: None,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// `metrics`: the request read, once complete, while it has no reply;
+    /// the loop answers with [`Session::set_reply`] and pumps again.
+    pub fn request(&self) -> Option<crate::metrics::Request> {
+        match &self.state {
+            State::Http {
+                parsed: Some(r),
+                reply: None,
+                ..
+            } => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// `metrics`: the response to the request (see [`Session::request`]).
+    pub fn set_reply(&mut self, data: Vec<u8>) {
+        if let State::Http { reply, .. } = &mut self.state {
+            *reply = Some(data);
         }
     }
 
@@ -300,6 +353,20 @@ impl Session {
                 }
             }
 
+            if let State::Http {
+                req,
+                parsed: parsed @ None,
+                ..
+            } = &mut self.state
+            {
+                *parsed = crate::metrics::parse_request(req, self.read_eof);
+            }
+            if self.request().is_some() {
+                // The loop renders the reply and pumps again.
+                pump.progressed = moved_total > 0;
+                return pump;
+            }
+
             if !write_blocked {
                 match self.write_step(stream) {
                     Step::Moved(n) => {
@@ -351,13 +418,19 @@ impl Session {
             State::Chargen { .. } => false,
             // RFC 867/868: "the server closes the connection" once sent.
             State::Reply { data, sent } => *sent == data.len(),
+            State::Http {
+                reply: Some(data),
+                sent,
+                ..
+            } => *sent == data.len(),
+            State::Http { .. } => false,
         }
     }
 
     fn write_step<S: Conn>(&mut self, stream: &mut S) -> Step {
         let read_eof = self.read_eof;
         match &mut self.state {
-            State::Discard => Step::Idle,
+            State::Discard | State::Http { reply: None, .. } => Step::Idle,
             State::Echo(ring) => {
                 if ring.len() == 0 {
                     return Step::Idle;
@@ -373,7 +446,12 @@ impl Session {
                 }
                 step
             }
-            State::Reply { data, sent } => {
+            State::Reply { data, sent }
+            | State::Http {
+                reply: Some(data),
+                sent,
+                ..
+            } => {
                 if *sent == data.len() {
                     return Step::Idle;
                 }
@@ -416,6 +494,22 @@ impl Session {
                 let step = read_retry(stream, space);
                 if let Step::Moved(n) = step {
                     ring.fill(n);
+                }
+                step
+            }
+            // The request, up to its cap; what follows it is dropped.
+            State::Http {
+                req, parsed: None, ..
+            } => {
+                let room = crate::metrics::MAX_REQUEST.saturating_sub(req.len());
+                if room == 0 {
+                    return Step::Idle;
+                }
+                let buf = scratch.get_or_insert([0; SCRATCH]);
+                let room = room.min(buf.len());
+                let step = read_retry(stream, &mut buf[..room]);
+                if let Step::Moved(n) = step {
+                    req.extend_from_slice(&buf[..n]);
                 }
                 step
             }
@@ -583,6 +677,8 @@ fn udp_reply_at(
         Builtin::Daytime => out.extend_from_slice(format_daytime(now_unix, utc_offset).as_bytes()),
         Builtin::Time => out.extend_from_slice(&format_time(now_unix)),
         Builtin::Chargen => out.extend_from_slice(chargen_line(chargen_line_no)),
+        // Stream only (refused at load on a datagram socket).
+        Builtin::Metrics | Builtin::Status => return false,
     }
     true
 }

@@ -208,6 +208,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// In discriminant order: the metrics index their counters by it.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Signal,
+        Outcome::Timeout,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",

@@ -15,6 +15,7 @@ usage: superd [OPTIONS] [PATH...]
        superd [OPTIONS] --listen ADDR [--listen ADDR]... [--set FIELD=VALUE]... -- PROGRAM [ARG...]
        superd import inetd FILE [-o DIR]
        superd import xinetd FILE|DIR [-o DIR]
+       superd status [ADDRESS] [--json]
 
 An inetd-style superserver: services declared in YAML files (PATH: files or
 directories of *.yaml / *.yml; default /etc/superd/services.d).
@@ -29,6 +30,7 @@ Options:
   --set FIELD=VALUE    one-line mode: set a service field (VALUE is YAML)
   -o DIR               import: write one YAML file per source file into DIR
                        (default: everything on stdout)
+  --json               status: print the document as it came
   -h, --help           print this help
   -V, --version        print the version
 
@@ -37,9 +39,14 @@ directory of xinetd service files), into superd YAML; what maps only
 approximately or not at all is a comment naming the source file:line, and a
 line on stderr.
 
+status asks a running superd's `builtin: status` service at ADDRESS (a unix
+socket path, @name, or host:port; default /run/superd/status.sock) and prints
+its services and live connections.
+
 Exit status: 0 clean shutdown or valid --check; 1 invalid configuration or
 failure at start; 2 bad usage. import: 0 everything mapped exactly, 3 something
-approximated or dropped, 1 a source that cannot be parsed. See superd(8) and
+approximated or dropped, 1 a source that cannot be parsed. status: 0, or 1 when
+nothing answers. See superd(8) and
 superd.yaml(5).
 ";
 
@@ -52,6 +59,11 @@ pub enum Command {
         kind: crate::import::Kind,
         path: PathBuf,
         out: Option<PathBuf>,
+    },
+    /// `superd status [ADDRESS] [--json]`.
+    Status {
+        address: String,
+        json: bool,
     },
     Help,
     Version,
@@ -85,6 +97,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
     if args.peek().is_some_and(|a| a == "import") {
         args.next();
         return parse_import(args);
+    }
+    if args.peek().is_some_and(|a| a == "status") {
+        args.next();
+        return parse_status(args);
     }
     let mut opts = Options {
         paths: Vec::new(),
@@ -234,6 +250,28 @@ fn parse_import(args: impl Iterator<Item = OsString>) -> Result<Command, String>
     })
 }
 
+/// `status [ADDRESS] [--json]` (in either order).
+fn parse_status(args: impl Iterator<Item = OsString>) -> Result<Command, String> {
+    let mut address = None;
+    let mut json = false;
+    for a in args {
+        let a = a
+            .into_string()
+            .map_err(|a| format!("status: {a:?} is not UTF-8"))?;
+        match a.as_str() {
+            "--json" => json = true,
+            "-h" | "--help" => return Ok(Command::Help),
+            s if s.starts_with('-') => return Err(format!("status: unknown option {s}")),
+            _ if address.is_some() => return Err("status takes one ADDRESS".into()),
+            _ => address = Some(a),
+        }
+    }
+    Ok(Command::Status {
+        address: address.unwrap_or_else(|| crate::status::DEFAULT_ADDRESS.to_owned()),
+        json,
+    })
+}
+
 fn text_is_option(arg: &std::ffi::OsStr) -> bool {
     use std::os::unix::ffi::OsStrExt;
     arg.as_bytes().first() == Some(&b'-')
@@ -252,6 +290,26 @@ mod tests {
             Ok(Command::Run(o)) => o,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn status_takes_an_address_and_json() {
+        assert_eq!(
+            p(&["status"]),
+            Ok(Command::Status {
+                address: "/run/superd/status.sock".into(),
+                json: false
+            })
+        );
+        assert_eq!(
+            p(&["status", "--json", "127.0.0.1:9"]),
+            Ok(Command::Status {
+                address: "127.0.0.1:9".into(),
+                json: true
+            })
+        );
+        assert!(p(&["status", "a", "b"]).is_err());
+        assert!(p(&["status", "--jsn"]).is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::config::{self, Config};
 use crate::limits::{LogBudget, ServiceLimits, SourceKey, TokenBucket, source_key};
 use crate::listener::{self, Accepted, Listener, Peer};
 use crate::logging::quote;
+use crate::metrics::{self, Counters, PauseReason};
 use crate::notify::Notifier;
 use crate::plan::{ConnInfo, SpawnPlan};
 use crate::service::{
@@ -113,16 +114,6 @@ impl Source {
     }
 }
 
-/// Counters of one service, carried over reloads (SPEC §6, SIGUSR1).
-#[derive(Clone, Copy, Debug, Default)]
-struct Counters {
-    accepted: u64,
-    refused_deny_from: u64,
-    refused_only_from: u64,
-    refused_max_per_source: u64,
-    exec_failures: u64,
-}
-
 /// Why a service is not accepting right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pause {
@@ -134,13 +125,25 @@ enum Pause {
 }
 
 impl Pause {
-    fn as_str(self) -> &'static str {
+    fn state(self) -> metrics::ServiceState {
         match self {
-            Pause::Rate => "paused_rate",
-            Pause::Resources => "paused_resources",
-            Pause::ExecFailures => "paused_exec_failures",
-            Pause::Looping => "paused_looping",
-            Pause::AcceptError => "paused_accept_error",
+            Pause::Rate => metrics::ServiceState::PausedRate,
+            Pause::Resources => metrics::ServiceState::PausedResources,
+            Pause::ExecFailures => metrics::ServiceState::PausedExecFailures,
+            Pause::Looping => metrics::ServiceState::PausedLooping,
+            Pause::AcceptError => metrics::ServiceState::PausedAcceptError,
+        }
+    }
+
+    /// The reason `superd_paused_seconds_total` counts it under: a
+    /// program that keeps failing before exec is paced as a looping one
+    /// is, and any accept error as a shortage of resources (superd.8,
+    /// METRICS).
+    fn reason(self) -> PauseReason {
+        match self {
+            Pause::Rate => PauseReason::Rate,
+            Pause::Resources | Pause::AcceptError => PauseReason::Resources,
+            Pause::ExecFailures | Pause::Looping => PauseReason::Looping,
         }
     }
 }
@@ -169,6 +172,14 @@ struct ServiceState {
     refusal_log: LogBudget,
     /// A connection accepted when fork failed, served first on resume.
     pending: Option<Accepted>,
+}
+
+impl ServiceState {
+    /// Stops accepting until `until`, and starts counting the pause.
+    fn pause(&mut self, why: Pause, until: Instant, now: Instant) {
+        self.paused = Some((why, until));
+        self.counters.paused.begin(why.reason(), now, Some(until));
+    }
 }
 
 struct ListenerEntry {
@@ -298,6 +309,12 @@ pub struct Daemon {
     status_pending: bool,
     reap_pending: bool,
     shutdown: Option<Signal>,
+    /// When superd started (Unix seconds), for status and metrics.
+    started_unix: f64,
+    /// Reloads that took effect, and reloads that kept the old
+    /// configuration (superd_reloads_total).
+    reloads_ok: u64,
+    reloads_failed: u64,
 }
 
 /// A failure at start: superd exits 1.
@@ -394,6 +411,11 @@ impl Daemon {
             status_pending: false,
             reap_pending: false,
             shutdown: None,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            reloads_ok: 0,
+            reloads_failed: 0,
         };
         let namespaces = d
             .namespaces_for(&config.services, &HashMap::new())
@@ -537,6 +559,7 @@ impl Daemon {
                     // it must).
                     if matches!(st.paused, Some((Pause::Rate, _))) {
                         st.paused = None;
+                        st.counters.paused.end(PauseReason::Rate, now);
                     }
                     // An unchanged service keeps its plan (no passwd lookup,
                     // no C strings rebuilt for each of 1000 services).
@@ -801,7 +824,16 @@ impl Daemon {
                 st.paused = None;
             }
             if st.limits.at_capacity() {
+                // superd stops watching the listener: a pause, until a
+                // connection ends (connection_ended).
+                st.counters
+                    .paused
+                    .begin(PauseReason::MaxConnections, now, None);
                 return;
+            }
+            if st.counters.paused.is_open(PauseReason::MaxConnections) {
+                // Below the limit again (a reload raised it).
+                st.counters.paused.end(PauseReason::MaxConnections, now);
             }
             if st.pre_exec >= PRE_EXEC_MAX || st.fail_streak > 0 && st.pre_exec > 0 {
                 // Enough of its children are on their way to exec: the
@@ -827,7 +859,7 @@ impl Daemon {
                 return;
             }
             if let Err(at) = st.limits.rate_ready(now) {
-                st.paused = Some((Pause::Rate, at));
+                st.pause(Pause::Rate, at, now);
                 self.timer(at, Timer::Resume(sid));
                 return;
             }
@@ -883,7 +915,7 @@ impl Daemon {
         let Some(st) = self.services.get_mut(&sid) else {
             return;
         };
-        st.paused = Some((why, until));
+        st.pause(why, until, now);
         let log_now = st
             .last_resource_log
             .is_none_or(|t| now.duration_since(t) >= RESOURCE_LOG_INTERVAL);
@@ -920,11 +952,7 @@ impl Daemon {
         match verdict {
             Ok(()) => true,
             Err(reason) => {
-                match reason {
-                    Refusal::DenyFrom => st.counters.refused_deny_from += 1,
-                    Refusal::OnlyFrom => st.counters.refused_only_from += 1,
-                    Refusal::MaxPerSource => st.counters.refused_max_per_source += 1,
-                }
+                st.counters.refuse(reason);
                 warn!(
                     "refused service={} peer={} reason={}",
                     st.service.name,
@@ -950,6 +978,7 @@ impl Daemon {
         match &service.program {
             Program::Builtin(kind) => {
                 st.limits.connection_started();
+                st.counters.served += 1;
                 self.start_session(sid, &service, *kind, conn, source);
             }
             Program::Exec { .. } => {
@@ -1095,7 +1124,10 @@ impl Daemon {
         }
         let now = Instant::now();
         match (outcome, self.services.get_mut(&w.service_id)) {
-            (None, Some(st)) => st.fail_streak = 0,
+            (None, Some(st)) => {
+                st.fail_streak = 0;
+                st.counters.served += 1;
+            }
             (None, None) => {}
             (Some(f), st) => {
                 error!(
@@ -1135,7 +1167,7 @@ impl Daemon {
                     };
                     if let Some(d) = delay {
                         let until = now + d.max(Duration::from_millis(1));
-                        st.paused = Some((Pause::ExecFailures, until));
+                        st.pause(Pause::ExecFailures, until, now);
                         self.timer(until, Timer::Resume(w.service_id));
                     }
                 }
@@ -1204,13 +1236,13 @@ impl Daemon {
         let now = Instant::now();
         let st = self.services.get_mut(&sid).expect("live");
         if let Err(at) = st.limits.take_rate_token(now) {
-            st.paused = Some((Pause::Rate, at));
+            st.pause(Pause::Rate, at, now);
             self.timer(at, Timer::Resume(sid));
             return;
         }
         if service.rate.is_none() && !st.wait_starts.try_take(now) {
             let until = now + LOOP_PAUSE;
-            st.paused = Some((Pause::Looping, until));
+            st.pause(Pause::Looping, until, now);
             // The datagrams its children leave unread would start the loop
             // again after every pause, for ever: they go, as xinetd
             // drains a UDP wait service's socket. (Connections waiting on
@@ -1340,10 +1372,10 @@ impl Daemon {
                 return true;
             };
             let _ = datagram_source(fd, false);
-            match reason {
-                Refusal::DenyFrom => st.counters.refused_deny_from += 1,
-                _ => st.counters.refused_only_from += 1,
-            }
+            // Taken from the queue and refused: accepted, then refused
+            // (metrics::Counters).
+            st.counters.accepted += 1;
+            st.counters.refuse(reason);
             log_refused_datagram(&mut st.refusal_log, &st.service.name, peer, reason);
         }
         self.ready.push(token);
@@ -1414,9 +1446,14 @@ impl Daemon {
             Peer::Unix { .. } => Stream::Unix(std::os::unix::net::UnixStream::from(conn.fd)),
         };
         let mut entry = SessionEntry {
-            session: {
-                let t = builtins::now_unix();
-                builtins::Session::new(kind, t, offset_for(kind, t))
+            session: match kind {
+                crate::service::Builtin::Status => {
+                    builtins::Session::reply(crate::status::document(&self.snapshot()))
+                }
+                _ => {
+                    let t = builtins::now_unix();
+                    builtins::Session::new(kind, t, offset_for(kind, t))
+                }
             },
             stream,
             service_id: sid,
@@ -1431,10 +1468,17 @@ impl Daemon {
         // in this one pump and never need epoll or a timer. Registering
         // afterwards is safe with edge triggering: epoll reports readiness
         // that already exists when the fd is added.
-        let pump = match &mut entry.stream {
+        let mut pump = match &mut entry.stream {
             Stream::Tcp(s) => entry.session.pump(s),
             Stream::Unix(s) => entry.session.pump(s),
         };
+        if let Some(req) = entry.session.request() {
+            entry.session.set_reply(self.metrics_reply(req));
+            pump = match &mut entry.stream {
+                Stream::Tcp(s) => entry.session.pump(s),
+                Stream::Unix(s) => entry.session.pump(s),
+            };
+        }
         if pump.done {
             self.end_session_entry(entry, None);
             return;
@@ -1464,15 +1508,38 @@ impl Daemon {
         }
     }
 
+    /// The HTTP response to a metrics session's request.
+    fn metrics_reply(&self, req: metrics::Request) -> Vec<u8> {
+        metrics::respond(req, || metrics::render(&self.snapshot()))
+    }
+
     /// Moves a builtin session on; returns the bytes it moved.
     fn pump_session(&mut self, token: Token) -> u64 {
         let Some(entry) = self.sessions.get_mut(&token) else {
             return 0;
         };
         let before = entry.session.bytes_in() + entry.session.bytes_out();
-        let pump = match &mut entry.stream {
+        let mut pump = match &mut entry.stream {
             Stream::Tcp(s) => entry.session.pump(s),
             Stream::Unix(s) => entry.session.pump(s),
+        };
+        // A metrics request complete: answered, and the answer pumped.
+        let entry = match entry.session.request() {
+            Some(req) => {
+                let reply = self.metrics_reply(req);
+                let entry = self.sessions.get_mut(&token).expect("present");
+                entry.session.set_reply(reply);
+                let again = match &mut entry.stream {
+                    Stream::Tcp(s) => entry.session.pump(s),
+                    Stream::Unix(s) => entry.session.pump(s),
+                };
+                pump = builtins::Pump {
+                    progressed: pump.progressed || again.progressed,
+                    ..again
+                };
+                entry
+            }
+            None => entry,
         };
         let moved = entry.session.bytes_in() + entry.session.bytes_out() - before;
         if pump.progressed {
@@ -1514,6 +1581,12 @@ impl Daemon {
             entry.session.bytes_out(),
             reason.map(|r| format!(" reason={r}")).unwrap_or_default()
         );
+        if let Some(st) = self.services.get_mut(&entry.service_id) {
+            st.counters.exit(
+                children::Outcome::Ok,
+                now.saturating_duration_since(entry.started),
+            );
+        }
         self.connection_ended(entry.service_id, entry.source);
         self.close_after_log(match entry.stream {
             Stream::Tcp(s) => s.into(),
@@ -1550,7 +1623,7 @@ impl Daemon {
         // the backlog.
         let now = Instant::now();
         if let Err(at) = st.limits.rate_ready(now) {
-            st.paused = Some((Pause::Rate, at));
+            st.pause(Pause::Rate, at, now);
             self.timer(at, Timer::Resume(sid));
             return;
         }
@@ -1573,13 +1646,12 @@ impl Daemon {
             {
                 Ok(()) => {
                     counters.accepted += 1;
+                    counters.served += 1;
                     true
                 }
                 Err(reason) => {
-                    match reason {
-                        Refusal::DenyFrom => counters.refused_deny_from += 1,
-                        _ => counters.refused_only_from += 1,
-                    }
+                    counters.accepted += 1;
+                    counters.refuse(reason);
                     log_refused_datagram(refusal_log, &service.name, peer, reason);
                     false
                 }
@@ -1617,7 +1689,11 @@ impl Daemon {
             {
                 child.exec_failed = failed;
             }
-            children::log_exit(pid, &child, ended, now);
+            let outcome = children::log_exit(pid, &child, ended, now);
+            if let Some(st) = self.services.get_mut(&child.service_id) {
+                st.counters
+                    .exit(outcome, now.saturating_duration_since(child.started));
+            }
             self.after_child(pid, &mut child, now);
             if let Some(token) = child.wait_listener {
                 self.connection_ended(child.service_id, None);
@@ -1684,6 +1760,9 @@ impl Daemon {
         let was_full = st.limits.at_capacity();
         st.limits.connection_ended(source);
         if was_full {
+            st.counters
+                .paused
+                .end(PauseReason::MaxConnections, Instant::now());
             let tokens = st.listeners.clone();
             for t in tokens {
                 self.drain_listener(t);
@@ -1951,6 +2030,7 @@ impl Daemon {
                     "reload failed errors={} (the running configuration is unchanged)",
                     errors.len()
                 );
+                self.reloads_failed += 1;
                 self.notifier.notify("READY=1");
                 return;
             }
@@ -2007,9 +2087,11 @@ impl Daemon {
                     }
                 }
                 changes.log(n);
+                self.reloads_ok += 1;
             }
             Err(e) => {
                 error!("reload failed: {e} (rolled back; the running configuration is unchanged)");
+                self.reloads_failed += 1;
                 for (_, slots) in pool.drain() {
                     for slot in slots {
                         let token = slot.token.expect("only old listeners return to the pool");
@@ -2062,68 +2144,176 @@ impl Daemon {
 
     // ---- status and shutdown --------------------------------------------
 
-    fn log_status(&self) {
+    /// What status, SIGUSR1 and metrics show, taken now (never on the
+    /// accept path: a status or metrics connection, or SIGUSR1, asks).
+    fn snapshot(&self) -> metrics::Snapshot {
         let now = Instant::now();
+        // The listeners a wait child holds right now.
+        let held: std::collections::HashSet<Token> = self
+            .children
+            .iter()
+            .filter_map(|(_, c)| c.wait_listener)
+            .collect();
+        let services = self
+            .order
+            .iter()
+            .filter_map(|id| self.services.get(id))
+            .map(|st| {
+                let s = &st.service;
+                let mut listeners: Vec<metrics::ListenerView> = st
+                    .listeners
+                    .iter()
+                    .filter_map(|t| self.listeners.get(t))
+                    .map(|e| metrics::ListenerView {
+                        address: e.listener.local.clone(),
+                        queue: (e.listener.key.socket == SocketType::Stream
+                            && !e.listener.key.addr.is_unix())
+                        .then(|| crate::sys::tcp_listen_queue(e.listener.fd.as_fd()))
+                        .flatten(),
+                    })
+                    .collect();
+                if listeners.is_empty() {
+                    // Not listening (disabled): the addresses it is
+                    // declared on.
+                    listeners = s
+                        .listen
+                        .iter()
+                        .map(|a| metrics::ListenerView {
+                            address: a.to_string(),
+                            queue: None,
+                        })
+                        .collect();
+                }
+                metrics::ServiceView {
+                    name: s.name.clone(),
+                    socket: s.socket.as_str(),
+                    program: match &s.program {
+                        Program::Exec { path, .. } => path.display().to_string(),
+                        Program::Builtin(b) => format!("builtin {b}"),
+                    },
+                    listeners,
+                    state: self.service_state(st, &held, now),
+                    active: st.limits.active(),
+                    max_connections: st.limits.max_connections(),
+                    pending: st.pre_exec as u64 + u64::from(st.pending.is_some()),
+                    counters: st.counters,
+                    paused_seconds: PauseReason::ALL.map(|r| st.counters.paused.seconds(r, now)),
+                }
+            })
+            .collect();
+        let mut children: Vec<metrics::ConnectionView> = self
+            .children
+            .iter()
+            .map(|(pid, c)| metrics::ConnectionView {
+                service: c.service.clone(),
+                pid: Some(pid),
+                peer: c.peer.map(|p| p.to_string()),
+                age: now.saturating_duration_since(c.started),
+            })
+            .collect();
+        children.sort_by_key(|c| c.pid);
+        let mut sessions: Vec<metrics::ConnectionView> = self
+            .sessions
+            .values()
+            .map(|s| metrics::ConnectionView {
+                service: s.service.clone(),
+                pid: None,
+                peer: Some(s.peer.to_string()),
+                age: now.saturating_duration_since(s.started),
+            })
+            .collect();
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.age));
+        metrics::Snapshot {
+            version: env!("CARGO_PKG_VERSION"),
+            pid: std::process::id(),
+            start_time: self.started_unix,
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+            log_lines_dropped: crate::logging::dropped_total(),
+            services,
+            children,
+            sessions,
+            process: crate::sys::process_view(),
+        }
+    }
+
+    /// The state of a service (superd(8), STATUS AND METRICS): a wait
+    /// service whose child holds every socket is `child_running`, not
+    /// listening (superd does not watch them).
+    fn service_state(
+        &self,
+        st: &ServiceState,
+        held: &std::collections::HashSet<Token>,
+        now: Instant,
+    ) -> metrics::ServiceState {
+        if !st.service.enabled {
+            metrics::ServiceState::Disabled
+        } else if !st.listeners.is_empty() && st.listeners.iter().all(|t| held.contains(t)) {
+            metrics::ServiceState::ChildRunning
+        } else if let Some((p, _)) = st.paused.filter(|(_, until)| *until > now) {
+            p.state()
+        } else if st.limits.at_capacity() {
+            metrics::ServiceState::PausedMaxConnections
+        } else {
+            metrics::ServiceState::Listening
+        }
+    }
+
+    /// The `status` lines of SIGUSR1 (superd(8), LOGS).
+    fn log_status(&self) {
+        let snap = self.snapshot();
         info!(
             "status services={} children={} sessions={}",
-            self.order.len(),
-            self.children.len(),
-            self.sessions.len()
+            snap.services.len(),
+            snap.children.len(),
+            snap.sessions.len()
         );
-        for id in &self.order {
-            let Some(st) = self.services.get(id) else {
-                continue;
-            };
-            let s = &st.service;
-            let mut addrs: Vec<String> = st
-                .listeners
-                .iter()
-                .filter_map(|t| self.listeners.get(t).map(|e| e.listener.local.clone()))
-                .collect();
-            if addrs.is_empty() {
-                // Not listening (disabled): the addresses it is declared on.
-                addrs = s.listen.iter().map(|a| a.to_string()).collect();
-            }
-            let state = if !s.enabled {
-                "disabled"
-            } else if let Some((p, _)) = st.paused.filter(|(_, until)| *until > now) {
-                p.as_str()
-            } else if st.limits.at_capacity() {
-                "paused_max_connections"
-            } else {
-                "listening"
-            };
-            let c = &st.counters;
-            info!(
-                "status service={} addr={} state={state} active={} accepted={} refused_deny_from={} refused_only_from={} refused_max_per_source={} exec_failures={}",
+        for s in &snap.services {
+            let c = &s.counters;
+            let addrs: Vec<&str> = s.listeners.iter().map(|l| l.address.as_str()).collect();
+            let mut line = format!(
+                "status service={} addr={} state={} active={} accepted={} served={}",
                 s.name,
                 if addrs.is_empty() {
                     "-".to_string()
                 } else {
                     addrs.join(",")
                 },
-                st.limits.active(),
+                s.state.as_str(),
+                s.active,
                 c.accepted,
-                c.refused_deny_from,
-                c.refused_only_from,
-                c.refused_max_per_source,
-                c.exec_failures
+                c.served
             );
+            for r in Refusal::ALL {
+                line.push_str(&format!(" refused_{}={}", r.as_str(), c.refused_by(r)));
+            }
+            line.push_str(&format!(
+                " exec_failures={} pending={}",
+                c.exec_failures, s.pending
+            ));
+            for o in children::Outcome::ALL {
+                line.push_str(&format!(" exits_{}={}", o.as_str(), c.exits_by(o)));
+            }
+            for (r, secs) in PauseReason::ALL.iter().zip(s.paused_seconds) {
+                line.push_str(&format!(" paused_{}={secs:.3}s", r.as_str()));
+            }
+            info!("{line}");
         }
-        for (pid, c) in self.children.iter() {
+        for c in &snap.children {
             info!(
-                "status child service={} pid={pid} peer={} age={}",
+                "status child service={} pid={} peer={} age={}",
                 c.service,
-                c.peer.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
-                children::secs(now.duration_since(c.started))
+                c.pid.unwrap_or(0),
+                c.peer.as_deref().unwrap_or("-"),
+                children::secs(c.age)
             );
         }
-        for s in self.sessions.values() {
+        for s in &snap.sessions {
             info!(
                 "status session service={} peer={} age={}",
                 s.service,
-                s.peer,
-                children::secs(now.duration_since(s.started))
+                s.peer.as_deref().unwrap_or("-"),
+                children::secs(s.age)
             );
         }
     }

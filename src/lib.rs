@@ -25,6 +25,9 @@
 //! - [`signals`]: signals turned into loop events (signalfd).
 //! - [`notify`]: sd_notify datagrams; [`pidfile`]: the locked pid file.
 //! - [`logging`]: the non-blocking stderr logger.
+//! - [`metrics`]: the per-service counters, the loop's snapshot of itself,
+//!   and `builtin: metrics` (HTTP, Prometheus text format);
+//!   [`status`]: `builtin: status` (JSON) and `superd status`.
 //! - [`import`]: `superd import`, inetd.conf and xinetd.conf to YAML;
 //!   [`services`]: /etc/services.
 
@@ -42,6 +45,7 @@ pub mod limits;
 pub mod listener;
 pub mod listener_inherit;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod pidfile;
 pub mod plan;
@@ -51,6 +55,7 @@ pub mod services;
 pub mod signals;
 pub mod spawn;
 pub mod startup;
+pub mod status;
 pub mod sys;
 pub mod tree;
 

@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -345,6 +346,15 @@ const BATCH_BYTES: usize = 16 * 1024;
 
 static STDERR: Mutex<Writer> = Mutex::new(Writer::new(false));
 
+/// Every log line dropped since start (`superd_log_lines_dropped_total`).
+static DROPPED_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Log lines dropped since superd started, because stderr could not take
+/// them (each gap is announced in the log once the reader is back).
+pub fn dropped_total() -> u64 {
+    DROPPED_TOTAL.load(Ordering::Relaxed)
+}
+
 fn lock() -> MutexGuard<'static, Writer> {
     // Single-threaded: a poisoned lock only means a panic mid-line.
     STDERR.lock().unwrap_or_else(|e| e.into_inner())
@@ -464,7 +474,7 @@ impl Writer {
         }
         let lines = std::mem::take(&mut self.pending_lines);
         if !self.finish_line() {
-            self.dropped += lines;
+            self.drop_lines(lines);
             self.pending.clear();
             return;
         }
@@ -482,22 +492,28 @@ impl Writer {
                 SystemTime::now(),
             );
             if self.write_lines(note.as_bytes()) == 0 {
-                self.dropped += lines;
+                self.drop_lines(lines);
                 self.pending.clear();
                 return;
             }
             self.dropped = 0;
             if !self.finish_line() {
-                self.dropped += lines;
+                self.drop_lines(lines);
                 self.pending.clear();
                 return;
             }
         }
         let pending = std::mem::take(&mut self.pending);
         let written = self.write_lines(&pending);
-        self.dropped += lines - written;
+        self.drop_lines(lines - written);
         self.pending = pending;
         self.pending.clear();
+    }
+
+    /// `n` lines are lost: counted for the next note and for the total.
+    fn drop_lines(&mut self, n: u64) {
+        self.dropped += n;
+        DROPPED_TOTAL.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Writes what is left of a line started earlier; whether it is done.

@@ -33,6 +33,9 @@ fn run() -> ExitCode {
                 _ => ExitCode::Failure,
             };
         }
+        Ok(Command::Status { address, json }) => {
+            return superd::status::run(&address, json);
+        }
         Ok(Command::Run(o)) => o,
         Err(msg) => {
             eprintln!("superd: {msg}");

@@ -134,15 +134,21 @@ pub enum Builtin {
     Daytime,
     Chargen,
     Time,
+    /// Prometheus metrics over HTTP (superd(8), METRICS).
+    Metrics,
+    /// One JSON document of superd's state (superd(8), STATUS).
+    Status,
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 5] = [
+    pub const ALL: [Builtin; 7] = [
         Builtin::Echo,
         Builtin::Discard,
         Builtin::Daytime,
         Builtin::Chargen,
         Builtin::Time,
+        Builtin::Metrics,
+        Builtin::Status,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -152,6 +158,8 @@ impl Builtin {
             Builtin::Daytime => "daytime",
             Builtin::Chargen => "chargen",
             Builtin::Time => "time",
+            Builtin::Metrics => "metrics",
+            Builtin::Status => "status",
         }
     }
 }

@@ -190,3 +190,74 @@ pub fn remove_env(name: &str) {
     // before anything reads the environment concurrently.
     unsafe { std::env::remove_var(name) }
 }
+
+/// The number of connections waiting in the accept queue of the listening
+/// TCP socket `sock`: on a socket in LISTEN state, Linux reports the
+/// queue's current length in `tcp_info.tcpi_unacked` (and its limit in
+/// `tcpi_sacked`), see tcp_get_info() in net/ipv4/tcp.c. `None` if the
+/// kernel does not answer.
+pub fn tcp_listen_queue(sock: BorrowedFd<'_>) -> Option<u32> {
+    // SAFETY: tcp_info is plain data, all-zero is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: getsockopt(2) writes at most `len` bytes into `info`, which
+    // is that large, and sets `len` to what it wrote.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        )
+    };
+    // TCP_LISTEN in the kernel's enum of TCP states (include/net/tcp_states.h).
+    const TCP_LISTEN: u8 = 10;
+    // tcpi_unacked is at offset 24: any kernel's tcp_info reaches it.
+    (rc == 0 && len as usize >= 28 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
+}
+
+/// superd's own figures for the `process_*` metrics, from /proc/self
+/// (proc(5)): what cannot be read is left out.
+pub fn process_view() -> crate::metrics::ProcessView {
+    let mut v = crate::metrics::ProcessView {
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            // The directory's own descriptor is among those listed.
+            .map(|d| d.count().saturating_sub(1) as u64),
+        max_fds: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .ok()
+            .map(|(soft, _)| soft),
+        ..Default::default()
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |v| v.max(1) as f64);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |v| v.max(1) as u64);
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some((_, rest)) = stat.rsplit_once(')')
+    {
+        // Fields after the command, from 3 (state): utime is 14, stime
+        // 15, starttime 22, vsize 23, rss 24.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(u), Some(s)) = (num(14), num(15)) {
+            v.cpu_seconds = Some((u + s) as f64 / hz);
+        }
+        v.virtual_bytes = num(23);
+        v.resident_bytes = num(24).map(|p| p * page);
+        let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        });
+        if let (Some(b), Some(start)) = (btime, num(22)) {
+            v.start_time = Some(b as f64 + start as f64 / hz);
+        }
+    }
+    v
+}

@@ -15,8 +15,8 @@ use super::ConfigError;
 use super::raw::{Dur, EnvKey, IdRef, ListenEntry, Net, OneOrMany, RawFile, RawService};
 use super::tree::{Index, Pos};
 use crate::service::{
-    Address, Cidr, Credentials, Fences, Program, ProxyConfig, RlimValue, Rlimit, RlimitResource,
-    Service, SocketType, SuccessStatus,
+    Address, Builtin, Cidr, Credentials, Fences, Program, ProxyConfig, RlimValue, Rlimit,
+    RlimitResource, Service, SocketType, SuccessStatus,
 };
 
 /// The PATH used to find programs when superd's own has none (SPEC §3's
@@ -669,6 +669,14 @@ fn service<'a>(
                     format!(
                         "builtin {b} cannot serve {what} sockets (only TCP, UDP and unix stream)"
                     ),
+                ));
+            }
+            // metrics and status answer over a connection (HTTP, one
+            // JSON document): a datagram has no room for either.
+            if matches!(b, Builtin::Metrics | Builtin::Status) && socket == SocketType::Dgram {
+                errors.push(prog_origin.at_value(
+                    "builtin",
+                    format!("builtin {b} needs a stream socket (TCP or unix stream)"),
                 ));
             }
             Some(Program::Builtin(b))

@@ -365,3 +365,60 @@ fn superd_socket_pairs_with_superd_service() {
     assert!(text.contains("inherited=yes"), "{text}");
     assert!(examples_dir().join("superd.service").exists());
 }
+
+#[test]
+fn metrics_yaml_serves_metrics_and_status() {
+    checks_as_shipped("metrics.yaml");
+    let original = fs::read_to_string(examples_dir().join("metrics.yaml")).unwrap();
+    assert!(original.starts_with('#'));
+    let dir = TempDir::new("ex");
+    let sock = dir.path().join("status.sock");
+    let yaml = original
+        .replace("listen: 127.0.0.1:9119", "listen: 127.0.0.1:0")
+        .replace(
+            "listen: /tmp/superd-status.sock",
+            &format!("listen: {}", sock.display()),
+        );
+    assert_ne!(yaml, original);
+    let file = dir.write("metrics.yaml", &yaml);
+    let file = file.to_str().unwrap().to_owned();
+    let d = Superd::spawn(dir, &[&file, "-v"], &[]);
+    let reply = String::from_utf8(exchange(
+        &d.addr("metrics"),
+        b"GET /metrics HTTP/1.0\r\n\r\n",
+    ))
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.0 200 OK\r\n"), "{reply}");
+    assert!(reply.contains("\nsuperd_connections_total{service=\"status\"} 0\n"));
+    let out = Command::new(superd_bin())
+        .args(["status", sock.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.lines().any(|l| l.starts_with("metrics ")), "{table}");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// The scrape job points at the address examples/metrics.yaml listens on,
+/// and is a valid Prometheus configuration (when promtool is installed).
+#[test]
+fn prometheus_yml_scrapes_the_metrics_example() {
+    let prom = fs::read_to_string(examples_dir().join("prometheus.yml")).unwrap();
+    let yaml = fs::read_to_string(examples_dir().join("metrics.yaml")).unwrap();
+    assert!(prom.contains("targets: [\"127.0.0.1:9119\"]"), "{prom}");
+    assert!(yaml.contains("listen: 127.0.0.1:9119"), "{yaml}");
+    match Command::new("promtool")
+        .args(["check", "config"])
+        .arg(examples_dir().join("prometheus.yml"))
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "promtool check config: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => skip(&format!("promtool check config (promtool not found: {e})")),
+    }
+}

@@ -17,6 +17,7 @@ mod import;
 mod limits;
 mod live;
 mod logs;
+mod metrics;
 mod oneline;
 mod package;
 mod proxy;
