@@ -17,16 +17,29 @@ pub enum Refusal {
     OnlyFrom,
     /// The peer's source already has `max_per_source` connections.
     MaxPerSource,
+    /// `proxy_protocol`: the peer is not one of the proxies in
+    /// `proxy_from`.
+    ProxyFrom,
+    /// `proxy_protocol`: no valid PROXY header within `proxy_timeout`.
+    ProxyHeader,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 3] = [Refusal::DenyFrom, Refusal::OnlyFrom, Refusal::MaxPerSource];
+    pub const ALL: [Refusal; 5] = [
+        Refusal::DenyFrom,
+        Refusal::OnlyFrom,
+        Refusal::MaxPerSource,
+        Refusal::ProxyFrom,
+        Refusal::ProxyHeader,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::DenyFrom => "deny_from",
             Refusal::OnlyFrom => "only_from",
             Refusal::MaxPerSource => "max_per_source",
+            Refusal::ProxyFrom => "proxy_from",
+            Refusal::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -125,6 +138,8 @@ mod tests {
         assert_eq!(Refusal::DenyFrom.as_str(), "deny_from");
         assert_eq!(Refusal::OnlyFrom.as_str(), "only_from");
         assert_eq!(Refusal::MaxPerSource.to_string(), "max_per_source");
+        assert_eq!(Refusal::ProxyFrom.as_str(), "proxy_from");
+        assert_eq!(Refusal::ProxyHeader.as_str(), "proxy_header");
     }
 
     #[test]

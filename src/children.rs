@@ -40,6 +40,8 @@ pub struct Child {
     pub exec_failed: bool,
     /// The token of its report pipe while it is not yet past exec.
     pub exec: Option<Token>,
+    /// Behind a proxy (`peer` is the client): the proxy's address.
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 /// How a reaped child ended.
@@ -187,7 +189,10 @@ pub fn secs(d: Duration) -> String {
 
 /// Writes the `exit` line of SPEC §7: info for status 0, warn otherwise.
 pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) {
-    let peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
+    let mut peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
+    if let Some(p) = child.proxy {
+        peer.push_str(&format!(" proxy={p}"));
+    }
     let duration = secs(now.saturating_duration_since(child.started));
     let reason = if child.timed_out {
         " reason=timeout"
