@@ -440,10 +440,8 @@ impl Daemon {
         // Timers are deleted lazily (a session that ends leaves its idle
         // timer behind). Keep the heap in proportion to what is alive, so a
         // flood of short sessions cannot grow it for a whole idle_timeout.
-        let live = self.sessions.len()
-            + self.children.len()
-            + self.services.len()
-            + self.headers.len();
+        let live =
+            self.sessions.len() + self.children.len() + self.services.len() + self.headers.len();
         if self.timers.len() > 1024 && self.timers.len() > 4 * live {
             self.compact_timers();
         }
