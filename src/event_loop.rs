@@ -1,5 +1,6 @@
 //! The event loop: the only owner of `mio::Poll`. It accepts connections,
-//! applies access rules and limits, starts children or builtin sessions,
+//! reads their PROXY headers (`proxy_protocol`), applies access rules and
+//! limits, starts children or builtin sessions,
 //! reaps, pauses and resumes listeners, reloads, reports status and shuts
 //! down. mio is edge-triggered: a listener is always drained until
 //! `WouldBlock`, and drained again by hand whenever a pause ends.

@@ -631,3 +631,27 @@ fn haproxy_clients_meet_deny_from_and_max_per_source_not_the_proxy() {
         assert!(proxy.is_some() && peer != proxy, "{line}");
     }
 }
+
+/// A reload turns the header on for the connections that follow, on the
+/// socket kept open.
+#[test]
+fn a_reload_to_proxy_protocol_applies_to_new_connections() {
+    let d = Superd::start("services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n");
+    let port = d.port("e");
+    let line = v1("192.0.2.7:1", "192.0.2.1:2");
+    assert_eq!(exchange(&format!("127.0.0.1:{port}"), &line), line);
+    d.dir.write(
+        "test.yaml",
+        &format!(
+            "services:\n  e:\n    listen: 127.0.0.1:{port}\n    builtin: echo\n    proxy_protocol: v1\n    proxy_from: 127.0.0.1\n"
+        ),
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_for(&["reloaded"]);
+    let mut s = connect(&format!("127.0.0.1:{port}"));
+    assert_eq!(
+        send_and_read(&mut s, &[line, b"data".to_vec()].concat()),
+        b"data"
+    );
+    d.wait_for(&["exit service=e", "peer=192.0.2.7:1", "proxy=127.0.0.1:"]);
+}
