@@ -655,3 +655,40 @@ fn a_reload_to_proxy_protocol_applies_to_new_connections() {
     );
     d.wait_for(&["exit service=e", "peer=192.0.2.7:1", "proxy=127.0.0.1:"]);
 }
+
+/// `exec failed` and the child's `exit` name the client and the proxy.
+#[test]
+fn exec_failed_names_the_client_and_the_proxy() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("proxy-noexec");
+    let prog = dir.write("prog", "#!/bin/sh\necho ok\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = Superd::start(&format!(
+        "services:\n  gone:\n    listen: 127.0.0.1:0\n    exec: {}\n    {}\n    proxy_protocol: v1\n    proxy_from: 127.0.0.1\n",
+        prog.display(),
+        user_line()
+    ));
+    let addr = d.addr("gone");
+    // The program disappears after the config loaded: exec fails.
+    std::fs::remove_file(&prog).unwrap();
+    let mut s = connect(&addr);
+    let proxy = s.local_addr().unwrap();
+    assert_eq!(
+        send_and_read(&mut s, &v1("192.0.2.7:50312", "192.0.2.1:2")),
+        b""
+    );
+    let line = d.wait_for(&["exec failed", "service=gone"]);
+    assert_eq!(
+        field(&line, "peer").as_deref(),
+        Some("192.0.2.7:50312"),
+        "{line}"
+    );
+    assert_eq!(field(&line, "proxy"), Some(proxy.to_string()), "{line}");
+    let exit = d.wait_for(&["exit", "service=gone", "status=127"]);
+    assert_eq!(
+        field(&exit, "peer").as_deref(),
+        Some("192.0.2.7:50312"),
+        "{exit}"
+    );
+    assert_eq!(field(&exit, "proxy"), Some(proxy.to_string()), "{exit}");
+}
