@@ -17,19 +17,32 @@ pub enum Refusal {
     OnlyFrom,
     /// The peer's source already has `max_per_source` connections.
     MaxPerSource,
+    /// `proxy_protocol`: the peer is not one of the proxies in
+    /// `proxy_from`.
+    ProxyFrom,
+    /// `proxy_protocol`: no valid PROXY header within `proxy_timeout`.
+    ProxyHeader,
 }
 
 impl Refusal {
     /// In discriminant order: the status counters are an array indexed by
     /// `reason as usize` (crate::metrics::Counters), so a new reason is a
     /// new variant here, its word in `as_str`, and its place in this list.
-    pub const ALL: [Refusal; 3] = [Refusal::DenyFrom, Refusal::OnlyFrom, Refusal::MaxPerSource];
+    pub const ALL: [Refusal; 5] = [
+        Refusal::DenyFrom,
+        Refusal::OnlyFrom,
+        Refusal::MaxPerSource,
+        Refusal::ProxyFrom,
+        Refusal::ProxyHeader,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::DenyFrom => "deny_from",
             Refusal::OnlyFrom => "only_from",
             Refusal::MaxPerSource => "max_per_source",
+            Refusal::ProxyFrom => "proxy_from",
+            Refusal::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -128,6 +141,8 @@ mod tests {
         assert_eq!(Refusal::DenyFrom.as_str(), "deny_from");
         assert_eq!(Refusal::OnlyFrom.as_str(), "only_from");
         assert_eq!(Refusal::MaxPerSource.to_string(), "max_per_source");
+        assert_eq!(Refusal::ProxyFrom.as_str(), "proxy_from");
+        assert_eq!(Refusal::ProxyHeader.as_str(), "proxy_header");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Child {
     /// Without a cgroup: what descended from it when `timeout` struck,
     /// killed with it kill_grace later.
     pub strays: Vec<Stray>,
+    /// Behind a proxy (`peer` is the client): the proxy's address.
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 /// How a reaped child ended.
@@ -246,7 +248,10 @@ impl Outcome {
 /// service's `success_status` calls normal (status 0 by default), warn
 /// otherwise; returns the outcome.
 pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) -> Outcome {
-    let peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
+    let mut peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
+    if let Some(p) = child.proxy {
+        peer.push_str(&format!(" proxy={p}"));
+    }
     let duration = secs(now.saturating_duration_since(child.started));
     let reason = if child.timed_out {
         " reason=timeout"

@@ -1,11 +1,12 @@
 //! The event loop: the only owner of `mio::Poll`. It accepts connections,
-//! applies access rules and limits, starts children or builtin sessions,
+//! reads their PROXY headers (`proxy_protocol`), applies access rules and
+//! limits, starts children or builtin sessions,
 //! reaps, pauses and resumes listeners, reloads, reports status and shuts
 //! down. mio is edge-triggered: a listener is always drained until
 //! `WouldBlock`, and drained again by hand whenever a pause ends.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read};
 use std::net::SocketAddr;
@@ -31,6 +32,7 @@ use crate::logging::quote;
 use crate::metrics::{self, Counters, PauseReason};
 use crate::notify::Notifier;
 use crate::plan::{ConnInfo, SpawnPlan};
+use crate::proxy;
 use crate::service::{
     ListenerKey, PassMode, Program, Rate, Service, SocketType, StartMode, canonical_addr,
 };
@@ -172,6 +174,11 @@ struct ServiceState {
     refusal_log: LogBudget,
     /// A connection accepted when fork failed, served first on resume.
     pending: Option<Accepted>,
+    /// `proxy_protocol`: connections whose header is read and admitted,
+    /// waiting for their start while the service has enough children on
+    /// their way to exec (see PRE_EXEC_MAX). Each holds a max_connections
+    /// slot.
+    proxied: VecDeque<Accepted>,
 }
 
 impl ServiceState {
@@ -203,10 +210,34 @@ struct SessionEntry {
     service_id: u64,
     service: String,
     peer: Peer,
+    /// Behind a proxy: the proxy's address (`peer` is the client).
+    proxy: Option<SocketAddr>,
     source: Option<SourceKey>,
     started: Instant,
     last_activity: Instant,
     idle_timeout: Duration,
+}
+
+/// A connection of a `proxy_protocol` service waiting for its PROXY
+/// header (superd.yaml(5), PROXY PROTOCOL). Its peer is the proxy; it
+/// holds a max_connections slot, and no per-source slot (the proxy is not
+/// a source).
+struct HeaderWait {
+    conn: Accepted,
+    service_id: u64,
+    accept: proxy::Accept,
+    /// Registered with the poll: the first read found no complete header.
+    watched: bool,
+}
+
+/// What one look at a connection's first bytes found.
+enum HeaderRead {
+    /// Not all there yet: wait for more (or for `proxy_timeout`).
+    Wait,
+    /// The header, read off the socket up to its last byte and no further.
+    Read(Box<proxy::Header>),
+    /// Refused, `reason=proxy_header`: why, for the log line.
+    Refuse(String),
 }
 
 /// A child on its way to exec (see `Daemon::exec_settled`).
@@ -214,6 +245,8 @@ struct ExecWait {
     pid: i32,
     service_id: u64,
     service: String,
+    /// Behind a proxy: the client and the proxy, for `exec failed`.
+    proxied: Option<(Peer, SocketAddr)>,
     pending: spawn::Pending,
     /// nowait: superd's copy of the connection, closed once the outcome is
     /// known (after the `exec failed` line, if any).
@@ -238,6 +271,8 @@ enum Timer {
     /// for what is left of it once the child itself is gone.
     ChildKill(i32, u64),
     SessionIdle(Token),
+    /// `proxy_timeout` of a connection waiting for its PROXY header.
+    ProxyHeader(Token),
     /// A child's exec report pipe the loop could not watch: looked at
     /// again (see EXEC_CHECK).
     ExecCheck(Token),
@@ -274,6 +309,8 @@ pub struct Daemon {
     udp_ports: Vec<u16>,
     listeners: HashMap<Token, ListenerEntry>,
     sessions: HashMap<Token, SessionEntry>,
+    /// Connections waiting for their PROXY header, by token.
+    headers: HashMap<Token, HeaderWait>,
     pipes: HashMap<Token, StderrPipe>,
     children: Children,
     /// Process groups, by number, whose leader (a child) ended after its
@@ -393,6 +430,7 @@ impl Daemon {
             udp_ports: Vec::new(),
             listeners: HashMap::new(),
             sessions: HashMap::new(),
+            headers: HashMap::new(),
             pipes: HashMap::new(),
             children: Children::default(),
             lingering: HashMap::new(),
@@ -446,7 +484,8 @@ impl Daemon {
         // Timers are deleted lazily (a session that ends leaves its idle
         // timer behind). Keep the heap in proportion to what is alive, so a
         // flood of short sessions cannot grow it for a whole idle_timeout.
-        let live = self.sessions.len() + self.children.len() + self.services.len();
+        let live =
+            self.sessions.len() + self.children.len() + self.services.len() + self.headers.len();
         if self.timers.len() > 1024 && self.timers.len() > 4 * live {
             self.compact_timers();
         }
@@ -464,6 +503,7 @@ impl Daemon {
                     self.children.get(*pid).is_some() || self.lingering.contains_key(serial)
                 }
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
+                Timer::ProxyHeader(token) => self.headers.contains_key(token),
                 Timer::ExecCheck(token) => self.execs.contains_key(token),
             })
             .collect();
@@ -609,6 +649,7 @@ impl Daemon {
                             last_resource_log: None,
                             refusal_log: LogBudget::default(),
                             pending: None,
+                            proxied: VecDeque::new(),
                         },
                     );
                     id
@@ -751,6 +792,8 @@ impl Daemon {
                     self.read_stderr(token);
                 } else if self.execs.contains_key(&token) {
                     self.exec_settled(token);
+                } else if self.headers.contains_key(&token) {
+                    self.read_header(token);
                 }
             }
             self.deferred = deferred;
@@ -823,6 +866,14 @@ impl Daemon {
                 }
                 st.paused = None;
             }
+            // Connections whose PROXY header is read go first: they hold
+            // their max_connections slots already.
+            if !st.proxied.is_empty() && !exec_gated(st) {
+                let conn = st.proxied.pop_front().expect("not empty");
+                st.limits.connection_ended(None);
+                self.start_connection(sid, conn);
+                continue;
+            }
             if st.limits.at_capacity() {
                 // superd stops watching the listener: a pause, until a
                 // connection ends (connection_ended).
@@ -835,7 +886,7 @@ impl Daemon {
                 // Below the limit again (a reload raised it).
                 st.counters.paused.end(PauseReason::MaxConnections, now);
             }
-            if st.pre_exec >= PRE_EXEC_MAX || st.fail_streak > 0 && st.pre_exec > 0 {
+            if exec_gated(st) {
                 // Enough of its children are on their way to exec: the
                 // next connection waits in the backlog, in order, rather
                 // than in the scheduler's run queue (see PRE_EXEC_MAX). A
@@ -870,7 +921,9 @@ impl Daemon {
                     let _ = st.limits.take_rate_token(now);
                     st.counters.accepted += 1;
                     debug!("accept service={} peer={}", service.name, conn.peer);
-                    if self.admit(sid, &conn) {
+                    if service.proxy.is_some() {
+                        self.wait_header(sid, conn);
+                    } else if self.admit(sid, &conn) {
                         self.start_connection(sid, conn);
                     } else {
                         self.close_after_log(conn.fd);
@@ -954,9 +1007,10 @@ impl Daemon {
             Err(reason) => {
                 st.counters.refuse(reason);
                 warn!(
-                    "refused service={} peer={} reason={}",
+                    "refused service={} peer={}{} reason={}",
                     st.service.name,
                     conn.peer,
+                    proxy_field(conn.proxy.as_deref().map(|r| r.proxy)),
                     reason.as_str()
                 );
                 if let Some(msg) = &st.service.refuse_message {
@@ -983,23 +1037,32 @@ impl Daemon {
             }
             Program::Exec { .. } => {
                 let plan = st.plan.clone().expect("exec services have a plan");
-                let info = match conn.peer {
-                    Peer::Inet(remote) => ConnInfo::Tcp {
+                let local = |remote| {
+                    conn.local
+                        .or_else(|| listener::local_inet(conn.fd.as_fd()))
+                        .unwrap_or_else(|| canonical_addr(remote))
+                };
+                let info = match (conn.peer, conn.proxy.as_deref()) {
+                    (Peer::Inet(remote), None) => ConnInfo::Tcp {
                         remote,
-                        local: conn
-                            .local
-                            .or_else(|| listener::local_inet(conn.fd.as_fd()))
-                            .unwrap_or_else(|| canonical_addr(remote)),
+                        local: local(remote),
                     },
-                    Peer::Unix { pid, uid, gid } => ConnInfo::Unix { pid, uid, gid },
+                    (Peer::Inet(remote), Some(relayed)) => ConnInfo::TcpProxied {
+                        remote,
+                        local: local(remote),
+                        proxy: &relayed.vars,
+                    },
+                    (Peer::Unix { pid, uid, gid }, _) => ConnInfo::Unix { pid, uid, gid },
                 };
                 // What was logged about this connection is written before
                 // its program can answer.
                 crate::logging::flush();
                 match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info) {
                     Ok((spawned, cgroup)) => {
+                        let pid = spawned.pid.as_raw();
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
+                        let proxy = conn.proxy.map(|r| r.proxy);
                         self.child_started(
                             sid,
                             &service,
@@ -1010,6 +1073,9 @@ impl Daemon {
                             Some(conn.fd),
                             cgroup,
                         );
+                        if let Some(p) = proxy {
+                            self.mark_proxied(pid, conn.peer, p);
+                        }
                     }
                     Err(e) => {
                         // fork failed: keep the connection, with its
@@ -1062,6 +1128,7 @@ impl Daemon {
                 success: service.success_status,
                 cgroup,
                 strays: Vec::new(),
+                proxy: None,
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
@@ -1086,6 +1153,7 @@ impl Daemon {
                 pid,
                 service_id: sid,
                 service: service.name.clone(),
+                proxied: None,
                 pending: spawned.exec,
                 conn,
             },
@@ -1130,8 +1198,13 @@ impl Daemon {
             }
             (None, None) => {}
             (Some(f), st) => {
+                // Behind a proxy, the line says for whom (superd.8, LOGS).
+                let proxied = w
+                    .proxied
+                    .map(|(peer, proxy)| format!(" peer={peer} proxy={proxy}"))
+                    .unwrap_or_default();
                 error!(
-                    "exec failed service={} step={} error=\"{}\"",
+                    "exec failed service={} step={} error=\"{}\"{proxied}",
                     w.service,
                     f.step.as_str(),
                     f.errno.desc()
@@ -1430,6 +1503,171 @@ impl Daemon {
         self.drain_listener(token);
     }
 
+    // ---- PROXY headers ------------------------------------------------------
+
+    /// A connection accepted by a `proxy_protocol` service (superd.yaml(5),
+    /// PROXY PROTOCOL): refused at once from outside `proxy_from`, else
+    /// held, with a max_connections slot, until its header is read
+    /// (`read_header`) or `proxy_timeout` passes.
+    fn wait_header(&mut self, sid: u64, conn: Accepted) {
+        let st = self.services.get_mut(&sid).expect("live");
+        let Some(p) = st.service.proxy.as_ref() else {
+            return;
+        };
+        if !conn.peer.ip().is_some_and(|ip| p.trusts(ip)) {
+            st.counters.refuse(Refusal::ProxyFrom);
+            warn!(
+                "refused service={} peer={} reason={}",
+                st.service.name,
+                conn.peer,
+                Refusal::ProxyFrom.as_str()
+            );
+            self.close_after_log(conn.fd);
+            return;
+        }
+        let accept = p.accept;
+        st.limits.connection_started();
+        let token = self.token();
+        self.headers.insert(
+            token,
+            HeaderWait {
+                conn,
+                service_id: sid,
+                accept,
+                watched: false,
+            },
+        );
+        // A proxy writes the header as soon as it connects: it is most
+        // often here already, and the connection goes on without a poll.
+        self.read_header(token);
+    }
+
+    /// Looks at the first bytes of a connection waiting for its header:
+    /// goes on with the client once it is read, refuses a bad one, or
+    /// waits for more (watched, under `proxy_timeout`). mio is
+    /// edge-triggered and a peek consumes nothing: each arrival of bytes
+    /// is a new edge, and a peer that sends part of a header and then
+    /// nothing is ended by the timer.
+    fn read_header(&mut self, token: Token) {
+        let Some(w) = self.headers.get_mut(&token) else {
+            return;
+        };
+        match peek_header(w.conn.fd.as_fd(), w.accept) {
+            HeaderRead::Wait => {
+                if w.watched {
+                    return;
+                }
+                w.watched = true;
+                let sid = w.service_id;
+                let registered = self.poll.registry().register(
+                    &mut SourceFd(&w.conn.fd.as_raw_fd()),
+                    token,
+                    Interest::READABLE,
+                );
+                if let Err(e) = registered {
+                    self.refuse_header(token, &format!("cannot watch: {e}"));
+                    return;
+                }
+                let timeout = self
+                    .services
+                    .get(&sid)
+                    .and_then(|st| st.service.proxy.as_ref())
+                    .map_or(crate::service::ProxyConfig::DEFAULT_TIMEOUT, |p| p.timeout);
+                self.timer(Instant::now() + timeout, Timer::ProxyHeader(token));
+            }
+            HeaderRead::Refuse(why) => self.refuse_header(token, &why),
+            HeaderRead::Read(header) => {
+                let w = self.headers.remove(&token).expect("present");
+                if w.watched {
+                    // Its builtin session or child registers it anew.
+                    let _ = self
+                        .poll
+                        .registry()
+                        .deregister(&mut SourceFd(&w.conn.fd.as_raw_fd()));
+                }
+                self.header_read(w, &header);
+            }
+        }
+    }
+
+    /// The header of `w` is read: the connection is the client's from now
+    /// on (`peer` the client, `local` the address it connected to), for
+    /// the access rules, `max_per_source`, the logs and the child.
+    fn header_read(&mut self, w: HeaderWait, header: &proxy::Header) {
+        let sid = w.service_id;
+        let mut conn = w.conn;
+        let Peer::Inet(proxy_addr) = conn.peer else {
+            // Refused at load: a unix socket service reads no header.
+            self.connection_ended(sid, None);
+            return;
+        };
+        let local = conn
+            .local
+            .or_else(|| listener::local_inet(conn.fd.as_fd()))
+            .unwrap_or(proxy_addr);
+        let (remote, local) = header.connection(proxy_addr, local);
+        conn.peer = Peer::Inet(remote);
+        conn.local = Some(local);
+        conn.proxy = Some(Box::new(proxy::Relayed {
+            proxy: proxy_addr,
+            vars: header.proxy_vars(proxy_addr),
+        }));
+        let Some(st) = self.services.get(&sid) else {
+            // The service is gone (a reload): so is the connection.
+            return;
+        };
+        debug!(
+            "proxy header service={} peer={} proxy={proxy_addr}",
+            st.service.name, conn.peer
+        );
+        if !self.admit(sid, &conn) {
+            self.close_after_log(conn.fd);
+            self.connection_ended(sid, None);
+            return;
+        }
+        let st = self.services.get_mut(&sid).expect("live");
+        if exec_gated(st) {
+            // It keeps its slot and starts when the service may start one
+            // (drain_listener), in order.
+            st.proxied.push_back(conn);
+            return;
+        }
+        // The slot it held is the one its session or child takes.
+        st.limits.connection_ended(None);
+        self.start_connection(sid, conn);
+    }
+
+    /// Ends a connection waiting for its header: `refused … reason=
+    /// proxy_header`, closed, its slot released.
+    fn refuse_header(&mut self, token: Token, why: &str) {
+        let Some(w) = self.headers.remove(&token) else {
+            return;
+        };
+        if let Some(st) = self.services.get_mut(&w.service_id) {
+            st.counters.refuse(Refusal::ProxyHeader);
+            warn!(
+                "refused service={} peer={} reason={} error={}",
+                st.service.name,
+                w.conn.peer,
+                Refusal::ProxyHeader.as_str(),
+                quote(why)
+            );
+        }
+        self.close_after_log(w.conn.fd);
+        self.connection_ended(w.service_id, None);
+    }
+
+    /// Records the proxy of a child started for a proxied connection: its
+    /// `exit` and `exec failed` lines name it.
+    fn mark_proxied(&mut self, pid: i32, peer: Peer, proxy: SocketAddr) {
+        if let Some(c) = self.children.get_mut(pid) {
+            c.proxy = Some(proxy);
+            if let Some(w) = c.exec.and_then(|t| self.execs.get_mut(&t)) {
+                w.proxied = Some((peer, proxy));
+            }
+        }
+    }
+
     // ---- builtins -------------------------------------------------------
 
     fn start_session(
@@ -1459,6 +1697,7 @@ impl Daemon {
             service_id: sid,
             service: service.name.clone(),
             peer: conn.peer,
+            proxy: conn.proxy.map(|r| r.proxy),
             source,
             started: now,
             last_activity: now,
@@ -1573,9 +1812,10 @@ impl Daemon {
             .map(|e| format!(" error={}", quote(&e.to_string())))
             .unwrap_or_default();
         info!(
-            "exit service={} peer={} status=0 duration={} bytes_in={} bytes_out={}{}{error}",
+            "exit service={} peer={}{} status=0 duration={} bytes_in={} bytes_out={}{}{error}",
             entry.service,
             entry.peer,
+            proxy_field(entry.proxy),
             children::secs(now.duration_since(entry.started)),
             entry.session.bytes_in(),
             entry.session.bytes_out(),
@@ -1949,6 +2189,11 @@ impl Daemon {
                         self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
                     }
                 }
+                Timer::ProxyHeader(token) => {
+                    if self.headers.contains_key(&token) {
+                        self.refuse_header(token, "no complete header within proxy_timeout");
+                    }
+                }
                 Timer::SessionIdle(token) => {
                     let Some(s) = self.sessions.get(&token) else {
                         continue;
@@ -2195,7 +2440,18 @@ impl Daemon {
                     state: self.service_state(st, &held, now),
                     active: st.limits.active(),
                     max_connections: st.limits.max_connections(),
-                    pending: st.pre_exec as u64 + u64::from(st.pending.is_some()),
+                    // Accepted, not yet served or refused: children on
+                    // their way to exec, a connection held after fork
+                    // failed, and connections waiting for (or admitted
+                    // after) their PROXY header.
+                    pending: st.pre_exec as u64
+                        + u64::from(st.pending.is_some())
+                        + st.proxied.len() as u64
+                        + self
+                            .headers
+                            .values()
+                            .filter(|w| w.service_id == st.id)
+                            .count() as u64,
                     counters: st.counters,
                     paused_seconds: PauseReason::ALL.map(|r| st.counters.paused.seconds(r, now)),
                 }
@@ -2208,6 +2464,7 @@ impl Daemon {
                 service: c.service.clone(),
                 pid: Some(pid),
                 peer: c.peer.map(|p| p.to_string()),
+                proxy: c.proxy.map(|p| p.to_string()),
                 age: now.saturating_duration_since(c.started),
             })
             .collect();
@@ -2219,6 +2476,7 @@ impl Daemon {
                 service: s.service.clone(),
                 pid: None,
                 peer: Some(s.peer.to_string()),
+                proxy: s.proxy.map(|p| p.to_string()),
                 age: now.saturating_duration_since(s.started),
             })
             .collect();
@@ -2263,10 +2521,11 @@ impl Daemon {
     fn log_status(&self) {
         let snap = self.snapshot();
         info!(
-            "status services={} children={} sessions={}",
+            "status services={} children={} sessions={} proxy_headers={}",
             snap.services.len(),
             snap.children.len(),
-            snap.sessions.len()
+            snap.sessions.len(),
+            self.headers.len()
         );
         for s in &snap.services {
             let c = &s.counters;
@@ -2301,18 +2560,26 @@ impl Daemon {
         }
         for c in &snap.children {
             info!(
-                "status child service={} pid={} peer={} age={}",
+                "status child service={} pid={} peer={}{} age={}",
                 c.service,
                 c.pid.unwrap_or(0),
                 c.peer.as_deref().unwrap_or("-"),
+                c.proxy
+                    .as_deref()
+                    .map(|p| format!(" proxy={p}"))
+                    .unwrap_or_default(),
                 children::secs(c.age)
             );
         }
         for s in &snap.sessions {
             info!(
-                "status session service={} peer={} age={}",
+                "status session service={} peer={}{} age={}",
                 s.service,
                 s.peer.as_deref().unwrap_or("-"),
+                s.proxy
+                    .as_deref()
+                    .map(|p| format!(" proxy={p}"))
+                    .unwrap_or_default(),
                 children::secs(s.age)
             );
         }
@@ -2424,6 +2691,71 @@ fn spawn_child(
             spawn::spawn(plan, sock, info, None).map(|s| (s, None))
         }
     }
+}
+
+/// Enough of a service's children are on their way to exec that the next
+/// connection waits (see PRE_EXEC_MAX); one at a time after a failure.
+fn exec_gated(st: &ServiceState) -> bool {
+    st.pre_exec >= PRE_EXEC_MAX || st.fail_streak > 0 && st.pre_exec > 0
+}
+
+/// ` proxy=ADDR` for a connection behind a proxy, else nothing.
+fn proxy_field(proxy: Option<SocketAddr>) -> String {
+    proxy.map(|p| format!(" proxy={p}")).unwrap_or_default()
+}
+
+/// Peeks at the start of a connection (up to the most a header of
+/// `accept` may take: 107 bytes for v1, 4096 otherwise) and parses it;
+/// when a header is complete, reads exactly its bytes off the socket and
+/// no more, so the program's first read is the client's first byte.
+fn peek_header(fd: std::os::fd::BorrowedFd<'_>, accept: proxy::Accept) -> HeaderRead {
+    let cap = match accept {
+        proxy::Accept::V1 => proxy::V1_MAX,
+        proxy::Accept::V2 | proxy::Accept::Any => proxy::V2_MAX,
+    };
+    let mut buf = [0u8; proxy::V2_MAX];
+    let peek = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    let n = loop {
+        match socket::recv(fd.as_raw_fd(), &mut buf[..cap], peek) {
+            Ok(0) => return HeaderRead::Refuse("closed before a complete header".into()),
+            Ok(n) => break n,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => return HeaderRead::Wait,
+            Err(e) => return HeaderRead::Refuse(e.desc().into()),
+        }
+    };
+    let (header_len, header) = match proxy::parse(&buf[..n], accept) {
+        proxy::Parse::Complete { header_len, header } => (header_len, header),
+        proxy::Parse::Invalid(why) => return HeaderRead::Refuse(why.to_string()),
+        // Every header fits the cap (the parser refuses longer ones): a
+        // full buffer that is still incomplete is not one.
+        proxy::Parse::Incomplete { .. } if n == cap => {
+            return HeaderRead::Refuse("longer than a PROXY header".into());
+        }
+        // A peek returns what is queued even after the peer's FIN, so the
+        // edge that reported a close looks like one without new bytes: a
+        // peer that has stopped sending is asked about (one more call,
+        // only for a header that is not all there).
+        proxy::Parse::Incomplete { .. } if crate::sys::peer_shut_down(fd) => {
+            return HeaderRead::Refuse("closed before a complete header".into());
+        }
+        proxy::Parse::Incomplete { .. } => return HeaderRead::Wait,
+    };
+    // The bytes are queued (just peeked): one read takes them, never more.
+    let mut got = 0;
+    while got < header_len {
+        match socket::recv(
+            fd.as_raw_fd(),
+            &mut buf[got..header_len],
+            MsgFlags::MSG_DONTWAIT,
+        ) {
+            Ok(0) => return HeaderRead::Refuse("closed before a complete header".into()),
+            Ok(k) => got += k,
+            Err(Errno::EINTR) => continue,
+            Err(e) => return HeaderRead::Refuse(e.desc().into()),
+        }
+    }
+    HeaderRead::Read(header)
 }
 
 /// Where to cut `buf` (longer than STDERR_LINE_MAX) into a piece of at

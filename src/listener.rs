@@ -81,6 +81,9 @@ pub struct Accepted {
     /// The local address, when the listener's own says it (a specific
     /// IP); `None` for wildcard listeners, where getsockname must tell.
     pub local: Option<SocketAddr>,
+    /// Behind a proxy, once its PROXY header is read: the proxy, and the
+    /// header's variables (`peer` and `local` are the header's then).
+    pub proxy: Option<Box<crate::proxy::Relayed>>,
 }
 
 /// Why an address could not be bound.
@@ -189,6 +192,7 @@ impl Listener {
             fd,
             peer,
             local: self.specific,
+            proxy: None,
         })
     }
 

@@ -275,6 +275,8 @@ pub struct ConnectionView {
     pub pid: Option<i32>,
     /// `None` for a wait child (it holds the listening socket).
     pub peer: Option<String>,
+    /// Behind a proxy (`peer` is the client): the proxy's address.
+    pub proxy: Option<String>,
     pub age: Duration,
 }
 

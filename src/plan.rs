@@ -40,11 +40,20 @@ fn build_fences(service: &Service) -> PlanFences {
 
 /// What the connection tells the child through its environment.
 #[derive(Clone, Copy, Debug)]
-pub enum ConnInfo {
+pub enum ConnInfo<'a> {
     /// TCP; addresses already canonical (IPv4-mapped shown as IPv4).
     Tcp {
         remote: SocketAddr,
         local: SocketAddr,
+    },
+    /// TCP behind a proxy (superd.yaml(5), PROXY PROTOCOL): the endpoints
+    /// the header names (or the real ones for a LOCAL/UNKNOWN header), and
+    /// the header's own variables ([`crate::proxy::Header::proxy_vars`]),
+    /// each name one of [`crate::proxy::PROXY_VARS`].
+    TcpProxied {
+        remote: SocketAddr,
+        local: SocketAddr,
+        proxy: &'a [(&'static str, String)],
     },
     /// A unix stream/seqpacket peer, from SO_PEERCRED.
     Unix { pid: i32, uid: u32, gid: u32 },
@@ -59,9 +68,11 @@ const PATH_ROOT: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin
 /// The default soft `nofile` of a child: old programs loop up to it.
 const DEFAULT_NOFILE: u64 = 1024;
 
-/// Every connection variable name, in the order they are written. The index
-/// is the bit in [`SpawnPlan::conn_overridden`].
-const CONN_VARS: [&str; 10] = [
+/// Every connection variable name, in the order they are written: then
+/// those of a PROXY header ([`crate::proxy::PROXY_VARS`], from index
+/// [`PROXY_VARS_AT`]). The index is the bit in
+/// [`SpawnPlan::conn_overridden`].
+const CONN_VARS: [&str; 19] = [
     "PROTO",
     "TCPREMOTEIP",
     "TCPREMOTEPORT",
@@ -72,7 +83,20 @@ const CONN_VARS: [&str; 10] = [
     "UNIXREMOTEPID",
     "UNIXREMOTEEUID",
     "UNIXREMOTEEGID",
+    "PROXY_PROTOCOL",
+    "TCPPROXYIP",
+    "TCPPROXYPORT",
+    "PROXY_ALPN",
+    "PROXY_AUTHORITY",
+    "PROXY_UNIQUE_ID",
+    "SSL_PROTOCOL",
+    "SSL_CIPHER",
+    "SSL_PEER_CERT_CN",
 ];
+/// Where the PROXY header's variables start in [`CONN_VARS`].
+const PROXY_VARS_AT: usize = 10;
+/// The most connection variables one child gets (TCP behind a proxy).
+const CONN_VARS_MAX: usize = 7 + crate::proxy::PROXY_VARS.len();
 
 /// Whether `name` is a variable superd writes for each connection
 /// (superd(8), THE CHILD; and the socket-activation and PROXY names), which
@@ -116,7 +140,7 @@ pub struct SpawnPlan {
     /// The service's `env:` entries, after the connection variables.
     tail: Vec<CString>,
     /// Bit i set: `env:` overrides `CONN_VARS[i]`, so it is not written.
-    conn_overridden: u16,
+    conn_overridden: u32,
     cwd: CString,
     chroot: Option<CString>,
     umask: libc::mode_t,
@@ -324,10 +348,10 @@ impl SpawnPlan {
 
     /// Builds the environment for one connection (before `fork`): one buffer
     /// for the connection variables and one pointer array.
-    pub fn envp_for(&self, conn: &ConnInfo) -> Env<'_> {
+    pub fn envp_for(&self, conn: &ConnInfo<'_>) -> Env<'_> {
         let mut buf = Vec::with_capacity(192);
-        let mut offsets = [0usize; 11];
-        let mut n = self.write_conn_vars(conn, &mut buf, &mut offsets[..8]);
+        let mut offsets = [0usize; CONN_VARS_MAX + 3];
+        let mut n = self.write_conn_vars(conn, &mut buf, &mut offsets[..CONN_VARS_MAX]);
         let pid_at = self.write_listen_vars(&mut buf, &mut offsets, &mut n);
         // Every pointer comes from one mutable base, so that the child may
         // write its pid through `pid_slot`; `buf` is never touched again.
@@ -351,10 +375,10 @@ impl SpawnPlan {
 
     /// The environment `envp_for` builds, as pairs in order (for tests and
     /// `--check`).
-    pub fn env_pairs(&self, conn: &ConnInfo) -> Vec<(String, String)> {
+    pub fn env_pairs(&self, conn: &ConnInfo<'_>) -> Vec<(String, String)> {
         let mut buf = Vec::new();
-        let mut offsets = [0usize; 11];
-        let mut n = self.write_conn_vars(conn, &mut buf, &mut offsets[..8]);
+        let mut offsets = [0usize; CONN_VARS_MAX + 3];
+        let mut n = self.write_conn_vars(conn, &mut buf, &mut offsets[..CONN_VARS_MAX]);
         self.write_listen_vars(&mut buf, &mut offsets, &mut n);
         let conn_entries = offsets[..n].iter().map(|&o| {
             let end = buf[o..]
@@ -378,7 +402,12 @@ impl SpawnPlan {
 
     /// Appends `NAME=value\0` for each connection variable not overridden by
     /// `env:`, recording where each starts; returns how many.
-    fn write_conn_vars(&self, conn: &ConnInfo, buf: &mut Vec<u8>, offsets: &mut [usize]) -> usize {
+    fn write_conn_vars(
+        &self,
+        conn: &ConnInfo<'_>,
+        buf: &mut Vec<u8>,
+        offsets: &mut [usize],
+    ) -> usize {
         let mut n = 0;
         let mut put = |idx: usize, value: std::fmt::Arguments<'_>| {
             if self.conn_overridden & (1 << idx) != 0 {
@@ -400,6 +429,27 @@ impl SpawnPlan {
                 put(5, format_args!("{}", remote.ip()));
                 put(6, format_args!("{}", remote.port()));
             }
+            ConnInfo::TcpProxied {
+                remote,
+                local,
+                proxy,
+            } => {
+                let (remote, local) = (canonical_addr(remote), canonical_addr(local));
+                put(0, format_args!("TCP"));
+                put(1, format_args!("{}", remote.ip()));
+                put(2, format_args!("{}", remote.port()));
+                put(3, format_args!("{}", local.ip()));
+                put(4, format_args!("{}", local.port()));
+                put(5, format_args!("{}", remote.ip()));
+                put(6, format_args!("{}", remote.port()));
+                for (name, value) in proxy {
+                    // Values are filtered by proxy::Header::proxy_vars:
+                    // UTF-8 without control characters, so no NUL.
+                    if let Some(i) = crate::proxy::PROXY_VARS.iter().position(|v| v == name) {
+                        put(PROXY_VARS_AT + i, format_args!("{value}"));
+                    }
+                }
+            }
             ConnInfo::Unix { pid, uid, gid } => {
                 put(0, format_args!("UNIX"));
                 put(7, format_args!("{pid}"));
@@ -419,7 +469,7 @@ impl SpawnPlan {
     fn write_listen_vars(
         &self,
         buf: &mut Vec<u8>,
-        offsets: &mut [usize; 11],
+        offsets: &mut [usize],
         n: &mut usize,
     ) -> Option<usize> {
         let l = self.listen.as_ref()?;
@@ -438,7 +488,7 @@ impl SpawnPlan {
 
 /// The fixed parts of the environment: defaults (minus what `env:` names),
 /// `env:` itself, and which connection variables `env:` overrides.
-fn build_env(service: &Service) -> (Vec<CString>, Vec<CString>, u16) {
+fn build_env(service: &Service) -> (Vec<CString>, Vec<CString>, u32) {
     // `env:` keys are unique (a YAML mapping), but be safe: the last wins.
     let mut tail: Vec<(&str, &str)> = Vec::with_capacity(service.env.len());
     for (k, v) in &service.env {
@@ -466,7 +516,7 @@ fn build_env(service: &Service) -> (Vec<CString>, Vec<CString>, u16) {
         .iter()
         .enumerate()
         .filter(|(_, name)| overridden(name))
-        .fold(0u16, |mask, (i, _)| mask | 1 << i);
+        .fold(0u32, |mask, (i, _)| mask | 1 << i);
     let tail = tail
         .iter()
         .map(|(k, v)| env_entry(k, v.as_bytes()))
@@ -600,7 +650,7 @@ mod tests {
             .collect()
     }
 
-    fn tcp(remote: &str, local: &str) -> ConnInfo {
+    fn tcp(remote: &str, local: &str) -> ConnInfo<'static> {
         ConnInfo::Tcp {
             remote: remote.parse().unwrap(),
             local: local.parse().unwrap(),
@@ -629,6 +679,45 @@ mod tests {
                 ("REMOTE_PORT", "50312"),
             ])
         );
+    }
+
+    /// Behind a proxy: the header's endpoints as the connection variables,
+    /// then its own variables, and `env:` still wins over any of them.
+    #[test]
+    fn proxied_vars_follow_the_tcp_vars_and_env_overrides_them() {
+        assert_eq!(CONN_VARS[PROXY_VARS_AT..], crate::proxy::PROXY_VARS);
+        let proxy = vec![
+            ("PROXY_PROTOCOL", "2".to_owned()),
+            ("TCPPROXYIP", "127.0.0.1".to_owned()),
+            ("TCPPROXYPORT", "40000".to_owned()),
+            ("PROXY_ALPN", "h2".to_owned()),
+        ];
+        let conn = ConnInfo::TcpProxied {
+            remote: "192.0.2.7:50312".parse().unwrap(),
+            local: "198.51.100.1:443".parse().unwrap(),
+            proxy: &proxy,
+        };
+        let mut s = service();
+        s.env = vec![("PROXY_ALPN".into(), "mine".into())];
+        let plan = SpawnPlan::new(&s);
+        let env = plan.env_pairs(&conn);
+        assert_eq!(
+            env[6..],
+            pairs(&[
+                ("PROTO", "TCP"),
+                ("TCPREMOTEIP", "192.0.2.7"),
+                ("TCPREMOTEPORT", "50312"),
+                ("TCPLOCALIP", "198.51.100.1"),
+                ("TCPLOCALPORT", "443"),
+                ("REMOTE_ADDR", "192.0.2.7"),
+                ("REMOTE_PORT", "50312"),
+                ("PROXY_PROTOCOL", "2"),
+                ("TCPPROXYIP", "127.0.0.1"),
+                ("TCPPROXYPORT", "40000"),
+                ("PROXY_ALPN", "mine"),
+            ])
+        );
+        assert_eq!(plan.envp_for(&conn).len(), env.len());
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub fn document(snap: &Snapshot) -> Vec<u8> {
                 if let Some(pid) = c.pid {
                     o["pid"] = json!(pid);
                 }
+                if let Some(proxy) = &c.proxy {
+                    o["proxy"] = json!(proxy);
+                }
                 o
             })
             .collect()
@@ -321,6 +324,7 @@ mod tests {
                 service: "hello".into(),
                 pid: Some(4242),
                 peer: Some("127.0.0.1:5000".into()),
+                proxy: None,
                 age: Duration::from_millis(1500),
             }],
             sessions: Vec::new(),

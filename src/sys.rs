@@ -10,6 +10,23 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+/// Whether the peer of a connected stream socket has shut down its side
+/// (POLLRDHUP: its FIN is in), or the connection is gone (POLLHUP,
+/// POLLERR); never waits. A peek cannot tell: it returns the bytes queued
+/// before the FIN as if more could follow. (nix's `PollFd` drops revents
+/// it has no name for, POLLRDHUP among them.)
+pub fn peer_shut_down(sock: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: poll(2) on one pollfd of ours, with a zero timeout; it only
+    // writes `revents`.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+}
+
 /// Returns freed heap memory to the kernel (glibc keeps the peak of a large
 /// configuration load otherwise).
 pub fn trim_heap() {

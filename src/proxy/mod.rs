@@ -38,11 +38,11 @@ pub use crc32c::{Crc32c, crc32c};
 
 use crate::service::canonical_addr;
 
-/// Whether the event loop reads PROXY headers. Until it does, a service
-/// with `proxy_protocol` is refused when the configuration loads (a field
-/// the daemon would not apply must not be accepted); the loop integration
-/// turns this on.
-pub const PROXY_SERVED: bool = false;
+/// Whether the event loop reads PROXY headers (it does: see
+/// `event_loop`'s header wait). Were it off, a service with
+/// `proxy_protocol` would be refused when the configuration loads (a field
+/// the daemon would not apply must not be accepted).
+pub const PROXY_SERVED: bool = true;
 
 /// The longest v1 line, CRLF included.
 pub const V1_MAX: usize = 107;
@@ -358,6 +358,18 @@ impl Header {
         }
         out
     }
+}
+
+/// What the event loop keeps of a connection whose header it has read:
+/// the proxy and the header's variables for the child. The connection's
+/// peer and local address are the header's from then on
+/// ([`Header::connection`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Relayed {
+    /// The proxy: the peer accept returned (canonical), `proxy=` in logs.
+    pub proxy: SocketAddr,
+    /// [`Header::proxy_vars`].
+    pub vars: Vec<(&'static str, String)>,
 }
 
 /// Every variable [`Header::proxy_vars`] may write, in its order.

@@ -371,5 +371,5 @@ fn the_annotated_example_of_superd_yaml_5_passes_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("configuration OK: 5 services"), "{stdout}");
+    assert!(stdout.contains("configuration OK: 6 services"), "{stdout}");
 }
