@@ -257,7 +257,7 @@ fn merge_keys() {
     );
 }
 
-/// SPEC lists `null` among the stderr modes; YAML reads a bare `null` (and
+/// superd.yaml(5) lists `null` among the stderr modes; YAML reads a bare `null` (and
 /// `~`) as no value, which must still mean the null mode, not the default.
 #[test]
 fn stderr_null_unquoted_is_the_null_mode() {

@@ -19,8 +19,8 @@ use crate::service::{
     Service, SocketType, SuccessStatus,
 };
 
-/// The PATH used to find programs when superd's own has none (SPEC §3's
-/// child PATH, so what `--check` finds is what the child would find).
+/// The PATH used to find programs when superd's own has none (superd(8),
+/// THE CHILD: the child's PATH, so what `--check` finds is what the child would find).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A UDP builtin's `rate` when it sets none (superd.yaml(5), rate): a
@@ -1412,7 +1412,7 @@ fn proxy_config(
 }
 
 /// Resolves the users and groups `defaults` names even when no service
-/// inherits them: an unknown one is a load error all the same (SPEC §2). A
+/// inherits them: an unknown one is a load error all the same (superd.yaml(5)). A
 /// service that inherits one reports the same error, which `finish` merges.
 fn resolve_default_ids(
     d: &RawService,
@@ -1444,7 +1444,7 @@ fn resolve_default_ids(
     }
 }
 
-/// Resolves user, group and groups, and applies the root rule (SPEC §2):
+/// Resolves user, group and groups, and applies the root rule (superd.yaml(5), THE ROOT RULE):
 /// as root, an exec service needs a user and runs as uid 0 only when its
 /// own `user:` says so; not as root, nobody can be switched to.
 fn credentials<'a>(
