@@ -1715,7 +1715,7 @@ fn proxy_protocol_is_refused_while_not_served() {
     );
     let mut ctx = root_ctx();
     ctx.proxy_served = false;
-    let e = load_with(&[p.clone()], &ctx).expect_err("not served yet");
+    let e = load_as(&[p.clone()], &ctx).expect_err("not served yet");
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(
         e[0].to_string(),
@@ -1728,7 +1728,7 @@ fn proxy_protocol_is_refused_while_not_served() {
     assert_eq!(Context::current().proxy_served, crate::proxy::PROXY_SERVED);
     // A configuration without it is unaffected.
     let p = write(&d, "u.yaml", ECHO);
-    assert!(load_with(&[p], &ctx).is_ok());
+    assert!(load_as(&[p], &ctx).is_ok());
 }
 
 #[test]
