@@ -1900,3 +1900,48 @@ fn fences_need_root_except_no_new_privs() {
     let c = load_with(&[p], &user_ctx()).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(c.services[0].fences.no_new_privs);
 }
+
+/// A program or a cwd under the host's /tmp is not there for a child whose
+/// private_tmp replaces /tmp with an empty directory: an error at load,
+/// where private_tmp is written, not an exec failure at every connection.
+#[test]
+fn private_tmp_hiding_the_program_or_the_cwd_is_an_error() {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d =
+        TmpDir(Path::new("/tmp").join(format!("superd-config-hidden-{}-{n}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&d.0);
+    std::fs::create_dir(&d.0).unwrap();
+    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = write(&d.0, "prog.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = |fence: &str| {
+        format!(
+            "services:\n  t:\n    listen: 127.0.0.1:7007\n    exec: {}\n    user: nobody\n    cwd: {}\n{fence}",
+            prog.display(),
+            d.0.display()
+        )
+    };
+    let (p, e) = errs(&text("    private_tmp: true\n"));
+    let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs,
+        [
+            format!(
+                "{}:7:5: private_tmp: the private /tmp would hide the program {}",
+                p.display(),
+                prog.display()
+            ),
+            format!(
+                "{}:7:5: private_tmp: the private /tmp would hide the cwd {}",
+                p.display(),
+                d.0.display()
+            ),
+        ]
+    );
+    // Without the fence both are found; /tmp itself is a fine cwd with it.
+    ok(&text(""));
+    let c = ok(&format!(
+        "services:\n  t:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n    cwd: /tmp\n    private_tmp: true\n"
+    ));
+    assert!(c.services[0].fences.private_tmp);
+}

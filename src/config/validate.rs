@@ -767,6 +767,42 @@ fn service<'a>(
             ));
         }
     }
+    // Nor one, or a cwd, under the /tmp or /var/tmp that private_tmp
+    // replaces with an empty directory: the child would not find it.
+    if fences.private_tmp {
+        let root = chroot.as_ref().map(|(c, _)| c.as_path());
+        let hidden_by = |p: &Path| {
+            ["/tmp", "/var/tmp"].into_iter().find(|t| {
+                let t = host_path(Path::new(t), root);
+                p.starts_with(&t) && p != t
+            })
+        };
+        let o = pick!(private_tmp).map_or(own, |(_, o)| o);
+        if let Some(Program::Exec { path, .. }) = &program {
+            let host = host_path(path, root);
+            if let Some(t) = hidden_by(&host) {
+                errors.push(o.at_value(
+                    "private_tmp",
+                    format!(
+                        "private_tmp: the private {t} would hide the program {}",
+                        host.display()
+                    ),
+                ));
+            }
+        }
+        if let Some((cwd, _)) = pick!(cwd) {
+            let host = host_path(&cwd.0, root);
+            if let Some(t) = hidden_by(&host) {
+                errors.push(o.at_value(
+                    "private_tmp",
+                    format!(
+                        "private_tmp: the private {t} would hide the cwd {}",
+                        host.display()
+                    ),
+                ));
+            }
+        }
+    }
 
     let positive =
         |d: Option<(&super::raw::Dur, Origin)>, field: &str, errors: &mut Vec<ConfigError>| {
