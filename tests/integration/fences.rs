@@ -20,7 +20,7 @@ struct Jail(PathBuf);
 impl Jail {
     fn new(tag: &str) -> Jail {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        let p = outside_tmp().join(format!(
             "fences-{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)

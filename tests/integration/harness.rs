@@ -39,6 +39,19 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Where a root-only test puts files a child with `private_tmp` must still
+/// reach: cargo's temporary directory, unless that is under /tmp or
+/// /var/tmp (a checkout cloned into /tmp), which the private /tmp hides;
+/// then a directory under /var/lib.
+pub fn outside_tmp() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    if dir.starts_with("/tmp") || dir.starts_with("/var/tmp") {
+        PathBuf::from("/var/lib/superd-tests")
+    } else {
+        dir.to_path_buf()
+    }
+}
+
 /// Says on the test output that the running test skips (all of it, or the
 /// part named in `reason`), and why. Written past libtest's capture, which
 /// keeps a passing test's `eprintln!` to itself, so a run as a normal user
