@@ -1,4 +1,4 @@
-//! SPEC §4 through the real binary: the builtins (echo, discard, daytime,
+//! superd(8), BUILTINS, through the real binary: the builtins (echo, discard, daytime,
 //! chargen, time) over TCP, UDP, IPv6, dual stack and unix stream sockets,
 //! with their exact bytes; bounded memory for a chargen client that never
 //! reads; idle sessions closed by `idle_timeout`; UDP reflection guard;
@@ -594,7 +594,7 @@ fn rate_paces_a_udp_builtin() {
 }
 
 /// A reload that drops `rate` ends a pause for it: the datagram waiting
-/// for the old rate's next token is answered at once (SPEC §6: a kept
+/// for the old rate's next token is answered at once (superd(8), SIGNALS: a kept
 /// service takes its new fields for new connections).
 #[test]
 fn a_reload_dropping_rate_ends_its_pause() {

@@ -59,7 +59,7 @@ fn start(yaml: &str, listen: &str, programs: &[&Path], exec: Option<&str>) -> Su
 }
 
 /// The example's own header comment must show how it is run.
-/// Whether a child would find `python3` on its PATH (SPEC §3's PATH);
+/// Whether a child would find `python3` on its PATH (superd(8), THE CHILD: its PATH);
 /// the Python examples skip, with a reason, where it would not.
 fn child_has_python3() -> bool {
     let found = ["/usr/local/bin", "/usr/bin", "/bin"]

@@ -1,5 +1,5 @@
-//! SPEC §6 and §1 operations: reload that drops nothing, status, sd_notify,
-//! pid file.
+//! superd(8), SIGNALS and OPTIONS: reload that drops nothing, status,
+//! sd_notify, pid file.
 
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::PermissionsExt;

@@ -1,4 +1,4 @@
-//! Listeners of every kind (SPEC §2 Addresses, §3 wait mode): TCP and UDP
+//! Listeners of every kind (superd.yaml(5), ADDRESSES and wait): TCP and UDP
 //! over IPv4, IPv6 and dual stack; unix stream, dgram and seqpacket by path
 //! and abstract name; wait mode.
 
