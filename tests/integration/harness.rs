@@ -39,17 +39,15 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Where a root-only test puts files a child with `private_tmp` must still
-/// reach: cargo's temporary directory, unless that is under /tmp or
-/// /var/tmp (a checkout cloned into /tmp), which the private /tmp hides;
-/// then a directory under /var/lib.
+/// Where a root-only test puts files a child must reach as `nobody`, also
+/// with `private_tmp`: not cargo's temporary directory, which is under the
+/// checkout (in /tmp, where a private /tmp hides it, or in a home others
+/// cannot enter), but a directory of its own under /var/lib, mode 0755.
 pub fn outside_tmp() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    if dir.starts_with("/tmp") || dir.starts_with("/var/tmp") {
-        PathBuf::from("/var/lib/superd-tests")
-    } else {
-        dir.to_path_buf()
-    }
+    let dir = PathBuf::from("/var/lib/superd-tests");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
 }
 
 /// Says on the test output that the running test skips (all of it, or the
