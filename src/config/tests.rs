@@ -1940,8 +1940,8 @@ fn private_tmp_hiding_the_program_or_the_cwd_is_an_error() {
     );
     // Without the fence both are found; /tmp itself is a fine cwd with it.
     ok(&text(""));
-    let c = ok(&format!(
-        "services:\n  t:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n    cwd: /tmp\n    private_tmp: true\n"
-    ));
+    let c = ok(
+        "services:\n  t:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n    cwd: /tmp\n    private_tmp: true\n",
+    );
     assert!(c.services[0].fences.private_tmp);
 }
