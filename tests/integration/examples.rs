@@ -292,7 +292,24 @@ fn ctf_sh_runs_fenced() {
         eprintln!("skipped: the fences of examples/ctf.yaml need root");
         return;
     }
-    checks_as_shipped("ctf.yaml");
+    // Its program is found beside it; in a checkout under /tmp the
+    // service's private /tmp would hide it, which --check says.
+    let examples = examples_dir();
+    if examples.starts_with("/tmp") || examples.starts_with("/var/tmp") {
+        let out = Command::new(superd_bin())
+            .arg("--check")
+            .arg(examples.join("ctf.yaml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("private_tmp: the private /tmp would hide the program"),
+            "{err}"
+        );
+    } else {
+        checks_as_shipped("ctf.yaml");
+    }
     // Outside /tmp, which the service's private /tmp would hide.
     let dir = outside_tmp().join(format!("ex-ctf-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
