@@ -70,7 +70,9 @@ impl Drop for Jail {
 
 fn skip_unless_root(what: &str) -> bool {
     if !is_root() {
-        eprintln!("skipped: {what} needs root (namespaces, mounts, capabilities)");
+        skip(&format!(
+            "{what} needs root (namespaces, mounts, capabilities)"
+        ));
         return true;
     }
     false
