@@ -1,5 +1,5 @@
 //! `only_from` / `deny_from`: whether a peer address may be served at all
-//! (SPEC §5). Pure: the event loop passes the peer address in and logs the
+//! (superd(8), LIMITS AND ACCESS). Pure: the event loop passes the peer address in and logs the
 //! [`Refusal`]; [`crate::limits`] owns the counting refusals.
 
 use std::fmt;
@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use crate::service::{Cidr, canonical_ip};
 
 /// Why a connection was closed right after `accept`; `as_str` is the log's
-/// `reason=` value (SPEC §7) and the status counters' name.
+/// `reason=` value (superd(8), LOGS) and the status counters' name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Refusal {
     /// The peer is in `deny_from`.
@@ -54,7 +54,7 @@ impl fmt::Display for Refusal {
 }
 
 /// Whether `net` contains `ip`. An IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`)
-/// is the IPv4 address it carries (SPEC §5); otherwise the families never
+/// is the IPv4 address it carries (superd(8), LIMITS AND ACCESS); otherwise the families never
 /// mix, and prefix 0 matches its whole family.
 pub fn cidr_contains(net: &Cidr, ip: IpAddr) -> bool {
     contains_canonical(net, canonical_ip(ip))

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::service::Builtin;
 
-/// The most a stream session holds for one peer (SPEC §4): echo stops
+/// The most a stream session holds for one peer (superd(8), BUILTINS): echo stops
 /// reading while this much is waiting to be written back.
 pub const MAX_BUFFERED: usize = 64 * 1024;
 
@@ -620,7 +620,7 @@ impl Ring {
 // ---------------------------------------------------------------------------
 
 /// Whether a UDP builtin may answer a datagram from `peer`. Never to a
-/// source port below 1024 (SPEC §4: two servers, e.g. echo and chargen,
+/// source port below 1024 (superd(8), CAVEATS: two servers, e.g. echo and chargen,
 /// must not be made to answer each other forever) nor to 2049 (NFS, as
 /// OpenBSD inetd's `dg_badinput`), and never to a source no host can own:
 /// unspecified, "this network" (0.0.0.0/8, RFC 1122), multicast

@@ -1,4 +1,4 @@
-//! The command line (SPEC §1): argv to [`Options`]. Usage errors are
+//! The command line (superd(8), SYNOPSIS and OPTIONS): argv to [`Options`]. Usage errors are
 //! returned as text; `main` prints them and exits 2.
 
 use std::ffi::OsString;

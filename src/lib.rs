@@ -59,7 +59,7 @@ pub mod status;
 pub mod sys;
 pub mod tree;
 
-/// superd's exit statuses (SPEC §1), in one place.
+/// superd's exit statuses (superd(8), EXIT STATUS), in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitCode {
     /// A clean shutdown, or a valid `--check`.

@@ -13,7 +13,7 @@ pub use crate::access::Refusal;
 use crate::service::{Rate, canonical_ip};
 
 /// What `max_per_source` counts by: one IPv4 address (an IPv4-mapped peer is
-/// its IPv4 address, SPEC §5), or one IPv6 /64, because a single IPv6 host
+/// its IPv4 address, superd(8), LIMITS AND ACCESS), or one IPv6 /64, because a single IPv6 host
 /// usually owns a whole /64 and could otherwise dodge the limit at will.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SourceKey(Source);
@@ -165,7 +165,7 @@ impl TokenBucket {
 ///
 /// 1. `at_capacity()`: if true, stop accepting on the service's listeners
 ///    until a `connection_ended` brings it back under (connections wait in
-///    the kernel backlog; SPEC §5).
+///    the kernel backlog; superd(8), LIMITS AND ACCESS).
 /// 2. `rate_ready(now)`: if `Err(at)`, stop accepting until `at`.
 /// 3. `accept()`. On `WouldBlock` stop: nothing was spent. On a connection,
 ///    `take_rate_token(now)` — every accepted connection takes a token,

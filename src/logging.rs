@@ -1,7 +1,7 @@
 //! The log: `LEVEL message key=value…` records onto stderr, as text (a
 //! timestamp first, or systemd's `<N>` priority prefix when stderr is the
 //! journal) or as one JSON object per line (`--log-format json`; see
-//! superd(8), LOGGING), through a writer that never blocks the event loop.
+//! superd(8), LOGS), through a writer that never blocks the event loop.
 //! A reader that stops reading costs dropped lines (counted, and announced
 //! when it comes back), never a stalled superd. While the loop runs, the
 //! lines of one turn go out together, before the loop sleeps; the loop also

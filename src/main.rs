@@ -1,5 +1,5 @@
 //! The superd binary: parse the command line, set up logging, load the
-//! configuration, run the daemon; map every failure to SPEC §1's exit codes.
+//! configuration, run the daemon; map every failure to its exit status (superd(8), EXIT STATUS).
 
 use std::process::ExitCode as ProcessExit;
 
@@ -75,8 +75,8 @@ fn run() -> ExitCode {
                 if errors.len() == 1 { "" } else { "s" }
             );
             // A value the service cannot take is an invalid configuration
-            // whether it came from a file or from --set/--listen (SPEC §1:
-            // "with the same validation"); only the shape of the command
+            // whether it came from a file or from --set/--listen (superd(8),
+            // --set: "with the same validation"); only the shape of the command
             // line itself, checked by cli::parse, is bad usage.
             return ExitCode::Failure;
         }

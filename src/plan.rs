@@ -61,7 +61,7 @@ pub enum ConnInfo<'a> {
     None,
 }
 
-/// `PATH` for everyone, and for root (SPEC §3).
+/// `PATH` for everyone, and for root (superd(8), THE CHILD).
 const PATH_USER: &str = "/usr/local/bin:/usr/bin:/bin";
 const PATH_ROOT: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

@@ -447,7 +447,7 @@ impl ProxyConfig {
 }
 
 impl Service {
-    /// A stream service with every other field at its SPEC §2 default: no
+    /// A stream service with every other field at its superd.yaml(5) default: no
     /// address, no user, nowait, cwd `/`, umask 022, stderr on the socket,
     /// max_connections 256, kill_grace 5 s, idle_timeout 60 s, backlog
     /// 1024, socket_mode 0666, enabled. The one place those defaults are
@@ -763,7 +763,7 @@ impl fmt::Display for SuccessStatus {
 }
 
 /// Shows an IP as the logs and the environment do: IPv4-mapped IPv6
-/// addresses as plain IPv4 (SPEC §3, §5).
+/// addresses as plain IPv4 (superd(8), THE CHILD and LIMITS AND ACCESS).
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -22,7 +22,7 @@ pub fn ensure_std_fds() {
     }
 }
 
-/// Marks superd non-dumpable (prctl PR_SET_DUMPABLE 0, superd.8 SECURITY):
+/// Marks superd non-dumpable (prctl PR_SET_DUMPABLE 0, superd(8), CAVEATS):
 /// no process of its user can ptrace it or open its /proc/PID/mem, so a
 /// program superd started, running as the same user, cannot write its
 /// memory, nor that of a child not yet past exec (which shares it). No

@@ -1,4 +1,4 @@
-//! The child contract of SPEC §3, checked end to end: `SpawnPlan` + `spawn`
+//! The child contract of superd(8), THE CHILD, checked end to end: `SpawnPlan` + `spawn`
 //! start `examples/probe` on a real connection, and the probe's report says
 //! what the child saw (fds, blocking, signals, session, env, ids, limits).
 

@@ -55,7 +55,7 @@ impl fmt::Display for ConfigError {
 }
 
 /// Whether superd runs as root, which decides the ownership rule for
-/// config files and the user rule for services (SPEC §2).
+/// config files and the user rule for services (superd(8), FILES; superd.yaml(5), THE ROOT RULE).
 pub fn euid_is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

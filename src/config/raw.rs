@@ -916,7 +916,7 @@ impl Scalar for StderrMode {
     }
 }
 
-/// `stderr:`'s value. SPEC §2 lists `null` among the modes, and YAML reads
+/// `stderr:`'s value. superd.yaml(5) lists `null` among the modes, and YAML reads
 /// a bare `null` (or `~`) as no value at all: here it is the null mode, not
 /// "unset", so that `stderr: null` does what it says.
 struct StderrField(StderrMode);
@@ -964,7 +964,7 @@ impl Scalar for Cidr {
 }
 
 /// Clears host bits, and turns an IPv4-mapped IPv6 network into the IPv4
-/// network it covers (peers are compared as plain IPv4, SPEC §5).
+/// network it covers (peers are compared as plain IPv4, superd(8), LIMITS AND ACCESS).
 pub fn cidr(ip: IpAddr, prefix: u8) -> Cidr {
     match ip {
         IpAddr::V4(v4) => {

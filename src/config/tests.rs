@@ -257,7 +257,7 @@ fn merge_keys() {
     );
 }
 
-/// SPEC lists `null` among the stderr modes; YAML reads a bare `null` (and
+/// superd.yaml(5) lists `null` among the stderr modes; YAML reads a bare `null` (and
 /// `~`) as no value, which must still mean the null mode, not the default.
 #[test]
 fn stderr_null_unquoted_is_the_null_mode() {
@@ -1715,7 +1715,7 @@ fn proxy_protocol_is_refused_while_not_served() {
     );
     let mut ctx = root_ctx();
     ctx.proxy_served = false;
-    let e = load_with(&[p.clone()], &ctx).expect_err("not served yet");
+    let e = load_as(&[p.clone()], &ctx).expect_err("not served yet");
     assert_eq!(e.len(), 1, "{e:?}");
     assert_eq!(
         e[0].to_string(),
@@ -1728,7 +1728,7 @@ fn proxy_protocol_is_refused_while_not_served() {
     assert_eq!(Context::current().proxy_served, crate::proxy::PROXY_SERVED);
     // A configuration without it is unaffected.
     let p = write(&d, "u.yaml", ECHO);
-    assert!(load_with(&[p], &ctx).is_ok());
+    assert!(load_as(&[p], &ctx).is_ok());
 }
 
 #[test]
@@ -1993,4 +1993,49 @@ fn socket_activation_fields() {
         14,
         "needs address",
     );
+}
+
+/// A program or a cwd under the host's /tmp is not there for a child whose
+/// private_tmp replaces /tmp with an empty directory: an error at load,
+/// where private_tmp is written, not an exec failure at every connection.
+#[test]
+fn private_tmp_hiding_the_program_or_the_cwd_is_an_error() {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d =
+        TmpDir(Path::new("/tmp").join(format!("superd-config-hidden-{}-{n}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&d.0);
+    std::fs::create_dir(&d.0).unwrap();
+    std::fs::set_permissions(&d.0, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let prog = write(&d.0, "prog.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let text = |fence: &str| {
+        format!(
+            "services:\n  t:\n    listen: 127.0.0.1:7007\n    exec: {}\n    user: nobody\n    cwd: {}\n{fence}",
+            prog.display(),
+            d.0.display()
+        )
+    };
+    let (p, e) = errs(&text("    private_tmp: true\n"));
+    let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        msgs,
+        [
+            format!(
+                "{}:7:5: private_tmp: the private /tmp would hide the program {}",
+                p.display(),
+                prog.display()
+            ),
+            format!(
+                "{}:7:5: private_tmp: the private /tmp would hide the cwd {}",
+                p.display(),
+                d.0.display()
+            ),
+        ]
+    );
+    // Without the fence both are found; /tmp itself is a fine cwd with it.
+    ok(&text(""));
+    let c = ok(
+        "services:\n  t:\n    listen: 127.0.0.1:7007\n    exec: /bin/cat\n    user: nobody\n    cwd: /tmp\n    private_tmp: true\n",
+    );
+    assert!(c.services[0].fences.private_tmp);
 }

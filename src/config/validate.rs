@@ -19,8 +19,8 @@ use crate::service::{
     RlimitResource, Service, SocketType, SuccessStatus,
 };
 
-/// The PATH used to find programs when superd's own has none (SPEC §3's
-/// child PATH, so what `--check` finds is what the child would find).
+/// The PATH used to find programs when superd's own has none (superd(8),
+/// THE CHILD: the child's PATH, so what `--check` finds is what the child would find).
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// A UDP builtin's `rate` when it sets none (superd.yaml(5), rate): a
@@ -787,6 +787,42 @@ fn service<'a>(
                     host.display()
                 ),
             ));
+        }
+    }
+    // Nor one, or a cwd, under the /tmp or /var/tmp that private_tmp
+    // replaces with an empty directory: the child would not find it.
+    if fences.private_tmp {
+        let root = chroot.as_ref().map(|(c, _)| c.as_path());
+        let hidden_by = |p: &Path| {
+            ["/tmp", "/var/tmp"].into_iter().find(|t| {
+                let t = host_path(Path::new(t), root);
+                p.starts_with(&t) && p != t
+            })
+        };
+        let o = pick!(private_tmp).map_or(own, |(_, o)| o);
+        if let Some(Program::Exec { path, .. }) = &program {
+            let host = host_path(path, root);
+            if let Some(t) = hidden_by(&host) {
+                errors.push(o.at_value(
+                    "private_tmp",
+                    format!(
+                        "private_tmp: the private {t} would hide the program {}",
+                        host.display()
+                    ),
+                ));
+            }
+        }
+        if let Some((cwd, _)) = pick!(cwd) {
+            let host = host_path(&cwd.0, root);
+            if let Some(t) = hidden_by(&host) {
+                errors.push(o.at_value(
+                    "private_tmp",
+                    format!(
+                        "private_tmp: the private {t} would hide the cwd {}",
+                        host.display()
+                    ),
+                ));
+            }
         }
     }
 
@@ -1583,7 +1619,7 @@ fn proxy_config(
 }
 
 /// Resolves the users and groups `defaults` names even when no service
-/// inherits them: an unknown one is a load error all the same (SPEC §2). A
+/// inherits them: an unknown one is a load error all the same (superd.yaml(5)). A
 /// service that inherits one reports the same error, which `finish` merges.
 fn resolve_default_ids(
     d: &RawService,
@@ -1615,7 +1651,7 @@ fn resolve_default_ids(
     }
 }
 
-/// Resolves user, group and groups, and applies the root rule (SPEC §2):
+/// Resolves user, group and groups, and applies the root rule (superd.yaml(5), THE ROOT RULE):
 /// as root, an exec service needs a user and runs as uid 0 only when its
 /// own `user:` says so; not as root, nobody can be switched to.
 fn credentials<'a>(

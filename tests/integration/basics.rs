@@ -41,6 +41,8 @@ fn five_hundred_connections_leave_no_zombie_and_no_fd() {
     }
     d.wait_nth(501, &["exit", "service=t"]);
     d.wait_until("no zombies", || d.zombies() == 0);
-    assert_eq!(d.fd_count(), base, "fd count changed");
+    if base.is_some() {
+        assert_eq!(d.fd_count(), base, "fd count changed");
+    }
     let _ = connect(&addr).write_all(b"");
 }

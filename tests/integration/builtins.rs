@@ -1,4 +1,4 @@
-//! SPEC §4 through the real binary: the builtins (echo, discard, daytime,
+//! superd(8), BUILTINS, through the real binary: the builtins (echo, discard, daytime,
 //! chargen, time) over TCP, UDP, IPv6, dual stack and unix stream sockets,
 //! with their exact bytes; bounded memory for a chargen client that never
 //! reads; idle sessions closed by `idle_timeout`; UDP reflection guard;
@@ -461,7 +461,9 @@ fn five_hundred_idle_echo_sessions_are_closed_by_idle_timeout() {
 
     let mut clients: Vec<TcpStream> = (0..N).map(|_| connect(&idle)).collect();
     // Every one accepted: a session (one fd) each inside superd.
-    d.wait_until("500 sessions open", || d.fd_count() == base + N);
+    if let Some(base) = base {
+        d.wait_until("500 sessions open", || d.fd_count() == Some(base + N));
+    }
     // Another service still answers while they are open.
     assert_eq!(exchange(&other, b"still here\n"), b"still here\n");
     d.wait_for(&["exit", "service=other "]);
@@ -482,7 +484,9 @@ fn five_hundred_idle_echo_sessions_are_closed_by_idle_timeout() {
             other => panic!("client {i}: {other:?}, not EOF"),
         }
     }
-    d.wait_until("fd count back to baseline", || d.fd_count() == base);
+    if base.is_some() {
+        d.wait_until("fd count back to baseline", || d.fd_count() == base);
+    }
     d.wait_nth(N, &["exit", "service=idle ", "reason=idle_timeout"]);
     let exits = d.lines_with(&["exit", "service=idle "]);
     assert_eq!(exits.len(), N);
@@ -594,7 +598,7 @@ fn rate_paces_a_udp_builtin() {
 }
 
 /// A reload that drops `rate` ends a pause for it: the datagram waiting
-/// for the old rate's next token is answered at once (SPEC §6: a kept
+/// for the old rate's next token is answered at once (superd(8), SIGNALS: a kept
 /// service takes its new fields for new connections).
 #[test]
 fn a_reload_dropping_rate_ends_its_pause() {

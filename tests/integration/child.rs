@@ -1,4 +1,4 @@
-//! SPEC §3 from inside a child: the probe reports what a legacy inetd
+//! superd(8), THE CHILD, from inside a child: the probe reports what a legacy inetd
 //! program would check, through the real superd.
 
 use std::io::Read;

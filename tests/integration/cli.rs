@@ -1,6 +1,6 @@
-//! The command line and `--check` through the real binary (SPEC §1, §2):
-//! exit codes, what --check prints, and configuration errors with
-//! file:line:column.
+//! The command line and `--check` through the real binary (superd(8),
+//! OPTIONS; superd.yaml(5)): exit codes, what --check prints, and
+//! configuration errors with file:line:column.
 
 use std::process::Command;
 

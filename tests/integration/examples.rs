@@ -59,7 +59,7 @@ fn start(yaml: &str, listen: &str, programs: &[&Path], exec: Option<&str>) -> Su
 }
 
 /// The example's own header comment must show how it is run.
-/// Whether a child would find `python3` on its PATH (SPEC §3's PATH);
+/// Whether a child would find `python3` on its PATH (superd(8), THE CHILD: its PATH);
 /// the Python examples skip, with a reason, where it would not.
 fn child_has_python3() -> bool {
     let found = ["/usr/local/bin", "/usr/bin", "/bin"]
@@ -289,13 +289,29 @@ fn udp_upper_py_serves_datagrams_in_wait_mode() {
 fn ctf_sh_runs_fenced() {
     header_mentions("ctf.sh", "superd examples/ctf.yaml");
     if !is_root() {
-        eprintln!("skipped: the fences of examples/ctf.yaml need root");
+        skip("the fences of examples/ctf.yaml need root");
         return;
     }
-    checks_as_shipped("ctf.yaml");
+    // Its program is found beside it; in a checkout under /tmp the
+    // service's private /tmp would hide it, which --check says.
+    let examples = examples_dir();
+    if examples.starts_with("/tmp") || examples.starts_with("/var/tmp") {
+        let out = Command::new(superd_bin())
+            .arg("--check")
+            .arg(examples.join("ctf.yaml"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("private_tmp: the private /tmp would hide the program"),
+            "{err}"
+        );
+    } else {
+        checks_as_shipped("ctf.yaml");
+    }
     // Outside /tmp, which the service's private /tmp would hide.
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ex-ctf-{}", std::process::id()));
+    let dir = outside_tmp().join(format!("ex-ctf-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();

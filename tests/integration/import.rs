@@ -194,7 +194,7 @@ fn a_service_name_as_port_and_the_xinetd_network_shorthand() {
         .unwrap_or_default()
         .contains("finger")
     {
-        eprintln!("skipped the port check: /etc/services has no finger");
+        skip("the port check: /etc/services has no finger");
         return;
     }
     assert!(so.contains("listen: 127.0.0.1:79"), "{so}");
@@ -229,9 +229,9 @@ fn debian_package(name: &str, tmp: &TempDir) -> Option<(PathBuf, PathBuf)> {
                 .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}_")))
         });
     let Some(deb) = deb.filter(|_| got.is_ok_and(|s| s.success())) else {
-        eprintln!(
-            "skipped: `apt-get download {name}` did not give a package (no apt or no package index)"
-        );
+        skip(&format!(
+            "`apt-get download {name}` did not give a package (no apt or no package index)"
+        ));
         return None;
     };
     let files = tmp.path().join(format!("{name}-files"));
@@ -244,7 +244,7 @@ fn debian_package(name: &str, tmp: &TempDir) -> Option<(PathBuf, PathBuf)> {
             .status()
             .is_ok_and(|s| s.success());
         if !ok {
-            eprintln!("skipped: dpkg-deb {flag} {name} failed");
+            skip(&format!("dpkg-deb {flag} {name} failed"));
             return None;
         }
     }
@@ -488,7 +488,7 @@ fn lines_debian_packages_register_import_and_finger_answers() {
 
     // The finger entry, on loopback, answers through the real in.fingerd.
     if !Path::new("/usr/sbin/in.fingerd").exists() {
-        eprintln!("skipped the run: /usr/sbin/in.fingerd is absent (Debian package fingerd)");
+        skip("the run: /usr/sbin/in.fingerd is absent (Debian package fingerd)");
         return;
     }
     let finger_only: String = so
@@ -510,7 +510,7 @@ fn lines_debian_packages_register_import_and_finger_answers() {
 fn xinetd_nameinargs_tcpd_runs_tcpd_once_and_the_wrapped_program_answers() {
     for p in ["/usr/sbin/tcpd", "/usr/sbin/in.fingerd"] {
         if !Path::new(p).exists() {
-            eprintln!("skipped: {p} is absent (Debian packages tcpd and fingerd)");
+            skip(&format!("{p} is absent (Debian packages tcpd and fingerd)"));
             return;
         }
     }

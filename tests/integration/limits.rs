@@ -1,4 +1,4 @@
-//! SPEC §5 through the real binary: caps that make connections wait instead
+//! superd(8), LIMITS AND ACCESS, through the real binary: caps that make connections wait instead
 //! of refusing them, per-source limits, rate, access rules, timeouts.
 
 use std::io::{ErrorKind, Read, Write};

@@ -1,5 +1,5 @@
-//! SPEC §6 and §1 operations: reload that drops nothing, status, sd_notify,
-//! pid file.
+//! superd(8), SIGNALS and OPTIONS: reload that drops nothing, status,
+//! sd_notify, pid file.
 
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -112,7 +112,9 @@ fn reload_changing_arguments_refuses_nothing_and_keeps_the_socket() {
         Some(inode),
         "listening socket replaced"
     );
-    assert!(holds_inode(d.pid(), inode));
+    if d.fd_count().is_some() {
+        assert!(holds_inode(d.pid(), inode));
+    }
     assert_eq!(exchange(&addr, b""), b"two\n");
 }
 
@@ -193,7 +195,9 @@ fn a_burst_of_sighups_ends_on_the_last_configuration() {
     d.signal(Signal::SIGHUP);
     d.wait_until("last config served", || exchange(&addr, b"") == b"last\n");
     // Nothing leaked across the reloads.
-    d.wait_until("fd count back to baseline", || d.fd_count() == base);
+    if base.is_some() {
+        d.wait_until("fd count back to baseline", || d.fd_count() == base);
+    }
 }
 
 #[test]

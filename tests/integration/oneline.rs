@@ -1,4 +1,4 @@
-//! The one-line mode (SPEC §1): `superd --listen ADDR [--set FIELD=VALUE]...
+//! The one-line mode (superd(8), OPTIONS): `superd --listen ADDR [--set FIELD=VALUE]...
 //! -- PROGRAM [ARG...]` serves one program with the semantics and
 //! validation of a YAML service; a bad `--set` value is an invalid
 //! configuration (exit 1), a malformed command line bad usage (exit 2).
@@ -264,7 +264,7 @@ fn a_bad_set_value_is_an_invalid_configuration_exit_1() {
     );
 }
 
-/// SPEC §1's own example, as it is written: `superd --listen ADDR --
+/// superd(8)'s own example (DESCRIPTION, EXAMPLES), as it is written: `superd --listen ADDR --
 /// /bin/cat` is an echo server, for root too, where it runs as nobody
 /// (safe defaults hold: nothing runs as root by accident).
 #[test]

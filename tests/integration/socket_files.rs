@@ -274,7 +274,7 @@ fn a_pidfile_is_removed_only_if_it_is_the_one_locked_and_must_be_superds() {
     assert_eq!(std::fs::read_to_string(&pidfile).unwrap(), "not superd's\n");
 
     if !is_root() {
-        eprintln!("skipped: a pidfile of another user needs root to make");
+        skip("a pidfile of another user needs root to make");
         return;
     }
     std::fs::write(&pidfile, "1\n").unwrap();
@@ -297,14 +297,14 @@ fn setfacl(args: &[&str], on: &Path) -> bool {
     match Command::new("setfacl").args(args).arg(on).output() {
         Ok(o) if o.status.success() => true,
         Ok(o) => {
-            eprintln!(
-                "skipped: setfacl failed: {}",
+            skip(&format!(
+                "setfacl failed: {}",
                 String::from_utf8_lossy(&o.stderr).trim()
-            );
+            ));
             false
         }
         Err(e) => {
-            eprintln!("skipped: no setfacl (Debian package acl): {e}");
+            skip(&format!("no setfacl (Debian package acl): {e}"));
             false
         }
     }
@@ -315,7 +315,7 @@ fn setfacl(args: &[&str], on: &Path) -> bool {
 #[test]
 fn a_config_an_acl_lets_others_write_is_refused() {
     if !is_root() {
-        eprintln!("skipped: the ownership rule applies to root only");
+        skip("the ownership rule applies to root only");
         return;
     }
     let conf = TempDir::new("aclfile");

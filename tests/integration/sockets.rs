@@ -1,4 +1,4 @@
-//! Listeners of every kind (SPEC §2 Addresses, §3 wait mode): TCP and UDP
+//! Listeners of every kind (superd.yaml(5), ADDRESSES and wait): TCP and UDP
 //! over IPv4, IPv6 and dual stack; unix stream, dgram and seqpacket by path
 //! and abstract name; wait mode.
 
@@ -230,7 +230,7 @@ fn ipv6_and_dual_stack() {
         return;
     }
     let d = Superd::start(&format!(
-        "services:\n  v6:\n    listen: \"[::1]:0\"\n    exec: {p}\n    {u}\n  dual:\n    listen: \"[::]:0\"\n    exec: {p}\n    {u}\n  v6only:\n    listen: \"[::]:0\"\n    v6only: true\n    builtin: echo\n",
+        "services:\n  v6:\n    listen: \"[::1]:0\"\n    exec: {p}\n    {u}\n  dual:\n    listen: \"[::]:0\"\n    exec: {p}\n    {u}\n",
         p = probe_bin().display(),
         u = user_line()
     ));
@@ -247,14 +247,17 @@ fn ipv6_and_dual_stack() {
     assert!(line.contains("peer=127.0.0.1:"), "{line}");
     let r = report(&exchange(&format!("[::1]:{port}"), b""));
     assert_eq!(get(&r, "env.TCPREMOTEIP"), "::1");
-    // v6only leaves IPv4 alone: the same port on 127.0.0.1 is free for
-    // someone else, which a dual-stack socket would not allow.
-    let port = d.port("v6only");
-    let v4 = std::net::TcpListener::bind(("127.0.0.1", port));
-    assert!(
-        v4.is_ok(),
-        "v6only socket also holds IPv4 port {port}: {v4:?}"
-    );
+    // v6only leaves IPv4 alone: with the test holding 127.0.0.1:PORT,
+    // superd still binds [::]:PORT (a dual-stack socket could not) and
+    // serves on it. The port is the test's own from the start: a port
+    // superd picked could meanwhile be any other socket's on 127.0.0.1.
+    let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = v4.local_addr().unwrap().port();
+    let only = Superd::start(&format!(
+        "services:\n  v6only:\n    listen: \"[::]:{port}\"\n    v6only: true\n    builtin: echo\n"
+    ));
+    assert_eq!(exchange(&only.addr("v6only"), b"six\n"), b"six\n");
+    drop(v4);
     let dual = d.port("dual");
     let err = std::net::TcpListener::bind(("127.0.0.1", dual)).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);

@@ -174,14 +174,14 @@ fn shutdown_ends_what_left_the_session_and_what_was_orphaned() {
 
 fn root_with_cgroup2() -> bool {
     if !is_root() {
-        eprintln!("skipped: needs root (cgroups and a mount namespace)");
+        skip("needs root (cgroups and a mount namespace)");
         return false;
     }
     if !std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .contains(" - cgroup2 ")
     {
-        eprintln!("skipped: no cgroup2 file system on this host");
+        skip("no cgroup2 file system on this host");
         return false;
     }
     true
