@@ -71,35 +71,25 @@ impl Fence {
         self.cgroups.is_some()
     }
 
-    /// A new, empty cgroup for one connection, with a descriptor of it for
-    /// `clone3`; `None` without cgroups, or when it cannot be made (the
-    /// child then starts without one; the first failure is logged).
-    pub fn prepare(&mut self) -> Option<(ConnCgroup, OwnedFd)> {
+    /// A new, empty cgroup for one connection (its descriptor for `clone3`
+    /// is [`ConnCgroup::dir`]); `None` without cgroups, or when it cannot
+    /// be made (the child then starts without one; the first failure is
+    /// logged). An emptied one from the pool when there is one: no mkdir,
+    /// and its descriptors are open already.
+    pub fn prepare(&mut self) -> Option<ConnCgroup> {
         let c = self.cgroups.as_mut()?;
-        let open = |path: &Path| {
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(path)
-                .map(OwnedFd::from)
-        };
-        while let Some(cg) = c.pool.pop() {
-            match open(&cg.path) {
-                Ok(fd) => return Some((cg, fd)),
-                Err(_) => {
-                    cg.remove();
-                }
-            }
+        if let Some(cg) = c.pool.pop() {
+            return Some(cg);
         }
         c.next += 1;
         let path = c.base.join(format!("c{}", c.next));
         let made = fs::create_dir(&path).and_then(|()| {
-            open(&path).inspect_err(|_| {
+            ConnCgroup::open(path.clone()).inspect_err(|_| {
                 let _ = fs::remove_dir(&path);
             })
         });
         match made {
-            Ok(fd) => Some((ConnCgroup { path }, fd)),
+            Ok(cg) => Some(cg),
             Err(e) => {
                 c.warn_once(&path, &e.to_string());
                 None
@@ -268,12 +258,33 @@ fn unescape(field: &str) -> PathBuf {
 
 /// One connection's cgroup: its child and everything the child starts
 /// (empty when a child starts in it).
+///
+/// It holds two descriptors for its whole life, pooled with it: the
+/// directory (`O_PATH`, for `clone3`) and `cgroup.events`, read with one
+/// pread(2) when its child is reaped (no open, read, close each time).
 #[derive(Debug)]
 pub struct ConnCgroup {
     path: PathBuf,
+    dir: OwnedFd,
+    events: fs::File,
 }
 
 impl ConnCgroup {
+    fn open(path: PathBuf) -> io::Result<ConnCgroup> {
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+            .map(OwnedFd::from)?;
+        let events = fs::File::open(path.join("cgroup.events"))?;
+        Ok(ConnCgroup { path, dir, events })
+    }
+
+    /// The directory's descriptor, for `clone3` (`CLONE_INTO_CGROUP`).
+    pub fn dir(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.dir)
+    }
+
     /// Sends `sig` to every process in it; how many there were.
     pub fn signal(&self, sig: Signal) -> usize {
         let procs = fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
@@ -291,9 +302,11 @@ impl ConnCgroup {
 
     /// Whether a process still runs in it (zombies do not count).
     pub fn populated(&self) -> bool {
-        fs::read_to_string(self.path.join("cgroup.events"))
-            .map(|e| e.lines().any(|l| l == "populated 1"))
-            .unwrap_or(false)
+        // The file is a few short lines ("populated 0\nfrozen 0\n"): one
+        // read from the start gives it all, fresh each time.
+        let mut buf = [0u8; 128];
+        let n = std::os::unix::fs::FileExt::read_at(&self.events, &mut buf, 0).unwrap_or(0);
+        buf[..n].split(|&b| b == b'\n').any(|l| l == b"populated 1")
     }
 
     /// Removes it if it is empty; whether it is gone.
