@@ -128,12 +128,9 @@ impl Children {
             Ok(Some(crate::sys::PidfdExit::Killed(sig))) => {
                 Ended::Signal(Signal::try_from(sig).unwrap_or(Signal::SIGKILL))
             }
-            Ok(None) => return None,
-            // ECHILD: reaped already (cannot happen: only this reaps it).
-            Err(e) => {
-                debug!("waitid failed pid={pid} error={e}");
-                return None;
-            }
+            // Err: ECHILD, reaped already, which cannot be: only this and
+            // the sweep reap it, and either takes it out of the table.
+            Ok(None) | Err(_) => return None,
         };
         let child = self.map.remove(&pid)?;
         Some((pid, child, ended))

@@ -2219,7 +2219,7 @@ fn spawn_child(
     let Some(cgroup) = fence.prepare() else {
         return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
     };
-    match spawn::spawn(plan, sock, info, Some(cgroup.dir())) {
+    match spawn::spawn(plan, sock, info, cgroup.dir()) {
         Ok(s) => Ok((s, Some(cgroup))),
         Err(e) => {
             cgroup.remove();

@@ -74,12 +74,16 @@ impl Fence {
     /// A new, empty cgroup for one connection (its descriptor for `clone3`
     /// is [`ConnCgroup::dir`]); `None` without cgroups, or when it cannot
     /// be made (the child then starts without one; the first failure is
-    /// logged). An emptied one from the pool when there is one: no mkdir,
-    /// and its descriptors are open already.
+    /// logged). An emptied one from the pool when there is one: no mkdir.
     pub fn prepare(&mut self) -> Option<ConnCgroup> {
         let c = self.cgroups.as_mut()?;
-        if let Some(cg) = c.pool.pop() {
-            return Some(cg);
+        while let Some(cg) = c.pool.pop() {
+            match ConnCgroup::open(cg.path.clone()) {
+                Ok(cg) => return Some(cg),
+                Err(_) => {
+                    cg.remove();
+                }
+            }
         }
         c.next += 1;
         let path = c.base.join(format!("c{}", c.next));
@@ -100,10 +104,13 @@ impl Fence {
     /// A connection's cgroup after its child is reaped: kept for another
     /// child (or removed) when nothing runs in it any more; given back
     /// when something still does.
-    pub fn release(&mut self, cg: ConnCgroup) -> Option<ConnCgroup> {
+    pub fn release(&mut self, mut cg: ConnCgroup) -> Option<ConnCgroup> {
         if cg.populated() {
             return Some(cg);
         }
+        // The pool holds no descriptor: superd's count of open files at
+        // rest does not depend on how many connections came at once.
+        cg.dir = None;
         match self.cgroups.as_mut() {
             Some(c) if c.pool.len() < POOL_MAX => c.pool.push(cg),
             _ => {
@@ -259,14 +266,13 @@ fn unescape(field: &str) -> PathBuf {
 /// One connection's cgroup: its child and everything the child starts
 /// (empty when a child starts in it).
 ///
-/// It holds two descriptors for its whole life, pooled with it: the
-/// directory (`O_PATH`, for `clone3`) and `cgroup.events`, read with one
-/// pread(2) when its child is reaped (no open, read, close each time).
+/// While in use it holds a descriptor of its directory (`O_PATH`): for
+/// `clone3`, then for reading `cgroup.events` relative to it when its
+/// child is reaped (no path walk); pooled, it holds none.
 #[derive(Debug)]
 pub struct ConnCgroup {
     path: PathBuf,
-    dir: OwnedFd,
-    events: fs::File,
+    dir: Option<OwnedFd>,
 }
 
 impl ConnCgroup {
@@ -276,13 +282,16 @@ impl ConnCgroup {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(&path)
             .map(OwnedFd::from)?;
-        let events = fs::File::open(path.join("cgroup.events"))?;
-        Ok(ConnCgroup { path, dir, events })
+        Ok(ConnCgroup {
+            path,
+            dir: Some(dir),
+        })
     }
 
-    /// The directory's descriptor, for `clone3` (`CLONE_INTO_CGROUP`).
-    pub fn dir(&self) -> std::os::fd::BorrowedFd<'_> {
-        std::os::fd::AsFd::as_fd(&self.dir)
+    /// The directory's descriptor, for `clone3` (`CLONE_INTO_CGROUP`);
+    /// `None` only for a pooled one, which is never handed out so.
+    pub fn dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.dir.as_ref().map(std::os::fd::AsFd::as_fd)
     }
 
     /// Sends `sig` to every process in it; how many there were.
@@ -302,10 +311,18 @@ impl ConnCgroup {
 
     /// Whether a process still runs in it (zombies do not count).
     pub fn populated(&self) -> bool {
-        // The file is a few short lines ("populated 0\nfrozen 0\n"): one
-        // read from the start gives it all, fresh each time.
+        use std::io::Read;
+        let file = match &self.dir {
+            Some(dir) => crate::sys::open_in(std::os::fd::AsFd::as_fd(dir), c"cgroup.events"),
+            None => fs::File::open(self.path.join("cgroup.events")),
+        };
+        let Ok(mut file) = file else {
+            return false;
+        };
+        // A few short lines ("populated 0\nfrozen 0\n"): one read gets
+        // them all.
         let mut buf = [0u8; 128];
-        let n = std::os::unix::fs::FileExt::read_at(&self.events, &mut buf, 0).unwrap_or(0);
+        let n = file.read(&mut buf).unwrap_or(0);
         buf[..n].split(|&b| b == b'\n').any(|l| l == b"populated 1")
     }
 

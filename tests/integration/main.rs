@@ -19,6 +19,7 @@ mod logs;
 mod oneline;
 mod package;
 mod proxy;
+mod reap;
 mod review;
 mod socket_files;
 mod sockets;
