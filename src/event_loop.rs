@@ -2216,11 +2216,14 @@ fn spawn_child(
     sock: std::os::fd::BorrowedFd<'_>,
     info: &ConnInfo,
 ) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
-    let Some(cgroup) = fence.prepare() else {
+    let Some(mut cgroup) = fence.prepare() else {
         return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
     };
     match spawn::spawn(plan, sock, info, cgroup.dir()) {
-        Ok(s) => Ok((s, Some(cgroup))),
+        Ok(s) => {
+            cgroup.started();
+            Ok((s, Some(cgroup)))
+        }
         Err(e) => {
             cgroup.remove();
             if matches!(e, Errno::EAGAIN | Errno::ENOMEM) {

@@ -236,22 +236,3 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Opens `name` in the directory `dir` (an `O_PATH` descriptor will do)
-/// for reading, close-on-exec: openat(2), no walk of the whole path.
-pub fn open_in(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<std::fs::File> {
-    // SAFETY: `name` is NUL-terminated; openat reads it and the fd only.
-    let fd = unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat succeeded: `fd` is a new descriptor owned by no one
-    // else.
-    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}

@@ -104,13 +104,10 @@ impl Fence {
     /// A connection's cgroup after its child is reaped: kept for another
     /// child (or removed) when nothing runs in it any more; given back
     /// when something still does.
-    pub fn release(&mut self, mut cg: ConnCgroup) -> Option<ConnCgroup> {
+    pub fn release(&mut self, cg: ConnCgroup) -> Option<ConnCgroup> {
         if cg.populated() {
             return Some(cg);
         }
-        // The pool holds no descriptor: superd's count of open files at
-        // rest does not depend on how many connections came at once.
-        cg.dir = None;
         match self.cgroups.as_mut() {
             Some(c) if c.pool.len() < POOL_MAX => c.pool.push(cg),
             _ => {
@@ -266,9 +263,9 @@ fn unescape(field: &str) -> PathBuf {
 /// One connection's cgroup: its child and everything the child starts
 /// (empty when a child starts in it).
 ///
-/// While in use it holds a descriptor of its directory (`O_PATH`): for
-/// `clone3`, then for reading `cgroup.events` relative to it when its
-/// child is reaped (no path walk); pooled, it holds none.
+/// It holds a descriptor of its directory (`O_PATH`) only from
+/// [`Fence::prepare`] to the `clone3` that starts its child in it (see
+/// [`ConnCgroup::started`]).
 #[derive(Debug)]
 pub struct ConnCgroup {
     path: PathBuf,
@@ -288,8 +285,15 @@ impl ConnCgroup {
         })
     }
 
+    /// Its child started in it: the directory's descriptor goes. Each
+    /// clone copies every descriptor superd holds, so one kept per live
+    /// child would make every start dearer as children add up.
+    pub fn started(&mut self) {
+        self.dir = None;
+    }
+
     /// The directory's descriptor, for `clone3` (`CLONE_INTO_CGROUP`);
-    /// `None` only for a pooled one, which is never handed out so.
+    /// `None` once [`started`](Self::started).
     pub fn dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.dir.as_ref().map(std::os::fd::AsFd::as_fd)
     }
@@ -312,11 +316,7 @@ impl ConnCgroup {
     /// Whether a process still runs in it (zombies do not count).
     pub fn populated(&self) -> bool {
         use std::io::Read;
-        let file = match &self.dir {
-            Some(dir) => crate::sys::open_in(std::os::fd::AsFd::as_fd(dir), c"cgroup.events"),
-            None => fs::File::open(self.path.join("cgroup.events")),
-        };
-        let Ok(mut file) = file else {
+        let Ok(mut file) = fs::File::open(self.path.join("cgroup.events")) else {
             return false;
         };
         // A few short lines ("populated 0\nfrozen 0\n"): one read gets
