@@ -1486,39 +1486,58 @@ fn scale(
         "| server | connections | syscalls / conn | the largest |"
     );
     let _ = writeln!(out, "|---|---:|---:|---|");
-    let mut servers: Vec<(String, u16, u32, Option<Superd>, Option<Child>)> = Vec::new();
-    for (label, bin) in &builds {
+    /// A server under strace: its label, port and pid, kept running.
+    struct Traced {
+        label: String,
+        port: u16,
+        pid: u32,
+        _superd: Option<Superd>,
+        child: Option<Child>,
+    }
+    let mut servers: Vec<Traced> = Vec::new();
+    for (bi, (label, bin)) in builds.iter().enumerate() {
         let p = free_port();
         let config = format!(
             "services:\n  tiny:\n    listen: 127.0.0.1:{p}\n    exec: {}\n    user: root\n",
             tiny.display()
         );
-        let (sd, _) = spawn_superd(bin, dir, "strace", &config, false);
-        let pid = sd.child.id();
-        servers.push((format!("superd ({label})"), p, pid, Some(sd), None));
+        let (sd, _) = spawn_superd(bin, dir, &format!("strace-{bi}"), &config, false);
+        servers.push(Traced {
+            label: format!("superd ({label})"),
+            port: p,
+            pid: sd.child.id(),
+            _superd: Some(sd),
+            child: None,
+        });
     }
     match start_tcpserver(tiny) {
         Ok(mut s) => {
             let child = s.child.take().expect("tcpserver child");
-            servers.push(("tcpserver".into(), s.port, child.id(), None, Some(child)));
+            servers.push(Traced {
+                label: "tcpserver".into(),
+                port: s.port,
+                pid: child.id(),
+                _superd: None,
+                child: Some(child),
+            });
         }
         Err(e) => {
             let _ = writeln!(out, "| tcpserver | - | - | not run: {e} |");
         }
     }
-    for (label, port, pid, _, _) in &servers {
-        wait_serving(*port, Proto::Tiny).expect("serving");
-        match strace_count(*port, *pid) {
+    for t in &servers {
+        wait_serving(t.port, Proto::Tiny).expect("serving");
+        match strace_count(t.port, t.pid) {
             Ok((n, per, top)) => {
-                let _ = writeln!(out, "| {label} | {n} | {per:.1} | {top} |");
+                let _ = writeln!(out, "| {} | {n} | {per:.1} | {top} |", t.label);
             }
             Err(e) => {
-                let _ = writeln!(out, "| {label} | - | - | {e} |");
+                let _ = writeln!(out, "| {} | - | - | {e} |", t.label);
             }
         }
     }
-    for (_, _, _, _, child) in servers.iter_mut() {
-        if let Some(c) = child {
+    for t in servers.iter_mut() {
+        if let Some(c) = &mut t.child {
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -1619,7 +1638,7 @@ fn strace_count(port: u16, pid: u32) -> Result<(usize, f64, String), String> {
             Some((f[3].parse().ok()?, f.last()?.to_string()))
         })
         .collect();
-    calls.sort_by(|a, b| b.0.cmp(&a.0));
+    calls.sort_by_key(|c| std::cmp::Reverse(c.0));
     let total: u64 = calls.iter().map(|c| c.0).sum();
     let n = n.max(1);
     let top = calls
