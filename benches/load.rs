@@ -1620,8 +1620,9 @@ fn strace_count(port: u16, pid: u32) -> Result<(usize, f64, String), String> {
         .map_err(|e| format!("strace not runnable ({e})"))?;
     thread::sleep(Duration::from_millis(500));
     let r = run_round(port, Proto::Tiny, 1, Duration::from_secs(3), None);
-    // Connections counted by the client, the warm-up ones included.
-    let n = r.lat.len() + (r.rate * WARMUP.as_secs_f64()) as usize;
+    // Connections: one clone (or fork) each while traced; the client's
+    // count (warm-up estimated) if the server started none.
+    let estimate = r.lat.len() + (r.rate * WARMUP.as_secs_f64()) as usize;
     // SAFETY: SIGINT to the strace we started: it detaches and writes
     // its summary.
     unsafe { libc::kill(st.id() as i32, libc::SIGINT) };
@@ -1640,7 +1641,16 @@ fn strace_count(port: u16, pid: u32) -> Result<(usize, f64, String), String> {
         .collect();
     calls.sort_by_key(|c| std::cmp::Reverse(c.0));
     let total: u64 = calls.iter().map(|c| c.0).sum();
-    let n = n.max(1);
+    let clones: u64 = calls
+        .iter()
+        .filter(|c| matches!(c.1.as_str(), "clone" | "clone3" | "fork" | "vfork"))
+        .map(|c| c.0)
+        .sum();
+    let n = if clones > 0 {
+        clones as usize
+    } else {
+        estimate.max(1)
+    };
     let top = calls
         .iter()
         .take(8)
