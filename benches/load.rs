@@ -10,6 +10,16 @@
 //! `SUPERD_BENCH_BASELINE=PATH` adds another superd build's rows to the same
 //! rounds and a table of this build ÷ that one (an interleaved A/B);
 //! `SUPERD_BENCH_AB_ONLY=1` leaves the peers and the -q rows out.
+//!
+//! `SUPERD_BENCH_SCALE=1` appends the scale tables (minutes more; as root),
+//! `SUPERD_BENCH_SCALE=only` runs them alone: superd's CPU per connection
+//! and conn/s on the tiny service at c=8 with 0, 2,000 and 8,000 live
+//! children of a `cat` service (`SUPERD_BENCH_SCALE_LIVE=0,2000,6000` for
+//! other levels); start-up, RSS and reload time with 1,000 and 10,000
+//! services; RSS with 10,000 idle builtin echo sessions; syscalls per
+//! fork+exec connection (`strace -c` on the server process alone, at c=1)
+//! beside tcpserver's when it is installed (Debian: ucspi-tcp). With
+//! `SUPERD_BENCH_BASELINE` each table has the baseline's rows too.
 
 #![allow(unsafe_code)]
 
@@ -89,6 +99,18 @@ fn main() {
     let root = unsafe { libc::geteuid() } == 0;
     let mut notes: Vec<String> = Vec::new();
     let load_before = loadavg();
+    // The scale table, alone (`only`) or after the rest (`1`).
+    let scale_mode = std::env::var("SUPERD_BENCH_SCALE").unwrap_or_default();
+    if scale_mode == "only" {
+        let baseline = std::env::var_os("SUPERD_BENCH_BASELINE").map(PathBuf::from);
+        let t = scale(&superd, baseline.as_deref(), &dir, &tiny, rounds_n, secs);
+        println!(
+            "{t}\n- load average before / after: {load_before} / {}",
+            loadavg()
+        );
+        let _ = fs::remove_dir_all(&dir);
+        return;
+    }
 
     eprintln!("superd: {}", superd.display());
     eprintln!("tiny:   {}", tiny.display());
@@ -385,6 +407,16 @@ fn main() {
         "client: {} event-driven thread(s) (non-blocking sockets on one epoll each), {SOURCES} source addresses from 127.1.0.1; the echo line and the client's FIN leave in one segment",
         client_threads(usize::MAX)
     ));
+    if scale_mode == "1" {
+        out.push_str(&scale(
+            &superd,
+            baseline.as_deref(),
+            &dir,
+            &tiny,
+            rounds_n,
+            secs,
+        ));
+    }
     let _ = writeln!(out);
     for n in &notes {
         let _ = writeln!(out, "- {n}");
@@ -1291,4 +1323,352 @@ fn kernel() -> String {
     fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+// ---- the scale table (SUPERD_BENCH_SCALE) ---------------------------------------
+
+/// superd's cost as the work grows: CPU per connection and conn/s on the
+/// tiny service with many live children of a `cat` service; start-up, RSS
+/// and reload time with many services; RSS with many idle builtin
+/// sessions; syscalls per connection (strace -c) beside tcpserver's.
+fn scale(
+    superd: &Path,
+    baseline: Option<&Path>,
+    dir: &Path,
+    tiny: &Path,
+    rounds: usize,
+    secs: f64,
+) -> String {
+    raise_nofile();
+    let mut out = String::new();
+    let levels: Vec<usize> = std::env::var("SUPERD_BENCH_SCALE_LIVE")
+        .ok()
+        .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 2000, 8000]);
+    let conc = 8;
+    let mut builds: Vec<(&str, &Path)> = vec![("this build", superd)];
+    if let Some(b) = baseline {
+        builds.push(("baseline", b));
+    }
+    let _ = writeln!(
+        out,
+        "\nScale: the tiny service at c={conc} with N live children of a `cat` service (median of {rounds} × {secs} s; the builds one after the other at each N):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| build | live children | conn/s | superd µs/conn | ÷ N=0 µs/conn | ÷ N=0 conn/s |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    let mut zero: Vec<Option<(f64, f64)>> = vec![None; builds.len()];
+    for &n in &levels {
+        for (bi, (label, bin)) in builds.iter().enumerate() {
+            let (p_tiny, p_cat) = (free_port(), free_port());
+            let config = format!(
+                "services:\n  tiny:\n    listen: 127.0.0.1:{p_tiny}\n    exec: {}\n    user: root\n  cat:\n    listen: 127.0.0.1:{p_cat}\n    exec: /bin/cat\n    user: root\n    max_connections: 20000\n",
+                tiny.display()
+            );
+            let (sd, _) = spawn_superd(bin, dir, &format!("scale-{bi}-{n}"), &config, false);
+            let pid = sd.child.id();
+            wait_serving(p_tiny, Proto::Tiny).expect("tiny serving");
+            let live = hold_connections(p_cat, n, pid);
+            let cells: Vec<Round> = (0..rounds)
+                .map(|_| {
+                    run_round(
+                        p_tiny,
+                        Proto::Tiny,
+                        conc,
+                        Duration::from_secs_f64(secs),
+                        Some(pid),
+                    )
+                })
+                .collect();
+            let cell = Cell::from_rounds(cells);
+            let us = cell.cost().0;
+            if n == 0 || zero[bi].is_none() {
+                zero[bi] = Some((us, cell.rate));
+            }
+            let (z_us, z_rate) = zero[bi].unwrap_or((us, cell.rate));
+            let _ = writeln!(
+                out,
+                "| {label} | {n} | {:.0} | {us:.1} | {:.2} | {:.2} |",
+                cell.rate,
+                us / z_us,
+                z_rate / cell.rate.max(1.0)
+            );
+            eprintln!(
+                "scale {label} live={n}: {:.0} conn/s {us:.1} µs/conn",
+                cell.rate
+            );
+            drop(live);
+            drop(sd);
+        }
+    }
+
+    // Many services: start-up, RSS, reload.
+    let _ = writeln!(
+        out,
+        "\nScale: many services (exec services of the tiny program, one port each):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| build | services | start to READY=1 | RSS | SIGHUP to READY=1, one changed |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for n in [1000, 10_000] {
+        for (label, bin) in &builds {
+            let (sd, start) = spawn_superd(
+                bin,
+                dir,
+                &format!("svc-{n}"),
+                &services_config(tiny, n, false),
+                false,
+            );
+            thread::sleep(Duration::from_millis(200));
+            let rss = vm(sd.child.id(), "VmRSS");
+            fs::write(&sd.config, services_config(tiny, n, true)).expect("rewrite config");
+            let t0 = Instant::now();
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(sd.child.id() as i32, libc::SIGHUP) };
+            wait_notify(&sd.notify, "RELOADING=1").expect("RELOADING=1");
+            wait_notify(&sd.notify, "READY=1").expect("READY=1 after reload");
+            let reload = t0.elapsed();
+            let _ = writeln!(
+                out,
+                "| {label} | {n} | {:.1} ms | {} | {:.1} ms |",
+                ms(start),
+                kib(rss),
+                ms(reload)
+            );
+        }
+    }
+
+    // Idle builtin sessions.
+    let sessions = 10_000;
+    let _ = writeln!(out, "\nScale: {sessions} idle builtin echo sessions:\n");
+    let _ = writeln!(out, "| build | RSS before | RSS with {sessions} sessions |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    for (label, bin) in &builds {
+        let p = free_port();
+        let config = format!(
+            "services:\n  echo:\n    listen: 127.0.0.1:{p}\n    builtin: echo\n    max_connections: 20000\n    max_per_source: 20000\n"
+        );
+        let (sd, _) = spawn_superd(bin, dir, "sessions", &config, true);
+        wait_serving(p, Proto::Echo).expect("echo serving");
+        let pid = sd.child.id();
+        let before = vm(pid, "VmRSS");
+        let base_fds = fd_count(pid);
+        let live: Vec<TcpStream> = (0..sessions)
+            .filter_map(|_| TcpStream::connect(("127.0.0.1", p)).ok())
+            .collect();
+        let until = Instant::now() + Duration::from_secs(60);
+        while fd_count(pid) < base_fds + live.len() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let with = vm(pid, "VmRSS");
+        let _ = writeln!(
+            out,
+            "| {label} ({} open) | {} | {} |",
+            fd_count(pid) - base_fds,
+            kib(before),
+            kib(with)
+        );
+        drop(live);
+        drop(sd);
+    }
+
+    // Syscalls per connection.
+    let _ = writeln!(
+        out,
+        "\nSyscalls per fork+exec connection (strace -c on the server process alone, c=1, 3 s):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| server | connections | syscalls / conn | the largest |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---|");
+    /// A server under strace: its label, port and pid, kept running.
+    struct Traced {
+        label: String,
+        port: u16,
+        pid: u32,
+        _superd: Option<Superd>,
+        child: Option<Child>,
+    }
+    let mut servers: Vec<Traced> = Vec::new();
+    for (bi, (label, bin)) in builds.iter().enumerate() {
+        let p = free_port();
+        let config = format!(
+            "services:\n  tiny:\n    listen: 127.0.0.1:{p}\n    exec: {}\n    user: root\n",
+            tiny.display()
+        );
+        let (sd, _) = spawn_superd(bin, dir, &format!("strace-{bi}"), &config, false);
+        servers.push(Traced {
+            label: format!("superd ({label})"),
+            port: p,
+            pid: sd.child.id(),
+            _superd: Some(sd),
+            child: None,
+        });
+    }
+    match start_tcpserver(tiny) {
+        Ok(mut s) => {
+            let child = s.child.take().expect("tcpserver child");
+            servers.push(Traced {
+                label: "tcpserver".into(),
+                port: s.port,
+                pid: child.id(),
+                _superd: None,
+                child: Some(child),
+            });
+        }
+        Err(e) => {
+            let _ = writeln!(out, "| tcpserver | - | - | not run: {e} |");
+        }
+    }
+    for t in &servers {
+        wait_serving(t.port, Proto::Tiny).expect("serving");
+        match strace_count(t.port, t.pid) {
+            Ok((n, per, top)) => {
+                let _ = writeln!(out, "| {} | {n} | {per:.1} | {top} |", t.label);
+            }
+            Err(e) => {
+                let _ = writeln!(out, "| {} | - | - | {e} |", t.label);
+            }
+        }
+    }
+    for t in servers.iter_mut() {
+        if let Some(c) = &mut t.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    out
+}
+
+/// Opens `n` connections to the `cat` service and keeps them, once superd
+/// (pid) has a child for each.
+fn hold_connections(port: u16, n: usize, pid: u32) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let s = std::net::TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(10),
+        );
+        match s {
+            Ok(s) => held.push(s),
+            Err(e) => panic!("live connection {i} of {n}: {e}"),
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(120);
+    while child_count(pid) < n && Instant::now() < until {
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        child_count(pid) >= n,
+        "{} live children of {n}",
+        child_count(pid)
+    );
+    held
+}
+
+fn child_count(pid: u32) -> usize {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map(|s| s.split_whitespace().count())
+        .unwrap_or(0)
+}
+
+fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// `n` exec services on ports of their own (127.3.0.1:20000 on, below
+/// the ephemeral range): with port 0 the kernel's search for a free port
+/// is what start-up measures (bind(2) walks the ports in use: 23 s for
+/// 10,000 on the machine of issue 22).
+fn services_config(tiny: &Path, n: usize, changed: bool) -> String {
+    let mut s = String::with_capacity(n * 80);
+    s.push_str("defaults:\n  user: nobody\nservices:\n");
+    for i in 0..n {
+        let extra = if changed && i == n / 2 {
+            ", changed"
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "  s{i:05}:\n    listen: 127.3.0.1:{}\n    exec: [{}{extra}]\n",
+            20_000 + i,
+            tiny.display()
+        );
+    }
+    s
+}
+
+/// strace -c on `pid` (its own thread only, no -f: not the children)
+/// during a 3 s round at c=1 on `port`; the connections, the syscalls per
+/// connection and the five most frequent calls.
+fn strace_count(port: u16, pid: u32) -> Result<(usize, f64, String), String> {
+    let out = std::env::temp_dir().join(format!("superd-bench-strace-{pid}"));
+    let mut st = Command::new("strace")
+        .args(["-c", "-o"])
+        .arg(&out)
+        .args(["-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("strace not runnable ({e})"))?;
+    thread::sleep(Duration::from_millis(500));
+    let r = run_round(port, Proto::Tiny, 1, Duration::from_secs(3), None);
+    // Connections: one clone (or fork) each while traced; the client's
+    // count (warm-up estimated) if the server started none.
+    let estimate = r.lat.len() + (r.rate * WARMUP.as_secs_f64()) as usize;
+    // SAFETY: SIGINT to the strace we started: it detaches and writes
+    // its summary.
+    unsafe { libc::kill(st.id() as i32, libc::SIGINT) };
+    let _ = st.wait();
+    let text = fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(&out);
+    let mut calls: Vec<(u64, String)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 5 || f[0].parse::<f64>().is_err() || f.last() == Some(&"total") {
+                return None;
+            }
+            Some((f[3].parse().ok()?, f.last()?.to_string()))
+        })
+        .collect();
+    calls.sort_by_key(|c| std::cmp::Reverse(c.0));
+    let total: u64 = calls.iter().map(|c| c.0).sum();
+    let clones: u64 = calls
+        .iter()
+        .filter(|c| matches!(c.1.as_str(), "clone" | "clone3" | "fork" | "vfork"))
+        .map(|c| c.0)
+        .sum();
+    let n = if clones > 0 {
+        clones as usize
+    } else {
+        estimate.max(1)
+    };
+    let top = calls
+        .iter()
+        .take(8)
+        .map(|(c, name)| format!("{name} {:.1}", *c as f64 / n as f64))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((n, total as f64 / n as f64, top))
+}
+
+/// The soft `nofile` limit up to the hard one: thousands of live
+/// connections are held by this process.
+fn raise_nofile() {
+    // SAFETY: getrlimit/setrlimit on this process with a local struct.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
 }

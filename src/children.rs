@@ -3,6 +3,7 @@
 //! its pid is its process group).
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use log::debug;
@@ -51,6 +52,9 @@ pub struct Child {
     pub strays: Vec<Stray>,
     /// Behind a proxy (`peer` is the client): the proxy's address.
     pub proxy: Option<std::net::SocketAddr>,
+    /// Its pidfd and the loop's token for it, where the kernel gives one
+    /// (see [`Children::reap_pidfd`]); closed when it is reaped.
+    pub pidfd: Option<(OwnedFd, Token)>,
 }
 
 /// How a reaped child ended.
@@ -116,10 +120,60 @@ impl Children {
         out
     }
 
+    /// Reaps the child `pid` through its pidfd if it has ended: that
+    /// child alone, O(1) whatever the number of others (waitpid(-1) makes
+    /// the kernel look at every child). `None` while it runs.
+    pub fn reap_pidfd(&mut self, pid: i32) -> Option<(i32, Child, Ended)> {
+        let (fd, _) = self.map.get(&pid)?.pidfd.as_ref()?;
+        let ended = match crate::sys::pidfd_reap(fd.as_fd()) {
+            Ok(Some(crate::sys::PidfdExit::Exited(code))) => Ended::Status(code),
+            Ok(Some(crate::sys::PidfdExit::Killed(sig))) => {
+                Ended::Signal(Signal::try_from(sig).unwrap_or(Signal::SIGKILL))
+            }
+            // Err: ECHILD, reaped already, which cannot be: only this and
+            // the sweep reap it, and either takes it out of the table.
+            Ok(None) | Err(_) => return None,
+        };
+        let child = self.map.remove(&pid)?;
+        Some((pid, child, ended))
+    }
+
+    /// Every child with a pidfd that has ended (shutdown, which does not
+    /// wait for their events).
+    pub fn reap_all_pidfds(&mut self) -> Vec<(i32, Child, Ended)> {
+        let pids: Vec<i32> = self
+            .map
+            .iter()
+            .filter(|(_, c)| c.pidfd.is_some())
+            .map(|(p, _)| *p)
+            .collect();
+        pids.into_iter()
+            .filter_map(|p| self.reap_pidfd(p))
+            .collect()
+    }
+
     /// Sends `sig` to every child's process group.
     pub fn signal_all(&self, sig: Signal) {
-        for pid in self.map.keys() {
-            signal_group(*pid, sig);
+        for (pid, c) in &self.map {
+            signal_child(*pid, c, sig);
+        }
+    }
+}
+
+/// Signals the process group of the child `pid` (a child in the table is
+/// not reaped yet, so its pid, and with it the group's number, is still
+/// its own); a child that died before its `setsid` gets it through its
+/// pidfd, or its pid without one.
+pub fn signal_child(pid: i32, child: &Child, sig: Signal) {
+    if kill(Pid::from_raw(-pid), sig).is_ok() {
+        return;
+    }
+    match &child.pidfd {
+        Some((fd, _)) => {
+            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32);
+        }
+        None => {
+            let _ = kill(Pid::from_raw(pid), sig);
         }
     }
 }
@@ -180,14 +234,6 @@ fn group_is_still(pgid: i32, ticks: u64) -> bool {
 /// free for anyone now.
 pub fn kill_leftover_group(pgid: i32, started_by: u64) -> bool {
     group_is_still(pgid, started_by) && kill(Pid::from_raw(-pgid), Signal::SIGKILL).is_ok()
-}
-
-/// Signals the process group of `pid`; falls back to the pid itself for a
-/// child that died before its `setsid`.
-pub fn signal_group(pid: i32, sig: Signal) {
-    if kill(Pid::from_raw(-pid), sig).is_err() {
-        let _ = kill(Pid::from_raw(pid), sig);
-    }
 }
 
 /// Formats a duration the way the logs show it: seconds, 3 decimals.

@@ -87,6 +87,18 @@ const PRE_EXEC_MAX: usize = 2;
 /// How often the report pipe of a child is read when epoll could not take
 /// it (out of memory, max_user_watches): the loop never waits for a child.
 const EXEC_CHECK: Duration = Duration::from_millis(10);
+/// The least time between two `waitpid(-1)` sweeps on SIGCHLD: each makes
+/// the kernel look at every child, so with thousands alive it is
+/// rate-bounded (a timer makes sure the one that is due comes, so no
+/// zombie stays). Without pidfds every child is reaped so.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+/// The same with pidfds: each child is reaped through its own, and the
+/// sweep is left to orphans that came back to superd. A child raises
+/// SIGCHLD too (exec gives every process the default exit signal), and a
+/// sweep reaps those of them that ended but whose pidfd event is still to
+/// come, each with another walk of every child: at 6,000 live children a
+/// 100 ms bound still took a quarter of superd's CPU.
+const SWEEP_INTERVAL_PIDFD: Duration = Duration::from_secs(1);
 /// Reads of 4 KiB from one stderr pipe before the loop looks elsewhere.
 const STDERR_READS_PER_TURN: usize = 16;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
@@ -276,6 +288,11 @@ enum Timer {
     /// A child's exec report pipe the loop could not watch: looked at
     /// again (see EXEC_CHECK).
     ExecCheck(Token),
+    /// The `waitpid(-1)` sweep held back by SWEEP_INTERVAL.
+    Sweep,
+    /// A child's pidfd the loop could not watch: tried again (as
+    /// ExecCheck).
+    PidfdCheck(i32, u64),
 }
 
 /// What outlived a child (by the child's serial): after its `timeout` SIGTERM, its process group
@@ -345,6 +362,12 @@ pub struct Daemon {
     reload_pending: bool,
     status_pending: bool,
     reap_pending: bool,
+    /// Children with a pidfd, by the token of their pidfd.
+    pidfds: HashMap<Token, i32>,
+    /// When the last `waitpid(-1)` sweep ran, and whether a Sweep timer
+    /// is set (see SWEEP_INTERVAL).
+    last_sweep: Option<Instant>,
+    sweep_due: bool,
     shutdown: Option<Signal>,
     /// When superd started (Unix seconds), for status and metrics.
     started_unix: f64,
@@ -448,6 +471,9 @@ impl Daemon {
             reload_pending: false,
             status_pending: false,
             reap_pending: false,
+            pidfds: HashMap::new(),
+            last_sweep: None,
+            sweep_due: false,
             shutdown: None,
             started_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -505,6 +531,10 @@ impl Daemon {
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
                 Timer::ProxyHeader(token) => self.headers.contains_key(token),
                 Timer::ExecCheck(token) => self.execs.contains_key(token),
+                Timer::Sweep => true,
+                Timer::PidfdCheck(pid, serial) => {
+                    self.children.get(*pid).is_some_and(|c| c.serial == *serial)
+                }
             })
             .collect();
     }
@@ -736,11 +766,16 @@ impl Daemon {
     /// Runs until SIGTERM/SIGINT, then shuts down. Returns the exit code.
     pub fn run(mut self) -> crate::ExitCode {
         info!(
-            "ready services={} listeners={} pid={} {}",
+            "ready services={} listeners={} pid={} {} reap={}",
             self.order.len(),
             self.listeners.len(),
             std::process::id(),
-            self.fence.describe()
+            self.fence.describe(),
+            if spawn::pidfd_works() {
+                "pidfd"
+            } else {
+                "waitpid"
+            }
         );
         self.notifier.notify("READY=1");
         // A turn's log lines go out together, before the loop sleeps.
@@ -794,12 +829,14 @@ impl Daemon {
                     self.exec_settled(token);
                 } else if self.headers.contains_key(&token) {
                     self.read_header(token);
+                } else if let Some(&pid) = self.pidfds.get(&token) {
+                    self.reap_one(pid);
                 }
             }
             self.deferred = deferred;
             if self.reap_pending {
                 self.reap_pending = false;
-                self.reap();
+                self.sweep_soon();
             }
             self.fire_timers();
             if self.status_pending {
@@ -1108,6 +1145,17 @@ impl Daemon {
         let now = Instant::now();
         let pid = spawned.pid.as_raw();
         let token = self.token();
+        let mut pidfd_watched = true;
+        let pidfd = spawned.pidfd.map(|fd| {
+            let t = self.token();
+            pidfd_watched = self
+                .poll
+                .registry()
+                .register(&mut SourceFd(&fd.as_raw_fd()), t, Interest::READABLE)
+                .is_ok();
+            self.pidfds.insert(t, pid);
+            (fd, t)
+        });
         self.children.insert(
             spawned.pid,
             Child {
@@ -1129,9 +1177,13 @@ impl Daemon {
                 cgroup,
                 strays: Vec::new(),
                 proxy: None,
+                pidfd,
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
+        if !pidfd_watched {
+            self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, self.next_serial));
+        }
         if let Some(t) = service.timeout {
             self.timer(now + t, Timer::ChildTimeout(pid, self.next_serial));
         }
@@ -1915,35 +1967,78 @@ impl Daemon {
 
     // ---- children ---------------------------------------------------------
 
+    /// SIGCHLD: a `waitpid(-1)` sweep now, or when SWEEP_INTERVAL since
+    /// the last one has passed (a timer; never later).
+    fn sweep_soon(&mut self) {
+        let now = Instant::now();
+        let interval = if spawn::pidfd_works() {
+            SWEEP_INTERVAL_PIDFD
+        } else {
+            SWEEP_INTERVAL
+        };
+        match self.last_sweep {
+            Some(last) if now < last + interval => {
+                if !self.sweep_due {
+                    self.sweep_due = true;
+                    self.timer(last + interval, Timer::Sweep);
+                }
+            }
+            _ => self.reap(),
+        }
+    }
+
+    /// The `waitpid(-1)` sweep: children without a pidfd, and orphans.
     fn reap(&mut self) {
         let now = Instant::now();
+        self.last_sweep = Some(now);
         // Killed cgroups empty as their processes end (each of which was
         // reaped by superd or by a parent in the same cgroup).
         self.dying.retain(|c| !c.remove());
-        for (pid, mut child, ended) in self.children.reap() {
-            // A child that died before exec: its report first (its end of
-            // the pipe is closed with it, so the report is all there), then
-            // its exit.
-            if let Some(token) = child.exec
-                && let Some(failed) = self.exec_settled(token)
-            {
-                child.exec_failed = failed;
+        for (pid, child, ended) in self.children.reap() {
+            self.child_ended(pid, child, ended, now);
+        }
+    }
+
+    /// The child `pid`'s pidfd is readable: reaps it alone; whether it was.
+    fn reap_one(&mut self, pid: i32) -> bool {
+        let Some((pid, child, ended)) = self.children.reap_pidfd(pid) else {
+            return false;
+        };
+        if !self.dying.is_empty() {
+            self.dying.retain(|c| !c.remove());
+        }
+        self.child_ended(pid, child, ended, Instant::now());
+        true
+    }
+
+    /// A reaped child: its exit line, what it left, its slots.
+    fn child_ended(&mut self, pid: i32, mut child: Child, ended: children::Ended, now: Instant) {
+        // A child that died before exec: its report first (its end of
+        // the pipe is closed with it, so the report is all there), then
+        // its exit.
+        if let Some(token) = child.exec
+            && let Some(failed) = self.exec_settled(token)
+        {
+            child.exec_failed = failed;
+        }
+        // Closing the pidfd (with `child`) takes it out of epoll too.
+        if let Some((_, token)) = &child.pidfd {
+            self.pidfds.remove(token);
+        }
+        let outcome = children::log_exit(pid, &child, ended, now);
+        if let Some(st) = self.services.get_mut(&child.service_id) {
+            st.counters
+                .exit(outcome, now.saturating_duration_since(child.started));
+        }
+        self.after_child(pid, &mut child, now);
+        if let Some(token) = child.wait_listener {
+            self.connection_ended(child.service_id, None);
+            match self.listen_fds_children.remove(&pid) {
+                Some(tokens) => self.resume_listeners(tokens),
+                None => self.resume_wait_listener(token),
             }
-            let outcome = children::log_exit(pid, &child, ended, now);
-            if let Some(st) = self.services.get_mut(&child.service_id) {
-                st.counters
-                    .exit(outcome, now.saturating_duration_since(child.started));
-            }
-            self.after_child(pid, &mut child, now);
-            if let Some(token) = child.wait_listener {
-                self.connection_ended(child.service_id, None);
-                match self.listen_fds_children.remove(&pid) {
-                    Some(tokens) => self.resume_listeners(tokens),
-                    None => self.resume_wait_listener(token),
-                }
-            } else {
-                self.connection_ended(child.service_id, child.source);
-            }
+        } else {
+            self.connection_ended(child.service_id, child.source);
         }
     }
 
@@ -2121,7 +2216,7 @@ impl Daemon {
                                 // what left it (setsid).
                                 Some(cg) => {
                                     if cg.signal(Signal::SIGTERM) == 0 {
-                                        children::signal_group(pid, Signal::SIGTERM);
+                                        children::signal_child(pid, c, Signal::SIGTERM);
                                     }
                                 }
                                 // Without a cgroup, what descends from the
@@ -2131,7 +2226,7 @@ impl Daemon {
                                 None => {
                                     let table = tree::processes();
                                     let below = tree::descendants(pid, &table);
-                                    children::signal_group(pid, Signal::SIGTERM);
+                                    children::signal_child(pid, c, Signal::SIGTERM);
                                     for p in below {
                                         if p.pgid != pid {
                                             let _ = nix::sys::signal::kill(
@@ -2158,7 +2253,7 @@ impl Daemon {
                         && c.timed_out
                     {
                         c.killed = true;
-                        children::signal_group(pid, Signal::SIGKILL);
+                        children::signal_child(pid, c, Signal::SIGKILL);
                         match &c.cgroup {
                             Some(cg) => cg.kill(),
                             None => {
@@ -2192,6 +2287,17 @@ impl Daemon {
                 Timer::ProxyHeader(token) => {
                     if self.headers.contains_key(&token) {
                         self.refuse_header(token, "no complete header within proxy_timeout");
+                    }
+                }
+                Timer::Sweep => {
+                    self.sweep_due = false;
+                    self.reap();
+                }
+                Timer::PidfdCheck(pid, serial) => {
+                    if self.children.get(pid).is_some_and(|c| c.serial == serial)
+                        && !self.reap_one(pid)
+                    {
+                        self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, serial));
                     }
                 }
                 Timer::SessionIdle(token) => {
@@ -2585,6 +2691,15 @@ impl Daemon {
         }
     }
 
+    /// Shutdown: the sweep and every child with a pidfd that ended.
+    fn reap_everything(&mut self) {
+        self.reap();
+        let now = Instant::now();
+        for (pid, child, ended) in self.children.reap_all_pidfds() {
+            self.child_ended(pid, child, ended, now);
+        }
+    }
+
     fn shutdown_now(mut self) -> crate::ExitCode {
         self.notifier.notify("STOPPING=1");
         for (_, mut e) in self.listeners.drain() {
@@ -2610,7 +2725,7 @@ impl Daemon {
         let deadline = Instant::now() + self.grace;
         let mut events = Events::with_capacity(64);
         loop {
-            self.reap();
+            self.reap_everything();
             let left = tree::descendants(me, &tree::processes());
             if self.children.is_empty() && left.is_empty() {
                 break;
@@ -2634,7 +2749,7 @@ impl Daemon {
                 // SIGKILL cannot be caught: reap them, waiting briefly.
                 let until = Instant::now() + Duration::from_secs(5);
                 while Instant::now() < until {
-                    self.reap();
+                    self.reap_everything();
                     if self.children.is_empty()
                         && tree::descendants(me, &tree::processes()).is_empty()
                     {
@@ -2677,11 +2792,14 @@ fn spawn_child(
     sock: std::os::fd::BorrowedFd<'_>,
     info: &ConnInfo,
 ) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
-    let Some((cgroup, dir)) = fence.prepare() else {
+    let Some(mut cgroup) = fence.prepare() else {
         return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
     };
-    match spawn::spawn(plan, sock, info, Some(dir.as_fd())) {
-        Ok(s) => Ok((s, Some(cgroup))),
+    match spawn::spawn(plan, sock, info, cgroup.dir()) {
+        Ok(s) => {
+            cgroup.started();
+            Ok((s, Some(cgroup)))
+        }
         Err(e) => {
             cgroup.remove();
             if matches!(e, Errno::EAGAIN | Errno::ENOMEM) {

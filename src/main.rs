@@ -93,6 +93,16 @@ fn run() -> ExitCode {
             return ExitCode::Failure;
         }
     };
+    // superd holds a pidfd for each live child (and a connection cgroup's
+    // two descriptors): its soft `nofile` goes up to the hard limit.
+    // Children do not inherit it (superd.yaml(5), `rlimits`: their soft
+    // `nofile` is 1024 unless set).
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
     let _pidfile = match &opts.pidfile {
         Some(path) => match pidfile::PidFile::acquire(path) {
             Ok(p) => Some(p),

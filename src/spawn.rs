@@ -151,6 +151,10 @@ pub struct Spawned {
     pub stderr: Option<OwnedFd>,
     /// How the child's way to exec ends; superd holds it until then.
     pub exec: Pending,
+    /// A pidfd for the child (`CLONE_PIDFD`) where [`pidfd_works`] holds
+    /// (and a descriptor was free): readable once it has exited, then
+    /// reaped by `waitid(P_PIDFD)` (see crate::children).
+    pub pidfd: Option<OwnedFd>,
 }
 
 /// A child on its way to exec: what it reads (the plan, its environment,
@@ -343,8 +347,10 @@ fn spawn_with(
         }
         StderrMode::Null => (None, None, dev_null()?),
     };
-    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    set_nonblocking(report_r.as_raw_fd())?;
+    // Both ends non-blocking in one call: the loop's read end must be, and
+    // the child writes its 8-byte report into an empty pipe, which never
+    // blocks (no fcntl pair per connection).
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
     // The child's dup3 onto 0-2 must not land on it, nor, with listen_fds,
     // its dup3 onto 3 … 3+n-1 (it reports a failure after those).
     let report_w = above(report_w, 3 + listen.len() as RawFd)?;
@@ -379,27 +385,50 @@ fn spawn_with(
     // The child runs `child_main` on `stack`, beside this thread. Signals
     // superd handles are blocked (signalfd), so no handler of superd's runs
     // in the child before it resets them.
+    let mut pidfd: libc::c_int = -1;
     let pid = if clone3_works() {
         let mut flags = libc::CLONE_VM as u64;
         if cgroup.is_some() {
             flags |= CLONE_INTO_CGROUP;
         }
-        let args = CloneArgs {
-            flags,
-            exit_signal: libc::SIGCHLD as u64,
-            stack: stack.base as u64,
-            stack_size: CHILD_STACK as u64,
-            cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
-            ..CloneArgs::default()
-        };
-        // SAFETY: as for clone below; `args` is read by the kernel during
-        // the call only.
-        let ret = unsafe { sys::clone3(&args, child_main, arg) };
-        if ret < 0 {
-            stack.release();
-            return Err(Errno::from_raw(-ret as i32));
+        // With a pidfd the child is reaped through it alone (see
+        // crate::children); its SIGCHLD only wakes the rate-bounded sweep
+        // left for orphans (exec would give it back the default exit
+        // signal anyway).
+        let mut with_pidfd = pidfd_works();
+        loop {
+            let args = CloneArgs {
+                flags: if with_pidfd {
+                    flags | CLONE_PIDFD
+                } else {
+                    flags
+                },
+                pidfd: if with_pidfd {
+                    &mut pidfd as *mut libc::c_int as u64
+                } else {
+                    0
+                },
+                exit_signal: libc::SIGCHLD as u64,
+                stack: stack.base as u64,
+                stack_size: CHILD_STACK as u64,
+                cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
+                ..CloneArgs::default()
+            };
+            // SAFETY: as for clone below; `args` is read by the kernel
+            // during the call only.
+            let ret = unsafe { sys::clone3(&args, child_main, arg) };
+            // Out of descriptors for the pidfd: this child goes without
+            // one, reaped by the sweep (see crate::children).
+            if with_pidfd && (ret == -(libc::EMFILE as isize) || ret == -(libc::ENFILE as isize)) {
+                with_pidfd = false;
+                continue;
+            }
+            if ret < 0 {
+                stack.release();
+                return Err(Errno::from_raw(-ret as i32));
+            }
+            break ret as libc::pid_t;
         }
-        ret as libc::pid_t
     } else {
         // SAFETY: the child makes only raw syscalls on `child`, which
         // `Pending` keeps alive (with the plan, the environment and the
@@ -421,8 +450,12 @@ fn spawn_with(
     drop(report_w);
     drop(stderr_w);
     drop(sock_moved);
+    // SAFETY: with CLONE_PIDFD the kernel wrote a new close-on-exec pidfd
+    // (owned by no one else) into the slot; otherwise it is still -1.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
     Ok(Spawned {
         pid: Pid::from_raw(pid),
+        pidfd,
         stderr: stderr_r,
         exec: Pending {
             pipe: report_r,
@@ -441,6 +474,40 @@ fn spawn_with(
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), the flag of `clone3` only.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `CLONE_PIDFD` (Linux 5.2): the kernel writes a pidfd for the child to
+/// `clone_args.pidfd`.
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// `P_PIDFD` for waitid(2) (Linux 5.4).
+pub const P_PIDFD: libc::idtype_t = 3;
+
+/// Whether children are started with a pidfd and reaped through it:
+/// `clone3` works and waitid(2) knows `P_PIDFD` (Linux >= 5.4); probed
+/// once. Otherwise children are reaped by `waitpid(-1)` on SIGCHLD.
+pub fn pidfd_works() -> bool {
+    static PIDFD: OnceLock<bool> = OnceLock::new();
+    *PIDFD.get_or_init(|| {
+        if !clone3_works() {
+            return false;
+        }
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid(2) on a pidfd that is no open fd (the largest
+        // number; a negative one is EINVAL) waits for nothing: a kernel
+        // that knows P_PIDFD answers EBADF, an older one EINVAL. `info`
+        // is ours for the kernel to write.
+        let ret = unsafe {
+            libc::waitid(
+                P_PIDFD,
+                i32::MAX as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        ret == -1 && Errno::last() == Errno::EBADF
+    })
+}
 
 /// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
 #[repr(C)]

@@ -278,3 +278,67 @@ pub fn process_view() -> crate::metrics::ProcessView {
     }
     v
 }
+
+/// How a child reaped through its pidfd ended: `Exited(code)` or
+/// `Killed(signal)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PidfdExit {
+    Exited(i32),
+    Killed(i32),
+}
+
+/// Reaps the child behind `pidfd` if it has ended (`waitid(P_PIDFD, …,
+/// WEXITED | WNOHANG)`): that child only, whatever the number of
+/// others. `Ok(None)` while it runs.
+pub fn pidfd_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<PidfdExit>> {
+    // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waitid(2) writes only `info`, which is ours.
+        let rc = unsafe {
+            libc::waitid(
+                crate::spawn::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        if rc == 0 {
+            break;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    // SAFETY: waitid filled `info` for a SIGCHLD-style report (or left it
+    // zero: nothing ended yet); si_pid and si_status are valid there.
+    let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
+    }
+    Ok(Some(match info.si_code {
+        libc::CLD_EXITED => PidfdExit::Exited(status),
+        _ => PidfdExit::Killed(status),
+    }))
+}
+
+/// pidfd_send_signal(2): `sig` to the process behind `pidfd`, never to
+/// another that took its pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
+    // SAFETY: the call takes the fd, the signal and two null/zero
+    // arguments; it reads no memory of ours.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -71,21 +71,15 @@ impl Fence {
         self.cgroups.is_some()
     }
 
-    /// A new, empty cgroup for one connection, with a descriptor of it for
-    /// `clone3`; `None` without cgroups, or when it cannot be made (the
-    /// child then starts without one; the first failure is logged).
-    pub fn prepare(&mut self) -> Option<(ConnCgroup, OwnedFd)> {
+    /// A new, empty cgroup for one connection (its descriptor for `clone3`
+    /// is [`ConnCgroup::dir`]); `None` without cgroups, or when it cannot
+    /// be made (the child then starts without one; the first failure is
+    /// logged). An emptied one from the pool when there is one: no mkdir.
+    pub fn prepare(&mut self) -> Option<ConnCgroup> {
         let c = self.cgroups.as_mut()?;
-        let open = |path: &Path| {
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(path)
-                .map(OwnedFd::from)
-        };
         while let Some(cg) = c.pool.pop() {
-            match open(&cg.path) {
-                Ok(fd) => return Some((cg, fd)),
+            match ConnCgroup::open(cg.path.clone()) {
+                Ok(cg) => return Some(cg),
                 Err(_) => {
                     cg.remove();
                 }
@@ -94,12 +88,12 @@ impl Fence {
         c.next += 1;
         let path = c.base.join(format!("c{}", c.next));
         let made = fs::create_dir(&path).and_then(|()| {
-            open(&path).inspect_err(|_| {
+            ConnCgroup::open(path.clone()).inspect_err(|_| {
                 let _ = fs::remove_dir(&path);
             })
         });
         match made {
-            Ok(fd) => Some((ConnCgroup { path }, fd)),
+            Ok(cg) => Some(cg),
             Err(e) => {
                 c.warn_once(&path, &e.to_string());
                 None
@@ -268,12 +262,42 @@ fn unescape(field: &str) -> PathBuf {
 
 /// One connection's cgroup: its child and everything the child starts
 /// (empty when a child starts in it).
+///
+/// It holds a descriptor of its directory (`O_PATH`) only from
+/// [`Fence::prepare`] to the `clone3` that starts its child in it (see
+/// [`ConnCgroup::started`]).
 #[derive(Debug)]
 pub struct ConnCgroup {
     path: PathBuf,
+    dir: Option<OwnedFd>,
 }
 
 impl ConnCgroup {
+    fn open(path: PathBuf) -> io::Result<ConnCgroup> {
+        let dir = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(&path)
+            .map(OwnedFd::from)?;
+        Ok(ConnCgroup {
+            path,
+            dir: Some(dir),
+        })
+    }
+
+    /// Its child started in it: the directory's descriptor goes. Each
+    /// clone copies every descriptor superd holds, so one kept per live
+    /// child would make every start dearer as children add up.
+    pub fn started(&mut self) {
+        self.dir = None;
+    }
+
+    /// The directory's descriptor, for `clone3` (`CLONE_INTO_CGROUP`);
+    /// `None` once [`started`](Self::started).
+    pub fn dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.dir.as_ref().map(std::os::fd::AsFd::as_fd)
+    }
+
     /// Sends `sig` to every process in it; how many there were.
     pub fn signal(&self, sig: Signal) -> usize {
         let procs = fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
@@ -291,9 +315,15 @@ impl ConnCgroup {
 
     /// Whether a process still runs in it (zombies do not count).
     pub fn populated(&self) -> bool {
-        fs::read_to_string(self.path.join("cgroup.events"))
-            .map(|e| e.lines().any(|l| l == "populated 1"))
-            .unwrap_or(false)
+        use std::io::Read;
+        let Ok(mut file) = fs::File::open(self.path.join("cgroup.events")) else {
+            return false;
+        };
+        // A few short lines ("populated 0\nfrozen 0\n"): one read gets
+        // them all.
+        let mut buf = [0u8; 128];
+        let n = file.read(&mut buf).unwrap_or(0);
+        buf[..n].split(|&b| b == b'\n').any(|l| l == b"populated 1")
     }
 
     /// Removes it if it is empty; whether it is gone.

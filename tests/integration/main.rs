@@ -21,6 +21,7 @@ mod metrics;
 mod oneline;
 mod package;
 mod proxy;
+mod reap;
 mod review;
 mod socket_files;
 mod sockets;
