@@ -783,6 +783,8 @@ impl Daemon {
                 signals::Event::Reload => self.reload_pending = true,
                 signals::Event::Status => self.status_pending = true,
                 signals::Event::Child => self.reap_pending = true,
+                signals::Event::Upgrade => warn!("signal ignored signal=SIGUSR2"),
+                signals::Event::Ignored(s) => warn!("signal ignored signal={}", s.as_str()),
                 signals::Event::Shutdown(s) => {
                     if self.shutdown.is_none() {
                         info!("shutting down signal={}", s.as_str());
