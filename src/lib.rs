@@ -58,6 +58,7 @@ pub mod startup;
 pub mod status;
 pub mod sys;
 pub mod tree;
+pub mod upgrade;
 
 /// superd's exit statuses (SPEC §1), in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
