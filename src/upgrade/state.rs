@@ -42,6 +42,7 @@ pub struct State {
     pub listeners: Vec<ListenerState>,
     pub children: Vec<ChildState>,
     pub pipes: Vec<PipeState>,
+    pub sessions: Vec<SessionState>,
     pub services: Vec<ServiceCounters>,
 }
 
@@ -112,6 +113,43 @@ pub struct PipeState {
     pub pid: i32,
     pub pending: Vec<u8>,
     pub cut: bool,
+}
+
+/// A builtin stream session (echo, discard, chargen, a daytime or time
+/// reply not yet all sent).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionState {
+    pub fd: i32,
+    pub service: String,
+    pub peer: PeerState,
+    pub per_source: bool,
+    pub age_ns: u64,
+    /// Nanoseconds since the last byte moved (the idle timer's start).
+    pub idle_ns: u64,
+    pub idle_timeout_ns: u64,
+    pub kind: SessionKind,
+    pub read_eof: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum SessionKind {
+    /// The bytes read and not yet written back.
+    Echo {
+        pending: Vec<u8>,
+    },
+    Discard,
+    Reply {
+        data: Vec<u8>,
+        sent: usize,
+    },
+    /// The offset of the next byte in chargen's period.
+    Chargen {
+        pos: usize,
+    },
 }
 
 /// A service's counters (by name: ids are the image's own).
@@ -187,6 +225,7 @@ impl State {
             listeners: Vec::new(),
             children: Vec::new(),
             pipes: Vec::new(),
+            sessions: Vec::new(),
             services: Vec::new(),
         }
     }
@@ -219,6 +258,7 @@ impl State {
     pub fn fds(&self) -> Vec<i32> {
         let mut v: Vec<i32> = self.listeners.iter().map(|l| l.fd).collect();
         v.extend(self.pipes.iter().map(|p| p.fd));
+        v.extend(self.sessions.iter().map(|s| s.fd));
         v.extend(self.pidfile.as_ref().map(|p| p.fd));
         v.extend(self.previous_exe_fd);
         v
@@ -292,6 +332,37 @@ mod tests {
             pending: b"half a li".to_vec(),
             cut: true,
         });
+        for (fd, kind) in [
+            (
+                10,
+                SessionKind::Echo {
+                    pending: b"owed".to_vec(),
+                },
+            ),
+            (11, SessionKind::Discard),
+            (
+                12,
+                SessionKind::Reply {
+                    data: b"Sunday".to_vec(),
+                    sent: 2,
+                },
+            ),
+            (13, SessionKind::Chargen { pos: 7000 }),
+        ] {
+            s.sessions.push(SessionState {
+                fd,
+                service: "echo".into(),
+                peer: PeerState::Inet("[::1]:4000".parse().unwrap()),
+                per_source: fd % 2 == 0,
+                age_ns: 5,
+                idle_ns: 6,
+                idle_timeout_ns: 7,
+                kind,
+                read_eof: fd == 10,
+                bytes_in: 8,
+                bytes_out: 9,
+            });
+        }
         s.services.push(ServiceCounters {
             service: "hello".into(),
             accepted: 10,
@@ -309,7 +380,7 @@ mod tests {
         let back = State::from_bytes(&s.to_bytes()).expect("reads its own");
         assert_eq!(back, s);
         assert_eq!(back.from, env!("CARGO_PKG_VERSION"));
-        assert_eq!(back.fds(), vec![5, 7, 4, 9]);
+        assert_eq!(back.fds(), vec![5, 7, 10, 11, 12, 13, 4, 9]);
     }
 
     #[test]

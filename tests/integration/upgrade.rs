@@ -49,3 +49,379 @@ fn kill_raw(pid: i32, sig: i32) -> i32 {
         .expect("run kill");
     out.code().unwrap_or(-1)
 }
+
+/// superd started from a copy of the binary in its own directory, so a
+/// test can put another file at that path.
+fn start_from_copy(yaml: &str) -> (Superd, std::path::PathBuf) {
+    let dir = TempDir::new("up");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(conf.join("test.yaml"), yaml).unwrap();
+    let exe = dir.path().join("bin-superd");
+    install(&superd_bin(), &exe);
+    let cmd = std::process::Command::new(&exe);
+    let d = Superd::spawn_command(cmd, dir, &[conf.to_str().unwrap(), "-v"], &[]);
+    d.wait_for(&["ready "]);
+    (d, exe)
+}
+
+/// Puts `from` at `to` as a new file (a rename: the running binary's file
+/// is never written).
+fn install(from: &std::path::Path, to: &std::path::Path) {
+    let tmp = to.with_extension("new");
+    std::fs::copy(from, &tmp).expect("copy the binary");
+    set_mode(&tmp, 0o755);
+    std::fs::rename(&tmp, to).expect("rename the binary");
+}
+
+fn install_text(text: &str, to: &std::path::Path, mode: u32) {
+    let tmp = to.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    set_mode(&tmp, mode);
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+fn set_mode(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The inode of the TCP socket listening on 127.0.0.1:`port`.
+fn listening_inode(port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let want = format!("0100007F:{port:04X}");
+    text.lines().skip(1).find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 9 && f[1] == want && f[3] == "0A").then(|| f[9].parse().ok())?
+    })
+}
+
+fn services_yaml() -> String {
+    let user = user_line();
+    format!(
+        "services:\n  hi:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, hi]\n    {user}\n  \
+         hold:\n    listen: 127.0.0.1:0\n    exec: [/bin/cat]\n    {user}\n  \
+         slow:\n    listen: 127.0.0.1:0\n    exec: [/bin/sleep, \"60\"]\n    timeout: 4s\n    {user}\n  \
+         echo:\n    listen: 127.0.0.1:0\n    builtin: echo\n  \
+         chargen:\n    listen: 127.0.0.1:0\n    builtin: chargen\n"
+    )
+}
+
+/// Clients at concurrency 8 on `addr`, each expecting `hi`; returns the
+/// stop flag, the count of good answers and the failures seen.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(addr: &str, clients: usize) -> Load {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failures = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let threads = (0..clients)
+            .map(|_| {
+                let (stop, ok, failures, addr) =
+                    (stop.clone(), ok.clone(), failures.clone(), addr.to_string());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        let got = std::net::TcpStream::connect(&addr).and_then(|mut s| {
+                            s.set_read_timeout(Some(DEADLINE))?;
+                            let mut v = Vec::new();
+                            s.read_to_end(&mut v)?;
+                            Ok(v)
+                        });
+                        match got {
+                            Ok(v) if v == b"hi\n" => {
+                                ok.fetch_add(1, Ordering::SeqCst);
+                            }
+                            Ok(v) => failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("answer {:?}", String::from_utf8_lossy(&v))),
+                            Err(e) => failures.lock().unwrap().push(e.to_string()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            ok,
+            failures,
+            threads,
+        }
+    }
+
+    fn served(&self) -> usize {
+        self.ok.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Stops the clients; the failures they saw.
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        for t in self.threads {
+            t.join().unwrap();
+        }
+        std::mem::take(&mut *self.failures.lock().unwrap())
+    }
+}
+
+/// The byte at `n` of chargen's stream (RFC 864: lines of 72 printable
+/// characters, each starting one further, then CRLF).
+fn chargen_byte(n: u64) -> u8 {
+    let (line, col) = (n / 74, n % 74);
+    match col {
+        72 => b'\r',
+        73 => b'\n',
+        _ => b' ' + ((line + col) % 95) as u8,
+    }
+}
+
+/// A chargen reader: the bytes it read, all checked against the stream.
+struct Reader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+impl Reader {
+    fn start(addr: &str) -> Reader {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut s = connect(addr);
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        let (stop2, read2) = (stop.clone(), read.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            let mut at = 0u64;
+            while !stop2.load(Ordering::SeqCst) {
+                let n = s.read(&mut buf).map_err(|e| format!("at {at}: {e}"))?;
+                if n == 0 {
+                    return Err(format!("closed at {at}"));
+                }
+                for &b in &buf[..n] {
+                    if b != chargen_byte(at) {
+                        return Err(format!("byte {at} is {b}, not {}", chargen_byte(at)));
+                    }
+                    at += 1;
+                }
+                read2.store(at, Ordering::SeqCst);
+            }
+            Ok(())
+        });
+        Reader { stop, read, thread }
+    }
+
+    fn read(&self) -> u64 {
+        self.read.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn finish(self) -> Result<(), String> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+fn wait_served_more(d: &Superd, load: &Load, than: usize) {
+    d.wait_until("the clients to be served", || load.served() > than + 8);
+}
+
+/// SIGUSR2 under load: nothing refused or reset, the same pid and
+/// listening socket, a child from before is reaped after with its start
+/// time, a timeout set before fires after, no zombie, no fd left over.
+#[test]
+fn an_upgrade_under_load_drops_nothing() {
+    use std::io::{Read, Write};
+    let (d, exe) = start_from_copy(&services_yaml());
+    let hi = d.addr("hi");
+    let port = d.port("hi");
+    let inode = listening_inode(port).expect("listening");
+    let fds = d.fd_count();
+    let pid = d.pid();
+
+    let load = Load::start(&hi, 8);
+    wait_served_more(&d, &load, 0);
+    let mut hold = connect(&d.addr("hold"));
+    hold.write_all(b"before\n").unwrap();
+    let mut buf = [0u8; 7];
+    hold.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"before\n");
+    let held_since = std::time::Instant::now();
+    let _slow = connect(&d.addr("slow"));
+    d.wait_for(&["spawn service=slow"]);
+    // Builtin sessions open across it: echo owes nothing, chargen streams.
+    let mut echo = connect(&d.addr("echo"));
+    echo.write_all(b"one\n").unwrap();
+    let mut four = [0u8; 4];
+    echo.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"one\n");
+    let chargen = Reader::start(&d.addr("chargen"));
+    d.wait_until("chargen bytes", || chargen.read() > 100_000);
+
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    let line = d.wait_for(&["upgraded from="]);
+    assert!(
+        line.contains(&format!("to={}", env!("CARGO_PKG_VERSION"))),
+        "{line}"
+    );
+    let served = load.served();
+    wait_served_more(&d, &load, served);
+    // The sessions go on: chargen's bytes flow on in sequence well past
+    // what the socket buffers held at the exec.
+    let before = chargen.read();
+    d.wait_until("chargen bytes after the upgrade", || {
+        chargen.read() > before + 32 * 1024 * 1024
+    });
+    echo.write_all(b"two\n").unwrap();
+    echo.read_exact(&mut four).unwrap();
+    assert_eq!(&four, b"two\n");
+    drop(echo);
+    chargen.finish().expect("chargen's stream");
+    d.wait_for(&["exit service=chargen"]);
+
+    // The same process, the same socket.
+    assert_eq!(d.pid(), pid);
+    assert_eq!(listening_inode(port), Some(inode));
+    // The child from before still talks, and is reaped by the new image.
+    hold.write_all(b"after!\n").unwrap();
+    hold.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after!\n");
+    drop(hold);
+    let exit = d.wait_for(&["exit service=hold "]);
+    let lasted: f64 = field(&exit, "duration")
+        .unwrap()
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(
+        lasted >= held_since.elapsed().as_secs_f64() - 0.5 && lasted > 0.0,
+        "{exit}"
+    );
+    // Its timeout, set before, fires after.
+    d.wait_for(&["timeout service=slow "]);
+    d.wait_for(&["exit service=slow ", "reason=timeout"]);
+
+    let failures = load.finish();
+    assert!(failures.is_empty(), "failures: {failures:?}");
+    d.wait_until("no zombie and the fds back", || {
+        d.zombies() == 0 && d.fd_count() <= fds
+    });
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// 100 upgrades in a row under light load: every one takes, the pid and
+/// the socket stay, and memory does not grow.
+#[test]
+fn a_hundred_upgrades_in_a_row() {
+    let (d, exe) = start_from_copy(&services_yaml());
+    let hi = d.addr("hi");
+    let port = d.port("hi");
+    let inode = listening_inode(port).expect("listening");
+    let pid = d.pid();
+    let fds = d.fd_count();
+    install(&superd_bin(), &exe);
+    let load = Load::start(&hi, 1);
+    let mut rss10 = 0;
+    for i in 1..=100 {
+        d.signal(Signal::SIGUSR2);
+        d.wait_nth(i, &["upgraded from="]);
+        if i == 10 {
+            rss10 = d.rss_kib();
+        }
+    }
+    let served = load.served();
+    wait_served_more(&d, &load, served);
+    let rss100 = d.rss_kib();
+    let failures = load.finish();
+    assert!(failures.is_empty(), "failures: {failures:?}");
+    assert_eq!(d.pid(), pid);
+    assert_eq!(listening_inode(port), Some(inode));
+    assert!(
+        rss100 <= rss10 + rss10 / 4 + 1024,
+        "VmRSS {rss10} kB after 10 upgrades, {rss100} kB after 100"
+    );
+    d.wait_until("no zombie and the fds back", || {
+        d.zombies() == 0 && d.fd_count() <= fds
+    });
+    assert!(d.lines_with(&["upgrade refused"]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A new binary that cannot run, or fails its `--check`: refused, and
+/// superd serves on as it was.
+#[test]
+fn a_broken_new_binary_is_refused() {
+    let (d, exe) = start_from_copy(&services_yaml());
+    let hi = d.addr("hi");
+    let pid = d.pid();
+    install_text("\x7fELF not really", &exe, 0o644);
+    d.signal(Signal::SIGUSR2);
+    let line = d.wait_nth(1, &["upgrade refused"]);
+    assert!(line.contains("reason="), "{line}");
+    assert_eq!(exchange(&hi, b""), b"hi\n");
+    install_text("#!/bin/sh\necho broken >&2\nexit 1\n", &exe, 0o755);
+    d.signal(Signal::SIGUSR2);
+    let line = d.wait_nth(2, &["upgrade refused"]);
+    assert!(
+        line.contains("--check failed") && line.contains("broken"),
+        "{line}"
+    );
+    assert_eq!(exchange(&hi, b""), b"hi\n");
+    assert_eq!(d.pid(), pid);
+    assert!(d.lines_with(&["upgraded from="]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A new binary that passes `--check` but refuses the state (a format of
+/// another version): the previous binary takes the state back, same pid,
+/// still serving, its children still its own.
+#[test]
+fn a_new_binary_that_cannot_restore_is_rolled_back() {
+    use std::io::{Read, Write};
+    let (d, exe) = start_from_copy(&services_yaml());
+    let hi = d.addr("hi");
+    let port = d.port("hi");
+    let inode = listening_inode(port).expect("listening");
+    let pid = d.pid();
+    let mut hold = connect(&d.addr("hold"));
+    hold.write_all(b"before\n").unwrap();
+    let mut buf = [0u8; 7];
+    hold.read_exact(&mut buf).unwrap();
+    // The same binary, reading state format 999 only.
+    let real = exe.with_file_name("real-superd");
+    install(&superd_bin(), &real);
+    install_text(
+        &format!(
+            "#!/bin/sh\nSUPERD_STATE_VERSION=999 exec {} \"$@\"\n",
+            real.display()
+        ),
+        &exe,
+        0o755,
+    );
+    d.signal(Signal::SIGUSR2);
+    let line = d.wait_for(&["upgrade failed", "rolled back"]);
+    assert!(line.contains("999"), "{line}");
+    d.wait_nth(2, &["ready "]);
+    assert_eq!(d.pid(), pid);
+    assert_eq!(listening_inode(port), Some(inode));
+    assert_eq!(exchange(&hi, b""), b"hi\n");
+    hold.write_all(b"after!\n").unwrap();
+    hold.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after!\n");
+    drop(hold);
+    d.wait_for(&["exit service=hold "]);
+    // And a good binary upgrades it afterwards.
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    assert_eq!(exchange(&hi, b""), b"hi\n");
+    assert_eq!(d.stop().code(), Some(0));
+}
