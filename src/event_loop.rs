@@ -445,7 +445,9 @@ impl Daemon {
             reloads_ok: 0,
             reloads_failed: 0,
             upgrade: None,
-            upgrade_pending: None,
+            // A restored image accepts only once its children, sessions
+            // and limits are back (see upgrade::Daemon::restore).
+            upgrade_pending: upgraded.hold_accepts.then(Instant::now),
         };
         let namespaces = d
             .namespaces_for(&config.services, &HashMap::new())

@@ -106,6 +106,10 @@ fn run() -> ExitCode {
         },
         None => None,
     };
+    // Before the listeners are bound and logged: whoever counts superd's
+    // descriptors once it listens finds them all.
+    let mut ctx = upgrade::Context::at_start(None, notify_socket);
+    ctx.pidfile = _pidfile.as_ref().map(pidfile::PidFile::held);
     let mut daemon = match Daemon::start(config, source, opts.grace, signals, notifier) {
         Ok(d) => d,
         Err(e) => {
@@ -113,8 +117,6 @@ fn run() -> ExitCode {
             return ExitCode::Failure;
         }
     };
-    let mut ctx = upgrade::Context::at_start(None, notify_socket);
-    ctx.pidfile = _pidfile.as_ref().map(pidfile::PidFile::held);
     daemon.set_upgrade(ctx);
     daemon.run()
 }
@@ -164,6 +166,8 @@ fn run_upgraded(opts: cli::Options, incoming: upgrade::Incoming) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(incoming, Some(copies), format!("signals: {e}")),
     };
+    let mut ctx =
+        upgrade::Context::at_start(Some(state.exe.clone().into()), state.notify_socket.clone());
     let daemon = Daemon::restore(config, source, opts.grace, signals, notifier, &state);
     let mut daemon = match daemon {
         Ok(d) => d,
@@ -178,8 +182,6 @@ fn run_upgraded(opts: cli::Options, incoming: upgrade::Incoming) -> ExitCode {
     superd::event_loop::log_restored(&state, incoming.failed.as_deref());
     drop(copies);
     drop(incoming);
-    let mut ctx =
-        upgrade::Context::at_start(Some(state.exe.clone().into()), state.notify_socket.clone());
     ctx.pidfile = _pidfile.as_ref().map(pidfile::PidFile::held);
     daemon.set_upgrade(ctx);
     daemon.run()

@@ -37,6 +37,8 @@ pub const EXEC_WAIT: Duration = Duration::from_secs(2);
 pub struct Adopted {
     pub busy: Vec<RawFd>,
     pub own: Vec<RawFd>,
+    /// Accept nothing until the restore is complete.
+    pub hold_accepts: bool,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -232,6 +234,7 @@ impl Daemon {
                 refused: c.refused.to_vec(),
                 exec_failures: c.exec_failures,
                 exits: c.exits.to_vec(),
+                rate_fill: st.limits.rate_fill(now),
             });
         }
         s
@@ -263,6 +266,7 @@ impl Daemon {
                 .filter(|l| !l.inherited)
                 .map(|l| l.fd)
                 .collect(),
+            hold_accepts: true,
         };
         let inherited: Vec<Inherited> = state
             .listeners
@@ -298,6 +302,9 @@ impl Daemon {
             c.exec_failures = sc.exec_failures;
             for (to, from) in c.exits.iter_mut().zip(&sc.exits) {
                 *to = *from;
+            }
+            if let Some(fill) = sc.rate_fill {
+                st.limits.set_rate_fill(fill, Instant::now());
             }
         }
         let now = Instant::now();
@@ -406,6 +413,10 @@ impl Daemon {
         // A child may have ended during the exec: its SIGCHLD is pending
         // on the new signalfd, but reap once anyway.
         d.reap_pending = true;
+        // Everything is back (connection counts, rate fills): accept what
+        // waited in the backlogs.
+        d.upgrade_pending = None;
+        d.drain_all();
         Ok(d)
     }
 }

@@ -152,7 +152,8 @@ pub enum SessionKind {
     },
 }
 
-/// A service's counters (by name: ids are the image's own).
+/// A service's counters and `rate` bucket (by name: ids are the image's
+/// own).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceCounters {
@@ -162,6 +163,9 @@ pub struct ServiceCounters {
     pub refused: Vec<u64>,
     pub exec_failures: u64,
     pub exits: Vec<u64>,
+    /// The `rate` bucket's fill: whole tokens, the remainder and the
+    /// period in nanoseconds.
+    pub rate_fill: Option<[u64; 3]>,
 }
 
 /// Why a state document was refused.
@@ -370,6 +374,7 @@ mod tests {
             refused: vec![1, 2, 3],
             exec_failures: 4,
             exits: vec![5, 6, 7, 8],
+            rate_fill: Some([1, 2, 3]),
         });
         s
     }

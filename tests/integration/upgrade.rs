@@ -425,3 +425,65 @@ fn a_new_binary_that_cannot_restore_is_rolled_back() {
     assert_eq!(exchange(&hi, b""), b"hi\n");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A wait service's child running across an upgrade keeps its listener:
+/// the new image does not watch it (no second child while the first
+/// runs), and takes it back when the child ends. The child's stderr
+/// pipe (`stderr: log`) carries over with it.
+#[test]
+fn a_wait_child_keeps_its_listener_across_an_upgrade() {
+    let user = user_line();
+    let flag = std::env::temp_dir().join(format!("superd-upgrade-wait-{}", std::process::id()));
+    let _ = std::fs::remove_file(&flag);
+    let (d, exe) = start_from_copy(&format!(
+        "services:\n  w:\n    listen: 127.0.0.1:0\n    wait: true\n    stderr: log\n    \
+         exec: [/bin/sh, -c, \"echo started >&2; while [ ! -e {f} ]; do sleep 0.05; done; echo ending >&2\"]\n    {user}\n",
+        f = flag.display()
+    ));
+    let addr = d.addr("w");
+    let _first = connect(&addr);
+    d.wait_nth(1, &["spawn service=w"]);
+    d.wait_for(&["stderr service=w", "started"]);
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from=", "children=1"]);
+    // Waits in the backlog until the child ends.
+    let _second = connect(&addr);
+    std::fs::write(&flag, "").unwrap();
+    d.wait_for(&["stderr service=w", "ending"]);
+    d.wait_for(&["exit service=w "]);
+    d.wait_nth(2, &["spawn service=w"]);
+    let text = d.log_text();
+    let first_exit = text.find("exit service=w ").unwrap();
+    let second_spawn = text.rfind("spawn service=w").unwrap();
+    assert!(first_exit < second_spawn, "{text}");
+    d.wait_nth(2, &["exit service=w "]);
+    let _ = std::fs::remove_file(&flag);
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// Counters and a `rate` bucket's fill carry over: a service whose one
+/// token a minute is spent is still paused after an upgrade, and its
+/// counts go on.
+#[test]
+fn counters_and_the_rate_bucket_carry_over() {
+    let (d, exe) = start_from_copy(
+        "services:\n  r:\n    listen: 127.0.0.1:0\n    builtin: daytime\n    rate: \"1/m\"\n",
+    );
+    let addr = d.addr("r");
+    assert!(!exchange(&addr, b"").is_empty());
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    // The second connection waits for the next token, a minute away.
+    let _waiting = connect(&addr);
+    d.wait_until("the service paused for its rate", || {
+        d.signal(Signal::SIGUSR1);
+        let n = d.lines_with(&["status service=r "]).len();
+        d.wait_nth(n + 1, &["status service=r "])
+            .contains("state=paused_rate")
+    });
+    let st = d.lines_with(&["status service=r "]).pop().unwrap();
+    assert!(st.contains(" accepted=1 "), "{st}");
+    assert_eq!(d.stop().code(), Some(0));
+}
