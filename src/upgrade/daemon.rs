@@ -94,7 +94,7 @@ impl Daemon {
             self.listeners.len(),
             self.sessions.len()
         );
-        self.notifier.notify("RELOADING=1");
+        self.notifier.reloading();
         // What cannot be carried ends here, logged: a metrics session
         // (its request half read), and what outlived a child (its SIGKILL
         // was due anyway).

@@ -53,6 +53,10 @@ fn kill_raw(pid: i32, sig: i32) -> i32 {
 /// superd started from a copy of the binary in its own directory, so a
 /// test can put another file at that path.
 fn start_from_copy(yaml: &str) -> (Superd, std::path::PathBuf) {
+    start_from_copy_with(yaml, &[])
+}
+
+fn start_from_copy_with(yaml: &str, env: &[(&str, &str)]) -> (Superd, std::path::PathBuf) {
     let dir = TempDir::new("up");
     let conf = dir.path().join("conf");
     std::fs::create_dir(&conf).unwrap();
@@ -60,7 +64,7 @@ fn start_from_copy(yaml: &str) -> (Superd, std::path::PathBuf) {
     let exe = dir.path().join("bin-superd");
     install(&superd_bin(), &exe);
     let cmd = std::process::Command::new(&exe);
-    let d = Superd::spawn_command(cmd, dir, &[conf.to_str().unwrap(), "-v"], &[]);
+    let d = Superd::spawn_command(cmd, dir, &[conf.to_str().unwrap(), "-v"], env);
     d.wait_for(&["ready "]);
     (d, exe)
 }
@@ -340,6 +344,10 @@ fn a_hundred_upgrades_in_a_row() {
     let served = load.served();
     wait_served_more(&d, &load, served);
     let rss100 = d.rss_kib();
+    eprintln!(
+        "100 upgrades: VmRSS {rss10} kB after 10, {rss100} kB after 100; {} served",
+        load.served()
+    );
     let failures = load.finish();
     assert!(failures.is_empty(), "failures: {failures:?}");
     assert_eq!(d.pid(), pid);
@@ -486,4 +494,79 @@ fn counters_and_the_rate_bucket_carry_over() {
     let st = d.lines_with(&["status service=r "]).pop().unwrap();
     assert!(st.contains(" accepted=1 "), "{st}");
     assert_eq!(d.stop().code(), Some(0));
+}
+
+/// Under systemd: RELOADING=1 (with MONOTONIC_USEC) before the exec,
+/// READY=1 once the new image serves, from the same pid.
+#[test]
+fn sd_notify_reloading_then_ready_around_an_upgrade() {
+    let dir = TempDir::new("upnotify");
+    let sock = dir.path().join("notify.sock");
+    let rx = std::os::unix::net::UnixDatagram::bind(&sock).unwrap();
+    rx.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (d, exe) = start_from_copy_with(
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+        &[("NOTIFY_SOCKET", sock.to_str().unwrap())],
+    );
+    let mut buf = [0u8; 512];
+    let mut next = || {
+        let n = rx.recv(&mut buf).expect("notification");
+        String::from_utf8_lossy(&buf[..n]).to_string()
+    };
+    assert_eq!(next(), "READY=1");
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    assert!(next().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert_eq!(next(), "READY=1");
+    d.wait_for(&["upgraded from="]);
+    // The next image still knows the socket (superd keeps it in the state).
+    d.signal(Signal::SIGUSR2);
+    assert!(next().starts_with("RELOADING=1"));
+    assert_eq!(next(), "READY=1");
+    d.signal(Signal::SIGTERM);
+    assert_eq!(next(), "STOPPING=1");
+}
+
+/// The pid file and its lock carry over: another superd on it is still
+/// refused after an upgrade, and the new image removes it at exit.
+#[test]
+fn the_pidfile_lock_carries_over() {
+    let dir = TempDir::new("uppid");
+    let pid_dir = TempDir::new("uppidfile");
+    let pidfile = pid_dir.path().join("superd.pid");
+    let conf = dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(
+        conf.join("t.yaml"),
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n",
+    )
+    .unwrap();
+    let exe = dir.path().join("bin-superd");
+    install(&superd_bin(), &exe);
+    let d = Superd::spawn_command(
+        std::process::Command::new(&exe),
+        dir,
+        &[
+            conf.to_str().unwrap(),
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+        ],
+        &[],
+    );
+    d.wait_for(&["ready "]);
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    let other = TempDir::new("uppid2");
+    other.write("t.yaml", "services: {}\n");
+    let p2 = other.path().to_str().unwrap().to_string();
+    let mut second = Superd::spawn(other, &[&p2, "--pidfile", pidfile.to_str().unwrap()], &[]);
+    assert_eq!(second.wait_exit().code(), Some(1));
+    assert!(second.log_text().contains("held by another superd"));
+    assert_eq!(
+        std::fs::read_to_string(&pidfile).unwrap().trim(),
+        d.pid().to_string()
+    );
+    assert_eq!(d.stop().code(), Some(0));
+    assert!(!pidfile.exists(), "pidfile removed at exit");
 }
