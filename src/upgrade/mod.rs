@@ -67,17 +67,27 @@ impl Context {
 /// Runs `exe --check` with superd's own arguments, at most CHECK_TIMEOUT;
 /// the reason when it does not pass.
 pub fn check(ctx: &Context) -> Result<(), String> {
+    // Its stderr goes to a memfd, not a pipe: a --check with many errors
+    // never blocks on a pipe nobody reads until it exits.
+    let mut stderr = nix::sys::memfd::memfd_create(
+        c"superd-check",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
+    )
+    .map(File::from)
+    .map_err(|e| format!("memfd_create: {e}"))?;
+    let child_stderr = stderr.try_clone().map_err(|e| format!("memfd: {e}"))?;
     let mut cmd = Command::new(&ctx.exe);
     cmd.arg("--check")
         .args(ctx.argv.iter().skip(1))
         .env_remove(ENV_STATE)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::from(child_stderr));
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("{}: {e}", ctx.exe.display()))?;
-    let mut stderr = child.stderr.take();
+    // The parent's copy goes with `cmd`.
+    drop(cmd);
     let deadline = Instant::now() + CHECK_TIMEOUT;
     let status = loop {
         match child.try_wait() {
@@ -98,9 +108,11 @@ pub fn check(ctx: &Context) -> Result<(), String> {
         return Ok(());
     }
     let mut text = String::new();
-    if let Some(s) = stderr.as_mut() {
-        let _ = s.take(4096).read_to_string(&mut text);
-    }
+    let len = stderr.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
+    let _ = stderr.seek(std::io::SeekFrom::Start(len.saturating_sub(4096)));
+    let mut bytes = Vec::new();
+    let _ = stderr.read_to_end(&mut bytes);
+    text.push_str(&String::from_utf8_lossy(&bytes));
     let last = text
         .lines()
         .rev()

@@ -70,12 +70,40 @@ fn start_from_copy_with(yaml: &str, env: &[(&str, &str)]) -> (Superd, std::path:
 }
 
 /// Puts `from` at `to` as a new file (a rename: the running binary's file
-/// is never written).
+/// is never written), and waits until it can be executed: a child another
+/// test thread forks while the copy is open for writing holds that
+/// descriptor until its own exec, and executing the file fails with
+/// ETXTBSY meanwhile.
 fn install(from: &std::path::Path, to: &std::path::Path) {
     let tmp = to.with_extension("new");
     std::fs::copy(from, &tmp).expect("copy the binary");
     set_mode(&tmp, 0o755);
     std::fs::rename(&tmp, to).expect("rename the binary");
+    wait_executable(to);
+}
+
+/// Runs `path --version` until it is not refused with ETXTBSY (see
+/// `install`), whatever it then does.
+fn wait_executable(path: &std::path::Path) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        match std::process::Command::new(path)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{}: {e}",
+                    path.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            _ => return,
+        }
+    }
 }
 
 fn install_text(text: &str, to: &std::path::Path, mode: u32) {
@@ -83,6 +111,9 @@ fn install_text(text: &str, to: &std::path::Path, mode: u32) {
     std::fs::write(&tmp, text).unwrap();
     set_mode(&tmp, mode);
     std::fs::rename(&tmp, to).unwrap();
+    if mode & 0o111 != 0 {
+        wait_executable(to);
+    }
 }
 
 fn set_mode(p: &std::path::Path, mode: u32) {
