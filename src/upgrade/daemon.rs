@@ -146,6 +146,7 @@ impl Daemon {
         s.reloads_ok = self.reloads_ok;
         s.reloads_failed = self.reloads_failed;
         s.next_serial = self.next_serial;
+        s.written_ns = crate::upgrade::state::monotonic_ns();
         let name_of = |sid: u64| self.services.get(&sid).map(|st| st.service.name.clone());
         let fd_of = |t: &Token| self.listeners.get(t).map(|e| e.listener.fd.as_raw_fd());
         for e in self.listeners.values() {
@@ -304,10 +305,16 @@ impl Daemon {
                 *to = *from;
             }
             if let Some(fill) = sc.rate_fill {
-                st.limits.set_rate_fill(fill, Instant::now());
+                // As of the writing: the exec's time earns tokens too.
+                let now = Instant::now();
+                let written = now.checked_sub(state.since_written()).unwrap_or(now);
+                st.limits.set_rate_fill(fill, written);
             }
         }
+        // Ages and deadlines are as of the writing: `now` is that instant
+        // here (the exec took some time since).
         let now = Instant::now();
+        let now = now.checked_sub(state.since_written()).unwrap_or(now);
         let token_of = |d: &Daemon, fd: RawFd| {
             d.listeners
                 .iter()

@@ -39,6 +39,10 @@ pub struct State {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub next_serial: u64,
+    /// CLOCK_MONOTONIC (nanoseconds) when the state was written: the
+    /// next image adds the time since to every age and takes it from
+    /// every deadline, so that durations cover the exec too.
+    pub written_ns: u64,
     pub listeners: Vec<ListenerState>,
     pub children: Vec<ChildState>,
     pub pipes: Vec<PipeState>,
@@ -210,7 +214,21 @@ pub fn version() -> u32 {
     })
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (the clock `Instant` reads, which goes
+/// on across `execve`).
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
 impl State {
+    /// How long ago the state was written (zero if the clock says
+    /// otherwise).
+    pub fn since_written(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(monotonic_ns().saturating_sub(self.written_ns))
+    }
+
     /// An empty state of this binary's version.
     pub fn new(exe: String) -> State {
         State {
@@ -226,6 +244,7 @@ impl State {
             reloads_ok: 0,
             reloads_failed: 0,
             next_serial: 0,
+            written_ns: 0,
             listeners: Vec::new(),
             children: Vec::new(),
             pipes: Vec::new(),
@@ -286,6 +305,7 @@ mod tests {
         s.reloads_ok = 3;
         s.reloads_failed = 1;
         s.next_serial = 77;
+        s.written_ns = 123_456_789;
         s.listeners.push(ListenerState {
             fd: 5,
             service: "echo".into(),
