@@ -167,6 +167,28 @@ impl Conn for std::net::TcpStream {
 
 impl Conn for std::os::unix::net::UnixStream {}
 
+/// A stream session where an upgrade found it (see [`Session::carry`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Carried {
+    pub kind: CarriedKind,
+    pub read_eof: bool,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CarriedKind {
+    /// The bytes read and not yet written back.
+    Echo(Vec<u8>),
+    Discard,
+    Reply {
+        data: Vec<u8>,
+        sent: usize,
+    },
+    /// The offset of the next byte in the 95-line period.
+    Chargen(usize),
+}
+
 /// What one [`Session::pump`] call did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pump {
@@ -266,6 +288,58 @@ impl Session {
             error: None,
             bytes_in: 0,
             bytes_out: 0,
+        }
+    }
+
+    /// The session as an upgrade carries it (superd.8, UPGRADING); `None`
+    /// for one that cannot be carried (an HTTP request half read) or is
+    /// over.
+    pub fn carry(&self) -> Option<Carried> {
+        if self.finished || self.error.is_some() {
+            return None;
+        }
+        let kind = match &self.state {
+            State::Echo(ring) => CarriedKind::Echo(ring.pending().to_vec()),
+            State::Discard => CarriedKind::Discard,
+            State::Reply { data, sent } => CarriedKind::Reply {
+                data: data.clone(),
+                sent: *sent,
+            },
+            State::Chargen { pos } => CarriedKind::Chargen(*pos),
+            State::Http { .. } => return None,
+        };
+        Some(Carried {
+            kind,
+            read_eof: self.read_eof,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+        })
+    }
+
+    /// A session carried across an upgrade, where it stopped.
+    pub fn carried(c: Carried) -> Session {
+        let state = match c.kind {
+            CarriedKind::Echo(pending) => State::Echo(Ring {
+                head: 0,
+                tail: pending.len(),
+                buf: pending,
+            }),
+            CarriedKind::Discard => State::Discard,
+            CarriedKind::Reply { data, sent } => State::Reply {
+                sent: sent.min(data.len()),
+                data,
+            },
+            CarriedKind::Chargen(pos) => State::Chargen {
+                pos: pos % CHARGEN_PERIOD,
+            },
+        };
+        Session {
+            state,
+            read_eof: c.read_eof,
+            finished: false,
+            error: None,
+            bytes_in: c.bytes_in,
+            bytes_out: c.bytes_out,
         }
     }
 
@@ -884,6 +958,62 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    // --- upgrade ---------------------------------------------------------
+
+    /// A session carried across an upgrade goes on where it stopped: echo
+    /// sends what it still owed, chargen goes on with the next byte.
+    #[test]
+    fn a_carried_session_goes_on_where_it_stopped() {
+        let (mut ours, mut peer) = pair();
+        let mut echo = Session::new(Builtin::Echo, 0, 0);
+        // Read without room to write: the peer's side is full.
+        let big = pattern(8 * 1024 * 1024);
+        let mut sent = 0;
+        for _ in 0..1000 {
+            sent += fill(&mut peer, &big[sent..]);
+            let _ = echo.pump(&mut ours);
+            if echo.buffered() > 0 {
+                break;
+            }
+        }
+        let c = echo.carry().expect("echo is carried");
+        let CarriedKind::Echo(pending) = &c.kind else {
+            panic!("{c:?}")
+        };
+        assert!(!pending.is_empty());
+        assert_eq!(c.bytes_in, echo.bytes_in());
+        let mut again = Session::carried(c);
+        assert_eq!(again.bytes_out(), echo.bytes_out());
+        let mut got = Vec::new();
+        for _ in 0..10_000 {
+            drain(&mut peer, &mut got);
+            let _ = again.pump(&mut ours);
+            if got.len() >= sent {
+                break;
+            }
+        }
+        assert_eq!(got, big[..sent]);
+
+        let (mut ours, mut peer) = pair();
+        let mut chargen = Session::new(Builtin::Chargen, 0, 0);
+        let mut first = Vec::new();
+        let _ = chargen.pump(&mut ours);
+        drain(&mut peer, &mut first);
+        let c = chargen.carry().expect("chargen is carried");
+        assert_eq!(c.kind, CarriedKind::Chargen(first.len() % CHARGEN_PERIOD));
+        drop(chargen);
+        let mut again = Session::carried(c);
+        let mut next = Vec::new();
+        let _ = again.pump(&mut ours);
+        drain(&mut peer, &mut next);
+        let k = first.len() % CHARGEN_PERIOD;
+        let want: Vec<u8> = (0..10).map(|i| CHARGEN[(k + i) % CHARGEN_PERIOD]).collect();
+        assert_eq!(next[..10], want[..]);
+
+        let metrics = Session::new(Builtin::Metrics, 0, 0);
+        assert!(metrics.carry().is_none());
     }
 
     // --- formats ---------------------------------------------------------

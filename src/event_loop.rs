@@ -43,6 +43,11 @@ use crate::tree::{self, ConnCgroup, Fence};
 
 const SIGNAL_TOKEN: Token = Token(0);
 
+/// Upgrade in place (SIGUSR2): the state's export and restore.
+#[path = "upgrade/daemon.rs"]
+mod upgrade;
+pub use upgrade::log_restored;
+
 /// How long accepting pauses when file descriptors or processes run out.
 const RESOURCE_PAUSE: Duration = Duration::from_millis(250);
 /// At most one "out of resources" line per service in this interval.
@@ -375,6 +380,12 @@ pub struct Daemon {
     /// configuration (superd_reloads_total).
     reloads_ok: u64,
     reloads_failed: u64,
+    /// What an upgrade needs (the binary's path, argv, pid file); `None`
+    /// where superd runs without one (tests of the loop).
+    upgrade: Option<crate::upgrade::Context>,
+    /// SIGUSR2 came; the upgrade waits for children in exec (at most
+    /// until the instant, see `upgrade`).
+    upgrade_pending: Option<Instant>,
 }
 
 /// A failure at start: superd exits 1.
@@ -434,6 +445,23 @@ impl Daemon {
         signals: Signals,
         notifier: Notifier,
     ) -> Result<Daemon, StartError> {
+        let inherited = crate::listener_inherit::take_from_env();
+        let none = upgrade::Adopted::default();
+        Daemon::start_with(config, source, grace, signals, notifier, inherited, &none)
+    }
+
+    /// `start`, with the sockets to adopt (from LISTEN_FDS, or from the
+    /// previous image after an upgrade: `upgraded` says which of those a
+    /// `wait` child holds and which the previous image bound itself).
+    fn start_with(
+        config: Config,
+        source: Source,
+        grace: Duration,
+        signals: Signals,
+        notifier: Notifier,
+        inherited: Vec<crate::listener_inherit::Inherited>,
+        upgraded: &upgrade::Adopted,
+    ) -> Result<Daemon, StartError> {
         let poll = Poll::new().map_err(|e| StartError(format!("cannot create poll: {e}")))?;
         poll.registry()
             .register(
@@ -480,21 +508,34 @@ impl Daemon {
                 .map_or(0.0, |d| d.as_secs_f64()),
             reloads_ok: 0,
             reloads_failed: 0,
+            upgrade: None,
+            // A restored image accepts only once its children, sessions
+            // and limits are back (see upgrade::Daemon::restore).
+            upgrade_pending: upgraded.hold_accepts.then(Instant::now),
         };
         let namespaces = d
             .namespaces_for(&config.services, &HashMap::new())
             .map_err(StartError)?;
         // Sockets from superd's parent (LISTEN_FDS) first: a service they
         // match is not bound again (superd.8, SOCKET ACTIVATION).
-        let inherited = crate::listener_inherit::take_from_env();
         let mut inherited = crate::listener_inherit::adopt(inherited, &config.services);
-        let bound = bind_all(
+        let mut bound = bind_all(
             &config.services,
             &mut HashMap::new(),
             &HashMap::new(),
             &mut inherited,
         )
         .map_err(|e| StartError(e.to_string()))?;
+        for slot in bound.iter_mut().flatten() {
+            let fd = slot.listener.fd.as_raw_fd();
+            if upgraded.own.contains(&fd) {
+                slot.listener.inherited = false;
+            }
+            if upgraded.busy.contains(&fd) {
+                slot.busy = true;
+                let _ = listener::set_nonblocking(slot.listener.fd.as_fd(), false);
+            }
+        }
         d.install(config.services, bound, HashMap::new(), namespaces);
         Ok(d)
     }
@@ -704,7 +745,9 @@ impl Daemon {
                     udp,
                 };
                 if is_new {
-                    if let Err(e) = self.poll.registry().register(
+                    if entry.busy {
+                        // Held by a wait child (after an upgrade).
+                    } else if let Err(e) = self.poll.registry().register(
                         &mut SourceFd(&entry.listener.fd.as_raw_fd()),
                         token,
                         Interest::READABLE,
@@ -784,7 +827,10 @@ impl Daemon {
         loop {
             crate::logging::flush();
             self.closing.clear();
-            let timeout = if self.ready.is_empty() && self.deferred.is_empty() {
+            let timeout = if self.upgrade_pending.is_some() {
+                // Waiting for children in exec before an upgrade.
+                Some(Duration::from_millis(5))
+            } else if self.ready.is_empty() && self.deferred.is_empty() {
                 self.timers
                     .peek()
                     .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
@@ -850,6 +896,9 @@ impl Daemon {
                 self.reload_pending = false;
                 self.reload();
             }
+            if self.upgrade_pending.is_some() {
+                self.upgrade();
+            }
         }
         crate::logging::batch(false);
         self.shutdown_now()
@@ -863,6 +912,12 @@ impl Daemon {
                 signals::Event::Reload => self.reload_pending = true,
                 signals::Event::Status => self.status_pending = true,
                 signals::Event::Child => self.reap_pending = true,
+                signals::Event::Upgrade => {
+                    if self.upgrade_pending.is_none() {
+                        self.upgrade_pending = Some(Instant::now() + upgrade::EXEC_WAIT);
+                    }
+                }
+                signals::Event::Ignored(s) => warn!("signal ignored signal={}", s.as_str()),
                 signals::Event::Shutdown(s) => {
                     if self.shutdown.is_none() {
                         info!("shutting down signal={}", s.as_str());
@@ -877,6 +932,11 @@ impl Daemon {
 
     /// Accepts on `token` until the backlog is empty or a limit says stop.
     fn drain_listener(&mut self, token: Token) {
+        if self.upgrade_pending.is_some() {
+            // An upgrade waits for the children in exec: new connections
+            // wait in the backlog (the next image drains every listener).
+            return;
+        }
         let mut accepted = 0;
         loop {
             // A flood on one listener must not starve the others, signals

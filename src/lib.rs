@@ -23,6 +23,8 @@
 //! - [`children`]: the pid table, reaping, exit lines, timeouts.
 //! - [`builtins`]: echo, discard, daytime, chargen, time, served in the loop.
 //! - [`signals`]: signals turned into loop events (signalfd).
+//! - [`upgrade`]: upgrade in place on SIGUSR2: the versioned state
+//!   ([`upgrade::state`]), the new binary's check, the exec, the rollback.
 //! - [`notify`]: sd_notify datagrams; [`pidfile`]: the locked pid file.
 //! - [`logging`]: the non-blocking stderr logger.
 //! - [`metrics`]: the per-service counters, the loop's snapshot of itself,
@@ -58,6 +60,7 @@ pub mod startup;
 pub mod status;
 pub mod sys;
 pub mod tree;
+pub mod upgrade;
 
 /// superd's exit statuses (superd(8), EXIT STATUS), in one place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

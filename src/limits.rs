@@ -137,6 +137,27 @@ impl TokenBucket {
         (self.level_at(now) / self.per_ns) as u32
     }
 
+    /// The fill at `now` as whole tokens, the remainder (in nanoseconds of
+    /// the period) and the period, for an upgrade (superd.8, UPGRADING).
+    pub fn fill(&self, now: Instant) -> [u64; 3] {
+        let level = self.level_at(now);
+        [
+            (level / self.per_ns) as u64,
+            (level % self.per_ns) as u64,
+            self.per_ns as u64,
+        ]
+    }
+
+    /// Takes back a fill from [`TokenBucket::fill`] as of `now` (another
+    /// period is converted, and the whole clamped to the burst).
+    pub fn set_fill(&mut self, [whole, rem, per_ns]: [u64; 3], now: Instant) {
+        let per = u128::from(per_ns.max(1));
+        let rem = u128::from(rem).min(per - 1);
+        self.level =
+            (u128::from(whole) * self.per_ns + rem * self.per_ns / per).min(self.capacity());
+        self.last = now;
+    }
+
     /// A reload: the new rate applies from `now`; the fill earned so far
     /// under the old rate is kept (fraction included), clamped to the new
     /// burst, so a reload neither grants a fresh burst nor takes one away.
@@ -258,6 +279,18 @@ impl ServiceLimits {
         }
     }
 
+    /// The `rate` bucket's fill (see [`TokenBucket::fill`]).
+    pub fn rate_fill(&self, now: Instant) -> Option<[u64; 3]> {
+        self.bucket.as_ref().map(|b| b.fill(now))
+    }
+
+    /// Takes back a `rate` bucket's fill after an upgrade.
+    pub fn set_rate_fill(&mut self, fill: [u64; 3], now: Instant) {
+        if let Some(b) = &mut self.bucket {
+            b.set_fill(fill, now);
+        }
+    }
+
     /// Whole tokens `rate` has left at `now`; `None` without a `rate`.
     pub fn rate_tokens(&self, now: Instant) -> Option<u32> {
         self.bucket.as_ref().map(|b| b.available(now))
@@ -373,6 +406,43 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// An upgrade carries a bucket's fill, fraction included; another
+    /// period is converted and the burst caps it.
+    #[test]
+    fn a_bucket_fill_survives_an_upgrade() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(rate(3, 1), t0);
+        assert!(b.try_take(t0));
+        assert!(b.try_take(t0));
+        let half = t0 + Duration::from_millis(500);
+        let fill = b.fill(half);
+        // One token left, and 0.5 s at 3 a second earned one and a half.
+        assert_eq!(fill, [2, 500_000_000, 1_000_000_000]);
+        let t1 = t0 + Duration::from_secs(100);
+        let mut c = TokenBucket::new(rate(3, 1), t1);
+        c.set_fill(fill, t1);
+        assert_eq!(c.available(t1), b.available(half));
+        assert_eq!(c.next_token_at(t1), t1);
+        assert!(c.try_take(t1));
+        assert!(c.try_take(t1));
+        // Half a token left: the next one a sixth of a second later.
+        assert_eq!(c.next_token_at(t1) - t1, Duration::from_nanos(166_666_667));
+        // Another period: the same share of a token.
+        let mut m = TokenBucket::new(rate(3, 60), t1);
+        m.set_fill([1, 500_000_000, 1_000_000_000], t1);
+        assert_eq!(m.fill(t1), [1, 30_000_000_000, 60_000_000_000]);
+        // Never past the burst.
+        m.set_fill([10, 0, 1_000_000_000], t1);
+        assert_eq!(m.available(t1), 3);
+        let mut l = ServiceLimits::new(1, None, Some(rate(3, 1)), t0);
+        assert!(l.take_rate_token(t0).is_ok());
+        let f = l.rate_fill(t0).unwrap();
+        let mut l2 = ServiceLimits::new(1, None, Some(rate(3, 1)), t1);
+        l2.set_rate_fill(f, t1);
+        assert_eq!(l2.rate_tokens(t1), Some(2));
+        assert_eq!(ServiceLimits::new(1, None, None, t0).rate_fill(t0), None);
     }
 
     fn ns(n: u64) -> Duration {

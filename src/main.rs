@@ -6,7 +6,7 @@ use std::process::ExitCode as ProcessExit;
 use superd::cli::{self, Command};
 use superd::event_loop::{Daemon, Source};
 use superd::logging::LogFormat;
-use superd::{ExitCode, check, notify, pidfile, signals, startup};
+use superd::{ExitCode, check, notify, pidfile, signals, startup, upgrade};
 
 fn main() -> ProcessExit {
     // Before anything can open a descriptor: fds 0-2 must be open, or the
@@ -45,15 +45,17 @@ fn run() -> ExitCode {
     };
     superd::logging::init(opts.verbosity, opts.log_format);
     startup::not_dumpable();
-    let source = if opts.is_oneline() {
-        Source::OneLine {
-            listen: opts.listen.clone(),
-            sets: opts.sets.clone(),
-            program: opts.program.clone(),
-        }
+    upgrade::settle_version();
+    // After an upgrade (superd.8, UPGRADING): the previous image's state.
+    let incoming = if opts.check {
+        None
     } else {
-        Source::Paths(opts.paths.clone())
+        upgrade::take_from_env()
     };
+    if let Some(incoming) = incoming {
+        return run_upgraded(opts, incoming);
+    }
+    let source = source_of(&opts);
     let config = match source.load() {
         Ok(c) => c,
         Err(errors) if opts.log_format == LogFormat::Json && !opts.check => {
@@ -85,6 +87,7 @@ fn run() -> ExitCode {
         print!("{}", check::describe(&config));
         return ExitCode::Ok;
     }
+    let notify_socket = std::env::var("NOTIFY_SOCKET").ok();
     let notifier = notify::Notifier::from_env();
     let signals = match signals::Signals::install() {
         Ok(s) => s,
@@ -113,12 +116,83 @@ fn run() -> ExitCode {
         },
         None => None,
     };
-    let daemon = match Daemon::start(config, source, opts.grace, signals, notifier) {
+    // Before the listeners are bound and logged: whoever counts superd's
+    // descriptors once it listens finds them all.
+    let mut ctx = upgrade::Context::at_start(None, notify_socket);
+    ctx.pidfile = _pidfile.as_ref().map(pidfile::PidFile::held);
+    let mut daemon = match Daemon::start(config, source, opts.grace, signals, notifier) {
         Ok(d) => d,
         Err(e) => {
             log::error!("start failed: {e}");
             return ExitCode::Failure;
         }
     };
+    daemon.set_upgrade(ctx);
+    daemon.run()
+}
+
+fn source_of(opts: &cli::Options) -> Source {
+    if opts.is_oneline() {
+        Source::OneLine {
+            listen: opts.listen.clone(),
+            sets: opts.sets.clone(),
+            program: opts.program.clone(),
+        }
+    } else {
+        Source::Paths(opts.paths.clone())
+    }
+}
+
+/// The start of an image after an upgrade: restores the state, or, when
+/// it cannot, executes the previous binary with it (a rollback).
+fn run_upgraded(opts: cli::Options, incoming: upgrade::Incoming) -> ExitCode {
+    let fail = |incoming: upgrade::Incoming, copies: Option<upgrade::Copies>, why: String| {
+        log::error!("cannot restore the upgrade state reason={why:?}");
+        if let Some(c) = copies {
+            c.put_back();
+        }
+        let failed = incoming.failed.clone();
+        let err = incoming.roll_back(&why);
+        log::error!(
+            "start failed: upgrade could not be rolled back error={err:?} first={failed:?}"
+        );
+        ExitCode::Failure
+    };
+    let state = match incoming.read() {
+        Ok(s) => s,
+        Err(why) => return fail(incoming, None, why),
+    };
+    let copies = upgrade::Copies::of(&state);
+    let source = source_of(&opts);
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            let why = errors.first().map_or_else(String::new, |e| e.to_string());
+            return fail(incoming, Some(copies), format!("configuration: {why}"));
+        }
+    };
+    let notifier = notify::Notifier::from_value(state.notify_socket.as_deref());
+    let signals = match signals::Signals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(incoming, Some(copies), format!("signals: {e}")),
+    };
+    let mut ctx =
+        upgrade::Context::at_start(Some(state.exe.clone().into()), state.notify_socket.clone());
+    let daemon = Daemon::restore(config, source, opts.grace, signals, notifier, &state);
+    let mut daemon = match daemon {
+        Ok(d) => d,
+        Err(e) => return fail(incoming, Some(copies), e.to_string()),
+    };
+    let _pidfile = state.pidfile.as_ref().and_then(|p| {
+        let fd = upgrade::take_fd(p.fd)?;
+        pidfile::PidFile::adopt(fd, std::path::Path::new(&p.path))
+            .inspect_err(|e| log::warn!("{e}"))
+            .ok()
+    });
+    superd::event_loop::log_restored(&state, incoming.failed.as_deref());
+    drop(copies);
+    drop(incoming);
+    ctx.pidfile = _pidfile.as_ref().map(pidfile::PidFile::held);
+    daemon.set_upgrade(ctx);
     daemon.run()
 }

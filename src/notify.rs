@@ -20,6 +20,15 @@ impl Notifier {
         let Some(value) = std::env::var_os("NOTIFY_SOCKET") else {
             return Notifier::default();
         };
+        Notifier::parse(value)
+    }
+
+    /// The notifier for a `NOTIFY_SOCKET` value kept across an upgrade.
+    pub fn from_value(value: Option<&str>) -> Notifier {
+        value.map_or_else(Notifier::default, |v| Notifier::parse(v.into()))
+    }
+
+    fn parse(value: std::ffi::OsString) -> Notifier {
         let bytes = std::os::unix::ffi::OsStrExt::as_bytes(value.as_os_str()).to_vec();
         let addr = match bytes.strip_prefix(b"@") {
             Some(name) => UnixAddr::new_abstract(name).ok(),

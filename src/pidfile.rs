@@ -111,6 +111,32 @@ impl PidFile {
     }
 }
 
+impl PidFile {
+    /// The pid file as the previous image held it (superd.8, UPGRADING):
+    /// the same open file, so the lock is already ours (taking it again on
+    /// the same open file keeps it).
+    pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<PidFile, String> {
+        let file = File::from(fd);
+        let meta = file
+            .metadata()
+            .map_err(|e| format!("pidfile {}: {e}", path.display()))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| format!("pidfile {}: lock: {e}", path.display()))?;
+        Ok(PidFile {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+            _lock: lock,
+        })
+    }
+
+    /// Its descriptor and path, for the upgrade state.
+    pub fn held(&self) -> (std::os::fd::RawFd, String) {
+        use std::os::fd::AsRawFd;
+        (self._lock.as_raw_fd(), self.path.display().to_string())
+    }
+}
+
 /// Whether `path` names the file with this device and inode (lstat: a
 /// symlink there does not).
 fn names(path: &Path, dev: u64, ino: u64) -> bool {

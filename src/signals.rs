@@ -2,6 +2,10 @@
 //! and read from a signalfd that the event loop polls, so no handler ever
 //! runs and nothing async-signal-unsafe can happen on their account.
 //! The child undoes the blocked mask before exec (see `spawn`).
+//!
+//! No signal ends superd silently (superd.8, SIGNALS): the ones it has no
+//! use for are read from the same signalfd and logged, or, for the
+//! realtime signals, ignored; `spawn` resets all of them for children.
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -15,6 +19,10 @@ pub enum Event {
     Shutdown(Signal),
     Status,
     Child,
+    /// SIGUSR2: upgrade in place.
+    Upgrade,
+    /// A signal superd does not act on: logged and otherwise ignored.
+    Ignored(Signal),
 }
 
 /// The blocked signals and the signalfd that reports them.
@@ -30,11 +38,34 @@ fn handled() -> SigSet {
         Signal::SIGINT,
         Signal::SIGUSR1,
         Signal::SIGCHLD,
+        Signal::SIGUSR2,
     ] {
         set.add(s);
     }
+    for s in LOGGED {
+        set.add(*s);
+    }
     set
 }
+
+/// Signals whose default action would end (or stop) superd and that it
+/// has no use for: read and logged. The faults (SIGSEGV, SIGBUS, SIGFPE,
+/// SIGILL, SIGTRAP, SIGSYS, SIGABRT) keep their default: blocking those
+/// would hide a crash. SIGPIPE stays ignored (a write gets EPIPE).
+const LOGGED: &[Signal] = &[
+    Signal::SIGALRM,
+    Signal::SIGQUIT,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGIO,
+    Signal::SIGPWR,
+    Signal::SIGSTKFLT,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+    Signal::SIGTSTP,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+];
 
 impl Signals {
     /// Blocks the handled signals and opens the signalfd. Call before any
@@ -44,6 +75,8 @@ impl Signals {
         // Blocked signals reach the signalfd even when ignored, but an
         // ignored SIGCHLD also means "reap my children for me".
         crate::sys::default_disposition(Signal::SIGCHLD)?;
+        // The realtime signals end a process by default; superd uses none.
+        crate::sys::ignore_realtime_signals();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
         Ok(Signals { fd })
@@ -74,7 +107,9 @@ impl Signals {
                     Ok(Signal::SIGUSR1) => Event::Status,
                     Ok(Signal::SIGCHLD) => Event::Child,
                     Ok(s @ (Signal::SIGTERM | Signal::SIGINT)) => Event::Shutdown(s),
-                    _ => continue,
+                    Ok(Signal::SIGUSR2) => Event::Upgrade,
+                    Ok(s) => Event::Ignored(s),
+                    Err(_) => continue,
                 };
                 on(event);
             }

@@ -62,6 +62,21 @@ pub fn default_disposition(signal: nix::sys::signal::Signal) -> nix::Result<()> 
     unsafe { sigaction(signal, &dfl) }.map(drop)
 }
 
+/// Ignores every realtime signal (SIGRTMIN..=SIGRTMAX), whose default
+/// action ends the process; children get the default back (spawn resets
+/// every signal whose disposition is not the default).
+pub fn ignore_realtime_signals() {
+    for sig in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+        // SAFETY: SIG_IGN installs no handler; a zeroed sigaction with an
+        // empty mask and no flags is a valid argument.
+        unsafe {
+            let mut act: libc::sigaction = std::mem::zeroed();
+            act.sa_sigaction = libc::SIG_IGN;
+            libc::sigaction(sig, &act, std::ptr::null_mut());
+        }
+    }
+}
+
 /// An `O_PATH` descriptor of the file a bound unix socket `sock` made
 /// (`SIOCUNIXFILE`, unix(7)): the very inode bind created, whatever the
 /// path names by now. Needs `CAP_NET_ADMIN` and a kernel that has the

@@ -67,6 +67,43 @@ impl Fence {
         }
     }
 
+    /// After an upgrade: the connection cgroups the previous image made
+    /// and no restored child is in are pooled (or removed), and new ones
+    /// are numbered past every one there.
+    pub fn adopt_existing(&mut self, in_use: &[&Path]) {
+        let Some(c) = self.cgroups.as_mut() else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(&c.base) else {
+            return;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let Some(n) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix('c'))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            c.next = c.next.max(n);
+            let path = e.path();
+            if in_use.contains(&path.as_path()) {
+                continue;
+            }
+            let cg = ConnCgroup { path, dir: None };
+            if cg.populated() || c.pool.len() >= POOL_MAX {
+                // Something the previous image no longer tracked: left
+                // for the kernel's accounting, never reused.
+                if !cg.populated() {
+                    cg.remove();
+                }
+            } else {
+                c.pool.push(cg);
+            }
+        }
+    }
+
     pub fn has_cgroups(&self) -> bool {
         self.cgroups.is_some()
     }
@@ -296,6 +333,16 @@ impl ConnCgroup {
     /// `None` once [`started`](Self::started).
     pub fn dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.dir.as_ref().map(std::os::fd::AsFd::as_fd)
+    }
+
+    /// The cgroup at `path`, carried across an upgrade (superd.8,
+    /// UPGRADING).
+    pub fn at(path: PathBuf) -> ConnCgroup {
+        ConnCgroup { path, dir: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Sends `sig` to every process in it; how many there were.

@@ -26,3 +26,4 @@ mod review;
 mod socket_files;
 mod sockets;
 mod tree;
+mod upgrade;
