@@ -1321,9 +1321,11 @@ impl Daemon {
             .map(|e| e.listener.fd.as_fd())
             .collect();
         crate::logging::flush();
-        let result = spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None, None);
+        let result = start_in_cgroup(&mut self.fence, |cgroup| {
+            spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None, cgroup)
+        });
         match result {
-            Ok(spawned) => {
+            Ok((spawned, cgroup)) => {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
@@ -1331,7 +1333,7 @@ impl Daemon {
                 // list meanwhile, these are the ones to give back.
                 self.listen_fds_children
                     .insert(spawned.pid.as_raw(), tokens);
-                self.child_started(sid, service, spawned, None, None, Some(token), None, None);
+                self.child_started(sid, service, spawned, None, None, Some(token), None, cgroup);
             }
             Err(e) => {
                 self.resume_listeners(tokens);
@@ -2148,11 +2150,13 @@ impl Daemon {
     /// accept path: a status or metrics connection, or SIGUSR1, asks).
     fn snapshot(&self) -> metrics::Snapshot {
         let now = Instant::now();
-        // The listeners a wait child holds right now.
+        // The listeners a wait child holds right now: a `pass: listen_fds`
+        // child holds every socket of its service.
         let held: std::collections::HashSet<Token> = self
             .children
             .iter()
             .filter_map(|(_, c)| c.wait_listener)
+            .chain(self.listen_fds_children.values().flatten().copied())
             .collect();
         let services = self
             .order
@@ -2410,10 +2414,21 @@ fn spawn_child(
     sock: std::os::fd::BorrowedFd<'_>,
     info: &ConnInfo,
 ) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
+    start_in_cgroup(fence, |cgroup| spawn::spawn(plan, sock, info, cgroup))
+}
+
+/// Runs `start` with a cgroup of the child's own when the fence has one
+/// (superd(8), PROCESS TREES), or without one when there is none or the
+/// kernel refuses it (other than `EAGAIN`/`ENOMEM`, which are the
+/// caller's to handle).
+fn start_in_cgroup(
+    fence: &mut Fence,
+    start: impl Fn(Option<std::os::fd::BorrowedFd<'_>>) -> Result<spawn::Spawned, Errno>,
+) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
     let Some((cgroup, dir)) = fence.prepare() else {
-        return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
+        return start(None).map(|s| (s, None));
     };
-    match spawn::spawn(plan, sock, info, Some(dir.as_fd())) {
+    match start(Some(dir.as_fd())) {
         Ok(s) => Ok((s, Some(cgroup))),
         Err(e) => {
             cgroup.remove();
@@ -2421,7 +2436,7 @@ fn spawn_child(
                 return Err(e);
             }
             fence.refused(&cgroup, e);
-            spawn::spawn(plan, sock, info, None).map(|s| (s, None))
+            start(None).map(|s| (s, None))
         }
     }
 }
