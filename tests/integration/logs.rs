@@ -184,6 +184,20 @@ fn every_json_line_is_an_object_with_the_fields() {
     let changed = wait_json(&d, "service changed", &[("service", "echo")]);
     assert_eq!(str_of(&changed, "fields"), "max_connections");
 
+    // A failed reload: its count is a key, its remark ends the message.
+    d.dir.write(
+        "test.yaml",
+        &yaml2.replace("max_connections: 7", "max_connections: lots"),
+    );
+    d.signal(Signal::SIGHUP);
+    let failed = wait_json(
+        &d,
+        "reload failed (the running configuration is unchanged)",
+        &[],
+    );
+    assert_eq!(str_of(&failed, "level"), "ERROR");
+    assert_eq!(str_of(&failed, "errors"), "1");
+
     d.signal(Signal::SIGUSR1);
     let status = wait_json(&d, "status", &[("service", "echo")]);
     assert_eq!(str_of(&status, "state"), "listening");
@@ -204,7 +218,11 @@ fn every_json_line_is_an_object_with_the_fields() {
             "{line}"
         );
         let msg = str_of(&o, "msg");
-        assert!(!msg.contains('='), "a field left in the message: {line}");
+        // (A config error quotes the file: its text is its own.)
+        assert!(
+            !msg.contains('=') || msg.starts_with("config error: "),
+            "a field left in the message: {line}"
+        );
         if ["exit", "refused", "exec failed", "timeout", "accept"].contains(&msg) {
             assert!(o.contains_key("service"), "no service: {line}");
         }
@@ -220,6 +238,7 @@ fn every_json_line_is_an_object_with_the_fields() {
         "stderr",
         "reloading",
         "reloaded",
+        "reload failed (the running configuration is unchanged)",
         "status",
         "shutting down",
         "stopped",
