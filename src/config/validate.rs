@@ -770,9 +770,27 @@ fn service<'a>(
         chroot.as_ref().map(|(c, _)| c.as_path()),
         errors,
     );
-    // A program under an inaccessible path could never be run.
+    // A program under an inaccessible path, or under the /tmp or /var/tmp
+    // that private_tmp replaces with empty ones, could never be run.
     if let Some(Program::Exec { path, .. }) = &program {
-        let host = host_path(path, chroot.as_ref().map(|(c, _)| c.as_path()));
+        let root = chroot.as_ref().map(|(c, _)| c.as_path());
+        let host = host_path(path, root);
+        if fences.private_tmp
+            && let Some(tmp) = ["/tmp", "/var/tmp"]
+                .into_iter()
+                .map(|t| host_path(Path::new(t), root))
+                .find(|t| host.starts_with(t))
+        {
+            let o = pick!(private_tmp).map_or(own, |(_, o)| o);
+            errors.push(o.at_value(
+                "private_tmp",
+                format!(
+                    "private_tmp: an empty {} would hide the program {}",
+                    tmp.display(),
+                    host.display()
+                ),
+            ));
+        }
         if let Some(p) = fences
             .inaccessible_paths
             .iter()

@@ -294,8 +294,7 @@ fn ctf_sh_runs_fenced() {
     }
     checks_as_shipped("ctf.yaml");
     // Outside /tmp, which the service's private /tmp would hide.
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ex-ctf-{}", std::process::id()));
+    let dir = outside_tmp().join(format!("superd-ex-ctf-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();

@@ -20,8 +20,8 @@ struct Jail(PathBuf);
 impl Jail {
     fn new(tag: &str) -> Jail {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-            "fences-{tag}-{}-{}",
+        let p = outside_tmp().join(format!(
+            "superd-fences-{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));

@@ -55,6 +55,18 @@ pub fn user_line() -> &'static str {
     if is_root() { "user: root" } else { "" }
 }
 
+/// Where a root-only test puts what a fenced child must see: cargo's
+/// target tmp dir, or /var/lib when that is under /tmp or /var/tmp (a
+/// checkout there), which a `private_tmp` would hide from the child.
+pub fn outside_tmp() -> PathBuf {
+    let target = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if target.starts_with("/tmp") || target.starts_with("/var/tmp") {
+        PathBuf::from("/var/lib")
+    } else {
+        target
+    }
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 
