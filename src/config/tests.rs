@@ -1476,6 +1476,18 @@ fn access_rules_only_where_applied() {
         16,
         "deny_from cannot be applied: a wait service's child accepts",
     );
+    // A dgram wait service with an address of its own on TCP: the child
+    // accepts there too.
+    one(
+        "services:\n  a:\n    listen: [127.0.0.1:53, {address: 127.0.0.1:53, socket: stream}]\n    socket: dgram\n    wait: true\n    pass: listen_fds\n    exec: /bin/cat\n    user: nobody\n    deny_from: 10.0.0.0/8\n",
+        9,
+        16,
+        "deny_from cannot be applied: a wait service's child accepts",
+    );
+    // A UDP wait service: the head datagram is checked.
+    ok(
+        "services:\n  a:\n    listen: [127.0.0.1:53, {address: 127.0.0.1:54, socket: dgram}]\n    socket: dgram\n    wait: true\n    exec: /bin/cat\n    user: nobody\n    deny_from: 10.0.0.0/8\n",
+    );
     // A unix socket has no IP peer.
     one(
         "services:\n  a:\n    listen: /run/x.sock\n    exec: /bin/cat\n    user: nobody\n    only_from: [127.0.0.1]\n",
