@@ -641,7 +641,7 @@ impl Daemon {
                         error!(
                             "cannot watch service={} addr={} error={}",
                             service.name,
-                            entry.listener.local,
+                            quote(&entry.listener.local),
                             quote(&e.to_string())
                         );
                         entry.busy = true;
@@ -649,7 +649,7 @@ impl Daemon {
                     info!(
                         "listening service={} addr={} socket={}{}",
                         service.name,
-                        entry.listener.local,
+                        quote(&entry.listener.local),
                         entry.listener.key.socket,
                         if entry.listener.inherited {
                             " inherited=yes"
@@ -2084,7 +2084,7 @@ impl Daemon {
                                 .registry()
                                 .deregister(&mut SourceFd(&slot.listener.fd.as_raw_fd()));
                         }
-                        info!("closed addr={}", slot.listener.local);
+                        info!("closed addr={}", quote(&slot.listener.local));
                         slot.listener.remove_socket_file();
                     }
                 }
@@ -2281,7 +2281,7 @@ impl Daemon {
                 if addrs.is_empty() {
                     "-".to_string()
                 } else {
-                    addrs.join(",")
+                    quote(&addrs.join(","))
                 },
                 s.state.as_str(),
                 s.active,
@@ -2752,7 +2752,7 @@ fn bind_all(
             {
                 warn!(
                     "cannot change socket options addr={} error={}",
-                    slot.listener.local,
+                    quote(&slot.listener.local),
                     quote(&e.to_string())
                 );
             }
@@ -2774,7 +2774,7 @@ fn bind_all(
         if let Err(e) = slot.listener.restore_socket_file() {
             error!(
                 "cannot put the socket file back addr={} error={}",
-                slot.listener.local,
+                quote(&slot.listener.local),
                 quote(&e.to_string())
             );
         }

@@ -535,3 +535,29 @@ fn a_reload_logs_what_it_changed() {
     d.wait_for(&["INFO  service changed service=a fields=builtin,rate"]);
     assert!(d.lines_with(&["service=c"]).len() == 1, "{}", d.log_text());
 }
+
+/// An address with a space (a unix socket's path) is one field, in text
+/// (quoted) and in JSON (its own key) alike.
+#[test]
+fn an_address_with_a_space_is_one_field() {
+    let socks = TempDir::new("space");
+    let yaml = |name: &str| {
+        let path = socks.path().join(name);
+        let yaml = format!(
+            "services:\n  sp:\n    listen: {:?}\n    builtin: echo\n",
+            path.display()
+        );
+        (path, yaml)
+    };
+    let (path, y) = yaml("json with space.sock");
+    let json = start_json(&y);
+    let o = wait_json(&json, "listening", &[("service", "sp")]);
+    assert_eq!(str_of(&o, "addr"), path.to_str().unwrap());
+    assert_eq!(str_of(&o, "socket"), "stream");
+    let (path, y) = yaml("text with space.sock");
+    let text = Superd::start(&y);
+    text.wait_for(&[&format!(
+        "listening service=sp addr={:?} socket=stream",
+        path.display()
+    )]);
+}
