@@ -498,7 +498,14 @@ fn a_socket_activated_python_server_runs_under_superd() {
     let e = ask(&early, "quit");
     assert!(e.contains("names=first line=quit"), "{e}");
     s.wait_for(&["exit", "service=early", "status=0"]);
-    s.wait_nth(2, &["spawn", "service=early "]);
+    let again = s.wait_nth(2, &["spawn", "service=early "]);
+    // A shutdown ends the running child too: nothing is left behind.
+    let pid = field(&again, "pid").unwrap();
+    assert_eq!(s.stop().code(), Some(0));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "the at_start child {pid} outlived superd"
+    );
 }
 
 /// systemd-socket-proxyd, run by superd as a `pass: listen_fds` wait
