@@ -539,7 +539,12 @@ fn closed_std_fds(close: &'static [i32], read_log: bool) {
     assert_eq!(get(&r, "same_socket_012"), "1", "{r:?}");
     assert_eq!(get(&r, "kind.0"), "sock");
     // superd itself has /dev/null (or the log pipe) on 0-2, never a socket.
-    for fd in 0..3 {
+    let fds = if fds_readable(superd.pid(), "superd's own fds 0-2") {
+        0..3
+    } else {
+        0..0
+    };
+    for fd in fds {
         let link = fs::read_link(format!("/proc/{}/fd/{fd}", superd.pid())).unwrap();
         let link = link.to_string_lossy().into_owned();
         assert!(

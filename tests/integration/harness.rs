@@ -55,6 +55,17 @@ pub fn user_line() -> &'static str {
     if is_root() { "user: root" } else { "" }
 }
 
+/// Whether this test process may read superd's `/proc/PID/fd`: superd
+/// makes itself non-dumpable (superd(8)), so only root may. Prints why a
+/// check is skipped otherwise.
+pub fn fds_readable(pid: i32, what: &str) -> bool {
+    if std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok() {
+        return true;
+    }
+    eprintln!("skipped: {what}: superd is not dumpable, its /proc/{pid}/fd is root's to read");
+    false
+}
+
 /// Where a root-only test puts what a fenced child must see: cargo's
 /// target tmp dir, or /var/lib when that is under /tmp or /var/tmp (a
 /// checkout there), which a `private_tmp` would hide from the child.

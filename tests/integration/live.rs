@@ -112,7 +112,9 @@ fn reload_changing_arguments_refuses_nothing_and_keeps_the_socket() {
         Some(inode),
         "listening socket replaced"
     );
-    assert!(holds_inode(d.pid(), inode));
+    if fds_readable(d.pid(), "superd holds the same socket") {
+        assert!(holds_inode(d.pid(), inode));
+    }
     assert_eq!(exchange(&addr, b""), b"two\n");
 }
 
