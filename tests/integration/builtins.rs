@@ -460,8 +460,14 @@ fn five_hundred_idle_echo_sessions_are_closed_by_idle_timeout() {
     let base = d.fd_count();
 
     let mut clients: Vec<TcpStream> = (0..N).map(|_| connect(&idle)).collect();
-    // Every one accepted: a session (one fd) each inside superd.
-    d.wait_until("500 sessions open", || d.fd_count() == base + N);
+    // Every one accepted: a session (one fd) each inside superd (or, where
+    // its fds are not ours to count, an accept line each).
+    let readable = fds_readable(d.pid(), "superd's fd count");
+    if readable {
+        d.wait_until("500 sessions open", || d.fd_count() == base + N);
+    } else {
+        d.wait_nth(N, &["accept", "service=idle "]);
+    }
     // Another service still answers while they are open.
     assert_eq!(exchange(&other, b"still here\n"), b"still here\n");
     d.wait_for(&["exit", "service=other "]);
@@ -482,7 +488,9 @@ fn five_hundred_idle_echo_sessions_are_closed_by_idle_timeout() {
             other => panic!("client {i}: {other:?}, not EOF"),
         }
     }
-    d.wait_until("fd count back to baseline", || d.fd_count() == base);
+    if readable {
+        d.wait_until("fd count back to baseline", || d.fd_count() == base);
+    }
     d.wait_nth(N, &["exit", "service=idle ", "reason=idle_timeout"]);
     let exits = d.lines_with(&["exit", "service=idle "]);
     assert_eq!(exits.len(), N);
