@@ -755,7 +755,7 @@ impl Daemon {
                         error!(
                             "cannot watch service={} addr={} error={}",
                             service.name,
-                            entry.listener.local,
+                            quote(&entry.listener.local),
                             quote(&e.to_string())
                         );
                         entry.busy = true;
@@ -763,7 +763,7 @@ impl Daemon {
                     info!(
                         "listening service={} addr={} socket={}{}",
                         service.name,
-                        entry.listener.local,
+                        quote(&entry.listener.local),
                         entry.listener.key.socket,
                         if entry.listener.inherited {
                             " inherited=yes"
@@ -1506,9 +1506,11 @@ impl Daemon {
             .map(|e| e.listener.fd.as_fd())
             .collect();
         crate::logging::flush();
-        let result = spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None, None);
+        let result = start_in_cgroup(&mut self.fence, |cgroup| {
+            spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None, cgroup)
+        });
         match result {
-            Ok(spawned) => {
+            Ok((spawned, cgroup)) => {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
@@ -1516,7 +1518,7 @@ impl Daemon {
                 // list meanwhile, these are the ones to give back.
                 self.listen_fds_children
                     .insert(spawned.pid.as_raw(), tokens);
-                self.child_started(sid, service, spawned, None, None, Some(token), None, None);
+                self.child_started(sid, service, spawned, None, None, Some(token), None, cgroup);
             }
             Err(e) => {
                 self.resume_listeners(tokens);
@@ -2493,7 +2495,7 @@ impl Daemon {
                                 .registry()
                                 .deregister(&mut SourceFd(&slot.listener.fd.as_raw_fd()));
                         }
-                        info!("closed addr={}", slot.listener.local);
+                        info!("closed addr={}", quote(&slot.listener.local));
                         slot.listener.remove_socket_file();
                     }
                 }
@@ -2559,11 +2561,13 @@ impl Daemon {
     /// accept path: a status or metrics connection, or SIGUSR1, asks).
     fn snapshot(&self) -> metrics::Snapshot {
         let now = Instant::now();
-        // The listeners a wait child holds right now.
+        // The listeners a wait child holds right now: a `pass: listen_fds`
+        // child holds every socket of its service.
         let held: std::collections::HashSet<Token> = self
             .children
             .iter()
             .filter_map(|(_, c)| c.wait_listener)
+            .chain(self.listen_fds_children.values().flatten().copied())
             .collect();
         let services = self
             .order
@@ -2702,7 +2706,7 @@ impl Daemon {
                 if addrs.is_empty() {
                     "-".to_string()
                 } else {
-                    addrs.join(",")
+                    quote(&addrs.join(","))
                 },
                 s.state.as_str(),
                 s.active,
@@ -2852,10 +2856,21 @@ fn spawn_child(
     sock: std::os::fd::BorrowedFd<'_>,
     info: &ConnInfo,
 ) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
+    start_in_cgroup(fence, |cgroup| spawn::spawn(plan, sock, info, cgroup))
+}
+
+/// Runs `start` with a cgroup of the child's own when the fence has one
+/// (superd(8), PROCESS TREES), or without one when there is none or the
+/// kernel refuses it (other than `EAGAIN`/`ENOMEM`, which are the
+/// caller's to handle).
+fn start_in_cgroup(
+    fence: &mut Fence,
+    start: impl Fn(Option<std::os::fd::BorrowedFd<'_>>) -> Result<spawn::Spawned, Errno>,
+) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
     let Some(mut cgroup) = fence.prepare() else {
-        return spawn::spawn(plan, sock, info, None).map(|s| (s, None));
+        return start(None).map(|s| (s, None));
     };
-    match spawn::spawn(plan, sock, info, cgroup.dir()) {
+    match start(cgroup.dir()) {
         Ok(s) => {
             cgroup.started();
             Ok((s, Some(cgroup)))
@@ -2866,7 +2881,7 @@ fn spawn_child(
                 return Err(e);
             }
             fence.refused(&cgroup, e);
-            spawn::spawn(plan, sock, info, None).map(|s| (s, None))
+            start(None).map(|s| (s, None))
         }
     }
 }
@@ -3247,7 +3262,7 @@ fn bind_all(
             {
                 warn!(
                     "cannot change socket options addr={} error={}",
-                    slot.listener.local,
+                    quote(&slot.listener.local),
                     quote(&e.to_string())
                 );
             }
@@ -3269,7 +3284,7 @@ fn bind_all(
         if let Err(e) = slot.listener.restore_socket_file() {
             error!(
                 "cannot put the socket file back addr={} error={}",
-                slot.listener.local,
+                quote(&slot.listener.local),
                 quote(&e.to_string())
             );
         }

@@ -204,7 +204,10 @@ pub fn adopt(inherited: Vec<Inherited>, services: &[Service]) -> HashMap<(usize,
                 }),
         };
         let Some((si, ai)) = found else {
-            warn!("inherited socket unused fd={raw} addr={bound} socket={kind} (closed)");
+            warn!(
+                "inherited socket unused fd={raw} addr={} socket={kind} (closed)",
+                crate::logging::quote(&bound.to_string())
+            );
             continue;
         };
         match listener_for(inh.fd, &services[si], ai, &bound) {
@@ -212,7 +215,8 @@ pub fn adopt(inherited: Vec<Inherited>, services: &[Service]) -> HashMap<(usize,
                 out.insert((si, ai), l);
             }
             Err(e) => warn!(
-                "inherited socket unused fd={raw} addr={bound} socket={kind} error={} (closed)",
+                "inherited socket unused fd={raw} addr={} socket={kind} error={} (closed)",
+                crate::logging::quote(&bound.to_string()),
                 crate::logging::quote(&e.to_string())
             ),
         }
@@ -239,8 +243,9 @@ fn listener_for(
     }
     let warn_option = |option: &str, want: bool, has: bool| {
         warn!(
-            "inherited socket option not applied service={} addr={bound} option={option} configured={want} socket={has}",
-            service.name
+            "inherited socket option not applied service={} addr={} option={option} configured={want} socket={has}",
+            service.name,
+            crate::logging::quote(&bound.to_string())
         );
     };
     if let Ok(has) = socket::getsockopt(&fd, sockopt::ReusePort)

@@ -180,13 +180,13 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// fields of `body` (see [`split_fields`]), every value a string with the
 /// text form's quoting undone.
 fn json_record(out: &mut String, ts: &str, level: Level, body: &str) {
-    let (msg, fields) = split_fields(body);
+    let (msg, fields) = split_record(body);
     out.push_str("{\"ts\":");
     json_str(out, ts);
     out.push_str(",\"level\":");
     json_str(out, level.as_str());
     out.push_str(",\"msg\":");
-    json_str(out, msg);
+    json_str(out, &msg);
     for (key, value) in &fields {
         out.push(',');
         // A field never takes the place of the three keys every record has.
@@ -220,6 +220,24 @@ fn json_str(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+/// [`split_fields`], and a remark in parentheses after the fields
+/// (`inherited socket unused fd=3 addr=… (closed)`, `reload failed
+/// errors=2 (the running configuration is unchanged)`) is the end of the
+/// message: the fields before it stay fields.
+fn split_record(body: &str) -> (std::borrow::Cow<'_, str>, Vec<(&str, String)>) {
+    if body.ends_with(')')
+        && let Some(i) = body.rfind(" (")
+    {
+        let (head, note) = (&body[..i], &body[i..]);
+        let (msg, fields) = split_fields(head);
+        if !fields.is_empty() {
+            return (format!("{msg}{note}").into(), fields);
+        }
+    }
+    let (msg, fields) = split_fields(body);
+    (msg.into(), fields)
 }
 
 /// Splits a record's text into its message and its `key=value` fields:
@@ -1003,6 +1021,37 @@ mod tests {
                 vec![("at", "5".into()), ("addr", "1.2.3.4:5".into())]
             )
         );
+    }
+
+    /// A remark in parentheses after the fields ends the message; the
+    /// fields before it stay fields.
+    #[test]
+    fn a_remark_after_the_fields_is_message() {
+        use super::split_record;
+        let (msg, fields) =
+            split_record("inherited socket unused fd=3 addr=127.0.0.1:5 socket=stream (closed)");
+        assert_eq!(msg, "inherited socket unused (closed)");
+        assert_eq!(
+            fields,
+            vec![
+                ("fd", "3".into()),
+                ("addr", "127.0.0.1:5".into()),
+                ("socket", "stream".into())
+            ]
+        );
+        let (msg, fields) =
+            split_record("reload failed errors=2 (the running configuration is unchanged)");
+        assert_eq!(
+            msg,
+            "reload failed (the running configuration is unchanged)"
+        );
+        assert_eq!(fields, vec![("errors", "2".into())]);
+        let (msg, fields) = split_record("exit service=s error=\"a (b)\"");
+        assert_eq!(msg, "exit");
+        assert_eq!(fields[1], ("error", "a (b)".into()));
+        for whole in ["nothing (here)", "reloading", "x (y=z)"] {
+            assert_eq!(split_record(whole), (whole.into(), Vec::new()), "{whole}");
+        }
     }
 
     /// Bytes that are not UTF-8 are `\xNN` (from 80 up) in the text form,

@@ -608,18 +608,49 @@ impl Service {
             pass_env,
             refuse_message
         );
-        if *listen_sockets != new.listen_sockets {
+        if *listen_sockets != new.listen_sockets && !out.contains(&"listen") {
             // The per-address socket types of `listen:`.
             out.push("listen");
         }
         cmp!(pass, fd_names, start);
-        if *fences != new.fences {
-            // The fence fields, by the first (superd.yaml(5), FENCES).
-            out.push("fences");
+        // The fence fields, each by its own name (superd.yaml(5), FENCES).
+        let Fences {
+            no_new_privs,
+            private_network,
+            private_tmp,
+            read_only_paths,
+            writable_paths,
+            inaccessible_paths,
+            capabilities,
+        } = fences;
+        let nf = &new.fences;
+        for (changed, name) in [
+            (*no_new_privs != nf.no_new_privs, "no_new_privs"),
+            (*private_network != nf.private_network, "private_network"),
+            (*private_tmp != nf.private_tmp, "private_tmp"),
+            (*read_only_paths != nf.read_only_paths, "read_only_paths"),
+            (*writable_paths != nf.writable_paths, "writable_paths"),
+            (
+                *inaccessible_paths != nf.inaccessible_paths,
+                "inaccessible_paths",
+            ),
+            (*capabilities != nf.capabilities, "capabilities"),
+        ] {
+            if changed {
+                out.push(name);
+            }
         }
-        if *proxy != new.proxy {
-            // proxy_protocol, proxy_from and proxy_timeout, by the first.
+        // proxy_protocol (on, off, or which versions), proxy_from and
+        // proxy_timeout, each by its own name.
+        let (a, b) = (proxy.as_ref(), new.proxy.as_ref());
+        if a.map(|p| &p.accept) != b.map(|p| &p.accept) {
             out.push("proxy_protocol");
+        }
+        if a.map(|p| &p.from) != b.map(|p| &p.from) {
+            out.push("proxy_from");
+        }
+        if a.map(|p| p.timeout) != b.map(|p| p.timeout) {
+            out.push("proxy_timeout");
         }
         out
     }
@@ -954,5 +985,57 @@ mod tests {
         c.credentials.as_mut().unwrap().groups = vec![1];
         c.program = Program::Builtin(Builtin::Echo);
         assert_eq!(b.changed_fields(&c), ["builtin", "groups"]);
+    }
+
+    #[test]
+    fn changed_fields_name_each_fence_and_proxy_field() {
+        let a = Service::new(
+            "a".into(),
+            "/x.yaml".into(),
+            Program::Builtin(Builtin::Echo),
+        );
+        let mut b = a.clone();
+        b.fences.private_network = true;
+        b.fences.read_only_paths = vec!["/".into()];
+        b.fences.capabilities = vec![10];
+        assert_eq!(
+            a.changed_fields(&b),
+            ["private_network", "read_only_paths", "capabilities"]
+        );
+        let mut c = b.clone();
+        c.fences.no_new_privs = true;
+        c.fences.private_tmp = true;
+        c.fences.writable_paths = vec!["/tmp".into()];
+        c.fences.inaccessible_paths = vec!["/root".into()];
+        assert_eq!(
+            b.changed_fields(&c),
+            [
+                "no_new_privs",
+                "private_tmp",
+                "writable_paths",
+                "inaccessible_paths"
+            ]
+        );
+        let proxy = ProxyConfig {
+            accept: crate::proxy::Accept::Any,
+            from: vec![],
+            timeout: ProxyConfig::DEFAULT_TIMEOUT,
+        };
+        let mut d = a.clone();
+        d.proxy = Some(proxy.clone());
+        assert_eq!(
+            a.changed_fields(&d),
+            ["proxy_protocol", "proxy_from", "proxy_timeout"]
+        );
+        let mut e = d.clone();
+        e.proxy.as_mut().unwrap().timeout = Duration::from_secs(1);
+        assert_eq!(d.changed_fields(&e), ["proxy_timeout"]);
+        let mut f = a.clone();
+        f.listen = vec![Address::UnixPath("/run/x.sock".into())];
+        f.listen_sockets = vec![Some(SocketType::Dgram)];
+        assert_eq!(a.changed_fields(&f), ["listen"]);
+        let mut g = a.clone();
+        g.listen_sockets = vec![Some(SocketType::Dgram)];
+        assert_eq!(a.changed_fields(&g), ["listen"]);
     }
 }

@@ -1476,6 +1476,18 @@ fn access_rules_only_where_applied() {
         16,
         "deny_from cannot be applied: a wait service's child accepts",
     );
+    // A dgram wait service with an address of its own on TCP: the child
+    // accepts there too.
+    one(
+        "services:\n  a:\n    listen: [127.0.0.1:53, {address: 127.0.0.1:53, socket: stream}]\n    socket: dgram\n    wait: true\n    pass: listen_fds\n    exec: /bin/cat\n    user: nobody\n    deny_from: 10.0.0.0/8\n",
+        9,
+        16,
+        "deny_from cannot be applied: a wait service's child accepts",
+    );
+    // A UDP wait service: the head datagram is checked.
+    ok(
+        "services:\n  a:\n    listen: [127.0.0.1:53, {address: 127.0.0.1:54, socket: dgram}]\n    socket: dgram\n    wait: true\n    exec: /bin/cat\n    user: nobody\n    deny_from: 10.0.0.0/8\n",
+    );
     // A unix socket has no IP peer.
     one(
         "services:\n  a:\n    listen: /run/x.sock\n    exec: /bin/cat\n    user: nobody\n    only_from: [127.0.0.1]\n",
@@ -1847,6 +1859,24 @@ fn fences_are_validated_where_they_are_written() {
         26,
         "inaccessible_paths: /bin would hide the program /bin/cat",
     );
+    // A program under the /tmp or /var/tmp that private_tmp replaces.
+    for tmp in ["/tmp", "/var/tmp"] {
+        let prog = Path::new(tmp).join(format!("superd-test-prog-{}", std::process::id()));
+        std::fs::write(&prog, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (_, e) = errs(&format!(
+            "{}    private_tmp: true\n",
+            CAT.replace("/bin/cat", prog.to_str().unwrap())
+        ));
+        let _ = std::fs::remove_file(&prog);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert_eq!((e[0].line, e[0].column), (Some(6), Some(5)), "{}", e[0]);
+        let want = format!(
+            "private_tmp: the private {tmp} would hide the program {}",
+            prog.display()
+        );
+        assert!(e[0].to_string().contains(&want), "{}", e[0]);
+    }
     // From defaults, fences do not concern a builtin.
     let c = ok(&format!(
         "defaults:\n  private_tmp: true\n  user: nobody\n{ECHO}"

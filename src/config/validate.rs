@@ -736,9 +736,15 @@ fn service<'a>(
     for (field, o) in rules {
         let Some(o) = o else { continue };
         let per_source = field == "max_per_source";
+        // A wait child accepts on every address that is no datagram
+        // socket: the service's own type, or one an address gives itself.
+        let child_accepts = socket != SocketType::Dgram
+            || listen_sockets
+                .iter()
+                .any(|t| t.is_some_and(|t| t != SocketType::Dgram));
         let why = if any_unix {
             Some("a unix socket's peer has no IP address to check")
-        } else if wait && !is_builtin && socket != SocketType::Dgram {
+        } else if wait && !is_builtin && child_accepts {
             Some("a wait service's child accepts its connections itself")
         } else if per_source && socket == SocketType::Dgram {
             Some("datagrams have no connections to count per source")
@@ -772,7 +778,8 @@ fn service<'a>(
     );
     // A program under an inaccessible path could never be run.
     if let Some(Program::Exec { path, .. }) = &program {
-        let host = host_path(path, chroot.as_ref().map(|(c, _)| c.as_path()));
+        let root = chroot.as_ref().map(|(c, _)| c.as_path());
+        let host = host_path(path, root);
         if let Some(p) = fences
             .inaccessible_paths
             .iter()

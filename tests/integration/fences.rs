@@ -380,6 +380,9 @@ fn reload_rebuilds_only_changed_fences_and_releases_the_old() {
         &yaml(11, "    private_network: true\n    private_tmp: true\n"),
     );
     reload(&d, 1);
+    // The reload log names the fence field that changed, by its name.
+    d.wait_for(&["service changed service=a fields=max_connections"]);
+    d.wait_for(&["service changed service=b fields=private_network"]);
     let a2 = report(&exchange(&d.addr("a"), b""));
     let b2 = report(&exchange(&d.addr("b"), b""));
     assert_eq!(
@@ -533,4 +536,41 @@ fn a_fence_a_child_cannot_enter_is_an_exec_failure_and_nothing_runs() {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with("probe-touch-"));
     assert!(!touched);
+}
+
+/// With cgroups (superd(8), PROCESS TREES) every child starts in a cgroup
+/// of its own under superd's: a fenced child (which joins the service's
+/// namespaces as well) and a `pass: listen_fds` wait child alike.
+#[test]
+fn fenced_and_listen_fds_children_start_in_a_cgroup_of_their_own() {
+    if skip_unless_root("this test") {
+        return;
+    }
+    let jail = Jail::new("cgroup");
+    let fences = ALL_FENCES
+        .replace("WRITABLE", &jail.path("ro/rw"))
+        .replace("HIDDEN_FILE", &jail.path("hidden-file"))
+        .replace("HIDDEN", &jail.path("hidden"));
+    let yaml = format!(
+        "services:\n{}  activated:\n    listen: 127.0.0.1:0\n    wait: true\n    pass: listen_fds\n    \
+         exec: [{}, listen]\n    user: nobody\n",
+        service("fenced", &jail, &fences, &[]),
+        jail.path("probe"),
+    );
+    let d = Superd::start(&yaml);
+    let ready = d.wait_for(&["ready services="]);
+    if field(&ready, "tree").as_deref() != Some("cgroup") {
+        eprintln!("skipped: superd has no cgroups here ({ready})");
+        return;
+    }
+    let base = field(&ready, "cgroup").unwrap();
+    let name = Path::new(&base).file_name().unwrap().to_str().unwrap();
+    let want = format!("/{name}/c");
+    for service in ["fenced", "activated"] {
+        let r = report(&exchange(&d.addr(service), b""));
+        assert!(get(&r, "cgroup").contains(&want), "{service}: {r:?}");
+    }
+    // The fenced child still runs fenced.
+    let r = report(&exchange(&d.addr("fenced"), b""));
+    assert_ne!(get(&r, "ns.net"), host_ns(d.pid(), "net"));
 }

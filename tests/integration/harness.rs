@@ -66,6 +66,19 @@ pub fn user_line() -> &'static str {
     if is_root() { "user: root" } else { "" }
 }
 
+/// Whether this test process may read superd's `/proc/PID/fd`: superd
+/// makes itself non-dumpable (superd(8)), so only root may. Prints why a
+/// check is skipped otherwise.
+pub fn fds_readable(pid: i32, what: &str) -> bool {
+    if std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok() {
+        return true;
+    }
+    skip(&format!(
+        "{what}: superd is not dumpable, its /proc/{pid}/fd is root's to read"
+    ));
+    false
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(pub PathBuf);
 

@@ -184,6 +184,20 @@ fn every_json_line_is_an_object_with_the_fields() {
     let changed = wait_json(&d, "service changed", &[("service", "echo")]);
     assert_eq!(str_of(&changed, "fields"), "max_connections");
 
+    // A failed reload: its count is a key, its remark ends the message.
+    d.dir.write(
+        "test.yaml",
+        &yaml2.replace("max_connections: 7", "max_connections: lots"),
+    );
+    d.signal(Signal::SIGHUP);
+    let failed = wait_json(
+        &d,
+        "reload failed (the running configuration is unchanged)",
+        &[],
+    );
+    assert_eq!(str_of(&failed, "level"), "ERROR");
+    assert_eq!(str_of(&failed, "errors"), "1");
+
     d.signal(Signal::SIGUSR1);
     let status = wait_json(&d, "status", &[("service", "echo")]);
     assert_eq!(str_of(&status, "state"), "listening");
@@ -204,7 +218,11 @@ fn every_json_line_is_an_object_with_the_fields() {
             "{line}"
         );
         let msg = str_of(&o, "msg");
-        assert!(!msg.contains('='), "a field left in the message: {line}");
+        // (A config error quotes the file: its text is its own.)
+        assert!(
+            !msg.contains('=') || msg.starts_with("config error: "),
+            "a field left in the message: {line}"
+        );
         if ["exit", "refused", "exec failed", "timeout", "accept"].contains(&msg) {
             assert!(o.contains_key("service"), "no service: {line}");
         }
@@ -220,6 +238,7 @@ fn every_json_line_is_an_object_with_the_fields() {
         "stderr",
         "reloading",
         "reloaded",
+        "reload failed (the running configuration is unchanged)",
         "status",
         "shutting down",
         "stopped",
@@ -515,4 +534,30 @@ fn a_reload_logs_what_it_changed() {
     d.wait_for(&["INFO  service removed service=b"]);
     d.wait_for(&["INFO  service changed service=a fields=builtin,rate"]);
     assert!(d.lines_with(&["service=c"]).len() == 1, "{}", d.log_text());
+}
+
+/// An address with a space (a unix socket's path) is one field, in text
+/// (quoted) and in JSON (its own key) alike.
+#[test]
+fn an_address_with_a_space_is_one_field() {
+    let socks = TempDir::new("space");
+    let yaml = |name: &str| {
+        let path = socks.path().join(name);
+        let yaml = format!(
+            "services:\n  sp:\n    listen: {:?}\n    builtin: echo\n",
+            path.display()
+        );
+        (path, yaml)
+    };
+    let (path, y) = yaml("json with space.sock");
+    let json = start_json(&y);
+    let o = wait_json(&json, "listening", &[("service", "sp")]);
+    assert_eq!(str_of(&o, "addr"), path.to_str().unwrap());
+    assert_eq!(str_of(&o, "socket"), "stream");
+    let (path, y) = yaml("text with space.sock");
+    let text = Superd::start(&y);
+    text.wait_for(&[&format!(
+        "listening service=sp addr={:?} socket=stream",
+        path.display()
+    )]);
 }

@@ -445,20 +445,39 @@ fn a_wait_service_with_its_child_running_says_so() {
     listen: 127.0.0.1:0
     wait: true
     exec: [/bin/sleep, '30']
-    {}
+    {u}
+  activated:
+    listen: [127.0.0.1:0, {{address: 127.0.0.1:0, socket: dgram}}]
+    wait: true
+    pass: listen_fds
+    exec: [/bin/sleep, '30']
+    {u}
 ",
         sock.display(),
-        user_line()
+        u = user_line()
     );
     let d = Superd::start(&yaml);
     let m = d.addr("metrics");
     let h = d.addr("holder");
     let _client = connect(&h);
     d.wait_for(&["spawn service=holder "]);
+    // A pass: listen_fds child holds every socket of its service.
+    let _other = connect(&d.addr("activated"));
+    d.wait_for(&["spawn service=activated "]);
     d.signal(nix::sys::signal::Signal::SIGUSR1);
     let st = d.wait_for(&["status service=holder "]);
     assert!(st.contains(" state=child_running "), "{st}");
+    let st = d.wait_for(&["status service=activated "]);
+    assert!(st.contains(" state=child_running "), "{st}");
     let t = scrape(&m);
+    assert_eq!(
+        sample(
+            &t,
+            "superd_service_state",
+            "service=\"activated\",state=\"child_running\""
+        ),
+        1.0
+    );
     assert_eq!(
         sample(
             &t,
@@ -485,8 +504,19 @@ fn a_wait_service_with_its_child_running_says_so() {
         .find(|s| s["name"] == "holder")
         .expect("holder in the document");
     assert_eq!(holder["state"], "child_running");
-    let child = &doc["children"][0];
-    assert_eq!(child["service"], "holder");
+    let activated = doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "activated")
+        .expect("activated in the document");
+    assert_eq!(activated["state"], "child_running");
+    let child = doc["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["service"] == "holder")
+        .expect("holder's child in the document");
     assert!(child["peer"].is_null(), "a wait child has no peer: {child}");
     assert_eq!(d.stop().code(), Some(0));
 }

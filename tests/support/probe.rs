@@ -218,6 +218,16 @@ fn report() -> String {
             link.map_or_else(|e| format!("error:{e}"), |l| l.display().to_string())
         );
     }
+    // The cgroup v2 line: where superd started this process.
+    if let Some(cg) = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        })
+    {
+        let _ = writeln!(r, "cgroup={cg}");
+    }
     fences(&mut r);
 
     for (k, v) in std::env::vars_os() {
