@@ -338,6 +338,20 @@ pub fn pidfd_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<PidfdExit>> {
     }))
 }
 
+/// pidfd_open(2): a pidfd for `pid`, a child of superd's that it has not
+/// reaped yet (a child carried across an upgrade, superd.8 UPGRADING).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open(2) takes a pid and no flags and returns a new fd
+    // or -1; it reads no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the call succeeded: `fd` is a new descriptor nothing else
+    // owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
 /// pidfd_send_signal(2): `sig` to the process behind `pidfd`, never to
 /// another that took its pid.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {

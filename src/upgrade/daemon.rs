@@ -350,6 +350,21 @@ impl Daemon {
                 }
             }
             let age = Duration::from_nanos(c.age_ns);
+            // A pidfd of this image's for the carried child, watched as
+            // for a child started here; without one the sweep reaps it.
+            let pidfd = if crate::spawn::pidfd_works() {
+                crate::sys::pidfd_open(c.pid).ok().and_then(|fd| {
+                    let t = d.token();
+                    d.poll
+                        .registry()
+                        .register(&mut SourceFd(&fd.as_raw_fd()), t, Interest::READABLE)
+                        .ok()?;
+                    d.pidfds.insert(t, c.pid);
+                    Some((fd, t))
+                })
+            } else {
+                None
+            };
             d.children.insert(
                 nix::unistd::Pid::from_raw(c.pid),
                 Child {
@@ -367,9 +382,7 @@ impl Daemon {
                     success,
                     cgroup: c.cgroup.clone().map(|p| ConnCgroup::at(p.into())),
                     strays: Vec::new(),
-                    // Reaped by the sweep (superd.8, UPGRADING): a carried
-                    // child has no pidfd in this image.
-                    pidfd: None,
+                    pidfd,
                     // Not carried: a proxied child logs its client only.
                     proxy: None,
                 },

@@ -603,3 +603,46 @@ fn the_pidfile_lock_carries_over() {
     assert_eq!(d.stop().code(), Some(0));
     assert!(!pidfile.exists(), "pidfile removed at exit");
 }
+
+/// Pidfds superd holds (`anon_inode:[pidfd]` in its /proc/PID/fd);
+/// `None` where that is not this test's to read.
+fn pidfd_count(pid: i32) -> Option<usize> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        dir.flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path())
+                    .is_ok_and(|t| t.to_string_lossy() == "anon_inode:[pidfd]")
+            })
+            .count(),
+    )
+}
+
+// A child carried across an upgrade is reaped through a pidfd of the new
+// image, as one started there (superd.8, UPGRADING), not by the sweep.
+#[test]
+fn a_carried_child_gets_a_pidfd_of_the_new_image() {
+    let (d, exe) = start_from_copy(&format!(
+        "services:\n  cat:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    {}\n",
+        user_line()
+    ));
+    let Some(before) = pidfd_count(d.pid()) else {
+        return skip("superd's pidfds: its /proc/PID/fd is root's to read");
+    };
+    if !d.log_text().contains("reap=pidfd") {
+        return skip("this kernel reaps without pidfds");
+    }
+    assert_eq!(before, 0);
+    let held = connect(&d.addr("cat"));
+    d.wait_nth(1, &["spawn service=cat"]);
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from=", "children=1"]);
+    d.wait_until("one pidfd for the carried child", || {
+        pidfd_count(d.pid()) == Some(1)
+    });
+    drop(held);
+    d.wait_for(&["exit service=cat "]);
+    d.wait_until("no pidfd left", || pidfd_count(d.pid()) == Some(0));
+    assert_eq!(d.stop().code(), Some(0));
+}
