@@ -102,6 +102,13 @@ impl PauseClock {
         (self.total[i] + open).as_secs_f64()
     }
 
+    /// Carried across an upgrade (superd.8, UPGRADING): the time paused
+    /// for `reason` in the previous image, up to when it wrote its state;
+    /// a pause still due is begun again by the new image.
+    pub fn carry(&mut self, reason: PauseReason, total: Duration) {
+        self.total[reason as usize] = total;
+    }
+
     fn span(since: Instant, until: Option<Instant>, now: Instant) -> Duration {
         let end = until.map_or(now, |u| u.min(now));
         end.saturating_duration_since(since)
@@ -132,6 +139,24 @@ impl Histogram {
 
     pub fn count(&self) -> u64 {
         self.count
+    }
+
+    /// Its counts per bucket (not cumulative), for an upgrade's state.
+    pub fn buckets(&self) -> &[u64] {
+        &self.buckets
+    }
+
+    /// The histogram an upgrade's state carries; `None` when the buckets
+    /// are not this build's.
+    pub fn carried(buckets: &[u64], sum: f64) -> Option<Histogram> {
+        let mut h = Histogram::default();
+        if buckets.len() != h.buckets.len() {
+            return None;
+        }
+        h.buckets.copy_from_slice(buckets);
+        h.count = buckets.iter().sum();
+        h.sum = sum;
+        Some(h)
     }
 
     pub fn sum(&self) -> f64 {

@@ -236,6 +236,12 @@ impl Daemon {
                 exec_failures: c.exec_failures,
                 exits: c.exits.to_vec(),
                 rate_fill: st.limits.rate_fill(now),
+                duration_buckets: c.duration.buckets().to_vec(),
+                duration_sum: c.duration.sum(),
+                paused_ns: crate::metrics::PauseReason::ALL
+                    .iter()
+                    .map(|&r| (c.paused.seconds(r, now) * 1e9) as u64)
+                    .collect(),
             });
         }
         s
@@ -303,6 +309,14 @@ impl Daemon {
             c.exec_failures = sc.exec_failures;
             for (to, from) in c.exits.iter_mut().zip(&sc.exits) {
                 *to = *from;
+            }
+            if let Some(h) =
+                crate::metrics::Histogram::carried(&sc.duration_buckets, sc.duration_sum)
+            {
+                c.duration = h;
+            }
+            for (&r, &ns) in crate::metrics::PauseReason::ALL.iter().zip(&sc.paused_ns) {
+                c.paused.carry(r, Duration::from_nanos(ns));
             }
             if let Some(fill) = sc.rate_fill {
                 // As of the writing: the exec's time earns tokens too.

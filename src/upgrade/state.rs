@@ -170,6 +170,14 @@ pub struct ServiceCounters {
     /// The `rate` bucket's fill: whole tokens, the remainder and the
     /// period in nanoseconds.
     pub rate_fill: Option<[u64; 3]>,
+    /// The duration histogram: counts per bucket and the sum of seconds.
+    #[serde(default)]
+    pub duration_buckets: Vec<u64>,
+    #[serde(default)]
+    pub duration_sum: f64,
+    /// Nanoseconds paused per reason, up to the writing.
+    #[serde(default)]
+    pub paused_ns: Vec<u64>,
 }
 
 /// Why a state document was refused.
@@ -395,6 +403,9 @@ mod tests {
             exec_failures: 4,
             exits: vec![5, 6, 7, 8],
             rate_fill: Some([1, 2, 3]),
+            duration_buckets: (0..17).collect(),
+            duration_sum: 12.5,
+            paused_ns: vec![1, 2, 3, 4],
         });
         s
     }

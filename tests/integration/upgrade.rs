@@ -646,3 +646,41 @@ fn a_carried_child_gets_a_pidfd_of_the_new_image() {
     d.wait_until("no pidfd left", || pidfd_count(d.pid()) == Some(0));
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// `GET /metrics` from a `builtin: metrics` service: the body.
+fn metrics_body(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = connect(addr);
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(out)
+}
+
+// The duration histogram and the paused time carry over an upgrade with
+// the other counters (superd.8, UPGRADING).
+#[test]
+fn the_duration_histogram_carries_over() {
+    let (d, exe) = start_from_copy(&format!(
+        "services:\n  t:\n    listen: 127.0.0.1:0\n    exec: [/bin/echo, hi]\n    {}\n  m:\n    listen: 127.0.0.1:0\n    builtin: metrics\n",
+        user_line()
+    ));
+    for n in 1..=3 {
+        assert_eq!(exchange(&d.addr("t"), b""), b"hi\n");
+        d.wait_nth(n, &["exit service=t "]);
+    }
+    let key = "superd_connection_duration_seconds_count{service=\"t\"} ";
+    let count = |body: &str| -> Option<String> {
+        body.lines()
+            .find_map(|l| l.strip_prefix(key).map(str::to_owned))
+    };
+    assert_eq!(count(&metrics_body(&d.addr("m"))).as_deref(), Some("3"));
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    let body = metrics_body(&d.addr("m"));
+    assert_eq!(count(&body).as_deref(), Some("3"), "{body}");
+    assert_eq!(d.stop().code(), Some(0));
+}
