@@ -222,9 +222,9 @@ impl Cgroups {
         if !self.warned {
             self.warned = true;
             warn!(
-                "cannot create cgroup path={} error={:?}",
-                path.display(),
-                error
+                "cannot create cgroup path={} error={}",
+                crate::logging::quote(&path.display().to_string()),
+                crate::logging::quote(error)
             );
         }
     }
