@@ -430,10 +430,10 @@ fn spawn_with(
             break ret as libc::pid_t;
         }
     } else {
-        // SAFETY: the child makes only raw syscalls on `child`, which
-        // `Pending` keeps alive (with the plan, the environment and the
-        // stack) until the report pipe says the child is past exec; it
-        // never returns.
+        // `Pending` keeps `child`, the plan, the environment and the stack
+        // alive until the report pipe says the child is past exec.
+        // SAFETY: the child makes only raw syscalls on `child`, kept alive
+        // as said; it never returns.
         let pid =
             unsafe { libc::clone(child_main, stack.top(), libc::CLONE_VM | libc::SIGCHLD, arg) };
         if pid == -1 {
@@ -493,10 +493,10 @@ pub fn pidfd_works() -> bool {
         }
         // SAFETY: siginfo_t is plain data; all-zero is a valid value.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid(2) on a pidfd that is no open fd (the largest
-        // number; a negative one is EINVAL) waits for nothing: a kernel
-        // that knows P_PIDFD answers EBADF, an older one EINVAL. `info`
-        // is ours for the kernel to write.
+        // waitid(2) on a pidfd that is no open fd (the largest number; a
+        // negative one is EINVAL) waits for nothing: a kernel that knows
+        // P_PIDFD answers EBADF, an older one EINVAL.
+        // SAFETY: that call waits for nothing; `info` is ours to write.
         let ret = unsafe {
             libc::waitid(
                 P_PIDFD,
@@ -874,10 +874,10 @@ impl Child {
                 }
             }
             for k in 0..n {
-                // SAFETY: pid_slot points at PID_ROOM (20) NUL bytes of
-                // this child's own environment buffer, kept alive by
-                // `Pending`, that nothing else reads until execve; at
-                // most 10 digits are written, the rest stays NUL.
+                // pid_slot points at PID_ROOM (20) NUL bytes of this
+                // child's own environment buffer, kept alive by `Pending`,
+                // that nothing else reads until execve.
+                // SAFETY: at most 10 digits are written there; the rest stays NUL.
                 unsafe { *self.pid_slot.add(k) = digits[n - 1 - k] };
             }
         }
@@ -996,12 +996,12 @@ mod sys {
         arg: *mut libc::c_void,
     ) -> isize {
         let ret: isize;
-        // SAFETY: the x86_64 syscall ABI as in `raw`. In the child (rax 0)
-        // the kernel has set rsp to the top of the new stack: it clears the
+        // The x86_64 syscall ABI as in `raw`. In the child (rax 0) the
+        // kernel has set rsp to the top of the new stack: it clears the
         // frame pointer, calls f(arg) there (rsp is 16-aligned before the
-        // call, as the ABI wants) and never comes back to this frame. The
-        // parent goes on at `2:` with every register but rax, rcx and r11
-        // as they were.
+        // call, as the ABI wants) and never comes back to this frame.
+        // SAFETY: as said; the parent goes on at `2:` with every register
+        // but rax, rcx and r11 as they were.
         unsafe {
             std::arch::asm!(
                 "syscall",
@@ -1040,10 +1040,11 @@ mod sys {
         arg: *mut libc::c_void,
     ) -> isize {
         let ret: isize;
-        // SAFETY: the aarch64 syscall ABI as in `raw`. In the child (x0 0)
-        // the kernel has set sp to the top of the new stack (16-aligned):
-        // it clears the frame pointer, calls f(arg) and never comes back
-        // to this frame. The parent goes on at `2:` with every register
+        // The aarch64 syscall ABI as in `raw`. In the child (x0 0) the
+        // kernel has set sp to the top of the new stack (16-aligned): it
+        // clears the frame pointer, calls f(arg) and never comes back to
+        // this frame.
+        // SAFETY: as said; the parent goes on at `2:` with every register
         // but x0 as it was.
         unsafe {
             std::arch::asm!(
