@@ -20,22 +20,21 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
-use nix::sys::socket::{self, MsgFlags, SockaddrStorage};
+use nix::sys::socket::{self, MsgFlags};
 
 use crate::access::{self, Refusal};
 use crate::builtins;
 use crate::children::{self, Child, Children};
 use crate::config::{self, Config};
 use crate::limits::{LogBudget, ServiceLimits, SourceKey, TokenBucket, source_key};
+use crate::listener::pool::{self, Pool, Slot};
 use crate::listener::{self, Accepted, Listener, Peer};
 use crate::logging::quote;
 use crate::metrics::{self, Counters, PauseReason};
 use crate::notify::Notifier;
 use crate::plan::{ConnInfo, SpawnPlan};
 use crate::proxy;
-use crate::service::{
-    ListenerKey, PassMode, Program, Rate, Service, SocketType, StartMode, canonical_addr,
-};
+use crate::service::{PassMode, Program, Rate, Service, SocketType, StartMode, canonical_addr};
 use crate::signals::{self, Signals};
 use crate::spawn;
 use crate::spawn::sandbox::Namespaces;
@@ -204,6 +203,13 @@ impl ServiceState {
         self.paused = Some((why, until));
         self.counters.paused.begin(why.reason(), now, Some(until));
     }
+}
+
+/// What the loop keeps with a running listener while a reload offers it
+/// for reuse (listener::pool).
+struct Kept {
+    token: Token,
+    udp: Option<builtins::UdpServer>,
 }
 
 struct ListenerEntry {
@@ -519,9 +525,9 @@ impl Daemon {
         // Sockets from superd's parent (LISTEN_FDS) first: a service they
         // match is not bound again (superd.8, SOCKET ACTIVATION).
         let mut inherited = crate::listener_inherit::adopt(inherited, &config.services);
-        let mut bound = bind_all(
+        let mut bound = pool::bind_all(
             &config.services,
-            &mut HashMap::new(),
+            &mut Pool::new(),
             &HashMap::new(),
             &mut inherited,
         )
@@ -625,7 +631,7 @@ impl Daemon {
     fn install(
         &mut self,
         services: Vec<Service>,
-        mut bound: Vec<Vec<Slot>>,
+        mut bound: Vec<Vec<Slot<Kept>>>,
         old_ids: HashMap<String, u64>,
         mut namespaces: HashMap<String, Rc<Namespaces>>,
     ) {
@@ -728,12 +734,14 @@ impl Daemon {
             };
             new_order.push(id);
             for slot in listeners {
-                let is_new = slot.token.is_none();
-                let token = slot.token.unwrap_or_else(|| self.token());
+                let is_new = slot.kept.is_none();
+                let (token, udp) = match slot.kept {
+                    Some(k) => (k.token, k.udp),
+                    None => (self.token(), None),
+                };
                 // A kept UDP builtin keeps its server (chargen's rotation).
                 let udp = match (service.builtin(), slot.listener.key.socket) {
-                    (Some(kind), SocketType::Dgram) => slot
-                        .udp
+                    (Some(kind), SocketType::Dgram) => udp
                         .filter(|u| u.kind() == kind)
                         .or_else(|| Some(builtins::UdpServer::new(kind))),
                     _ => None,
@@ -1326,7 +1334,7 @@ impl Daemon {
                 // would start the next child, and the next, for ever.
                 if let Some(entry) = wait_listener.and_then(|t| self.listeners.get(&t))
                     && entry.listener.key.socket == SocketType::Dgram
-                    && let Ok(peer) = datagram_source(entry.listener.fd.as_fd(), false)
+                    && let Ok(peer) = listener::datagram_source(entry.listener.fd.as_fd(), false)
                 {
                     warn!(
                         "datagram dropped service={} peer={} reason=exec_failed",
@@ -1434,7 +1442,7 @@ impl Daemon {
             // a stream socket stay: their clients can give up.)
             let entry = self.listeners.get(&token).expect("live");
             let dropped = if entry.listener.key.socket == SocketType::Dgram {
-                drain_datagrams(entry.listener.fd.as_fd())
+                listener::drain_datagrams(entry.listener.fd.as_fd())
             } else {
                 0
             };
@@ -1538,7 +1546,7 @@ impl Daemon {
                 return false;
             };
             let fd = entry.listener.fd.as_fd();
-            let verdict = match datagram_source(fd, true) {
+            let verdict = match listener::datagram_source(fd, true) {
                 Ok(Some(peer)) => access::check(
                     peer.ip(),
                     st.service.only_from.as_deref(),
@@ -1548,7 +1556,7 @@ impl Daemon {
                 // No inet source (none on an inet socket): nothing to
                 // check it against; it goes.
                 Ok(None) => {
-                    let _ = datagram_source(fd, false);
+                    let _ = listener::datagram_source(fd, false);
                     continue;
                 }
                 Err(Errno::EAGAIN) => return false,
@@ -1558,7 +1566,7 @@ impl Daemon {
             let Err((peer, reason)) = verdict else {
                 return true;
             };
-            let _ = datagram_source(fd, false);
+            let _ = listener::datagram_source(fd, false);
             // Taken from the queue and refused: accepted, then refused
             // (metrics::Counters).
             st.counters.accepted += 1;
@@ -1985,7 +1993,7 @@ impl Daemon {
             .limits
             .rate_tokens(now)
             .map_or(usize::MAX, |n| n as usize);
-        let sock = FdDatagram(entry.listener.fd.as_fd());
+        let sock = listener::FdDatagram(entry.listener.fd.as_fd());
         let counters = &mut st.counters;
         let refusal_log = &mut st.refusal_log;
         let t = builtins::now_unix();
@@ -2465,18 +2473,18 @@ impl Daemon {
         };
         // Every current listener is offered for reuse, by key; it stays
         // registered with mio under its token while it waits in the pool.
-        let mut pool: HashMap<ListenerKey, Vec<Slot>> = HashMap::new();
+        let mut pool: Pool<Kept> = Pool::new();
         for (token, e) in self.listeners.drain() {
-            pool.entry(e.listener.key.clone()).or_default().push(Slot {
-                token: Some(token),
-                service_id: e.service_id,
-                busy: e.busy,
-                listener: e.listener,
-                udp: e.udp,
-                adjust: None,
-            });
+            pool.entry(e.listener.key.clone())
+                .or_default()
+                .push(Slot::old(
+                    e.listener,
+                    e.service_id,
+                    e.busy,
+                    Kept { token, udp: e.udp },
+                ));
         }
-        match bind_all(&config.services, &mut pool, &old, &mut HashMap::new()) {
+        match pool::bind_all(&config.services, &mut pool, &old, &mut HashMap::new()) {
             Ok(bound) => {
                 let n = config.services.len();
                 let changes = self.reload_changes(&config.services);
@@ -2507,14 +2515,14 @@ impl Daemon {
                 self.reloads_failed += 1;
                 for (_, slots) in pool.drain() {
                     for slot in slots {
-                        let token = slot.token.expect("only old listeners return to the pool");
+                        let kept = slot.kept.expect("only old listeners return to the pool");
                         self.listeners.insert(
-                            token,
+                            kept.token,
                             ListenerEntry {
                                 listener: slot.listener,
                                 service_id: slot.service_id,
                                 busy: slot.busy,
-                                udp: slot.udp,
+                                udp: kept.udp,
                             },
                         );
                     }
@@ -2981,38 +2989,6 @@ fn log_refused_datagram(budget: &mut LogBudget, service: &str, peer: SocketAddr,
     }
 }
 
-/// The inet source of a datagram (`None` for any other kind).
-fn inet_source(ss: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = ss.as_sockaddr_in() {
-        return Some(SocketAddr::from((v4.ip(), v4.port())));
-    }
-    ss.as_sockaddr_in6()
-        .map(|v6| SocketAddr::from((v6.ip(), v6.port())))
-}
-
-/// Reads the datagram at the head of the queue (`peek`: leaves it there)
-/// for its source only: `Ok(None)` when it has no inet source.
-fn datagram_source(fd: std::os::fd::BorrowedFd<'_>, peek: bool) -> nix::Result<Option<SocketAddr>> {
-    let mut buf = [0u8; 1];
-    let mut iov = [io::IoSliceMut::new(&mut buf)];
-    let mut flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
-    if peek {
-        flags |= MsgFlags::MSG_PEEK;
-    }
-    let msg = socket::recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, None, flags)?;
-    Ok(msg.address.as_ref().and_then(inet_source))
-}
-
-/// Reads and throws away what is queued on a datagram socket (at most a
-/// bounded number, so a flood cannot hold the loop); returns how many.
-fn drain_datagrams(fd: std::os::fd::BorrowedFd<'_>) -> usize {
-    let mut buf = [0u8; 1];
-    let flags = socket::MsgFlags::MSG_DONTWAIT | socket::MsgFlags::MSG_TRUNC;
-    (0..10_000)
-        .take_while(|_| socket::recv(fd.as_raw_fd(), &mut buf, flags).is_ok())
-        .count()
-}
-
 fn log_stderr_line(pipe: &StderrPipe, line: &[u8], cut: bool) {
     let mut text = line;
     while let [rest @ .., b'\n' | b'\r'] = text {
@@ -3057,239 +3033,6 @@ impl ReloadChanges {
             self.unchanged
         );
     }
-}
-
-/// A bound datagram socket seen through the builtins' trait.
-struct FdDatagram<'a>(std::os::fd::BorrowedFd<'a>);
-
-impl builtins::DatagramSocket for FdDatagram<'_> {
-    fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        loop {
-            let (n, from) = socket::recvfrom::<SockaddrStorage>(self.0.as_raw_fd(), buf)
-                .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
-            let peer = from.as_ref().and_then(inet_source);
-            // Datagrams without an inet source (none on an inet socket) are
-            // skipped.
-            if let Some(p) = peer {
-                return Ok((n, p));
-            }
-        }
-    }
-
-    fn send_to(&self, buf: &[u8], target: SocketAddr) -> io::Result<usize> {
-        let addr = SockaddrStorage::from(target);
-        socket::sendto(self.0.as_raw_fd(), buf, &addr, MsgFlags::MSG_DONTWAIT)
-            .map_err(|e| io::Error::from_raw_os_error(e as i32))
-    }
-}
-
-/// A bind failure during start or reload.
-#[derive(Debug)]
-pub struct BindFailure(pub String);
-
-impl std::fmt::Display for BindFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A listening socket between the loop and a (re)configuration: an old one
-/// keeps its token and registration; a new one has no token yet.
-struct Slot {
-    token: Option<Token>,
-    service_id: u64,
-    busy: bool,
-    listener: Listener,
-    udp: Option<builtins::UdpServer>,
-    /// The key an old socket takes once the whole reload has bound (its
-    /// backlog, socket file mode and owner change then, so that a reload
-    /// rolled back leaves them as they were).
-    adjust: Option<ListenerKey>,
-}
-
-/// Takes the listener for `key` out of the pool for the service that had
-/// the id `owner` before the reload (`None`: a new service): the same key,
-/// or a socket that was configured with port 0 and got exactly the port
-/// `key` names (an admin who pins the port the kernel chose keeps the
-/// socket). A service gets its own socket back first; a port-0 socket
-/// goes to no other service, since port 0 names no socket in particular
-/// (several services on `127.0.0.1:0` have the same key, and each keeps
-/// the port it was given).
-fn take_from_pool(
-    pool: &mut HashMap<ListenerKey, Vec<Slot>>,
-    key: &ListenerKey,
-    owner: Option<u64>,
-) -> Option<Slot> {
-    let any_port = key.addr.port() == Some(0);
-    let mine = |s: &Slot| Some(s.service_id) == owner;
-    if let Some(slots) = pool.get_mut(key) {
-        if let Some(i) = slots.iter().position(mine) {
-            return Some(slots.swap_remove(i));
-        }
-        if !any_port && let Some(slot) = slots.pop() {
-            return Some(slot);
-        }
-    }
-    // The same address with other options that an open socket can take
-    // (backlog, socket file mode and owner): adjust it in place, once the
-    // reload is known to succeed (bind_all), rather than fail to bind the
-    // address a second time.
-    let same_addr = |k: &ListenerKey, s: &Slot| {
-        k.addr == key.addr && (!any_port || mine(s))
-            || key.addr.port().is_some_and(|p| p != 0)
-                && key.addr.with_port(0).as_ref() == Some(&k.addr)
-                && s.listener.port == key.addr.port()
-                && mine(s)
-    };
-    let found = pool.iter().find_map(|(k, slots)| {
-        slots
-            .iter()
-            .position(|s| same_addr(k, s) && s.listener.can_adjust_to(key))
-            .map(|i| (k.clone(), i))
-    });
-    let (k, i) = found?;
-    let slots = pool.get_mut(&k)?;
-    let mut slot = slots.swap_remove(i);
-    slot.adjust = Some(key.clone());
-    Some(slot)
-}
-
-/// Binds a listener for every address of every enabled service, taking an
-/// existing one from `pool` when its key matches (reload). All or nothing:
-/// on failure, listeners bound here are closed (their socket files
-/// removed) and those taken from the pool are put back.
-fn bind_all(
-    services: &[Service],
-    pool: &mut HashMap<ListenerKey, Vec<Slot>>,
-    old: &HashMap<String, u64>,
-    inherited: &mut HashMap<(usize, usize), Listener>,
-) -> Result<Vec<Vec<Slot>>, BindFailure> {
-    let mut out: Vec<Vec<Slot>> = Vec::with_capacity(services.len());
-    let mut failure = None;
-    'outer: for (si, s) in services.iter().enumerate() {
-        let mut slots = Vec::new();
-        if s.enabled {
-            for i in 0..s.listen.len() {
-                if let Some(listener) = inherited.remove(&(si, i)) {
-                    slots.push(Slot {
-                        token: None,
-                        service_id: 0,
-                        busy: false,
-                        listener,
-                        udp: None,
-                        adjust: None,
-                    });
-                    continue;
-                }
-                let key = s.listener_key_at(i);
-                if let Some(slot) = take_from_pool(pool, &key, old.get(&s.name).copied()) {
-                    slots.push(slot);
-                    continue;
-                }
-                // A socket file of ours at this path, whose socket cannot
-                // take the new key (another socket type): moved aside
-                // until the reload is known to succeed, and put back if it
-                // is rolled back.
-                if let crate::service::Address::UnixPath(path) = &key.addr
-                    && let Some(old) = pool.values_mut().flatten().find(|slot| {
-                        slot.listener
-                            .socket_file
-                            .as_ref()
-                            .is_some_and(|f| f.path == *path)
-                    })
-                    && let Err(e) = old.listener.stash_socket_file()
-                {
-                    failure = Some(BindFailure(format!(
-                        "service {}: cannot move the old socket file {} aside: {e}",
-                        s.name,
-                        path.display()
-                    )));
-                    out.push(slots);
-                    break 'outer;
-                }
-                match Listener::bind(&key) {
-                    Ok(listener) => slots.push(Slot {
-                        token: None,
-                        service_id: 0,
-                        busy: false,
-                        listener,
-                        udp: None,
-                        adjust: None,
-                    }),
-                    Err(e) => {
-                        // The address is ours already, with options a
-                        // socket cannot change once bound; or one of ours
-                        // on the same port overlaps it (a wildcard and a
-                        // specific address), and ours stays bound until
-                        // the reload has bound everything new.
-                        let in_use = e.error.kind() == io::ErrorKind::AddrInUse;
-                        let held = in_use && pool.keys().any(|k| k.addr == key.addr);
-                        let overlaps = in_use
-                            && pool.iter().any(|(k, slots)| {
-                                k.socket == key.socket
-                                    && slots.iter().any(|s| {
-                                        // The port actually bound (the key
-                                        // may say 0).
-                                        let bound =
-                                            s.listener.port.and_then(|p| k.addr.with_port(p));
-                                        bound
-                                            .as_ref()
-                                            .unwrap_or(&k.addr)
-                                            .conflicts_with(k.v6only, &key.addr, key.v6only)
-                                    })
-                            });
-                        let hint = if held {
-                            " (v6only and reuse_port cannot change on a reload: restart superd)"
-                        } else if overlaps {
-                            " (an address this reload replaces holds that port: moving between a wildcard and a specific address on one port needs a restart of superd)"
-                        } else {
-                            ""
-                        };
-                        failure = Some(BindFailure(format!("service {}: {e}{hint}", s.name)));
-                        out.push(slots);
-                        break 'outer;
-                    }
-                }
-            }
-        }
-        out.push(slots);
-    }
-    let Some(f) = failure else {
-        // Everything is bound: the old sockets kept take their new options.
-        for slot in out.iter_mut().flatten() {
-            if let Some(key) = slot.adjust.take()
-                && let Err(e) = slot.listener.adjust(&key)
-            {
-                warn!(
-                    "cannot change socket options addr={} error={}",
-                    quote(&slot.listener.local),
-                    quote(&e.to_string())
-                );
-            }
-        }
-        return Ok(out);
-    };
-    // Roll back: old listeners go back to the pool, as they were; new ones
-    // are dropped, which closes them and removes their socket files; then
-    // socket files moved aside for them go back to their paths.
-    for mut slot in out.into_iter().flatten() {
-        if slot.token.is_some() {
-            slot.adjust = None;
-            pool.entry(slot.listener.key.clone())
-                .or_default()
-                .push(slot);
-        }
-    }
-    for slot in pool.values_mut().flatten() {
-        if let Err(e) = slot.listener.restore_socket_file() {
-            error!(
-                "cannot put the socket file back addr={} error={}",
-                quote(&slot.listener.local),
-                quote(&e.to_string())
-            );
-        }
-    }
-    Err(f)
 }
 
 /// Logs the warnings of a service's configuration (`--check` shows them).

@@ -371,3 +371,69 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// accept4(2) with `SOCK_NONBLOCK | SOCK_CLOEXEC`: the new connection and,
+/// when its peer is inet, the peer's address (read in the same syscall).
+pub fn accept4(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<std::net::SocketAddr>)> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the listener fd is valid for the borrow; storage and len
+    // describe a writable sockaddr_storage of the stated size.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: accept4 succeeded, so fd is a new descriptor owned by no
+    // one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((fd, sockaddr_to_inet(&storage)))
+}
+
+/// The inet address in `ss`, if it holds one.
+fn sockaddr_to_inet(ss: &libc::sockaddr_storage) -> Option<std::net::SocketAddr> {
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for it.
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: ss_family says the storage holds a sockaddr_in6, and
+            // sockaddr_storage is large and aligned enough for it.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// listen(2) with `backlog` on a bound socket.
+pub fn listen(sock: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
+    // SAFETY: listen(2) takes a socket fd valid for the borrow and an
+    // integer; it reads no memory of ours.
+    let rc = unsafe { libc::listen(sock.as_raw_fd(), backlog) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
