@@ -7,13 +7,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
-use mio::Token;
-use mio::unix::SourceFd;
-use mio::{Interest, Poll};
+use mio::{Interest, Token};
 
 use super::{
     Child, Daemon, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe, Stream, Timer,
-    quote,
+    Watched, quote,
 };
 use crate::builtins::{Carried, CarriedKind};
 use crate::config::Config;
@@ -368,12 +366,7 @@ impl Daemon {
             // for a child started here; without one the sweep reaps it.
             let pidfd = if crate::spawn::pidfd_works() {
                 crate::sys::pidfd_open(c.pid).ok().and_then(|fd| {
-                    let t = d.token();
-                    d.poll
-                        .registry()
-                        .register(&mut SourceFd(&fd.as_raw_fd()), t, Interest::READABLE)
-                        .ok()?;
-                    d.pidfds.insert(t, c.pid);
+                    let t = d.watch.watch(fd.as_raw_fd(), Watched::Pidfd(c.pid))?;
                     Some((fd, t))
                 })
             } else {
@@ -425,8 +418,9 @@ impl Daemon {
             let Some(fd) = upgrade::take_fd(p.fd) else {
                 continue;
             };
-            let token = d.token();
-            if let Err(e) = register(&d.poll, fd.as_raw_fd(), token, Interest::READABLE) {
+            let token = d.watch.token(Watched::Stderr);
+            if let Err(e) = d.watch.register(fd.as_raw_fd(), token, Interest::READABLE) {
+                d.watch.forget(token);
                 error!(
                     "cannot watch stderr service={} pid={} error={}",
                     p.service,
@@ -512,17 +506,16 @@ impl Daemon {
             idle_timeout: Duration::from_nanos(ss.idle_timeout_ns),
             proxy: None,
         };
-        let token = self.token();
+        let token = self.watch.token(Watched::Session);
         let raw = match &entry.stream {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(s) => s.as_raw_fd(),
         };
-        if let Err(e) = register(
-            &self.poll,
-            raw,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
+        if let Err(e) = self
+            .watch
+            .register(raw, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            self.watch.forget(token);
             error!(
                 "cannot watch session service={} error={}",
                 ss.service,
@@ -560,11 +553,6 @@ fn source_of(peer: Peer, per_source: bool) -> Option<crate::limits::SourceKey> {
         Peer::Inet(a) if per_source => Some(crate::limits::source_key(a.ip())),
         _ => None,
     }
-}
-
-fn register(poll: &Poll, fd: RawFd, token: Token, interest: Interest) -> std::io::Result<()> {
-    poll.registry()
-        .register(&mut SourceFd(&fd), token, interest)
 }
 
 /// The line a restored image logs: `upgraded from=OLD to=NEW`, or, after a

@@ -1,0 +1,219 @@
+//! Reaping: the `waitpid(-1)` sweep and pidfds, a child's `exit` line, and
+//! what outlived a child (its process group, its cgroup), killed after
+//! `kill_grace` (superd.8, PROCESS TREES).
+
+use std::time::{Duration, Instant};
+
+use log::{info, warn};
+use nix::sys::signal::Signal;
+
+use crate::children::{self, Child};
+use crate::spawn;
+use crate::tree::{self, ConnCgroup};
+
+use super::Daemon;
+use super::timers::Timer;
+
+/// The least time between two `waitpid(-1)` sweeps on SIGCHLD: each makes
+/// the kernel look at every child, so with thousands alive it is
+/// rate-bounded (a timer makes sure the one that is due comes, so no
+/// zombie stays). Without pidfds every child is reaped so.
+pub(super) const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
+
+/// The same with pidfds: each child is reaped through its own, and the
+/// sweep is left to orphans that came back to superd. A child raises
+/// SIGCHLD too (exec gives every process the default exit signal), and a
+/// sweep reaps those of them that ended but whose pidfd event is still to
+/// come, each with another walk of every child: at 6,000 live children a
+/// 100 ms bound still took a quarter of superd's CPU.
+pub(super) const SWEEP_INTERVAL_PIDFD: Duration = Duration::from_secs(1);
+
+/// What outlived a child (by the child's serial): after its `timeout` SIGTERM, its process group
+/// or anything in its cgroup; after a normal exit, anything in its cgroup
+/// (see "Process trees" in superd.8). Its ChildKill timer ends it.
+pub(super) struct Lingering {
+    pub(super) service: String,
+    /// The child's pid: its process group's number.
+    pub(super) pid: i32,
+    /// When the child ended (see children::boot_ticks).
+    pub(super) ended: u64,
+    /// The child had timed out (else: leftovers of a normal exit).
+    pub(super) timed_out: bool,
+    pub(super) cgroup: Option<ConnCgroup>,
+    pub(super) strays: Vec<tree::Stray>,
+}
+
+impl Daemon {
+    /// SIGCHLD: a `waitpid(-1)` sweep now, or when SWEEP_INTERVAL since
+    /// the last one has passed (a timer; never later).
+    pub(super) fn sweep_soon(&mut self) {
+        let now = Instant::now();
+        let interval = if spawn::pidfd_works() {
+            SWEEP_INTERVAL_PIDFD
+        } else {
+            SWEEP_INTERVAL
+        };
+        match self.last_sweep {
+            Some(last) if now < last + interval => {
+                if !self.sweep_due {
+                    self.sweep_due = true;
+                    self.timer(last + interval, Timer::Sweep);
+                }
+            }
+            _ => self.reap(),
+        }
+    }
+
+    /// The `waitpid(-1)` sweep: children without a pidfd, and orphans.
+    pub(super) fn reap(&mut self) {
+        let now = Instant::now();
+        self.last_sweep = Some(now);
+        // Killed cgroups empty as their processes end (each of which was
+        // reaped by superd or by a parent in the same cgroup).
+        self.dying.retain(|c| !c.remove());
+        for (pid, child, ended) in self.children.reap() {
+            self.child_ended(pid, child, ended, now);
+        }
+    }
+
+    /// The child `pid`'s pidfd is readable: reaps it alone; whether it was.
+    pub(super) fn reap_one(&mut self, pid: i32) -> bool {
+        let Some((pid, child, ended)) = self.children.reap_pidfd(pid) else {
+            return false;
+        };
+        if !self.dying.is_empty() {
+            self.dying.retain(|c| !c.remove());
+        }
+        self.child_ended(pid, child, ended, Instant::now());
+        true
+    }
+
+    /// A reaped child: its exit line, what it left, its slots.
+    pub(super) fn child_ended(
+        &mut self,
+        pid: i32,
+        mut child: Child,
+        ended: children::Ended,
+        now: Instant,
+    ) {
+        // A child that died before exec: its report first (its end of
+        // the pipe is closed with it, so the report is all there), then
+        // its exit.
+        if let Some(token) = child.exec
+            && let Some(failed) = self.exec_settled(token)
+        {
+            child.exec_failed = failed;
+        }
+        // Closing the pidfd (with `child`) takes it out of epoll too.
+        if let Some((_, token)) = &child.pidfd {
+            self.watch.forget(*token);
+        }
+        let outcome = children::log_exit(pid, &child, ended, now);
+        if let Some(st) = self.services.get_mut(&child.service_id) {
+            st.counters
+                .exit(outcome, now.saturating_duration_since(child.started));
+        }
+        self.after_child(pid, &mut child, now);
+        if let Some(token) = child.wait_listener {
+            self.connection_ended(child.service_id, None);
+            match self.listen_fds_children.remove(&pid) {
+                Some(tokens) => self.resume_listeners(tokens),
+                None => self.resume_wait_listener(token),
+            }
+        } else {
+            self.connection_ended(child.service_id, child.source);
+        }
+    }
+
+    /// What a reaped child left behind (see "Process trees" in superd.8):
+    /// its cgroup is removed when empty; after a timeout the pending
+    /// ChildKill is for what still runs; after a normal exit, what still
+    /// runs in its cgroup gets SIGTERM now and SIGKILL kill_grace later.
+    pub(super) fn after_child(&mut self, pid: i32, child: &mut Child, now: Instant) {
+        let cgroup = child.cgroup.take().and_then(|c| self.fence.release(c));
+        let strays = std::mem::take(&mut child.strays);
+        let lingering = |timed_out, cgroup, strays| Lingering {
+            service: child.service.clone(),
+            pid,
+            ended: children::boot_ticks(),
+            timed_out,
+            cgroup,
+            strays,
+        };
+        if child.timed_out && !child.killed {
+            if cgroup.is_some() || !strays.is_empty() || children::group_alive(pid) {
+                self.lingering
+                    .insert(child.serial, lingering(true, cgroup, strays));
+            }
+            return;
+        }
+        let Some(cgroup) = cgroup else {
+            return;
+        };
+        if child.killed {
+            cgroup.kill();
+            self.dying.push(cgroup);
+            return;
+        }
+        let n = cgroup.signal(Signal::SIGTERM);
+        info!(
+            "leftover service={} pid={pid} processes={n} signal=SIGTERM",
+            child.service
+        );
+        let grace = self
+            .services
+            .get(&child.service_id)
+            .map_or(Duration::from_secs(5), |s| s.service.kill_grace);
+        self.lingering
+            .insert(child.serial, lingering(false, Some(cgroup), Vec::new()));
+        self.timer(now + grace, Timer::ChildKill(pid, child.serial));
+    }
+
+    /// SIGKILL for every child and everything descending from superd:
+    /// with cgroups, at once through each connection's cgroup.kill first.
+    pub(super) fn kill_everything(&mut self, me: i32) {
+        let cgroups = self
+            .children
+            .iter()
+            .filter_map(|(_, c)| c.cgroup.as_ref())
+            .chain(self.lingering.values().filter_map(|l| l.cgroup.as_ref()))
+            .chain(self.dying.iter());
+        for cg in cgroups {
+            cg.kill();
+        }
+        self.children.signal_all(Signal::SIGKILL);
+        for p in tree::descendants(me, &tree::processes()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+    }
+
+    /// SIGKILL for what outlived a child (see `after_child`), logged when
+    /// anything was left.
+    pub(super) fn kill_lingering(&mut self, l: Lingering, pid_reused: bool) {
+        let mut killed =
+            l.timed_out && !pid_reused && children::kill_leftover_group(l.pid, l.ended);
+        if let Some(cg) = l.cgroup {
+            if cg.populated() {
+                cg.kill();
+                killed = true;
+            }
+            if !cg.remove() {
+                self.dying.push(cg);
+            }
+        }
+        if tree::signal_strays(&l.strays, Signal::SIGKILL) > 0 {
+            killed = true;
+        }
+        if killed && l.timed_out {
+            warn!(
+                "timeout service={} pgid={} signal=SIGKILL",
+                l.service, l.pid
+            );
+        } else if killed {
+            warn!(
+                "leftover service={} pid={} signal=SIGKILL",
+                l.service, l.pid
+            );
+        }
+    }
+}

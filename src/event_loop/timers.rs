@@ -1,0 +1,206 @@
+//! The loop's timers: resumes after a pause, child timeouts and kills,
+//! idle sessions, PROXY header deadlines, exec and pidfd checks, and the
+//! held-back sweep. Deleted lazily, and compacted when they outgrow what
+//! is alive.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use log::warn;
+use mio::Token;
+use nix::sys::signal::Signal;
+
+use crate::children::{self};
+use crate::tree::{self};
+
+use super::Daemon;
+use super::exec::EXEC_CHECK;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Timer {
+    Resume(u64),
+    ChildTimeout(i32, u64),
+    /// SIGKILL for the group of the child with this pid and serial, or
+    /// for what is left of it once the child itself is gone.
+    ChildKill(i32, u64),
+    SessionIdle(Token),
+    /// `proxy_timeout` of a connection waiting for its PROXY header.
+    ProxyHeader(Token),
+    /// A child's exec report pipe the loop could not watch: looked at
+    /// again (see EXEC_CHECK).
+    ExecCheck(Token),
+    /// The `waitpid(-1)` sweep held back by SWEEP_INTERVAL.
+    Sweep,
+    /// A child's pidfd the loop could not watch: tried again (as
+    /// ExecCheck).
+    PidfdCheck(i32, u64),
+}
+
+impl Daemon {
+    pub(super) fn timer(&mut self, at: Instant, t: Timer) {
+        self.timers.push(Reverse((at, t)));
+        // Timers are deleted lazily (a session that ends leaves its idle
+        // timer behind). Keep the heap in proportion to what is alive, so a
+        // flood of short sessions cannot grow it for a whole idle_timeout.
+        let live =
+            self.sessions.len() + self.children.len() + self.services.len() + self.headers.len();
+        if self.timers.len() > 1024 && self.timers.len() > 4 * live {
+            self.compact_timers();
+        }
+    }
+
+    /// Drops timers whose session, child or service is gone.
+    pub(super) fn compact_timers(&mut self) {
+        let timers = std::mem::take(&mut self.timers);
+        self.timers = timers
+            .into_iter()
+            .filter(|Reverse((_, t))| match t {
+                Timer::Resume(sid) => self.services.contains_key(sid),
+                Timer::ChildTimeout(pid, _) => self.children.get(*pid).is_some(),
+                Timer::ChildKill(pid, serial) => {
+                    self.children.get(*pid).is_some() || self.lingering.contains_key(serial)
+                }
+                Timer::SessionIdle(token) => self.sessions.contains_key(token),
+                Timer::ProxyHeader(token) => self.headers.contains_key(token),
+                Timer::ExecCheck(token) => self.execs.contains_key(token),
+                Timer::Sweep => true,
+                Timer::PidfdCheck(pid, serial) => {
+                    self.children.get(*pid).is_some_and(|c| c.serial == *serial)
+                }
+            })
+            .collect();
+    }
+
+    pub(super) fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(Reverse((at, t))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            match t {
+                Timer::Resume(sid) => {
+                    let Some(st) = self.services.get(&sid) else {
+                        continue;
+                    };
+                    if st.paused.is_some_and(|(_, until)| until > now) {
+                        continue;
+                    }
+                    for t in st.listeners.clone() {
+                        self.drain_listener(t);
+                    }
+                }
+                Timer::ChildTimeout(pid, serial) => {
+                    let grace = match self.children.get_mut(pid) {
+                        Some(c) if !c.timed_out && c.serial == serial => {
+                            c.timed_out = true;
+                            let g = self
+                                .services
+                                .get(&c.service_id)
+                                .map(|s| s.service.kill_grace)
+                                .unwrap_or(Duration::from_secs(5));
+                            warn!("timeout service={} pid={pid} signal=SIGTERM", c.service);
+                            match &c.cgroup {
+                                // Every process in it once: the group's and
+                                // what left it (setsid).
+                                Some(cg) => {
+                                    if cg.signal(Signal::SIGTERM) == 0 {
+                                        children::signal_child(pid, c, Signal::SIGTERM);
+                                    }
+                                }
+                                // Without a cgroup, what descends from the
+                                // child, recorded for its SIGKILL; read
+                                // before the SIGTERM, which may end the
+                                // child and orphan them.
+                                None => {
+                                    let table = tree::processes();
+                                    let below = tree::descendants(pid, &table);
+                                    children::signal_child(pid, c, Signal::SIGTERM);
+                                    for p in below {
+                                        if p.pgid != pid {
+                                            let _ = nix::sys::signal::kill(
+                                                nix::unistd::Pid::from_raw(p.pid),
+                                                Signal::SIGTERM,
+                                            );
+                                        }
+                                        c.strays.push(tree::Stray {
+                                            pid: p.pid,
+                                            started: p.started,
+                                        });
+                                    }
+                                }
+                            }
+                            g
+                        }
+                        _ => continue,
+                    };
+                    self.timer(now + grace, Timer::ChildKill(pid, serial));
+                }
+                Timer::ChildKill(pid, serial) => {
+                    if let Some(c) = self.children.get_mut(pid)
+                        && c.serial == serial
+                        && c.timed_out
+                    {
+                        c.killed = true;
+                        children::signal_child(pid, c, Signal::SIGKILL);
+                        match &c.cgroup {
+                            Some(cg) => cg.kill(),
+                            None => {
+                                let _ = tree::signal_strays(&c.strays, Signal::SIGKILL);
+                                let table = tree::processes();
+                                for p in tree::descendants(pid, &table) {
+                                    let _ = nix::sys::signal::kill(
+                                        nix::unistd::Pid::from_raw(p.pid),
+                                        Signal::SIGKILL,
+                                    );
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    // The child ended, and something it started kept
+                    // running (and maybe the connection open): the SIGKILL
+                    // is for what is left of it. When the pid is a newer
+                    // child's now, so is the group number: it is never
+                    // signalled for the old one.
+                    let reused = self.children.get(pid).is_some();
+                    if let Some(l) = self.lingering.remove(&serial) {
+                        self.kill_lingering(l, reused);
+                    }
+                }
+                Timer::ExecCheck(token) => {
+                    if self.execs.contains_key(&token) && self.exec_settled(token).is_none() {
+                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
+                    }
+                }
+                Timer::ProxyHeader(token) => {
+                    if self.headers.contains_key(&token) {
+                        self.refuse_header(token, "no complete header within proxy_timeout");
+                    }
+                }
+                Timer::Sweep => {
+                    self.sweep_due = false;
+                    self.reap();
+                }
+                Timer::PidfdCheck(pid, serial) => {
+                    if self.children.get(pid).is_some_and(|c| c.serial == serial)
+                        && !self.reap_one(pid)
+                    {
+                        self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, serial));
+                    }
+                }
+                Timer::SessionIdle(token) => {
+                    let Some(s) = self.sessions.get(&token) else {
+                        continue;
+                    };
+                    let due = s.last_activity + s.idle_timeout;
+                    if due <= now {
+                        self.end_session(token, Some("idle_timeout"));
+                    } else {
+                        self.timer(due, Timer::SessionIdle(token));
+                    }
+                }
+            }
+        }
+    }
+}
