@@ -1,4 +1,5 @@
-//! The pid table: every child superd started, reaping, the `exit` log line,
+//! The pid table: one record per child superd started (its service, its
+//! connection, its exec report, its pidfd), reaping, the `exit` log line,
 //! and signalling whole process groups (each child is a session leader, so
 //! its pid is its process group).
 
@@ -11,18 +12,55 @@ use mio::Token;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::Pid;
 
 use crate::limits::SourceKey;
 use crate::listener::Peer;
-use crate::service::SuccessStatus;
+use crate::service::{ServiceId, SuccessStatus};
+use crate::spawn::Pending;
 use crate::tree::{ConnCgroup, Stray};
+
+/// A child's process id, which is its process group's number too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid(pub i32);
+
+impl Pid {
+    fn nix(self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(self.0)
+    }
+
+    /// The process group this pid leads, for kill(2).
+    fn group(self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(-self.0)
+    }
+}
+
+impl From<nix::unistd::Pid> for Pid {
+    fn from(p: nix::unistd::Pid) -> Pid {
+        Pid(p.as_raw())
+    }
+}
+
+impl std::fmt::Display for Pid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A child on its way to exec (see `spawn::Pending`): its report pipe,
+/// watched under `token`, and superd's copy of a nowait connection, closed
+/// once the outcome is known (after the `exec failed` line, if any).
+#[derive(Debug)]
+pub struct ExecReport {
+    pub pending: Pending,
+    pub token: Token,
+    pub conn: Option<OwnedFd>,
+}
 
 /// One running child.
 #[derive(Debug)]
 pub struct Child {
     /// The service's id in the event loop (stable across reloads).
-    pub service_id: u64,
+    pub service_id: ServiceId,
     pub service: String,
     /// `None` in wait mode.
     pub peer: Option<Peer>,
@@ -34,6 +72,10 @@ pub struct Child {
     pub serial: u64,
     /// wait mode: the listener to hand back to the loop at exit.
     pub wait_listener: Option<Token>,
+    /// `pass: listen_fds`: every listener of its service it holds (by
+    /// token: a reload may change the service's list meanwhile), given
+    /// back at exit.
+    pub listen_fds: Vec<Token>,
     /// Set once `timeout` fired: the exit line says `reason=timeout`.
     pub timed_out: bool,
     /// Its group was sent SIGKILL (`kill_grace` after the timeout) while
@@ -41,8 +83,8 @@ pub struct Child {
     pub killed: bool,
     /// The child reported a failure before exec.
     pub exec_failed: bool,
-    /// The token of its report pipe while it is not yet past exec.
-    pub exec: Option<Token>,
+    /// Its exec report while it is not yet past exec.
+    pub exec: Option<ExecReport>,
     /// Its service's `success_status` when it started.
     pub success: SuccessStatus,
     /// The cgroup it started in (see crate::tree).
@@ -67,19 +109,19 @@ pub enum Ended {
 /// Every live child, by pid.
 #[derive(Debug, Default)]
 pub struct Children {
-    map: HashMap<i32, Child>,
+    map: HashMap<Pid, Child>,
 }
 
 impl Children {
     pub fn insert(&mut self, pid: Pid, child: Child) {
-        self.map.insert(pid.as_raw(), child);
+        self.map.insert(pid, child);
     }
 
-    pub fn get(&self, pid: i32) -> Option<&Child> {
+    pub fn get(&self, pid: Pid) -> Option<&Child> {
         self.map.get(&pid)
     }
 
-    pub fn get_mut(&mut self, pid: i32) -> Option<&mut Child> {
+    pub fn get_mut(&mut self, pid: Pid) -> Option<&mut Child> {
         self.map.get_mut(&pid)
     }
 
@@ -91,7 +133,12 @@ impl Children {
         self.map.is_empty()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (i32, &Child)> {
+    /// How many children are still on their way to exec.
+    pub fn in_exec(&self) -> usize {
+        self.map.values().filter(|c| c.exec.is_some()).count()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (Pid, &Child)> {
         self.map.iter().map(|(p, c)| (*p, c))
     }
 
@@ -99,16 +146,16 @@ impl Children {
     /// with how it ended. Pids that are not in the table are orphans that
     /// came back to superd, the subreaper (see crate::tree): reaped, with
     /// a debug line.
-    pub fn reap(&mut self) -> Vec<(i32, Child, Ended)> {
+    pub fn reap(&mut self) -> Vec<(Pid, Child, Ended)> {
         let mut out = Vec::new();
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => match self.map.remove(&pid.as_raw()) {
-                    Some(c) => out.push((pid.as_raw(), c, Ended::Status(code))),
+                Ok(WaitStatus::Exited(pid, code)) => match self.map.remove(&pid.into()) {
+                    Some(c) => out.push((pid.into(), c, Ended::Status(code))),
                     None => debug!("orphan reaped pid={pid} status={code}"),
                 },
-                Ok(WaitStatus::Signaled(pid, sig, _)) => match self.map.remove(&pid.as_raw()) {
-                    Some(c) => out.push((pid.as_raw(), c, Ended::Signal(sig))),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => match self.map.remove(&pid.into()) {
+                    Some(c) => out.push((pid.into(), c, Ended::Signal(sig))),
                     None => debug!("orphan reaped pid={pid} signal={}", sig.as_str()),
                 },
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
@@ -123,7 +170,7 @@ impl Children {
     /// Reaps the child `pid` through its pidfd if it has ended: that
     /// child alone, O(1) whatever the number of others (waitpid(-1) makes
     /// the kernel look at every child). `None` while it runs.
-    pub fn reap_pidfd(&mut self, pid: i32) -> Option<(i32, Child, Ended)> {
+    pub fn reap_pidfd(&mut self, pid: Pid) -> Option<(Pid, Child, Ended)> {
         let (fd, _) = self.map.get(&pid)?.pidfd.as_ref()?;
         let ended = match crate::sys::pidfd_reap(fd.as_fd()) {
             Ok(Some(crate::sys::PidfdExit::Exited(code))) => Ended::Status(code),
@@ -140,8 +187,8 @@ impl Children {
 
     /// Every child with a pidfd that has ended (shutdown, which does not
     /// wait for their events).
-    pub fn reap_all_pidfds(&mut self) -> Vec<(i32, Child, Ended)> {
-        let pids: Vec<i32> = self
+    pub fn reap_all_pidfds(&mut self) -> Vec<(Pid, Child, Ended)> {
+        let pids: Vec<Pid> = self
             .map
             .iter()
             .filter(|(_, c)| c.pidfd.is_some())
@@ -164,8 +211,8 @@ impl Children {
 /// not reaped yet, so its pid, and with it the group's number, is still
 /// its own); a child that died before its `setsid` gets it through its
 /// pidfd, or its pid without one.
-pub fn signal_child(pid: i32, child: &Child, sig: Signal) {
-    if kill(Pid::from_raw(-pid), sig).is_ok() {
+pub fn signal_child(pid: Pid, child: &Child, sig: Signal) {
+    if kill(pid.group(), sig).is_ok() {
         return;
     }
     match &child.pidfd {
@@ -173,16 +220,16 @@ pub fn signal_child(pid: i32, child: &Child, sig: Signal) {
             let _ = crate::sys::pidfd_send_signal(fd.as_fd(), sig as i32);
         }
         None => {
-            let _ = kill(Pid::from_raw(pid), sig);
+            let _ = kill(pid.nix(), sig);
         }
     }
 }
 
 /// Whether the process group `pgid` still has a member. A child's group
 /// outlives the child when something it started is still running.
-pub fn group_alive(pgid: i32) -> bool {
+pub fn group_alive(pgid: Pid) -> bool {
     // Signal 0 checks without sending; EPERM still means someone is there.
-    !matches!(kill(Pid::from_raw(-pgid), None), Err(Errno::ESRCH))
+    !matches!(kill(pgid.group(), None), Err(Errno::ESRCH))
 }
 
 /// Clock ticks since boot, as /proc/PID/stat counts a process's start.
@@ -202,7 +249,7 @@ pub fn boot_ticks() -> u64 {
 /// session the child made, that started by `ticks` (see [`boot_ticks`]).
 /// A group number freed and taken again by someone else's new group
 /// leader only has members that started later, and is never signalled.
-fn group_is_still(pgid: i32, ticks: u64) -> bool {
+fn group_is_still(pgid: Pid, ticks: u64) -> bool {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return false;
     };
@@ -222,8 +269,8 @@ fn group_is_still(pgid: i32, ticks: u64) -> bool {
             };
             let f: Vec<&str> = rest.split_whitespace().collect();
             let num = |i: usize| f.get(i).and_then(|v| v.parse::<i64>().ok());
-            num(2) == Some(pgid.into())
-                && num(3) == Some(pgid.into())
+            num(2) == Some(pgid.0.into())
+                && num(3) == Some(pgid.0.into())
                 && num(19).is_some_and(|start| start as u64 <= ticks)
         })
 }
@@ -232,8 +279,8 @@ fn group_is_still(pgid: i32, ticks: u64) -> bool {
 /// leader) is gone, if it is still that group (see [`group_is_still`]);
 /// whether it was signalled. Never falls back to a pid: the child's is
 /// free for anyone now.
-pub fn kill_leftover_group(pgid: i32, started_by: u64) -> bool {
-    group_is_still(pgid, started_by) && kill(Pid::from_raw(-pgid), Signal::SIGKILL).is_ok()
+pub fn kill_leftover_group(pgid: Pid, started_by: u64) -> bool {
+    group_is_still(pgid, started_by) && kill(pgid.group(), Signal::SIGKILL).is_ok()
 }
 
 /// Formats a duration the way the logs show it: seconds, 3 decimals.
@@ -293,7 +340,7 @@ impl Outcome {
 /// Writes the `exit` line (superd(8), LOGS): info for an exit its
 /// service's `success_status` calls normal (status 0 by default), warn
 /// otherwise; returns the outcome.
-pub fn log_exit(pid: i32, child: &Child, ended: Ended, now: Instant) -> Outcome {
+pub fn log_exit(pid: Pid, child: &Child, ended: Ended, now: Instant) -> Outcome {
     let mut peer = child.peer.map(|p| format!(" peer={p}")).unwrap_or_default();
     if let Some(p) = child.proxy {
         peer.push_str(&format!(" proxy={p}"));

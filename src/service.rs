@@ -350,6 +350,11 @@ pub struct Rlimit {
     pub hard: RlimValue,
 }
 
+/// The event loop's id of a running service: stable across reloads while
+/// the service keeps its name, never reused (0: none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceId(pub u64);
+
 /// A validated service. Built by the config layer (tests build their own
 /// from [`Service::new`]); immutable after.
 #[derive(Clone, Debug, PartialEq)]

@@ -22,9 +22,11 @@ use crate::service::{Program, SocketType, canonical_addr};
 use crate::spawn;
 use crate::tree::{ConnCgroup, Fence};
 
-use super::services::{Pause, exec_gated};
+use super::exec::Serving;
+use super::services::Pause;
 use super::timers::Timer;
 use super::{Daemon, proxy_field};
+use crate::service::ServiceId;
 
 /// Connections accepted on one listener before the loop looks at anything
 /// else.
@@ -32,7 +34,7 @@ pub(super) const ACCEPT_BATCH: usize = 64;
 
 pub(super) struct ListenerEntry {
     pub(super) listener: Listener,
-    pub(super) service_id: u64,
+    pub(super) service_id: ServiceId,
     /// Handed to a `wait` child: not watched until it exits.
     pub(super) busy: bool,
     /// The datagram server of a UDP builtin.
@@ -103,7 +105,7 @@ impl Daemon {
             }
             // Connections whose PROXY header is read go first: they hold
             // their max_connections slots already.
-            if !st.proxied.is_empty() && !exec_gated(st) {
+            if !st.proxied.is_empty() && !st.gated() {
                 let conn = st.proxied.pop_front().expect("not empty");
                 st.limits.connection_ended(None);
                 self.start_connection(sid, conn);
@@ -121,7 +123,7 @@ impl Daemon {
                 // Below the limit again (a reload raised it).
                 st.counters.paused.end(PauseReason::MaxConnections, now);
             }
-            if exec_gated(st) {
+            if st.gated() {
                 // Enough of its children are on their way to exec: the
                 // next connection waits in the backlog, in order, rather
                 // than in the scheduler's run queue (see PRE_EXEC_MAX). A
@@ -191,7 +193,7 @@ impl Daemon {
 
     /// Access rules and the per-source limit; `false` when refused (the
     /// connection is closed when dropped by the caller).
-    pub(super) fn admit(&mut self, sid: u64, conn: &Accepted) -> bool {
+    pub(super) fn admit(&mut self, sid: ServiceId, conn: &Accepted) -> bool {
         let st = self.services.get_mut(&sid).expect("live");
         let Some(ip) = conn.peer.ip() else {
             return true;
@@ -218,7 +220,7 @@ impl Daemon {
     }
 
     /// Starts a child or a builtin session for an admitted connection.
-    pub(super) fn start_connection(&mut self, sid: u64, conn: Accepted) {
+    pub(super) fn start_connection(&mut self, sid: ServiceId, conn: Accepted) {
         let st = self.services.get_mut(&sid).expect("live");
         let service = st.service.clone();
         let source = conn.peer.ip().map(source_key);
@@ -255,23 +257,17 @@ impl Daemon {
                 crate::logging::flush();
                 match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info) {
                     Ok((spawned, cgroup)) => {
-                        let pid = spawned.pid.as_raw();
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
-                        let proxy = conn.proxy.map(|r| r.proxy);
-                        self.child_started(
-                            sid,
-                            &service,
-                            spawned,
-                            Some(conn.peer),
+                        let serving = Serving {
+                            peer: Some(conn.peer),
+                            proxy: conn.proxy.map(|r| r.proxy),
                             source,
-                            None,
-                            Some(conn.fd),
+                            conn: Some(conn.fd),
                             cgroup,
-                        );
-                        if let Some(p) = proxy {
-                            self.mark_proxied(pid, conn.peer, p);
-                        }
+                            ..Serving::default()
+                        };
+                        self.child_started(sid, &service, spawned, serving);
                     }
                     Err(e) => {
                         // fork failed: keep the connection, with its

@@ -23,6 +23,7 @@ use super::services::Pause;
 use super::timers::Timer;
 use super::watch::Watched;
 use super::{Daemon, proxy_field};
+use crate::service::ServiceId;
 
 /// At most one `refused` line per service per interval for datagrams,
 /// whose source anyone can forge (superd.8, LOGS).
@@ -37,7 +38,7 @@ pub(super) enum Stream {
 pub(super) struct SessionEntry {
     pub(super) session: builtins::Session,
     pub(super) stream: Stream,
-    pub(super) service_id: u64,
+    pub(super) service_id: ServiceId,
     pub(super) service: String,
     pub(super) peer: Peer,
     /// Behind a proxy: the proxy's address (`peer` is the client).
@@ -60,7 +61,7 @@ pub(super) fn offset_for(kind: crate::service::Builtin, now: i64) -> i64 {
 impl Daemon {
     pub(super) fn start_session(
         &mut self,
-        sid: u64,
+        sid: ServiceId,
         service: &Rc<Service>,
         kind: crate::service::Builtin,
         conn: Accepted,
@@ -221,7 +222,7 @@ impl Daemon {
 
     /// Serves the queued datagrams of a UDP builtin (a budget at a time:
     /// `again` puts the listener on the ready list).
-    pub(super) fn serve_udp(&mut self, sid: u64, token: Token) {
+    pub(super) fn serve_udp(&mut self, sid: ServiceId, token: Token) {
         let Some(st) = self.services.get_mut(&sid) else {
             return;
         };

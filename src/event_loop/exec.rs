@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use log::{debug, error, warn};
 use mio::{Interest, Token};
 
-use crate::children::Child;
+use crate::children::{Child, ExecReport, Pid};
 use crate::limits::SourceKey;
 use crate::listener::{self, Peer};
-use crate::service::{Service, SocketType, canonical_addr};
+use crate::service::{Service, ServiceId, SocketType, canonical_addr};
 use crate::spawn;
 use crate::tree::ConnCgroup;
 
@@ -22,48 +22,52 @@ use super::services::{PRE_EXEC_MAX, Pause};
 use super::timers::Timer;
 use super::watch::Watched;
 
-/// A `wait` service whose program fails before exec is retried after this
-/// delay, doubled for every further failure in a row, up to the cap.
-pub(super) const WAIT_BACKOFF_START: Duration = Duration::from_millis(100);
-
-pub(super) const WAIT_BACKOFF_CAP: Duration = Duration::from_secs(10);
-
 /// How often the report pipe of a child is read when epoll could not take
 /// it (out of memory, max_user_watches): the loop never waits for a child.
 pub(super) const EXEC_CHECK: Duration = Duration::from_millis(10);
 
-/// A child on its way to exec (see `Daemon::exec_settled`).
-pub(super) struct ExecWait {
-    pub(super) pid: i32,
-    pub(super) service_id: u64,
-    pub(super) service: String,
-    /// Behind a proxy: the client and the proxy, for `exec failed`.
-    pub(super) proxied: Option<(Peer, SocketAddr)>,
-    pub(super) pending: spawn::Pending,
-    /// nowait: superd's copy of the connection, closed once the outcome is
-    /// known (after the `exec failed` line, if any).
+/// What a new child serves, recorded with it.
+#[derive(Default)]
+pub(super) struct Serving {
+    /// `None` in wait mode.
+    pub(super) peer: Option<Peer>,
+    /// Behind a proxy (`peer` is the client): the proxy's address.
+    pub(super) proxy: Option<SocketAddr>,
+    /// The per-source slot it holds.
+    pub(super) source: Option<SourceKey>,
+    /// wait mode: the listener it holds.
+    pub(super) wait_listener: Option<Token>,
+    /// `pass: listen_fds`: every listener of its service it holds.
+    pub(super) listen_fds: Vec<Token>,
+    /// nowait: superd's copy of the connection, kept until the outcome of
+    /// the exec is known.
     pub(super) conn: Option<OwnedFd>,
+    pub(super) cgroup: Option<ConnCgroup>,
+}
+
+/// The part of a child's record its exec outcome is settled with.
+struct Settling {
+    service_id: ServiceId,
+    service: String,
+    /// Behind a proxy: the client and the proxy, for `exec failed`.
+    proxied: Option<(Peer, SocketAddr)>,
+    /// The listener of a UDP wait child whose unread datagram goes.
+    wait_listener: Option<Token>,
 }
 
 impl Daemon {
     /// Records a started child and watches its way to exec (see
-    /// `exec_settled`). `conn` is superd's copy of a nowait connection,
-    /// kept until the outcome is known.
-    #[allow(clippy::too_many_arguments)]
+    /// `exec_settled`).
     pub(super) fn child_started(
         &mut self,
-        sid: u64,
+        sid: ServiceId,
         service: &Rc<Service>,
         spawned: spawn::Spawned,
-        peer: Option<Peer>,
-        source: Option<SourceKey>,
-        wait_listener: Option<Token>,
-        conn: Option<OwnedFd>,
-        cgroup: Option<ConnCgroup>,
+        serving: Serving,
     ) {
         let now = Instant::now();
-        let pid = spawned.pid.as_raw();
-        let token = self.watch.token(Watched::Exec);
+        let pid = Pid::from(spawned.pid);
+        let token = self.watch.token(Watched::Exec(pid));
         let mut pidfd_watched = true;
         let pidfd = spawned.pidfd.map(|fd| {
             // Kept under its token even when the poll refuses it: the
@@ -75,55 +79,48 @@ impl Daemon {
                 .is_ok();
             (fd, t)
         });
+        let watched = self
+            .watch
+            .register(spawned.exec.fd().as_raw_fd(), token, Interest::READABLE)
+            .is_ok();
+        self.next_serial += 1;
+        let serial = self.next_serial;
         self.children.insert(
-            spawned.pid,
+            pid,
             Child {
                 service_id: sid,
                 service: service.name.clone(),
-                peer,
-                source,
+                peer: serving.peer,
+                source: serving.source,
                 started: now,
-                serial: {
-                    self.next_serial += 1;
-                    self.next_serial
-                },
-                wait_listener,
+                serial,
+                wait_listener: serving.wait_listener,
+                listen_fds: serving.listen_fds,
                 timed_out: false,
                 killed: false,
                 exec_failed: false,
-                exec: Some(token),
+                exec: Some(ExecReport {
+                    pending: spawned.exec,
+                    token,
+                    conn: serving.conn,
+                }),
                 success: service.success_status,
-                cgroup,
+                cgroup: serving.cgroup,
                 strays: Vec::new(),
-                proxy: None,
+                proxy: serving.proxy,
                 pidfd,
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
         if !pidfd_watched {
-            self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, self.next_serial));
+            self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, serial));
         }
         if let Some(t) = service.timeout {
-            self.timer(now + t, Timer::ChildTimeout(pid, self.next_serial));
+            self.timer(now + t, Timer::ChildTimeout(pid, serial));
         }
         if let Some(fd) = spawned.stderr {
             self.watch_stderr(fd, &service.name, pid);
         }
-        let watched = self
-            .watch
-            .register(spawned.exec.fd().as_raw_fd(), token, Interest::READABLE)
-            .is_ok();
-        self.execs.insert(
-            token,
-            ExecWait {
-                pid,
-                service_id: sid,
-                service: service.name.clone(),
-                proxied: None,
-                pending: spawned.exec,
-                conn,
-            },
-        );
         // A service whose last child failed before exec starts no other
         // until this one's outcome is known (see `drain_listener`), so its
         // failures stay paced one by one; the loop never waits for it: a
@@ -132,35 +129,72 @@ impl Daemon {
             st.pre_exec += 1;
         }
         if !watched {
-            self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
+            self.timer(now + EXEC_CHECK, Timer::ExecCheck(pid, serial));
         }
     }
 
-    /// The child behind `token` is past exec, or failed before it: logs and
-    /// paces a failure, closes superd's copy of the connection. `None`
-    /// while the child has not got there yet; else whether it failed.
-    pub(super) fn exec_settled(&mut self, token: Token) -> Option<bool> {
-        let outcome = self.execs.get_mut(&token)?.pending.poll()?;
-        let w = self.execs.remove(&token).expect("present");
-        self.watch.forget(token);
+    /// The live child `pid` is past exec, or failed before it (its report
+    /// pipe is readable, or an ExecCheck looks): see `exec_outcome`.
+    /// `None` while the child has not got there yet; else whether it
+    /// failed.
+    pub(super) fn exec_settled(&mut self, pid: Pid) -> Option<bool> {
+        let c = self.children.get_mut(pid)?;
+        let outcome = c.exec.as_mut()?.pending.poll()?;
+        let report = c.exec.take().expect("polled above");
+        c.exec_failed = outcome.is_some();
+        let of = Settling {
+            service_id: c.service_id,
+            service: c.service.clone(),
+            proxied: c.proxy.and_then(|p| Some((c.peer?, p))),
+            wait_listener: c.wait_listener,
+        };
+        Some(self.exec_outcome(of, report, outcome))
+    }
+
+    /// The exec report of a child just reaped: all there (its end of the
+    /// pipe closed with it). Its wait listener is not looked at: the
+    /// datagram a failed UDP wait child left is dropped only when the
+    /// report is read while the child is alive (`exec_settled`).
+    pub(super) fn exec_settled_at_exit(&mut self, child: &mut Child) {
+        let Some(mut report) = child.exec.take() else {
+            return;
+        };
+        let Some(outcome) = report.pending.poll() else {
+            self.watch.forget(report.token);
+            return;
+        };
+        child.exec_failed = outcome.is_some();
+        let of = Settling {
+            service_id: child.service_id,
+            service: child.service.clone(),
+            proxied: child.proxy.and_then(|p| Some((child.peer?, p))),
+            wait_listener: None,
+        };
+        self.exec_outcome(of, report, outcome);
+    }
+
+    /// Logs and paces an exec failure, counts a success, and closes
+    /// superd's copy of the connection; whether it failed.
+    fn exec_outcome(
+        &mut self,
+        w: Settling,
+        report: ExecReport,
+        outcome: Option<spawn::ExecFailure>,
+    ) -> bool {
+        self.watch.forget(report.token);
         if let Some(st) = self.services.get_mut(&w.service_id) {
             // Room for another start: the service's listeners go on.
-            if st.pre_exec == PRE_EXEC_MAX || st.fail_streak > 0 {
+            if st.pre_exec == PRE_EXEC_MAX || st.pacing.fail_streak() > 0 {
                 self.ready.extend_from_slice(&st.listeners);
             }
             st.pre_exec = st.pre_exec.saturating_sub(1);
         }
         let failed = outcome.is_some();
-        let mut wait_listener = None;
-        if let Some(c) = self.children.get_mut(w.pid) {
-            c.exec_failed = failed;
-            c.exec = None;
-            wait_listener = c.wait_listener;
-        }
+        let wait_listener = w.wait_listener;
         let now = Instant::now();
         match (outcome, self.services.get_mut(&w.service_id)) {
             (None, Some(st)) => {
-                st.fail_streak = 0;
+                st.pacing.exec_ok();
                 st.counters.served += 1;
             }
             (None, None) => {}
@@ -191,22 +225,9 @@ impl Daemon {
                 }
                 if let Some(st) = st {
                     st.counters.exec_failures += 1;
-                    st.fail_streak += 1;
-                    // Pace a program that keeps failing: wait mode backs off
-                    // (the unread datagram or connection would otherwise
-                    // respawn it at once); nowait is held to a failure rate.
-                    let delay = if st.service.wait {
-                        let shift = st.fail_streak.saturating_sub(1).min(10);
-                        Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
-                    } else {
-                        // This failure spends a token; if none is left for
-                        // the next attempt, wait until there is one.
-                        let _ = st.failure_bucket.try_take(now);
-                        let next = st.failure_bucket.next_token_at(now);
-                        (next > now).then(|| next.saturating_duration_since(now))
-                    };
-                    if let Some(d) = delay {
-                        let until = now + d.max(Duration::from_millis(1));
+                    // Pace a program that keeps failing (limits::Pacing).
+                    if let Some(d) = st.pacing.exec_failed(st.service.wait, now) {
+                        let until = now + d;
                         st.pause(Pause::ExecFailures, until, now);
                         self.timer(until, Timer::Resume(w.service_id));
                     }
@@ -214,22 +235,11 @@ impl Daemon {
             }
         }
         // The peer sees its connection close only after the line is out.
-        if let Some(fd) = w.conn
+        if let Some(fd) = report.conn
             && failed
         {
             self.close_after_log(fd);
         }
-        Some(failed)
-    }
-
-    /// Records the proxy of a child started for a proxied connection: its
-    /// `exit` and `exec failed` lines name it.
-    pub(super) fn mark_proxied(&mut self, pid: i32, peer: Peer, proxy: SocketAddr) {
-        if let Some(c) = self.children.get_mut(pid) {
-            c.proxy = Some(proxy);
-            if let Some(w) = c.exec.and_then(|t| self.execs.get_mut(&t)) {
-                w.proxied = Some((peer, proxy));
-            }
-        }
+        failed
     }
 }

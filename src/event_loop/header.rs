@@ -16,9 +16,9 @@ use crate::logging::quote;
 use crate::proxy;
 
 use super::Daemon;
-use super::services::exec_gated;
 use super::timers::Timer;
 use super::watch::Watched;
+use crate::service::ServiceId;
 
 /// A connection of a `proxy_protocol` service waiting for its PROXY
 /// header (superd.yaml(5), PROXY PROTOCOL). Its peer is the proxy; it
@@ -26,7 +26,7 @@ use super::watch::Watched;
 /// a source).
 pub(super) struct HeaderWait {
     pub(super) conn: Accepted,
-    pub(super) service_id: u64,
+    pub(super) service_id: ServiceId,
     pub(super) accept: proxy::Accept,
     /// Registered with the poll: the first read found no complete header.
     pub(super) watched: bool,
@@ -47,7 +47,7 @@ impl Daemon {
     /// PROXY PROTOCOL): refused at once from outside `proxy_from`, else
     /// held, with a max_connections slot, until its header is read
     /// (`read_header`) or `proxy_timeout` passes.
-    pub(super) fn wait_header(&mut self, sid: u64, conn: Accepted) {
+    pub(super) fn wait_header(&mut self, sid: ServiceId, conn: Accepted) {
         let st = self.services.get_mut(&sid).expect("live");
         let Some(p) = st.service.proxy.as_ref() else {
             return;
@@ -160,7 +160,7 @@ impl Daemon {
             return;
         }
         let st = self.services.get_mut(&sid).expect("live");
-        if exec_gated(st) {
+        if st.gated() {
             // It keeps its slot and starts when the service may start one
             // (drain_listener), in order.
             st.proxied.push_back(conn);

@@ -13,22 +13,24 @@ use mio::{Interest, Token};
 use crate::builtins;
 use crate::children::Children;
 use crate::config::Config;
-use crate::limits::{LogBudget, ServiceLimits, TokenBucket};
+use crate::limits::{LogBudget, ServiceLimits};
 use crate::listener::pool::{self, Pool, Slot};
 use crate::listener::{self};
 use crate::logging::quote;
 use crate::metrics::{Counters, PauseReason};
 use crate::notify::Notifier;
 use crate::plan::SpawnPlan;
-use crate::service::{Program, Rate, Service, SocketType};
+use crate::service::{Program, Service, SocketType};
 use crate::signals::Signals;
 use crate::spawn::sandbox::Namespaces;
 use crate::tree::Fence;
 
 use super::accept::ListenerEntry;
-use super::services::{NOWAIT_FAILURES_PER_SEC, Pause, ServiceState, WAIT_STARTS_PER_SEC};
+use super::services::{Pause, ServiceState};
 use super::watch::{Watch, Watched};
 use super::{Daemon, Source, StartError, upgrade};
+use crate::limits::Pacing;
+use crate::service::ServiceId;
 
 /// What the loop keeps with a running listener while a reload offers it
 /// for reuse (listener::pool).
@@ -86,8 +88,6 @@ impl Daemon {
             ready: Vec::new(),
             deferred: Vec::new(),
             closing: Vec::new(),
-            execs: HashMap::new(),
-            listen_fds_children: HashMap::new(),
             next_service_id: 1,
             next_serial: 0,
             reload_pending: false,
@@ -141,7 +141,7 @@ impl Daemon {
     pub(super) fn namespaces_for(
         &self,
         services: &[Service],
-        old_ids: &HashMap<String, u64>,
+        old_ids: &HashMap<String, ServiceId>,
     ) -> Result<HashMap<String, Rc<Namespaces>>, String> {
         let mut out = HashMap::new();
         for s in services {
@@ -179,7 +179,7 @@ impl Daemon {
         &mut self,
         services: Vec<Service>,
         mut bound: Vec<Vec<Slot<Kept>>>,
-        old_ids: HashMap<String, u64>,
+        old_ids: HashMap<String, ServiceId>,
         mut namespaces: HashMap<String, Rc<Namespaces>>,
     ) {
         let now = Instant::now();
@@ -236,7 +236,7 @@ impl Daemon {
                     id
                 }
                 None => {
-                    let id = self.next_service_id;
+                    let id = ServiceId(self.next_service_id);
                     self.next_service_id += 1;
                     self.services.insert(
                         id,
@@ -254,22 +254,8 @@ impl Daemon {
                             counters: Counters::default(),
                             listeners: Vec::new(),
                             paused: None,
-                            fail_streak: 0,
                             pre_exec: 0,
-                            failure_bucket: TokenBucket::new(
-                                Rate {
-                                    tokens: NOWAIT_FAILURES_PER_SEC,
-                                    per: Duration::from_secs(1),
-                                },
-                                now,
-                            ),
-                            wait_starts: TokenBucket::new(
-                                Rate {
-                                    tokens: WAIT_STARTS_PER_SEC,
-                                    per: Duration::from_secs(1),
-                                },
-                                now,
-                            ),
+                            pacing: Pacing::new(now),
                             last_resource_log: None,
                             refusal_log: LogBudget::default(),
                             pending: None,
@@ -340,7 +326,7 @@ impl Daemon {
         }
         // Services that are gone: their states go (children keep running
         // and are still reaped and logged by name).
-        let live: std::collections::HashSet<u64> = new_order.iter().copied().collect();
+        let live: std::collections::HashSet<ServiceId> = new_order.iter().copied().collect();
         self.services.retain(|id, _| live.contains(id));
         self.order = new_order;
         self.udp_ports = self
@@ -382,7 +368,7 @@ impl Daemon {
                 return;
             }
         };
-        let old: HashMap<String, u64> = self
+        let old: HashMap<String, ServiceId> = self
             .services
             .values()
             .map(|s| (s.service.name.clone(), s.id))

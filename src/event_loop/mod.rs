@@ -46,9 +46,9 @@ mod wait;
 mod watch;
 pub use upgrade::log_restored;
 
+use crate::service::ServiceId;
 use accept::ListenerEntry;
 use builtin::{SessionEntry, Stream};
-use exec::ExecWait;
 use header::HeaderWait;
 use reap::Lingering;
 use services::ServiceState;
@@ -116,9 +116,9 @@ pub struct Daemon {
 
     // ---- services.rs and install.rs: the running configuration ---------
     source: Source,
-    services: HashMap<u64, ServiceState>,
+    services: HashMap<ServiceId, ServiceState>,
     /// Service ids in configuration order (for status and logs).
-    order: Vec<u64>,
+    order: Vec<ServiceId>,
     next_service_id: u64,
     /// The ports superd's own UDP builtins are bound to: a datagram from
     /// one of them is never answered (a spoofed source would set two of
@@ -142,11 +142,6 @@ pub struct Daemon {
     // ---- children: exec.rs, reap.rs -------------------------------------
     children: Children,
     next_serial: u64,
-    /// Children not yet past exec, by the token of their report pipe.
-    execs: HashMap<Token, ExecWait>,
-    /// `pass: listen_fds` wait children (by pid) and the listeners each
-    /// holds, given back when it ends.
-    listen_fds_children: HashMap<i32, Vec<Token>>,
     /// What outlived a child, by the child's serial; its SIGKILL is still
     /// due (see `Lingering`).
     lingering: HashMap<u64, Lingering>,
@@ -276,8 +271,8 @@ impl Daemon {
             }
             Some(Watched::Session) if turn.seen.insert(token) => turn.deferred.push(token),
             Some(Watched::Stderr) => self.read_stderr(token),
-            Some(Watched::Exec) => {
-                self.exec_settled(token);
+            Some(Watched::Exec(pid)) => {
+                self.exec_settled(pid);
             }
             Some(Watched::Header) => self.read_header(token),
             Some(Watched::Pidfd(pid)) => {
@@ -313,7 +308,7 @@ impl Daemon {
 
     /// A connection of `sid` is over: release its slots and, if the
     /// service was at its cap, accept again.
-    fn connection_ended(&mut self, sid: u64, source: Option<SourceKey>) {
+    fn connection_ended(&mut self, sid: ServiceId, source: Option<SourceKey>) {
         let Some(st) = self.services.get_mut(&sid) else {
             return;
         };

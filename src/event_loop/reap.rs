@@ -13,6 +13,7 @@ use crate::tree::{self, ConnCgroup};
 
 use super::Daemon;
 use super::timers::Timer;
+use crate::children::Pid;
 
 /// The least time between two `waitpid(-1)` sweeps on SIGCHLD: each makes
 /// the kernel look at every child, so with thousands alive it is
@@ -34,7 +35,7 @@ pub(super) const SWEEP_INTERVAL_PIDFD: Duration = Duration::from_secs(1);
 pub(super) struct Lingering {
     pub(super) service: String,
     /// The child's pid: its process group's number.
-    pub(super) pid: i32,
+    pub(super) pid: Pid,
     /// When the child ended (see children::boot_ticks).
     pub(super) ended: u64,
     /// The child had timed out (else: leftovers of a normal exit).
@@ -77,7 +78,7 @@ impl Daemon {
     }
 
     /// The child `pid`'s pidfd is readable: reaps it alone; whether it was.
-    pub(super) fn reap_one(&mut self, pid: i32) -> bool {
+    pub(super) fn reap_one(&mut self, pid: Pid) -> bool {
         let Some((pid, child, ended)) = self.children.reap_pidfd(pid) else {
             return false;
         };
@@ -91,7 +92,7 @@ impl Daemon {
     /// A reaped child: its exit line, what it left, its slots.
     pub(super) fn child_ended(
         &mut self,
-        pid: i32,
+        pid: Pid,
         mut child: Child,
         ended: children::Ended,
         now: Instant,
@@ -99,11 +100,7 @@ impl Daemon {
         // A child that died before exec: its report first (its end of
         // the pipe is closed with it, so the report is all there), then
         // its exit.
-        if let Some(token) = child.exec
-            && let Some(failed) = self.exec_settled(token)
-        {
-            child.exec_failed = failed;
-        }
+        self.exec_settled_at_exit(&mut child);
         // Closing the pidfd (with `child`) takes it out of epoll too.
         if let Some((_, token)) = &child.pidfd {
             self.watch.forget(*token);
@@ -116,9 +113,10 @@ impl Daemon {
         self.after_child(pid, &mut child, now);
         if let Some(token) = child.wait_listener {
             self.connection_ended(child.service_id, None);
-            match self.listen_fds_children.remove(&pid) {
-                Some(tokens) => self.resume_listeners(tokens),
-                None => self.resume_wait_listener(token),
+            if child.listen_fds.is_empty() {
+                self.resume_wait_listener(token);
+            } else {
+                self.resume_listeners(std::mem::take(&mut child.listen_fds));
             }
         } else {
             self.connection_ended(child.service_id, child.source);
@@ -129,7 +127,7 @@ impl Daemon {
     /// its cgroup is removed when empty; after a timeout the pending
     /// ChildKill is for what still runs; after a normal exit, what still
     /// runs in its cgroup gets SIGTERM now and SIGKILL kill_grace later.
-    pub(super) fn after_child(&mut self, pid: i32, child: &mut Child, now: Instant) {
+    pub(super) fn after_child(&mut self, pid: Pid, child: &mut Child, now: Instant) {
         let cgroup = child.cgroup.take().and_then(|c| self.fence.release(c));
         let strays = std::mem::take(&mut child.strays);
         let lingering = |timed_out, cgroup, strays| Lingering {

@@ -11,7 +11,7 @@ use mio::Token;
 use nix::errno::Errno;
 
 use crate::children::{self};
-use crate::limits::{LogBudget, ServiceLimits, TokenBucket};
+use crate::limits::{LogBudget, Pacing, ServiceLimits};
 use crate::listener::Accepted;
 use crate::logging::quote;
 use crate::metrics::{self, Counters, PauseReason};
@@ -21,23 +21,13 @@ use crate::spawn::sandbox::Namespaces;
 
 use super::Daemon;
 use super::timers::Timer;
+use crate::service::ServiceId;
 
 /// How long accepting pauses when file descriptors or processes run out.
 pub(super) const RESOURCE_PAUSE: Duration = Duration::from_millis(250);
 
 /// At most one "out of resources" line per service in this interval.
 pub(super) const RESOURCE_LOG_INTERVAL: Duration = Duration::from_secs(5);
-
-/// A `nowait` service may fail to exec at most this often per second
-/// (burst the same): a client flood against a broken program costs a few
-/// forks a second, never a tight loop.
-pub(super) const NOWAIT_FAILURES_PER_SEC: u32 = 50;
-
-/// A `wait` service without a `rate` may start this many children a
-/// second (burst the same); past that it is looping (a child that ends at
-/// once leaves its socket readable, and the next starts at once) and
-/// pauses for LOOP_PAUSE, as xinetd's `cps` default does. Never disabled.
-pub(super) const WAIT_STARTS_PER_SEC: u32 = 50;
 
 /// Children of one service started and not yet past exec, at the most.
 /// superd does not wait for a child's exec (it accepts and serves
@@ -85,7 +75,7 @@ impl Pause {
 
 /// A service as the loop runs it: config, spawn plan, limits, counters.
 pub(super) struct ServiceState {
-    pub(super) id: u64,
+    pub(super) id: ServiceId,
     pub(super) service: Rc<Service>,
     pub(super) plan: Option<Rc<SpawnPlan>>,
     /// The namespaces its children join (superd.yaml(5), "Fences"); the
@@ -95,13 +85,11 @@ pub(super) struct ServiceState {
     pub(super) counters: Counters,
     pub(super) listeners: Vec<Token>,
     pub(super) paused: Option<(Pause, Instant)>,
-    /// Exec failures in a row (reset by a successful exec).
-    pub(super) fail_streak: u32,
     /// Children started and not yet past exec (see PRE_EXEC_MAX).
     pub(super) pre_exec: usize,
-    pub(super) failure_bucket: TokenBucket,
-    /// wait mode without `rate`: children started (see WAIT_STARTS_PER_SEC).
-    pub(super) wait_starts: TokenBucket,
+    /// Exec failures in a row, and the pacing of failures and of `wait`
+    /// starts.
+    pub(super) pacing: Pacing,
     pub(super) last_resource_log: Option<Instant>,
     /// `refused` lines about datagrams (see REFUSAL_LOG_INTERVAL).
     pub(super) refusal_log: LogBudget,
@@ -120,24 +108,54 @@ impl ServiceState {
         self.paused = Some((why, until));
         self.counters.paused.begin(why.reason(), now, Some(until));
     }
+
+    /// Whether the next connection waits for a child on its way to exec
+    /// (see `exec_gated`).
+    pub(super) fn gated(&self) -> bool {
+        exec_gated(self.pre_exec, self.pacing.fail_streak())
+    }
 }
 
-/// Enough of a service's children are on their way to exec that the next
-/// connection waits (see PRE_EXEC_MAX); one at a time after a failure.
-pub(super) fn exec_gated(st: &ServiceState) -> bool {
-    st.pre_exec >= PRE_EXEC_MAX || st.fail_streak > 0 && st.pre_exec > 0
+/// Enough of a service's children (`pre_exec`) are on their way to exec
+/// that the next connection waits (see PRE_EXEC_MAX); one at a time after
+/// a failure (`fail_streak` failures in a row).
+pub(super) fn exec_gated(pre_exec: usize, fail_streak: u32) -> bool {
+    pre_exec >= PRE_EXEC_MAX || fail_streak > 0 && pre_exec > 0
+}
+
+/// The state a service shows (superd(8), STATUS AND METRICS), first match
+/// wins: disabled; `child_running` when a wait child holds every socket
+/// (superd does not watch them); the reason of a pause still running;
+/// at max_connections; else listening.
+pub(super) fn state_name(
+    enabled: bool,
+    all_held: bool,
+    paused: Option<Pause>,
+    at_capacity: bool,
+) -> metrics::ServiceState {
+    if !enabled {
+        metrics::ServiceState::Disabled
+    } else if all_held {
+        metrics::ServiceState::ChildRunning
+    } else if let Some(p) = paused {
+        p.state()
+    } else if at_capacity {
+        metrics::ServiceState::PausedMaxConnections
+    } else {
+        metrics::ServiceState::Listening
+    }
 }
 
 impl Daemon {
     /// Pauses accepting for RESOURCE_PAUSE after `errno` at `what`; the
     /// error reads as in every other line (`exec failed`): strerror alone.
-    pub(super) fn pause_for_resources(&mut self, sid: u64, what: &str, errno: Errno) {
+    pub(super) fn pause_for_resources(&mut self, sid: ServiceId, what: &str, errno: Errno) {
         self.pause_accepting(sid, Pause::Resources, what, errno);
     }
 
     /// Pauses accepting on `sid` for RESOURCE_PAUSE after `errno` at
     /// `what`, logged at most once per RESOURCE_LOG_INTERVAL.
-    pub(super) fn pause_accepting(&mut self, sid: u64, why: Pause, what: &str, errno: Errno) {
+    pub(super) fn pause_accepting(&mut self, sid: ServiceId, why: Pause, what: &str, errno: Errno) {
         let now = Instant::now();
         let until = now + RESOURCE_PAUSE;
         let Some(st) = self.services.get_mut(&sid) else {
@@ -168,25 +186,64 @@ impl Daemon {
         self.timer(until, Timer::Resume(sid));
     }
 
-    /// The state of a service (superd(8), STATUS AND METRICS): a wait
-    /// service whose child holds every socket is `child_running`, not
-    /// listening (superd does not watch them).
+    /// The state of `st` now; `held`: the listeners wait children hold.
     pub(super) fn service_state(
         &self,
         st: &ServiceState,
         held: &std::collections::HashSet<Token>,
         now: Instant,
     ) -> metrics::ServiceState {
-        if !st.service.enabled {
-            metrics::ServiceState::Disabled
-        } else if !st.listeners.is_empty() && st.listeners.iter().all(|t| held.contains(t)) {
-            metrics::ServiceState::ChildRunning
-        } else if let Some((p, _)) = st.paused.filter(|(_, until)| *until > now) {
-            p.state()
-        } else if st.limits.at_capacity() {
-            metrics::ServiceState::PausedMaxConnections
-        } else {
-            metrics::ServiceState::Listening
-        }
+        state_name(
+            st.service.enabled,
+            !st.listeners.is_empty() && st.listeners.iter().all(|t| held.contains(t)),
+            st.paused.filter(|(_, until)| *until > now).map(|(p, _)| p),
+            st.limits.at_capacity(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::ServiceState as S;
+
+    #[test]
+    fn the_gate_holds_at_pre_exec_max_and_after_a_failure_at_one() {
+        assert!(!exec_gated(0, 0));
+        assert!(!exec_gated(PRE_EXEC_MAX - 1, 0));
+        assert!(exec_gated(PRE_EXEC_MAX, 0));
+        // After a failure: one start at a time, none while one is pending.
+        assert!(!exec_gated(0, 3));
+        assert!(exec_gated(1, 1));
+    }
+
+    #[test]
+    fn the_state_name_takes_the_first_that_applies() {
+        assert_eq!(
+            state_name(false, true, Some(Pause::Rate), true),
+            S::Disabled
+        );
+        assert_eq!(
+            state_name(true, true, Some(Pause::Rate), true),
+            S::ChildRunning
+        );
+        assert_eq!(
+            state_name(true, false, Some(Pause::Looping), true),
+            S::PausedLooping
+        );
+        assert_eq!(
+            state_name(true, false, Some(Pause::AcceptError), false),
+            S::PausedAcceptError
+        );
+        assert_eq!(state_name(true, false, None, true), S::PausedMaxConnections);
+        assert_eq!(state_name(true, false, None, false), S::Listening);
+    }
+
+    #[test]
+    fn pauses_count_under_their_metrics_reason() {
+        assert_eq!(Pause::Rate.reason(), PauseReason::Rate);
+        assert_eq!(Pause::AcceptError.reason(), PauseReason::Resources);
+        assert_eq!(Pause::ExecFailures.reason(), PauseReason::Looping);
+        assert_eq!(Pause::ExecFailures.state(), S::PausedExecFailures);
     }
 }

@@ -13,6 +13,7 @@ use crate::tree::{self};
 
 use super::Daemon;
 use super::watch::Watched;
+use crate::children::Pid;
 
 impl Daemon {
     /// Shutdown: the sweep and every child with a pidfd that ended.
@@ -57,7 +58,7 @@ impl Daemon {
                 let mut groups: Vec<i32> = left
                     .iter()
                     .map(|p| p.pgid)
-                    .filter(|&g| self.children.get(g).is_none())
+                    .filter(|&g| self.children.get(Pid(g)).is_none())
                     .collect();
                 groups.sort_unstable();
                 groups.dedup();

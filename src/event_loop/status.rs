@@ -26,8 +26,8 @@ impl Daemon {
         let held: std::collections::HashSet<Token> = self
             .children
             .iter()
-            .filter_map(|(_, c)| c.wait_listener)
-            .chain(self.listen_fds_children.values().flatten().copied())
+            .flat_map(|(_, c)| c.wait_listener.iter().chain(&c.listen_fds))
+            .copied()
             .collect();
         let services = self
             .order
@@ -92,7 +92,7 @@ impl Daemon {
             .iter()
             .map(|(pid, c)| metrics::ConnectionView {
                 service: c.service.clone(),
-                pid: Some(pid),
+                pid: Some(pid.0),
                 peer: c.peer.map(|p| p.to_string()),
                 proxy: c.proxy.map(|p| p.to_string()),
                 age: now.saturating_duration_since(c.started),

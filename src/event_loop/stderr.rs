@@ -10,6 +10,7 @@ use mio::Token;
 
 use super::Daemon;
 use super::watch::Watched;
+use crate::children::Pid;
 
 /// Reads of 4 KiB from one stderr pipe before the loop looks elsewhere.
 pub(super) const STDERR_READS_PER_TURN: usize = 16;
@@ -20,7 +21,7 @@ pub(super) const STDERR_LINE_MAX: usize = 4096;
 pub(super) struct StderrPipe {
     pub(super) file: File,
     pub(super) service: String,
-    pub(super) pid: i32,
+    pub(super) pid: Pid,
     pub(super) buf: Vec<u8>,
     /// The last line logged was cut at STDERR_LINE_MAX: a newline right
     /// after it ends that line, not an empty one.
@@ -28,7 +29,7 @@ pub(super) struct StderrPipe {
 }
 
 impl Daemon {
-    pub(super) fn watch_stderr(&mut self, fd: OwnedFd, service: &str, pid: i32) {
+    pub(super) fn watch_stderr(&mut self, fd: OwnedFd, service: &str, pid: Pid) {
         if let Some(token) = self.watch.watch(fd.as_raw_fd(), Watched::Stderr) {
             self.pipes.insert(
                 token,

@@ -15,25 +15,27 @@ use crate::tree::{self};
 
 use super::Daemon;
 use super::exec::EXEC_CHECK;
+use crate::children::Pid;
+use crate::service::ServiceId;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
-    Resume(u64),
-    ChildTimeout(i32, u64),
+    Resume(ServiceId),
+    ChildTimeout(Pid, u64),
     /// SIGKILL for the group of the child with this pid and serial, or
     /// for what is left of it once the child itself is gone.
-    ChildKill(i32, u64),
+    ChildKill(Pid, u64),
     SessionIdle(Token),
     /// `proxy_timeout` of a connection waiting for its PROXY header.
     ProxyHeader(Token),
     /// A child's exec report pipe the loop could not watch: looked at
     /// again (see EXEC_CHECK).
-    ExecCheck(Token),
+    ExecCheck(Pid, u64),
     /// The `waitpid(-1)` sweep held back by SWEEP_INTERVAL.
     Sweep,
     /// A child's pidfd the loop could not watch: tried again (as
     /// ExecCheck).
-    PidfdCheck(i32, u64),
+    PidfdCheck(Pid, u64),
 }
 
 impl Daemon {
@@ -62,7 +64,10 @@ impl Daemon {
                 }
                 Timer::SessionIdle(token) => self.sessions.contains_key(token),
                 Timer::ProxyHeader(token) => self.headers.contains_key(token),
-                Timer::ExecCheck(token) => self.execs.contains_key(token),
+                Timer::ExecCheck(pid, serial) => self
+                    .children
+                    .get(*pid)
+                    .is_some_and(|c| c.serial == *serial && c.exec.is_some()),
                 Timer::Sweep => true,
                 Timer::PidfdCheck(pid, serial) => {
                     self.children.get(*pid).is_some_and(|c| c.serial == *serial)
@@ -114,10 +119,10 @@ impl Daemon {
                                 // child and orphan them.
                                 None => {
                                     let table = tree::processes();
-                                    let below = tree::descendants(pid, &table);
+                                    let below = tree::descendants(pid.0, &table);
                                     children::signal_child(pid, c, Signal::SIGTERM);
                                     for p in below {
-                                        if p.pgid != pid {
+                                        if p.pgid != pid.0 {
                                             let _ = nix::sys::signal::kill(
                                                 nix::unistd::Pid::from_raw(p.pid),
                                                 Signal::SIGTERM,
@@ -148,7 +153,7 @@ impl Daemon {
                             None => {
                                 let _ = tree::signal_strays(&c.strays, Signal::SIGKILL);
                                 let table = tree::processes();
-                                for p in tree::descendants(pid, &table) {
+                                for p in tree::descendants(pid.0, &table) {
                                     let _ = nix::sys::signal::kill(
                                         nix::unistd::Pid::from_raw(p.pid),
                                         Signal::SIGKILL,
@@ -168,9 +173,13 @@ impl Daemon {
                         self.kill_lingering(l, reused);
                     }
                 }
-                Timer::ExecCheck(token) => {
-                    if self.execs.contains_key(&token) && self.exec_settled(token).is_none() {
-                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(token));
+                Timer::ExecCheck(pid, serial) => {
+                    let live = self
+                        .children
+                        .get(pid)
+                        .is_some_and(|c| c.serial == serial && c.exec.is_some());
+                    if live && self.exec_settled(pid).is_none() {
+                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(pid, serial));
                     }
                 }
                 Timer::ProxyHeader(token) => {

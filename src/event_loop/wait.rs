@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::warn;
 use mio::{Interest, Token};
@@ -21,14 +21,15 @@ use crate::spawn;
 use super::Daemon;
 use super::accept::{ACCEPT_BATCH, spawn_child, start_in_cgroup};
 use super::builtin::log_refused_datagram;
-use super::services::{Pause, WAIT_STARTS_PER_SEC};
+use super::exec::Serving;
+use super::services::Pause;
 use super::timers::Timer;
-
-pub(super) const LOOP_PAUSE: Duration = Duration::from_secs(10);
+use crate::limits::{LOOP_PAUSE, WAIT_STARTS_PER_SEC};
+use crate::service::ServiceId;
 
 impl Daemon {
     /// wait mode: hands the listening/bound socket to one child.
-    pub(super) fn spawn_wait(&mut self, sid: u64, token: Token) {
+    pub(super) fn spawn_wait(&mut self, sid: ServiceId, token: Token) {
         let st = self.services.get(&sid).expect("live");
         let service = st.service.clone();
         let Some(plan) = st.plan.clone() else {
@@ -85,7 +86,7 @@ impl Daemon {
             self.timer(at, Timer::Resume(sid));
             return;
         }
-        if service.rate.is_none() && !st.wait_starts.try_take(now) {
+        if service.rate.is_none() && !st.pacing.wait_start(now) {
             let until = now + LOOP_PAUSE;
             st.pause(Pause::Looping, until, now);
             // The datagrams its children leave unread would start the loop
@@ -120,16 +121,12 @@ impl Daemon {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
-                self.child_started(
-                    sid,
-                    &service,
-                    spawned,
-                    None,
-                    None,
-                    Some(token),
-                    None,
+                let serving = Serving {
+                    wait_listener: Some(token),
                     cgroup,
-                );
+                    ..Serving::default()
+                };
+                self.child_started(sid, &service, spawned, serving);
             }
             Err(e) => {
                 self.resume_wait_listener(token);
@@ -142,7 +139,7 @@ impl Daemon {
     /// `listen:` order, goes to one child; none is watched until it exits.
     pub(super) fn spawn_listen_fds(
         &mut self,
-        sid: u64,
+        sid: ServiceId,
         token: Token,
         service: &Rc<Service>,
         plan: &Rc<SpawnPlan>,
@@ -168,11 +165,13 @@ impl Daemon {
                 let st = self.services.get_mut(&sid).expect("live");
                 st.limits.connection_started();
                 st.counters.accepted += 1;
-                // Its sockets, by token: a reload may change the service's
-                // list meanwhile, these are the ones to give back.
-                self.listen_fds_children
-                    .insert(spawned.pid.as_raw(), tokens);
-                self.child_started(sid, service, spawned, None, None, Some(token), None, cgroup);
+                let serving = Serving {
+                    wait_listener: Some(token),
+                    listen_fds: tokens,
+                    cgroup,
+                    ..Serving::default()
+                };
+                self.child_started(sid, service, spawned, serving);
             }
             Err(e) => {
                 self.resume_listeners(tokens);
@@ -185,7 +184,7 @@ impl Daemon {
     /// of the queue is peeked (the child still reads it) and checked; a
     /// refused datagram is read and dropped, as xinetd does. `true` when
     /// the head may start a child; a batch of refusals at most per call.
-    pub(super) fn admit_datagram(&mut self, sid: u64, token: Token) -> bool {
+    pub(super) fn admit_datagram(&mut self, sid: ServiceId, token: Token) -> bool {
         for _ in 0..ACCEPT_BATCH {
             let (Some(entry), Some(st)) = (self.listeners.get(&token), self.services.get_mut(&sid))
             else {

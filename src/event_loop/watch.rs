@@ -11,6 +11,8 @@ use std::time::Duration;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::children::Pid;
+
 /// The token of the signalfd, registered for the loop's whole life.
 pub(super) const SIGNAL_TOKEN: Token = Token(0);
 
@@ -24,12 +26,12 @@ pub(super) enum Watched {
     Session,
     /// A child's stderr pipe (`Daemon::pipes`).
     Stderr,
-    /// A child's exec report pipe (`Daemon::execs`).
-    Exec,
+    /// The exec report pipe of the child with this pid.
+    Exec(Pid),
     /// A connection waiting for its PROXY header (`Daemon::headers`).
     Header,
     /// The pidfd of the child with this pid.
-    Pidfd(i32),
+    Pidfd(Pid),
 }
 
 /// The poll and the kind of every live token. Tokens are never reused: an
@@ -118,9 +120,9 @@ mod tests {
         let mut w = Watch::new(std::os::fd::AsRawFd::as_raw_fd(&r)).unwrap();
         assert_eq!(w.kind(SIGNAL_TOKEN), Some(Watched::Signals));
         let a = w.token(Watched::Session);
-        let b = w.token(Watched::Pidfd(7));
+        let b = w.token(Watched::Pidfd(Pid(7)));
         assert_ne!(a, b);
-        assert_eq!(w.kind(b), Some(Watched::Pidfd(7)));
+        assert_eq!(w.kind(b), Some(Watched::Pidfd(Pid(7))));
         w.forget(a);
         assert_eq!(w.kind(a), None);
         assert!(w.token(Watched::Session) > b);

@@ -10,6 +10,7 @@ use log::{error, warn};
 
 use super::Listener;
 use crate::logging::quote;
+use crate::service::ServiceId;
 use crate::service::{ListenerKey, Service};
 
 /// A bind failure during start or reload.
@@ -28,7 +29,7 @@ impl std::fmt::Display for BindFailure {
 #[derive(Debug)]
 pub struct Slot<T> {
     /// The service that had it before the reload (0: none yet).
-    pub service_id: u64,
+    pub service_id: ServiceId,
     /// Held by a `wait` child: not watched until it exits.
     pub busy: bool,
     pub listener: Listener,
@@ -44,7 +45,7 @@ impl<T> Slot<T> {
     /// A listener the loop has not had before (bound now, or inherited).
     pub fn new(listener: Listener) -> Slot<T> {
         Slot {
-            service_id: 0,
+            service_id: ServiceId(0),
             busy: false,
             listener,
             kept: None,
@@ -53,7 +54,7 @@ impl<T> Slot<T> {
     }
 
     /// A running listener offered for reuse by `service_id`.
-    pub fn old(listener: Listener, service_id: u64, busy: bool, kept: T) -> Slot<T> {
+    pub fn old(listener: Listener, service_id: ServiceId, busy: bool, kept: T) -> Slot<T> {
         Slot {
             service_id,
             busy,
@@ -75,7 +76,11 @@ pub type Pool<T> = HashMap<ListenerKey, Vec<Slot<T>>>;
 /// goes to no other service, since port 0 names no socket in particular
 /// (several services on `127.0.0.1:0` have the same key, and each keeps
 /// the port it was given).
-fn take_from_pool<T>(pool: &mut Pool<T>, key: &ListenerKey, owner: Option<u64>) -> Option<Slot<T>> {
+fn take_from_pool<T>(
+    pool: &mut Pool<T>,
+    key: &ListenerKey,
+    owner: Option<ServiceId>,
+) -> Option<Slot<T>> {
     let any_port = key.addr.port() == Some(0);
     let mine = |s: &Slot<T>| Some(s.service_id) == owner;
     if let Some(slots) = pool.get_mut(key) {
@@ -117,7 +122,7 @@ fn take_from_pool<T>(pool: &mut Pool<T>, key: &ListenerKey, owner: Option<u64>) 
 pub fn bind_all<T>(
     services: &[Service],
     pool: &mut Pool<T>,
-    old: &HashMap<String, u64>,
+    old: &HashMap<String, ServiceId>,
     inherited: &mut HashMap<(usize, usize), Listener>,
 ) -> Result<Vec<Vec<Slot<T>>>, BindFailure> {
     let mut out: Vec<Vec<Slot<T>>> = Vec::with_capacity(services.len());
@@ -255,7 +260,7 @@ mod tests {
 
     /// The running listeners of `services` as a reload offers them, each
     /// kept with its service id (1, 2, ...).
-    fn running(services: &[Service]) -> (Pool<u64>, HashMap<String, u64>) {
+    fn running(services: &[Service]) -> (Pool<u64>, HashMap<String, ServiceId>) {
         let bound = bind_all::<u64>(
             services,
             &mut Pool::new(),
@@ -267,11 +272,11 @@ mod tests {
         let mut ids = HashMap::new();
         for (i, (s, slots)) in services.iter().zip(bound).enumerate() {
             let id = i as u64 + 1;
-            ids.insert(s.name.clone(), id);
+            ids.insert(s.name.clone(), ServiceId(id));
             for slot in slots {
                 pool.entry(slot.listener.key.clone())
                     .or_default()
-                    .push(Slot::old(slot.listener, id, false, id));
+                    .push(Slot::old(slot.listener, ServiceId(id), false, id));
             }
         }
         (pool, ids)
@@ -293,7 +298,7 @@ mod tests {
         let ports: HashMap<u64, u16> = pool
             .values()
             .flatten()
-            .map(|s| (s.service_id, port(s)))
+            .map(|s| (s.service_id.0, port(s)))
             .collect();
         let new = [
             service("b", &["127.0.0.1:0"]),

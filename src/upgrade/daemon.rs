@@ -14,9 +14,11 @@ use super::{
     Watched, quote,
 };
 use crate::builtins::{Carried, CarriedKind};
+use crate::children::Pid;
 use crate::config::Config;
 use crate::listener::Peer;
 use crate::listener_inherit::Inherited;
+use crate::service::ServiceId;
 use crate::tree::ConnCgroup;
 use crate::upgrade::state::{
     ChildState, ListenerState, PeerState, PidFileState, PipeState, ServiceCounters, SessionKind,
@@ -57,7 +59,8 @@ impl Daemon {
             return;
         };
         let now = Instant::now();
-        if !self.execs.is_empty() {
+        let in_exec = self.children.in_exec();
+        if in_exec > 0 {
             if now < until {
                 return;
             }
@@ -67,7 +70,7 @@ impl Daemon {
                 "upgrade refused reason={}",
                 quote(&format!(
                     "{} children still in exec after {}s",
-                    self.execs.len(),
+                    in_exec,
                     EXEC_WAIT.as_secs()
                 ))
             );
@@ -145,7 +148,7 @@ impl Daemon {
         s.reloads_failed = self.reloads_failed;
         s.next_serial = self.next_serial;
         s.written_ns = crate::upgrade::state::monotonic_ns();
-        let name_of = |sid: u64| self.services.get(&sid).map(|st| st.service.name.clone());
+        let name_of = |sid: ServiceId| self.services.get(&sid).map(|st| st.service.name.clone());
         let fd_of = |t: &Token| self.listeners.get(t).map(|e| e.listener.fd.as_raw_fd());
         for e in self.listeners.values() {
             s.listeners.push(ListenerState {
@@ -168,7 +171,7 @@ impl Daemon {
         for (pid, c) in self.children.iter() {
             let serial = c.serial;
             s.children.push(ChildState {
-                pid,
+                pid: pid.0,
                 service: c.service.clone(),
                 peer: c.peer.map(peer_state),
                 per_source: c.source.is_some(),
@@ -181,11 +184,7 @@ impl Daemon {
                 kill_in_ns: due(&|t| *t == Timer::ChildKill(pid, serial)),
                 cgroup: c.cgroup.as_ref().map(|g| g.path().display().to_string()),
                 wait_listener_fd: c.wait_listener.as_ref().and_then(fd_of),
-                listen_fds: self
-                    .listen_fds_children
-                    .get(&pid)
-                    .map(|ts| ts.iter().filter_map(fd_of).collect())
-                    .unwrap_or_default(),
+                listen_fds: c.listen_fds.iter().filter_map(fd_of).collect(),
             });
         }
         for e in self.sessions.values() {
@@ -219,7 +218,7 @@ impl Daemon {
             s.pipes.push(PipeState {
                 fd: p.file.as_raw_fd(),
                 service: p.service.clone(),
-                pid: p.pid,
+                pid: p.pid.0,
                 pending: p.buf.clone(),
                 cut: p.cut,
             });
@@ -338,18 +337,15 @@ impl Daemon {
                 .services
                 .values()
                 .find(|st| st.service.name == c.service)
-                .map_or(0, |st| st.id);
+                .map_or(ServiceId(0), |st| st.id);
             let peer = c.peer.as_ref().map(peer_of);
             let source = peer.and_then(|p| source_of(p, c.per_source));
             let wait_listener = c.wait_listener_fd.and_then(|fd| token_of(&d, fd));
-            if !c.listen_fds.is_empty() {
-                let tokens: Vec<Token> = c
-                    .listen_fds
-                    .iter()
-                    .filter_map(|fd| token_of(&d, *fd))
-                    .collect();
-                d.listen_fds_children.insert(c.pid, tokens);
-            }
+            let listen_fds: Vec<Token> = c
+                .listen_fds
+                .iter()
+                .filter_map(|fd| token_of(&d, *fd))
+                .collect();
             let success = d
                 .services
                 .get(&sid)
@@ -366,14 +362,14 @@ impl Daemon {
             // for a child started here; without one the sweep reaps it.
             let pidfd = if crate::spawn::pidfd_works() {
                 crate::sys::pidfd_open(c.pid).ok().and_then(|fd| {
-                    let t = d.watch.watch(fd.as_raw_fd(), Watched::Pidfd(c.pid))?;
+                    let t = d.watch.watch(fd.as_raw_fd(), Watched::Pidfd(Pid(c.pid)))?;
                     Some((fd, t))
                 })
             } else {
                 None
             };
             d.children.insert(
-                nix::unistd::Pid::from_raw(c.pid),
+                Pid(c.pid),
                 Child {
                     service_id: sid,
                     service: c.service.clone(),
@@ -382,6 +378,7 @@ impl Daemon {
                     started: now.checked_sub(age).unwrap_or(now),
                     serial: c.serial,
                     wait_listener,
+                    listen_fds,
                     timed_out: c.timed_out,
                     killed: c.killed,
                     exec_failed: c.exec_failed,
@@ -397,13 +394,13 @@ impl Daemon {
             if let Some(ns) = c.timeout_in_ns {
                 d.timer(
                     now + Duration::from_nanos(ns),
-                    Timer::ChildTimeout(c.pid, c.serial),
+                    Timer::ChildTimeout(Pid(c.pid), c.serial),
                 );
             }
             if let Some(ns) = c.kill_in_ns {
                 d.timer(
                     now + Duration::from_nanos(ns),
-                    Timer::ChildKill(c.pid, c.serial),
+                    Timer::ChildKill(Pid(c.pid), c.serial),
                 );
             }
         }
@@ -434,7 +431,7 @@ impl Daemon {
                 StderrPipe {
                     file: std::fs::File::from(fd),
                     service: p.service.clone(),
-                    pid: p.pid,
+                    pid: Pid(p.pid),
                     buf: p.pending.clone(),
                     cut: p.cut,
                 },
@@ -465,7 +462,7 @@ impl Daemon {
             .services
             .values()
             .find(|st| st.service.name == ss.service)
-            .map_or(0, |st| st.id);
+            .map_or(ServiceId(0), |st| st.id);
         let peer = peer_of(&ss.peer);
         let stream = match peer {
             Peer::Inet(_) => Stream::Tcp(std::net::TcpStream::from(fd)),
