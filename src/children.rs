@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use log::debug;
+use log::{debug, info, warn};
 use mio::Token;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
@@ -17,7 +17,7 @@ use crate::limits::SourceKey;
 use crate::listener::Peer;
 use crate::service::{ServiceId, SuccessStatus};
 use crate::spawn::Pending;
-use crate::tree::{ConnCgroup, Stray};
+use crate::tree::{self, ConnCgroup, Stray};
 
 /// A child's process id, which is its process group's number too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -283,6 +283,160 @@ pub fn kill_leftover_group(pgid: Pid, started_by: u64) -> bool {
     group_is_still(pgid, started_by) && kill(pgid.group(), Signal::SIGKILL).is_ok()
 }
 
+// ---- the timeout machine (superd.8, PROCESS TREES) ------------------------
+//
+// `timeout` strikes a running child: SIGTERM for all of it (`time_out`);
+// kill_grace later, SIGKILL for what still runs (`kill_timed_out`), or,
+// once the child is reaped, for what outlived it (`Lingering::kill`). A
+// normal exit leaves nothing but what still runs in the child's cgroup:
+// SIGTERM now, SIGKILL kill_grace later (`leftover`).
+
+/// `timeout` struck the child `pid`: logs it and sends SIGTERM to every
+/// process of its cgroup once (its group's and what left it by `setsid`),
+/// or, without a cgroup, to its group and what descends from it, recorded
+/// as strays for the SIGKILL (read before the SIGTERM, which may end the
+/// child and orphan them).
+pub fn time_out(pid: Pid, c: &mut Child) {
+    c.timed_out = true;
+    warn!("timeout service={} pid={pid} signal=SIGTERM", c.service);
+    match &c.cgroup {
+        Some(cg) => {
+            if cg.signal(Signal::SIGTERM) == 0 {
+                signal_child(pid, c, Signal::SIGTERM);
+            }
+        }
+        None => {
+            let table = tree::processes();
+            let below = tree::descendants(pid.0, &table);
+            signal_child(pid, c, Signal::SIGTERM);
+            for p in below {
+                if p.pgid != pid.0 {
+                    let _ = kill(nix::unistd::Pid::from_raw(p.pid), Signal::SIGTERM);
+                }
+                c.strays.push(Stray {
+                    pid: p.pid,
+                    started: p.started,
+                });
+            }
+        }
+    }
+}
+
+/// kill_grace after its timeout the child `pid` still runs: SIGKILL for
+/// its group and its cgroup, or its strays and what descends from it.
+pub fn kill_timed_out(pid: Pid, c: &mut Child) {
+    c.killed = true;
+    signal_child(pid, c, Signal::SIGKILL);
+    match &c.cgroup {
+        Some(cg) => cg.kill(),
+        None => {
+            let _ = tree::signal_strays(&c.strays, Signal::SIGKILL);
+            let table = tree::processes();
+            for p in tree::descendants(pid.0, &table) {
+                let _ = kill(nix::unistd::Pid::from_raw(p.pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// What outlived a child: after its `timeout` SIGTERM, its process group
+/// or anything in its cgroup; after a normal exit, anything in its cgroup.
+/// Its ChildKill timer ends it (`kill`).
+#[derive(Debug)]
+pub struct Lingering {
+    pub service: String,
+    /// The child's pid: its process group's number.
+    pub pid: Pid,
+    /// When the child ended (see [`boot_ticks`]).
+    pub ended: u64,
+    /// The child had timed out (else: leftovers of a normal exit).
+    pub timed_out: bool,
+    pub cgroup: Option<ConnCgroup>,
+    pub strays: Vec<Stray>,
+}
+
+/// What a reaped child leaves for the loop to do.
+#[derive(Debug)]
+pub enum Leftover {
+    Nothing,
+    /// A killed cgroup, to remove once empty.
+    Dying(ConnCgroup),
+    /// What outlived a timed-out child: its pending ChildKill ends it.
+    Lingering(Lingering),
+    /// What still runs in the cgroup of a child that exited: sent SIGTERM
+    /// now, its SIGKILL due kill_grace later (a new ChildKill).
+    Grace(Lingering),
+}
+
+/// What the reaped child `pid` left; `cgroup` is its cgroup as the fence
+/// released it (`None`: none, or removed already).
+pub fn leftover(pid: Pid, child: &mut Child, cgroup: Option<ConnCgroup>) -> Leftover {
+    let strays = std::mem::take(&mut child.strays);
+    let lingering = |timed_out, cgroup, strays| Lingering {
+        service: child.service.clone(),
+        pid,
+        ended: boot_ticks(),
+        timed_out,
+        cgroup,
+        strays,
+    };
+    if child.timed_out && !child.killed {
+        if cgroup.is_some() || !strays.is_empty() || group_alive(pid) {
+            return Leftover::Lingering(lingering(true, cgroup, strays));
+        }
+        return Leftover::Nothing;
+    }
+    let Some(cgroup) = cgroup else {
+        return Leftover::Nothing;
+    };
+    if child.killed {
+        cgroup.kill();
+        return Leftover::Dying(cgroup);
+    }
+    let n = cgroup.signal(Signal::SIGTERM);
+    info!(
+        "leftover service={} pid={pid} processes={n} signal=SIGTERM",
+        child.service
+    );
+    Leftover::Grace(lingering(false, Some(cgroup), Vec::new()))
+}
+
+impl Lingering {
+    /// SIGKILL for what outlived the child, logged when anything was left.
+    /// `pid_reused`: the pid is a newer child's now, and so is the group
+    /// number, which is never signalled for the old one. Returns the
+    /// cgroup when it could not be removed yet (it empties as its
+    /// processes are reaped).
+    pub fn kill(self, pid_reused: bool) -> Option<ConnCgroup> {
+        let mut killed = self.timed_out && !pid_reused && kill_leftover_group(self.pid, self.ended);
+        let mut dying = None;
+        if let Some(cg) = self.cgroup {
+            if cg.populated() {
+                cg.kill();
+                killed = true;
+            }
+            if !cg.remove() {
+                dying = Some(cg);
+            }
+        }
+        if tree::signal_strays(&self.strays, Signal::SIGKILL) > 0 {
+            killed = true;
+        }
+        if killed && self.timed_out {
+            warn!(
+                "timeout service={} pgid={} signal=SIGKILL",
+                self.service, self.pid
+            );
+        } else if killed {
+            warn!(
+                "leftover service={} pid={} signal=SIGKILL",
+                self.service, self.pid
+            );
+        }
+        dying
+    }
+}
+
 /// Formats a duration the way the logs show it: seconds, 3 decimals.
 pub fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
@@ -369,4 +523,75 @@ pub fn log_exit(pid: Pid, child: &Child, ended: Ended, now: Instant) -> Outcome 
         child.service
     );
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child of no service, as the timeout machine sees it; its pid (and
+    /// group) is one no process has.
+    fn child(timed_out: bool, killed: bool, strays: Vec<Stray>) -> (Pid, Child) {
+        let c = Child {
+            service_id: ServiceId(1),
+            service: "s".into(),
+            peer: None,
+            source: None,
+            started: Instant::now(),
+            serial: 1,
+            wait_listener: None,
+            listen_fds: Vec::new(),
+            timed_out,
+            killed,
+            exec_failed: false,
+            exec: None,
+            success: SuccessStatus::default(),
+            cgroup: None,
+            strays,
+            proxy: None,
+            pidfd: None,
+        };
+        (Pid(i32::MAX - 7), c)
+    }
+
+    #[test]
+    fn a_child_that_left_nothing_leaves_nothing_to_do() {
+        let (pid, mut c) = child(false, false, Vec::new());
+        assert!(matches!(leftover(pid, &mut c, None), Leftover::Nothing));
+        // Timed out, its group gone and nothing recorded below it.
+        let (pid, mut c) = child(true, false, Vec::new());
+        assert!(matches!(leftover(pid, &mut c, None), Leftover::Nothing));
+        // Killed already: nothing of it is left to kill.
+        let stray = Stray { pid: 1, started: 0 };
+        let (pid, mut c) = child(true, true, vec![stray]);
+        assert!(matches!(leftover(pid, &mut c, None), Leftover::Nothing));
+    }
+
+    #[test]
+    fn what_a_timed_out_child_started_lingers_for_its_sigkill() {
+        let stray = Stray { pid: 1, started: 0 };
+        let (pid, mut c) = child(true, false, vec![stray]);
+        match leftover(pid, &mut c, None) {
+            Leftover::Lingering(l) => {
+                assert!(l.timed_out);
+                assert_eq!(l.pid, pid);
+                assert_eq!(l.strays.len(), 1);
+                assert!(c.strays.is_empty(), "moved to the lingering record");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn lingering_with_nothing_left_kills_nothing() {
+        let l = Lingering {
+            service: "s".into(),
+            pid: Pid(i32::MAX - 7),
+            ended: 0,
+            timed_out: true,
+            cgroup: None,
+            strays: Vec::new(),
+        };
+        assert!(l.kill(false).is_none());
+    }
 }

@@ -11,7 +11,7 @@ use log::{debug, warn};
 use mio::Token;
 use nix::errno::Errno;
 
-use crate::access::{self};
+use crate::access;
 use crate::builtins;
 use crate::limits::source_key;
 use crate::listener::{self, Accepted, Listener, Peer};

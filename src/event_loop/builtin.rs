@@ -12,11 +12,11 @@ use mio::{Interest, Token};
 
 use crate::access::{self, Refusal};
 use crate::builtins;
-use crate::children::{self};
+use crate::children;
 use crate::limits::{LogBudget, SourceKey};
 use crate::listener::{self, Accepted, Peer};
 use crate::logging::quote;
-use crate::metrics::{self};
+use crate::metrics;
 use crate::service::{Service, canonical_addr};
 
 use super::services::Pause;

@@ -46,13 +46,13 @@ mod wait;
 mod watch;
 pub use upgrade::log_restored;
 
+use crate::children::Lingering;
 use crate::service::ServiceId;
 use accept::ListenerEntry;
 use builtin::{SessionEntry, Stream};
 use header::HeaderWait;
-use reap::Lingering;
 use services::ServiceState;
-use stderr::StderrPipe;
+use stderr::{LineSplitter, StderrPipe};
 use timers::Timer;
 use watch::{Watch, Watched};
 

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use log::{info, warn};
 use nix::sys::signal::Signal;
 
+use crate::children::Leftover;
 use crate::children::{self, Child};
 use crate::spawn;
-use crate::tree::{self, ConnCgroup};
+use crate::tree;
 
 use super::Daemon;
 use super::timers::Timer;
@@ -28,21 +28,6 @@ pub(super) const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 /// come, each with another walk of every child: at 6,000 live children a
 /// 100 ms bound still took a quarter of superd's CPU.
 pub(super) const SWEEP_INTERVAL_PIDFD: Duration = Duration::from_secs(1);
-
-/// What outlived a child (by the child's serial): after its `timeout` SIGTERM, its process group
-/// or anything in its cgroup; after a normal exit, anything in its cgroup
-/// (see "Process trees" in superd.8). Its ChildKill timer ends it.
-pub(super) struct Lingering {
-    pub(super) service: String,
-    /// The child's pid: its process group's number.
-    pub(super) pid: Pid,
-    /// When the child ended (see children::boot_ticks).
-    pub(super) ended: u64,
-    /// The child had timed out (else: leftovers of a normal exit).
-    pub(super) timed_out: bool,
-    pub(super) cgroup: Option<ConnCgroup>,
-    pub(super) strays: Vec<tree::Stray>,
-}
 
 impl Daemon {
     /// SIGCHLD: a `waitpid(-1)` sweep now, or when SWEEP_INTERVAL since
@@ -129,42 +114,21 @@ impl Daemon {
     /// runs in its cgroup gets SIGTERM now and SIGKILL kill_grace later.
     pub(super) fn after_child(&mut self, pid: Pid, child: &mut Child, now: Instant) {
         let cgroup = child.cgroup.take().and_then(|c| self.fence.release(c));
-        let strays = std::mem::take(&mut child.strays);
-        let lingering = |timed_out, cgroup, strays| Lingering {
-            service: child.service.clone(),
-            pid,
-            ended: children::boot_ticks(),
-            timed_out,
-            cgroup,
-            strays,
-        };
-        if child.timed_out && !child.killed {
-            if cgroup.is_some() || !strays.is_empty() || children::group_alive(pid) {
-                self.lingering
-                    .insert(child.serial, lingering(true, cgroup, strays));
+        match children::leftover(pid, child, cgroup) {
+            Leftover::Nothing => {}
+            Leftover::Dying(cgroup) => self.dying.push(cgroup),
+            Leftover::Lingering(l) => {
+                self.lingering.insert(child.serial, l);
             }
-            return;
+            Leftover::Grace(l) => {
+                let grace = self
+                    .services
+                    .get(&child.service_id)
+                    .map_or(Duration::from_secs(5), |s| s.service.kill_grace);
+                self.lingering.insert(child.serial, l);
+                self.timer(now + grace, Timer::ChildKill(pid, child.serial));
+            }
         }
-        let Some(cgroup) = cgroup else {
-            return;
-        };
-        if child.killed {
-            cgroup.kill();
-            self.dying.push(cgroup);
-            return;
-        }
-        let n = cgroup.signal(Signal::SIGTERM);
-        info!(
-            "leftover service={} pid={pid} processes={n} signal=SIGTERM",
-            child.service
-        );
-        let grace = self
-            .services
-            .get(&child.service_id)
-            .map_or(Duration::from_secs(5), |s| s.service.kill_grace);
-        self.lingering
-            .insert(child.serial, lingering(false, Some(cgroup), Vec::new()));
-        self.timer(now + grace, Timer::ChildKill(pid, child.serial));
     }
 
     /// SIGKILL for every child and everything descending from superd:
@@ -182,36 +146,6 @@ impl Daemon {
         self.children.signal_all(Signal::SIGKILL);
         for p in tree::descendants(me, &tree::processes()) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid), Signal::SIGKILL);
-        }
-    }
-
-    /// SIGKILL for what outlived a child (see `after_child`), logged when
-    /// anything was left.
-    pub(super) fn kill_lingering(&mut self, l: Lingering, pid_reused: bool) {
-        let mut killed =
-            l.timed_out && !pid_reused && children::kill_leftover_group(l.pid, l.ended);
-        if let Some(cg) = l.cgroup {
-            if cg.populated() {
-                cg.kill();
-                killed = true;
-            }
-            if !cg.remove() {
-                self.dying.push(cg);
-            }
-        }
-        if tree::signal_strays(&l.strays, Signal::SIGKILL) > 0 {
-            killed = true;
-        }
-        if killed && l.timed_out {
-            warn!(
-                "timeout service={} pgid={} signal=SIGKILL",
-                l.service, l.pid
-            );
-        } else if killed {
-            warn!(
-                "leftover service={} pid={} signal=SIGKILL",
-                l.service, l.pid
-            );
         }
     }
 }

@@ -10,7 +10,7 @@ use log::warn;
 use mio::Token;
 use nix::errno::Errno;
 
-use crate::children::{self};
+use crate::children;
 use crate::limits::{LogBudget, Pacing, ServiceLimits};
 use crate::listener::Accepted;
 use crate::logging::quote;

@@ -9,7 +9,7 @@ use log::{info, warn};
 use mio::{Events, Token};
 use nix::sys::signal::Signal;
 
-use crate::tree::{self};
+use crate::tree;
 
 use super::Daemon;
 use super::watch::Watched;

@@ -9,7 +9,7 @@ use log::info;
 use mio::Token;
 
 use crate::access::Refusal;
-use crate::children::{self};
+use crate::children;
 use crate::logging::quote;
 use crate::metrics::{self, PauseReason};
 use crate::service::{Program, SocketType};

@@ -6,12 +6,9 @@
 use std::cmp::Reverse;
 use std::time::{Duration, Instant};
 
-use log::warn;
 use mio::Token;
-use nix::sys::signal::Signal;
 
-use crate::children::{self};
-use crate::tree::{self};
+use crate::children;
 
 use super::Daemon;
 use super::exec::EXEC_CHECK;
@@ -96,49 +93,19 @@ impl Daemon {
                     }
                 }
                 Timer::ChildTimeout(pid, serial) => {
-                    let grace = match self.children.get_mut(pid) {
-                        Some(c) if !c.timed_out && c.serial == serial => {
-                            c.timed_out = true;
-                            let g = self
-                                .services
-                                .get(&c.service_id)
-                                .map(|s| s.service.kill_grace)
-                                .unwrap_or(Duration::from_secs(5));
-                            warn!("timeout service={} pid={pid} signal=SIGTERM", c.service);
-                            match &c.cgroup {
-                                // Every process in it once: the group's and
-                                // what left it (setsid).
-                                Some(cg) => {
-                                    if cg.signal(Signal::SIGTERM) == 0 {
-                                        children::signal_child(pid, c, Signal::SIGTERM);
-                                    }
-                                }
-                                // Without a cgroup, what descends from the
-                                // child, recorded for its SIGKILL; read
-                                // before the SIGTERM, which may end the
-                                // child and orphan them.
-                                None => {
-                                    let table = tree::processes();
-                                    let below = tree::descendants(pid.0, &table);
-                                    children::signal_child(pid, c, Signal::SIGTERM);
-                                    for p in below {
-                                        if p.pgid != pid.0 {
-                                            let _ = nix::sys::signal::kill(
-                                                nix::unistd::Pid::from_raw(p.pid),
-                                                Signal::SIGTERM,
-                                            );
-                                        }
-                                        c.strays.push(tree::Stray {
-                                            pid: p.pid,
-                                            started: p.started,
-                                        });
-                                    }
-                                }
-                            }
-                            g
-                        }
-                        _ => continue,
+                    let Some(c) = self
+                        .children
+                        .get_mut(pid)
+                        .filter(|c| !c.timed_out && c.serial == serial)
+                    else {
+                        continue;
                     };
+                    let grace = self
+                        .services
+                        .get(&c.service_id)
+                        .map(|s| s.service.kill_grace)
+                        .unwrap_or(Duration::from_secs(5));
+                    children::time_out(pid, c);
                     self.timer(now + grace, Timer::ChildKill(pid, serial));
                 }
                 Timer::ChildKill(pid, serial) => {
@@ -146,21 +113,7 @@ impl Daemon {
                         && c.serial == serial
                         && c.timed_out
                     {
-                        c.killed = true;
-                        children::signal_child(pid, c, Signal::SIGKILL);
-                        match &c.cgroup {
-                            Some(cg) => cg.kill(),
-                            None => {
-                                let _ = tree::signal_strays(&c.strays, Signal::SIGKILL);
-                                let table = tree::processes();
-                                for p in tree::descendants(pid.0, &table) {
-                                    let _ = nix::sys::signal::kill(
-                                        nix::unistd::Pid::from_raw(p.pid),
-                                        Signal::SIGKILL,
-                                    );
-                                }
-                            }
-                        }
+                        children::kill_timed_out(pid, c);
                         continue;
                     }
                     // The child ended, and something it started kept
@@ -169,8 +122,10 @@ impl Daemon {
                     // child's now, so is the group number: it is never
                     // signalled for the old one.
                     let reused = self.children.get(pid).is_some();
-                    if let Some(l) = self.lingering.remove(&serial) {
-                        self.kill_lingering(l, reused);
+                    if let Some(l) = self.lingering.remove(&serial)
+                        && let Some(cg) = l.kill(reused)
+                    {
+                        self.dying.push(cg);
                     }
                 }
                 Timer::ExecCheck(pid, serial) => {

@@ -9,11 +9,11 @@ use std::time::Instant;
 use log::warn;
 use mio::{Interest, Token};
 use nix::errno::Errno;
-use nix::sys::socket::{self};
+use nix::sys::socket;
 
-use crate::access::{self};
-use crate::children::{self};
-use crate::listener::{self};
+use crate::access;
+use crate::children;
+use crate::listener;
 use crate::plan::{ConnInfo, SpawnPlan};
 use crate::service::{PassMode, Service, SocketType, StartMode};
 use crate::spawn;

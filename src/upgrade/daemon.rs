@@ -10,8 +10,8 @@ use log::{error, info, warn};
 use mio::{Interest, Token};
 
 use super::{
-    Child, Daemon, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe, Stream, Timer,
-    Watched, quote,
+    Child, Daemon, LineSplitter, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe,
+    Stream, Timer, Watched, quote,
 };
 use crate::builtins::{Carried, CarriedKind};
 use crate::children::Pid;
@@ -111,7 +111,9 @@ impl Daemon {
         let lingering: Vec<_> = self.lingering.drain().map(|(_, l)| l).collect();
         for l in lingering {
             let reused = self.children.get(l.pid).is_some();
-            self.kill_lingering(l, reused);
+            if let Some(cg) = l.kill(reused) {
+                self.dying.push(cg);
+            }
         }
         for st in self.services.values_mut() {
             st.pending = None;
@@ -219,8 +221,8 @@ impl Daemon {
                 fd: p.file.as_raw_fd(),
                 service: p.service.clone(),
                 pid: p.pid.0,
-                pending: p.buf.clone(),
-                cut: p.cut,
+                pending: p.lines.pending().to_vec(),
+                cut: p.lines.was_cut(),
             });
         }
         for st in self.services.values() {
@@ -432,8 +434,7 @@ impl Daemon {
                     file: std::fs::File::from(fd),
                     service: p.service.clone(),
                     pid: Pid(p.pid),
-                    buf: p.pending.clone(),
-                    cut: p.cut,
+                    lines: LineSplitter::carried(p.pending.clone(), p.cut),
                 },
             );
         }
