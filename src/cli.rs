@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::Error;
 use crate::logging::LogFormat;
 
 /// The default configuration directory.
@@ -91,8 +92,12 @@ impl Options {
     }
 }
 
-/// Parses the arguments after argv[0].
-pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
+/// Parses the arguments after argv[0]; bad usage is `Error::Usage`.
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
+    parse_args(args).map_err(Error::Usage)
+}
+
+fn parse_args(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
     let mut args = args.into_iter().peekable();
     if args.peek().is_some_and(|a| a == "import") {
         args.next();
@@ -282,7 +287,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Command, String> {
-        parse(args.iter().map(OsString::from))
+        parse(args.iter().map(OsString::from)).map_err(|e| e.to_string())
     }
 
     fn opts(args: &[&str]) -> Options {

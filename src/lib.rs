@@ -41,6 +41,7 @@ pub mod check;
 pub mod children;
 pub mod cli;
 pub mod config;
+pub mod error;
 pub mod event_loop;
 pub mod import;
 pub mod limits;

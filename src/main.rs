@@ -4,6 +4,7 @@
 use std::process::ExitCode as ProcessExit;
 
 use superd::cli::{self, Command};
+use superd::error::Error;
 use superd::event_loop::{Daemon, Source};
 use superd::logging::LogFormat;
 use superd::{ExitCode, check, notify, pidfile, signals, startup, upgrade};
@@ -12,37 +13,64 @@ fn main() -> ProcessExit {
     // Before anything can open a descriptor: fds 0-2 must be open, or the
     // first socket would land on one and reach a child as its stderr.
     startup::ensure_std_fds();
-    let code = run();
+    let code = match cli::parse(std::env::args_os().skip(1)) {
+        Err(e) => report(&e, false),
+        Ok(Command::Run(opts)) => {
+            // A daemon logging JSON keeps every line of its stderr JSON;
+            // --check speaks to a person and keeps the plain lines.
+            let json = opts.log_format == LogFormat::Json && !opts.check;
+            run(opts).unwrap_or_else(|e| report(&e, json))
+        }
+        Ok(other) => command(other),
+    };
     ProcessExit::from(code as u8)
 }
 
-fn run() -> ExitCode {
-    let opts = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => {
+/// The one place a failure becomes its message and exit status (superd.8,
+/// EXIT STATUS); `json`: the daemon logs JSON, every line through the log.
+fn report(e: &Error, json: bool) -> ExitCode {
+    match e {
+        Error::Usage(_) => {
+            eprintln!("superd: {e}");
+            eprintln!("Try 'superd --help'.");
+        }
+        Error::Config { count } if json => log::error!("start failed errors={count}"),
+        // A value the service cannot take is an invalid configuration
+        // whether it came from a file or from --set/--listen (superd(8),
+        // --set: "with the same validation"); only the shape of the
+        // command line itself, checked by cli::parse, is bad usage.
+        Error::Config { .. } => eprintln!("superd: {e}"),
+        e if e.is_start() => log::error!("start failed: {e}"),
+        e => log::error!("{e}"),
+    }
+    e.exit_code()
+}
+
+/// The commands that are not the daemon.
+fn command(cmd: Command) -> ExitCode {
+    match cmd {
+        Command::Help => {
             print!("{}", cli::USAGE);
-            return ExitCode::Ok;
+            ExitCode::Ok
         }
-        Ok(Command::Version) => {
+        Command::Version => {
             println!("superd {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::Ok;
+            ExitCode::Ok
         }
-        Ok(Command::Import { kind, path, out }) => {
-            return match superd::import::run(kind, &path, out.as_deref()) {
+        Command::Import { kind, path, out } => {
+            match superd::import::run(kind, &path, out.as_deref()) {
                 0 => ExitCode::Ok,
                 superd::import::EXIT_INEXACT => ExitCode::Inexact,
                 _ => ExitCode::Failure,
-            };
+            }
         }
-        Ok(Command::Status { address, json }) => {
-            return superd::status::run(&address, json);
-        }
-        Ok(Command::Run(o)) => o,
-        Err(msg) => {
-            eprintln!("superd: {msg}");
-            eprintln!("Try 'superd --help'.");
-            return ExitCode::Usage;
-        }
-    };
+        Command::Status { address, json } => superd::status::run(&address, json),
+        Command::Run(_) => unreachable!("the daemon is run by main"),
+    }
+}
+
+/// The daemon: its exit status, or the failure that stops it.
+fn run(opts: cli::Options) -> Result<ExitCode, Error> {
     superd::logging::init(opts.verbosity, opts.log_format);
     startup::not_dumpable();
     upgrade::settle_version();
@@ -53,49 +81,30 @@ fn run() -> ExitCode {
         upgrade::take_from_env()
     };
     if let Some(incoming) = incoming {
-        return run_upgraded(opts, incoming);
+        return Ok(run_upgraded(opts, incoming));
     }
     let source = source_of(&opts);
-    let config = match source.load() {
-        Ok(c) => c,
-        Err(errors) if opts.log_format == LogFormat::Json && !opts.check => {
-            // A daemon logging JSON keeps every line of its stderr JSON;
-            // --check speaks to a person and keeps the plain lines.
-            for e in &errors {
+    let config = source.load().map_err(|errors| {
+        for e in &errors {
+            if opts.log_format == LogFormat::Json && !opts.check {
                 log::error!("config error: {e}");
-            }
-            log::error!("start failed errors={}", errors.len());
-            return ExitCode::Failure;
-        }
-        Err(errors) => {
-            for e in &errors {
+            } else {
                 eprintln!("{e}");
             }
-            eprintln!(
-                "superd: {} error{} in the configuration",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            );
-            // A value the service cannot take is an invalid configuration
-            // whether it came from a file or from --set/--listen (superd(8),
-            // --set: "with the same validation"); only the shape of the command
-            // line itself, checked by cli::parse, is bad usage.
-            return ExitCode::Failure;
         }
-    };
+        Error::Config {
+            count: errors.len(),
+        }
+    })?;
     if opts.check {
         print!("{}", check::describe(&config));
-        return ExitCode::Ok;
+        return Ok(ExitCode::Ok);
     }
     let notify_socket = std::env::var("NOTIFY_SOCKET").ok();
     let notifier = notify::Notifier::from_env();
-    let signals = match signals::Signals::install() {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot set up signals: {e}");
-            return ExitCode::Failure;
-        }
-    };
+    let signals = signals::Signals::install().map_err(|e| Error::Signals {
+        reason: e.to_string(),
+    })?;
     // superd holds a pidfd for each live child (and a connection cgroup's
     // two descriptors): its soft `nofile` goes up to the hard limit.
     // Children do not inherit it (superd.yaml(5), `rlimits`: their soft
@@ -107,28 +116,16 @@ fn run() -> ExitCode {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
     let _pidfile = match &opts.pidfile {
-        Some(path) => match pidfile::PidFile::acquire(path) {
-            Ok(p) => Some(p),
-            Err(msg) => {
-                log::error!("{msg}");
-                return ExitCode::Failure;
-            }
-        },
+        Some(path) => Some(pidfile::PidFile::acquire(path)?),
         None => None,
     };
     // Before the listeners are bound and logged: whoever counts superd's
     // descriptors once it listens finds them all.
     let mut ctx = upgrade::Context::at_start(None, notify_socket);
     ctx.pidfile = _pidfile.as_ref().map(pidfile::PidFile::held);
-    let mut daemon = match Daemon::start(config, source, opts.grace, signals, notifier) {
-        Ok(d) => d,
-        Err(e) => {
-            log::error!("start failed: {e}");
-            return ExitCode::Failure;
-        }
-    };
+    let mut daemon = Daemon::start(config, source, opts.grace, signals, notifier)?;
     daemon.set_upgrade(ctx);
-    daemon.run()
+    Ok(daemon.run())
 }
 
 fn source_of(opts: &cli::Options) -> Source {

@@ -8,6 +8,7 @@ use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::error::Error;
 use nix::fcntl::{Flock, FlockArg};
 
 /// A held pid file; dropping it removes the file.
@@ -24,18 +25,26 @@ pub struct PidFile {
 /// replaced (removed by an exiting superd) between the two.
 const ATTEMPTS: usize = 3;
 
+/// A failure to take the pid file at `path`.
+fn fail(path: &Path, reason: String) -> Error {
+    Error::PidFile {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
 impl PidFile {
     /// Creates (or takes over a stale) pid file and writes our pid.
-    pub fn acquire(path: &Path) -> Result<PidFile, String> {
+    pub fn acquire(path: &Path) -> Result<PidFile, Error> {
         for _ in 1..ATTEMPTS {
             if let Some(p) = PidFile::try_acquire(path)? {
                 return Ok(p);
             }
         }
         PidFile::try_acquire(path)?.ok_or_else(|| {
-            format!(
-                "pidfile {}: replaced by another file while superd locked it (refused)",
-                path.display()
+            fail(
+                path,
+                "replaced by another file while superd locked it (refused)".into(),
             )
         })
     }
@@ -44,7 +53,7 @@ impl PidFile {
     /// one at the path (a superd that exited removed it, and another may
     /// have created a new one meanwhile): locking it would be no lock at
     /// all.
-    fn try_acquire(path: &Path) -> Result<Option<PidFile>, String> {
+    fn try_acquire(path: &Path) -> Result<Option<PidFile>, Error> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -54,29 +63,28 @@ impl PidFile {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ELOOP) => format!(
-                    "pidfile {}: is a symbolic link (refused, never followed)",
-                    path.display()
-                ),
-                _ => format!("pidfile {}: {e}", path.display()),
+                Some(libc::ELOOP) => {
+                    fail(path, "is a symbolic link (refused, never followed)".into())
+                }
+                _ => fail(path, e.to_string()),
             })?;
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("pidfile {}: {e}", path.display()))?;
+        let meta = file.metadata().map_err(|e| fail(path, e.to_string()))?;
         if !meta.file_type().is_file() || meta.nlink() > 1 {
-            return Err(format!(
-                "pidfile {}: not a regular file with a single link (refused)",
-                path.display()
+            return Err(fail(
+                path,
+                "not a regular file with a single link (refused)".into(),
             ));
         }
         // A pid file someone else owns, they can rewrite: whoever reads it
         // to signal superd would signal the pid they chose.
         let euid = nix::unistd::geteuid().as_raw();
         if meta.uid() != euid {
-            return Err(format!(
-                "pidfile {}: owned by uid {}, not superd's uid {euid} (refused)",
-                path.display(),
-                meta.uid()
+            return Err(fail(
+                path,
+                format!(
+                    "owned by uid {}, not superd's uid {euid} (refused)",
+                    meta.uid()
+                ),
             ));
         }
         let mut lock =
@@ -84,12 +92,11 @@ impl PidFile {
                 let mut other = String::new();
                 let _ = f.read_to_string(&mut other);
                 match e {
-                    nix::errno::Errno::EWOULDBLOCK => format!(
-                        "pidfile {}: held by another superd (pid {})",
-                        path.display(),
-                        other.trim()
+                    nix::errno::Errno::EWOULDBLOCK => fail(
+                        path,
+                        format!("held by another superd (pid {})", other.trim()),
                     ),
-                    e => format!("pidfile {}: lock: {e}", path.display()),
+                    e => fail(path, format!("lock: {e}")),
                 }
             })?;
         if !names(path, meta.dev(), meta.ino()) {
@@ -101,7 +108,7 @@ impl PidFile {
             writeln!(f, "{}", std::process::id())?;
             f.flush()
         };
-        write(&mut lock).map_err(|e| format!("pidfile {}: {e}", path.display()))?;
+        write(&mut lock).map_err(|e| fail(path, e.to_string()))?;
         Ok(Some(PidFile {
             path: path.to_path_buf(),
             dev: meta.dev(),
@@ -115,13 +122,11 @@ impl PidFile {
     /// The pid file as the previous image held it (superd.8, UPGRADING):
     /// the same open file, so the lock is already ours (taking it again on
     /// the same open file keeps it).
-    pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<PidFile, String> {
+    pub fn adopt(fd: std::os::fd::OwnedFd, path: &Path) -> Result<PidFile, Error> {
         let file = File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|e| format!("pidfile {}: {e}", path.display()))?;
+        let meta = file.metadata().map_err(|e| fail(path, e.to_string()))?;
         let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, e)| format!("pidfile {}: lock: {e}", path.display()))?;
+            .map_err(|(_, e)| fail(path, format!("lock: {e}")))?;
         Ok(PidFile {
             path: path.to_path_buf(),
             dev: meta.dev(),

@@ -28,7 +28,8 @@ use crate::tree::Fence;
 use super::accept::ListenerEntry;
 use super::services::{Pause, ServiceState};
 use super::watch::{Watch, Watched};
-use super::{Daemon, Source, StartError, upgrade};
+use super::{Daemon, Source, upgrade};
+use crate::error::Error;
 use crate::limits::Pacing;
 use crate::service::ServiceId;
 
@@ -48,7 +49,7 @@ impl Daemon {
         grace: Duration,
         signals: Signals,
         notifier: Notifier,
-    ) -> Result<Daemon, StartError> {
+    ) -> Result<Daemon, Error> {
         let inherited = crate::listener_inherit::take_from_env();
         let none = upgrade::Adopted::default();
         Daemon::start_with(config, source, grace, signals, notifier, inherited, &none)
@@ -65,8 +66,8 @@ impl Daemon {
         notifier: Notifier,
         inherited: Vec<crate::listener_inherit::Inherited>,
         upgraded: &upgrade::Adopted,
-    ) -> Result<Daemon, StartError> {
-        let watch = Watch::new(signals.raw_fd()).map_err(StartError)?;
+    ) -> Result<Daemon, Error> {
+        let watch = Watch::new(signals.raw_fd())?;
         let mut d = Daemon {
             watch,
             signals,
@@ -106,9 +107,7 @@ impl Daemon {
             // and limits are back (see upgrade::Daemon::restore).
             upgrade_pending: upgraded.hold_accepts.then(Instant::now),
         };
-        let namespaces = d
-            .namespaces_for(&config.services, &HashMap::new())
-            .map_err(StartError)?;
+        let namespaces = d.namespaces_for(&config.services, &HashMap::new())?;
         // Sockets from superd's parent (LISTEN_FDS) first: a service they
         // match is not bound again (superd.8, SOCKET ACTIVATION).
         let mut inherited = crate::listener_inherit::adopt(inherited, &config.services);
@@ -117,8 +116,7 @@ impl Daemon {
             &mut Pool::new(),
             &HashMap::new(),
             &mut inherited,
-        )
-        .map_err(|e| StartError(e.to_string()))?;
+        )?;
         for slot in bound.iter_mut().flatten() {
             let fd = slot.listener.fd.as_raw_fd();
             if upgraded.own.contains(&fd) {
@@ -142,7 +140,7 @@ impl Daemon {
         &self,
         services: &[Service],
         old_ids: &HashMap<String, ServiceId>,
-    ) -> Result<HashMap<String, Rc<Namespaces>>, String> {
+    ) -> Result<HashMap<String, Rc<Namespaces>>, Error> {
         let mut out = HashMap::new();
         for s in services {
             if !s.enabled || s.builtin().is_some() || !s.fences.needs_namespaces() {
@@ -162,7 +160,10 @@ impl Daemon {
                     Ok(Some(ns)) => Rc::new(ns),
                     Ok(None) => continue,
                     Err(e) => {
-                        return Err(format!("service {}: cannot set up its fences: {e}", s.name));
+                        return Err(Error::Fences {
+                            service: s.name.clone(),
+                            reason: e.to_string(),
+                        });
                     }
                 },
             };

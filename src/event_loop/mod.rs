@@ -170,16 +170,6 @@ pub struct Daemon {
     upgrade_pending: Option<Instant>,
 }
 
-/// A failure at start: superd exits 1.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 impl Daemon {
     /// Runs until SIGTERM/SIGINT, then shuts down. Returns the exit code.
     pub fn run(mut self) -> crate::ExitCode {

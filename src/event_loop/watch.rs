@@ -12,6 +12,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::children::Pid;
+use crate::error::Error;
 
 /// The token of the signalfd, registered for the loop's whole life.
 pub(super) const SIGNAL_TOKEN: Token = Token(0);
@@ -44,11 +45,17 @@ pub(super) struct Watch {
 
 impl Watch {
     /// A poll with the signalfd `signals` registered under SIGNAL_TOKEN.
-    pub(super) fn new(signals: RawFd) -> Result<Watch, String> {
-        let poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
+    pub(super) fn new(signals: RawFd) -> Result<Watch, Error> {
+        let setup = |what| {
+            move |e: io::Error| Error::Setup {
+                what,
+                reason: e.to_string(),
+            }
+        };
+        let poll = Poll::new().map_err(setup("cannot create poll"))?;
         poll.registry()
             .register(&mut SourceFd(&signals), SIGNAL_TOKEN, Interest::READABLE)
-            .map_err(|e| format!("cannot watch signals: {e}"))?;
+            .map_err(setup("cannot watch signals"))?;
         let mut kinds = HashMap::new();
         kinds.insert(SIGNAL_TOKEN, Watched::Signals);
         Ok(Watch {

@@ -9,19 +9,10 @@ use std::io;
 use log::{error, warn};
 
 use super::Listener;
+use crate::error::Error;
 use crate::logging::quote;
 use crate::service::ServiceId;
 use crate::service::{ListenerKey, Service};
-
-/// A bind failure during start or reload.
-#[derive(Debug, PartialEq, Eq)]
-pub struct BindFailure(pub String);
-
-impl std::fmt::Display for BindFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// A listening socket between the loop and a (re)configuration: an old one
 /// keeps what the loop kept with it (`kept`: its token and registration);
@@ -124,7 +115,7 @@ pub fn bind_all<T>(
     pool: &mut Pool<T>,
     old: &HashMap<String, ServiceId>,
     inherited: &mut HashMap<(usize, usize), Listener>,
-) -> Result<Vec<Vec<Slot<T>>>, BindFailure> {
+) -> Result<Vec<Vec<Slot<T>>>, Error> {
     let mut out: Vec<Vec<Slot<T>>> = Vec::with_capacity(services.len());
     let mut failure = None;
     'outer: for (si, s) in services.iter().enumerate() {
@@ -153,11 +144,13 @@ pub fn bind_all<T>(
                     })
                     && let Err(e) = old.listener.stash_socket_file()
                 {
-                    failure = Some(BindFailure(format!(
-                        "service {}: cannot move the old socket file {} aside: {e}",
-                        s.name,
-                        path.display()
-                    )));
+                    failure = Some(Error::Bind {
+                        service: s.name.clone(),
+                        reason: format!(
+                            "cannot move the old socket file {} aside: {e}",
+                            path.display()
+                        ),
+                    });
                     out.push(slots);
                     break 'outer;
                 }
@@ -192,7 +185,10 @@ pub fn bind_all<T>(
                         } else {
                             ""
                         };
-                        failure = Some(BindFailure(format!("service {}: {e}{hint}", s.name)));
+                        failure = Some(Error::Bind {
+                            service: s.name.clone(),
+                            reason: format!("{e}{hint}"),
+                        });
                         out.push(slots);
                         break 'outer;
                     }
@@ -355,7 +351,7 @@ mod tests {
             service("z", &[&busy]),
         ];
         let e = bind_all(&new, &mut pool, &ids, &mut HashMap::new()).unwrap_err();
-        assert!(e.0.starts_with("service z: "), "{}", e.0);
+        assert!(e.to_string().starts_with("service z: "), "{e}");
         let back: Vec<Option<u64>> = pool.values().flatten().map(|s| s.kept).collect();
         assert_eq!(back, [Some(1)]);
     }

@@ -10,8 +10,8 @@ use log::{error, info, warn};
 use mio::{Interest, Token};
 
 use super::{
-    Child, Daemon, LineSplitter, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe,
-    Stream, Timer, Watched, quote,
+    Child, Daemon, LineSplitter, Notifier, SessionEntry, Signals, Source, StderrPipe, Stream,
+    Timer, Watched, quote,
 };
 use crate::builtins::{Carried, CarriedKind};
 use crate::children::Pid;
@@ -258,7 +258,7 @@ impl Daemon {
         signals: Signals,
         notifier: Notifier,
         state: &State,
-    ) -> Result<Daemon, StartError> {
+    ) -> Result<Daemon, crate::error::Error> {
         let adopted = Adopted {
             busy: state
                 .children
