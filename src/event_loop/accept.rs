@@ -32,6 +32,7 @@ use crate::service::ServiceId;
 /// else.
 pub(super) const ACCEPT_BATCH: usize = 64;
 
+/// A listening or bound socket as the loop runs it.
 pub(super) struct ListenerEntry {
     pub(super) listener: Listener,
     pub(super) service_id: ServiceId,

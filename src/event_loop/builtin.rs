@@ -35,6 +35,7 @@ pub(super) enum Stream {
     Unix(std::os::unix::net::UnixStream),
 }
 
+/// A builtin session: its state, its stream, and what its `exit` line says.
 pub(super) struct SessionEntry {
     pub(super) session: builtins::Session,
     pub(super) stream: Stream,

@@ -348,7 +348,7 @@ impl Daemon {
         }
     }
 
-    /// SIGHUP (SPEC §6): validate everything first; keep every listening
+    /// SIGHUP (superd.8, SIGNALS): validate everything first; keep every listening
     /// socket whose key is unchanged; bind new addresses before closing
     /// anything; roll back whole if one cannot be bound.
     pub(super) fn reload(&mut self) {

@@ -18,6 +18,7 @@ pub(super) const STDERR_READS_PER_TURN: usize = 16;
 /// Largest line taken from a child's stderr (`stderr: log`) in one piece.
 pub(super) const STDERR_LINE_MAX: usize = 4096;
 
+/// A child's stderr pipe (`stderr: log`), read into `stderr` lines.
 pub(super) struct StderrPipe {
     pub(super) file: File,
     pub(super) service: String,

@@ -118,21 +118,33 @@ impl Daemon {
         let fd = entry.listener.fd.as_fd();
         match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None) {
             Ok((spawned, cgroup)) => {
-                let st = self.services.get_mut(&sid).expect("live");
-                st.limits.connection_started();
-                st.counters.accepted += 1;
                 let serving = Serving {
                     wait_listener: Some(token),
                     cgroup,
                     ..Serving::default()
                 };
-                self.child_started(sid, &service, spawned, serving);
+                self.wait_child_started(sid, &service, spawned, serving);
             }
             Err(e) => {
                 self.resume_wait_listener(token);
                 self.pause_for_resources(sid, "fork", e);
             }
         }
+    }
+
+    /// A wait child started: it holds a max_connections slot, and its
+    /// socket counts as accepted.
+    fn wait_child_started(
+        &mut self,
+        sid: ServiceId,
+        service: &Rc<Service>,
+        spawned: spawn::Spawned,
+        serving: Serving,
+    ) {
+        let st = self.services.get_mut(&sid).expect("live");
+        st.limits.connection_started();
+        st.counters.accepted += 1;
+        self.child_started(sid, service, spawned, serving);
     }
 
     /// wait mode with `pass: listen_fds`: every socket of the service, in
@@ -162,16 +174,13 @@ impl Daemon {
         });
         match result {
             Ok((spawned, cgroup)) => {
-                let st = self.services.get_mut(&sid).expect("live");
-                st.limits.connection_started();
-                st.counters.accepted += 1;
                 let serving = Serving {
                     wait_listener: Some(token),
                     listen_fds: tokens,
                     cgroup,
                     ..Serving::default()
                 };
-                self.child_started(sid, service, spawned, serving);
+                self.wait_child_started(sid, service, spawned, serving);
             }
             Err(e) => {
                 self.resume_listeners(tokens);
@@ -246,17 +255,6 @@ impl Daemon {
 
     /// Gives a `wait` listener back to the loop after its child ended.
     pub(super) fn resume_wait_listener(&mut self, token: Token) {
-        let Some(entry) = self.listeners.get_mut(&token) else {
-            return;
-        };
-        if !entry.busy {
-            return;
-        }
-        let _ = listener::set_nonblocking(entry.listener.fd.as_fd(), true);
-        entry.busy = self
-            .watch
-            .register(entry.listener.fd.as_raw_fd(), token, Interest::READABLE)
-            .is_err();
-        self.drain_listener(token);
+        self.resume_listeners(vec![token]);
     }
 }

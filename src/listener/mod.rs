@@ -157,11 +157,6 @@ impl Listener {
         }
     }
 
-    /// Whether connections are accepted on this socket (stream, seqpacket).
-    pub fn is_connection_based(&self) -> bool {
-        self.key.socket != SocketType::Dgram
-    }
-
     /// Accepts one connection; `WouldBlock` when the backlog is empty.
     pub fn accept(&self) -> io::Result<Accepted> {
         let (fd, from) = sys::accept4(self.fd.as_fd())?;
