@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use log::{debug, error, warn};
 use mio::{Interest, Token};
@@ -19,12 +19,8 @@ use crate::tree::ConnCgroup;
 
 use super::Daemon;
 use super::services::{PRE_EXEC_MAX, Pause};
-use super::timers::Timer;
+use super::timers::{EXEC_CHECK, Timer};
 use super::watch::Watched;
-
-/// How often the report pipe of a child is read when epoll could not take
-/// it (out of memory, max_user_watches): the loop never waits for a child.
-pub(super) const EXEC_CHECK: Duration = Duration::from_millis(10);
 
 /// What a new child serves, recorded with it.
 #[derive(Default)]

@@ -11,9 +11,12 @@ use mio::Token;
 use crate::children;
 
 use super::Daemon;
-use super::exec::EXEC_CHECK;
 use crate::children::Pid;
 use crate::service::ServiceId;
+
+/// How often the report pipe of a child is read when epoll could not take
+/// it (out of memory, max_user_watches): the loop never waits for a child.
+pub(super) const EXEC_CHECK: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Timer {
