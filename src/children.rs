@@ -276,7 +276,7 @@ fn group_is_still(pgid: Pid, ticks: u64) -> bool {
 }
 
 /// SIGKILLs what is left of a child's process group after the child (its
-/// leader) is gone, if it is still that group (see [`group_is_still`]);
+/// leader) is gone, if it is still that group (see `group_is_still`);
 /// whether it was signalled. Never falls back to a pid: the child's is
 /// free for anyone now.
 pub fn kill_leftover_group(pgid: Pid, started_by: u64) -> bool {

@@ -92,7 +92,7 @@ impl Options {
     }
 }
 
-/// Parses the arguments after argv[0]; bad usage is `Error::Usage`.
+/// Parses the arguments after `argv[0]`; bad usage is `Error::Usage`.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, Error> {
     parse_args(args).map_err(Error::Usage)
 }
