@@ -1744,33 +1744,6 @@ fn proxy_protocol_is_refused_while_not_served() {
 }
 
 #[test]
-fn hints_for_inetd_habits() {
-    assert_eq!(
-        super::closest("lisen", crate::config::raw::FIELDS.iter().copied()),
-        Some("listen")
-    );
-    assert_eq!(
-        super::closest("usr", crate::config::raw::FIELDS.iter().copied()),
-        Some("user")
-    );
-    assert_eq!(
-        super::closest(
-            "zz_no_such_field",
-            crate::config::raw::FIELDS.iter().copied()
-        ),
-        None
-    );
-    assert_eq!(
-        super::closest("passenv", crate::config::raw::FIELDS.iter().copied()),
-        Some("pass_env")
-    );
-    let h = super::hint("invalid type: string \"no\", expected a boolean".into());
-    assert!(h.ends_with("use true or false)"), "{h}");
-    let h = super::hint("invalid type: string \"maybe\", expected a boolean".into());
-    assert!(!h.contains("YAML 1.1"), "{h}");
-}
-
-#[test]
 fn argv0_is_not_a_default() {
     one(
         "defaults:\n  argv0: x\nservices: {}\n",
