@@ -1,7 +1,9 @@
 //! Loading the configuration: paths to files (`files`), each file walked
-//! for structure (`tree`), deserialized (`raw`) and validated with the others
-//! (`validate`). Every error carries file:line:column; the errors of every
-//! file are collected, not only the first.
+//! for structure (`tree`) and deserialized (`raw`) by `parse`, serde's
+//! messages reworded (`message`), then validated with the others
+//! (`validate`); `oneline` makes the command line of the one-line mode a
+//! file. Every error carries file:line:column; the errors of every file are
+//! collected, not only the first.
 
 mod files;
 mod message;

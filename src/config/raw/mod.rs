@@ -21,7 +21,7 @@ use crate::proxy::Accept;
 use crate::service::{Builtin, Cidr, ExitMatch, PassMode, Rate, SocketType, StartMode, StderrMode};
 
 /// Marks the start of our own messages, so the loader can cut off the path
-/// serde_yaml puts in front of them (see `mod.rs`, `clean_message`).
+/// serde_yaml puts in front of them (see `message.rs`, `clean_message`).
 pub const MSG: char = '\u{1}';
 
 pub(super) fn custom<E: de::Error>(msg: impl fmt::Display) -> E {
@@ -145,7 +145,7 @@ raw_service! {
 /// Parts of a file the deserializer passes over, by path:
 /// `["services", NAME]`, `["services", NAME, FIELD]`, `["defaults"]`,
 /// `["defaults", FIELD]`. serde stops at a file's first error; skipping
-/// where it was lets the loader find the next one (`mod.rs`, `parse`).
+/// where it was lets the loader find the next one (`parse.rs`, `parse`).
 #[derive(Debug, Default)]
 pub struct Skip {
     paths: HashSet<Vec<String>>,

@@ -9,18 +9,15 @@ use super::*;
 /// builtin has no child to fence: its own fences are refused, those of
 /// `defaults` do not concern it. It takes what the fences depend on (who
 /// runs superd and the child, where the child's root is) one by one.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn fences<'a>(
-    raw: &'a RawService,
-    own: Origin<'a>,
-    defaults: Option<(&'a RawService, Origin<'a>)>,
+pub(super) fn fences(
+    l: Layers,
     is_builtin: bool,
     ctx: &Context,
     credentials: Option<&Credentials>,
     chroot: Option<&Path>,
     errors: &mut Vec<ConfigError>,
 ) -> Fences {
-    let l = Layers { raw, own, defaults };
+    let own = l.own;
     // Whether a field that is set (to something other than its default)
     // can be used here; pushes the error when not.
     let usable = |field: &str, o: Origin, errors: &mut Vec<ConfigError>| -> bool {

@@ -40,16 +40,14 @@ pub(super) fn resolve_default_ids(
 /// Resolves user, group and groups, and applies the root rule (superd.yaml(5), THE ROOT RULE):
 /// as root, an exec service needs a user and runs as uid 0 only when its
 /// own `user:` says so; not as root, nobody can be switched to.
-pub(super) fn credentials<'a>(
-    raw: &'a RawService,
-    own: Origin<'a>,
-    defaults: Option<(&'a RawService, Origin<'a>)>,
+pub(super) fn credentials(
+    l: Layers,
     is_builtin: bool,
     ctx: &Context,
     cache: &mut Cache,
     errors: &mut Vec<ConfigError>,
 ) -> Option<Credentials> {
-    let l = Layers { raw, own, defaults };
+    let Layers { raw, own, .. } = l;
     let user = pick!(l, user);
     let group = pick!(l, group);
     let groups = pick!(l, groups);

@@ -34,11 +34,9 @@ pub(super) fn service<'a>(
         errors,
     );
     let refuse_message = refuse_message(pick!(l, refuse_message), socket, wait, &listen, errors);
-    let credentials = credentials(raw, own, defaults, is_builtin, ctx, cache, errors);
+    let credentials = credentials(l, is_builtin, ctx, cache, errors);
     let fences = fences(
-        raw,
-        own,
-        defaults,
+        l,
         is_builtin,
         ctx,
         credentials.as_ref(),
@@ -466,25 +464,18 @@ fn check_hidden(
             })
         };
         let o = pick!(l, private_tmp).map_or(own, |(_, o)| o);
-        if let Some(Program::Exec { path, .. }) = &program {
-            let host = host_path(path, root);
+        let program = match program {
+            Some(Program::Exec { path, .. }) => Some(("program", path.as_path())),
+            _ => None,
+        };
+        let cwd = pick!(l, cwd).map(|(cwd, _)| ("cwd", cwd.0.as_path()));
+        for (what, p) in program.into_iter().chain(cwd) {
+            let host = host_path(p, root);
             if let Some(t) = hidden_by(&host) {
                 errors.push(o.at_value(
                     "private_tmp",
                     format!(
-                        "private_tmp: the private {t} would hide the program {}",
-                        host.display()
-                    ),
-                ));
-            }
-        }
-        if let Some((cwd, _)) = pick!(l, cwd) {
-            let host = host_path(&cwd.0, root);
-            if let Some(t) = hidden_by(&host) {
-                errors.push(o.at_value(
-                    "private_tmp",
-                    format!(
-                        "private_tmp: the private {t} would hide the cwd {}",
+                        "private_tmp: the private {t} would hide the {what} {}",
                         host.display()
                     ),
                 ));
