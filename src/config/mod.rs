@@ -125,17 +125,33 @@ fn finish(
     mut errors: Vec<ConfigError>,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut defaults_broken = false;
-    let parsed: Vec<validate::Parsed> = sources
+    let (texts, mut parsed): (Vec<&str>, Vec<validate::Parsed>) = sources
         .iter()
-        .filter_map(|s| parse(&s.path, &s.text, &mut errors, &mut defaults_broken))
-        .collect();
+        .filter_map(|s| {
+            let p = parse(&s.path, &s.text, &mut errors, &mut defaults_broken)?;
+            Some((s.text.as_str(), p))
+        })
+        .unzip();
     // Every service of every file may inherit from a broken `defaults`:
     // checking them would report what follows from it (a misspelt user is
     // not also a missing one).
     let services = if defaults_broken {
         Vec::new()
     } else {
-        validate::validate(&parsed, ctx, &mut errors)
+        let before = errors.len();
+        let services = validate::validate(&parsed, ctx, &mut errors);
+        if errors.len() == before {
+            services
+        } else {
+            // The walk left the index of positions out (most loads have
+            // nothing to place): build it and check again, so that every
+            // error names its line and column.
+            errors.truncate(before);
+            for (p, text) in parsed.iter_mut().zip(texts) {
+                p.index = tree::index(text);
+            }
+            validate::validate(&parsed, ctx, &mut errors)
+        }
     };
     if errors.is_empty() {
         Ok(Config { services })

@@ -58,7 +58,7 @@ pub(super) fn parse(
             index: tree::Index::default(),
         });
     };
-    let walked = match tree::walk(first, text) {
+    let walked = match tree::walk(first, text, false) {
         Ok(w) => w,
         Err(e) => {
             errors.push(yaml_error(path, &e));

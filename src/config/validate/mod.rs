@@ -255,8 +255,16 @@ pub fn validate(files: &[Parsed], ctx: &Context, errors: &mut Vec<ConfigError>) 
         }
     }
 
-    let mut services: Vec<Service> = Vec::new();
-    let mut bindings: Vec<Binding> = Vec::new();
+    // Sized once: a `Service` is large, and growing by doubling left up to
+    // half of 10,000 services' worth unused (superd holds the list while it
+    // installs them).
+    let n = files
+        .iter()
+        .filter_map(|f| f.raw.services.as_ref())
+        .map(|l| l.0.len())
+        .sum();
+    let mut services: Vec<Service> = Vec::with_capacity(n);
+    let mut bindings: Vec<Binding> = Vec::with_capacity(n);
     let mut names: HashMap<&str, Origin> = HashMap::new();
     for f in files {
         let Some(list) = &f.raw.services else {
