@@ -323,19 +323,27 @@ impl RlimitResource {
         }
     }
 
-    /// The `RLIMIT_*` constant.
-    pub fn raw(self) -> libc::__rlimit_resource_t {
+    /// The resource as nix names it: the one table from `rlimits:` keys
+    /// to the kernel's resources (what superd checks at load and what the
+    /// child is given both come from it).
+    pub fn resource(self) -> nix::sys::resource::Resource {
+        use nix::sys::resource::Resource;
         match self {
-            RlimitResource::Nofile => libc::RLIMIT_NOFILE,
-            RlimitResource::Nproc => libc::RLIMIT_NPROC,
-            RlimitResource::As => libc::RLIMIT_AS,
-            RlimitResource::Data => libc::RLIMIT_DATA,
-            RlimitResource::Stack => libc::RLIMIT_STACK,
-            RlimitResource::Fsize => libc::RLIMIT_FSIZE,
-            RlimitResource::Core => libc::RLIMIT_CORE,
-            RlimitResource::Cpu => libc::RLIMIT_CPU,
-            RlimitResource::Memlock => libc::RLIMIT_MEMLOCK,
+            RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+            RlimitResource::Nproc => Resource::RLIMIT_NPROC,
+            RlimitResource::As => Resource::RLIMIT_AS,
+            RlimitResource::Data => Resource::RLIMIT_DATA,
+            RlimitResource::Stack => Resource::RLIMIT_STACK,
+            RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
+            RlimitResource::Core => Resource::RLIMIT_CORE,
+            RlimitResource::Cpu => Resource::RLIMIT_CPU,
+            RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
         }
+    }
+
+    /// The `RLIMIT_*` constant (nix's discriminants are libc's).
+    pub fn raw(self) -> libc::__rlimit_resource_t {
+        self.resource() as libc::__rlimit_resource_t
     }
 }
 

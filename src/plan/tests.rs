@@ -312,3 +312,23 @@ fn listen_fds_variables() {
             .any(|(k, _)| k.starts_with("LISTEN_"))
     );
 }
+
+#[test]
+fn rlimit_resources_are_the_kernels() {
+    use crate::service::RlimitResource as R;
+    let want = [
+        (R::Nofile, libc::RLIMIT_NOFILE),
+        (R::Nproc, libc::RLIMIT_NPROC),
+        (R::As, libc::RLIMIT_AS),
+        (R::Data, libc::RLIMIT_DATA),
+        (R::Stack, libc::RLIMIT_STACK),
+        (R::Fsize, libc::RLIMIT_FSIZE),
+        (R::Core, libc::RLIMIT_CORE),
+        (R::Cpu, libc::RLIMIT_CPU),
+        (R::Memlock, libc::RLIMIT_MEMLOCK),
+    ];
+    assert_eq!(want.len(), R::ALL.len());
+    for (r, raw) in want {
+        assert_eq!(r.raw(), raw, "{}", r.as_str());
+    }
+}

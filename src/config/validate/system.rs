@@ -209,19 +209,8 @@ pub(super) fn find_program(
 
 /// superd's own hard limit for `r`: `Some(None)` is unlimited.
 pub(super) fn own_hard_limit(r: RlimitResource) -> Option<RlimValue> {
-    use nix::sys::resource::{RLIM_INFINITY, Resource, getrlimit};
-    let res = match r {
-        RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
-        RlimitResource::Nproc => Resource::RLIMIT_NPROC,
-        RlimitResource::As => Resource::RLIMIT_AS,
-        RlimitResource::Data => Resource::RLIMIT_DATA,
-        RlimitResource::Stack => Resource::RLIMIT_STACK,
-        RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
-        RlimitResource::Core => Resource::RLIMIT_CORE,
-        RlimitResource::Cpu => Resource::RLIMIT_CPU,
-        RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
-    };
-    let (_, hard) = getrlimit(res).ok()?;
+    use nix::sys::resource::{RLIM_INFINITY, getrlimit};
+    let (_, hard) = getrlimit(r.resource()).ok()?;
     Some((hard != RLIM_INFINITY).then_some(hard))
 }
 
