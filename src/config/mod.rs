@@ -140,12 +140,12 @@ fn finish(
     } else {
         let before = errors.len();
         let services = validate::validate(&parsed, ctx, &mut errors);
-        if errors.len() == before {
+        if errors.len() == before && services.iter().all(|s| s.notes.is_empty()) {
             services
         } else {
             // The walk left the index of positions out (most loads have
             // nothing to place): build it and check again, so that every
-            // error names its line and column.
+            // error, and every note, names its line and column.
             errors.truncate(before);
             for (p, text) in parsed.iter_mut().zip(texts) {
                 p.index = tree::index(text);

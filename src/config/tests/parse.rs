@@ -474,3 +474,15 @@ fn a_too_long_duration_names_its_value() {
         );
     }
 }
+
+/// A note (here xinetd's trailing-zero shorthand) names its line and
+/// column even when the load has no error to place.
+#[test]
+fn notes_have_a_line_and_column_without_any_error() {
+    let c = ok(
+        "services:\n  echo:\n    listen: 127.0.0.1:7007\n    builtin: echo\n    only_from: [10.0.0.0]\n",
+    );
+    let n = &c.services[0].notes;
+    assert_eq!(n.len(), 1, "{n:?}");
+    assert!(n[0].contains("t.yaml:5:17: warning: only_from"), "{n:?}");
+}
