@@ -1,7 +1,8 @@
 //! The first, generic walk over a file's YAML: duplicate keys (at the key),
 //! the nesting and node-count bounds (no billion laughs), bare octal modes,
-//! and an index of where each key and string value sits, so that errors
-//! found after deserializing can still name a line and column.
+//! and, when asked (`index`: a load with an error or a note to place), an
+//! index of where each key and string value sits, so that what is found
+//! after deserializing can still name a line and column.
 //!
 //! serde_yaml exposes positions only on errors; but a string scalar it can
 //! borrow is a slice of the input text, so its offset is where it was written.

@@ -203,7 +203,7 @@ impl SpawnPlan {
             let _ = write!(buf, "{}={}\0", CONN_VARS[idx], value);
         };
         match *conn {
-            ConnInfo::Tcp { remote, local } => {
+            ConnInfo::Tcp { remote, local } | ConnInfo::TcpProxied { remote, local, .. } => {
                 let (remote, local) = (canonical_addr(remote), canonical_addr(local));
                 put(0, format_args!("TCP"));
                 put(1, format_args!("{}", remote.ip()));
@@ -212,25 +212,13 @@ impl SpawnPlan {
                 put(4, format_args!("{}", local.port()));
                 put(5, format_args!("{}", remote.ip()));
                 put(6, format_args!("{}", remote.port()));
-            }
-            ConnInfo::TcpProxied {
-                remote,
-                local,
-                proxy,
-            } => {
-                let (remote, local) = (canonical_addr(remote), canonical_addr(local));
-                put(0, format_args!("TCP"));
-                put(1, format_args!("{}", remote.ip()));
-                put(2, format_args!("{}", remote.port()));
-                put(3, format_args!("{}", local.ip()));
-                put(4, format_args!("{}", local.port()));
-                put(5, format_args!("{}", remote.ip()));
-                put(6, format_args!("{}", remote.port()));
-                for (name, value) in proxy {
-                    // Values are filtered by proxy::Header::proxy_vars:
-                    // UTF-8 without control characters, so no NUL.
-                    if let Some(i) = crate::proxy::PROXY_VARS.iter().position(|v| v == name) {
-                        put(PROXY_VARS_AT + i, format_args!("{value}"));
+                if let ConnInfo::TcpProxied { proxy, .. } = conn {
+                    for (name, value) in *proxy {
+                        // Values are filtered by proxy::Header::proxy_vars:
+                        // UTF-8 without control characters, so no NUL.
+                        if let Some(i) = crate::proxy::PROXY_VARS.iter().position(|v| v == name) {
+                            put(PROXY_VARS_AT + i, format_args!("{value}"));
+                        }
                     }
                 }
             }
