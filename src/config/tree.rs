@@ -1,7 +1,8 @@
 //! The first, generic walk over a file's YAML: duplicate keys (at the key),
 //! the nesting and node-count bounds (no billion laughs), bare octal modes,
-//! and an index of where each key and string value sits, so that errors
-//! found after deserializing can still name a line and column.
+//! and, when asked (`index`: a load with an error or a note to place), an
+//! index of where each key and string value sits, so that what is found
+//! after deserializing can still name a line and column.
 //!
 //! serde_yaml exposes positions only on errors; but a string scalar it can
 //! borrow is a slice of the input text, so its offset is where it was written.
@@ -167,13 +168,18 @@ pub struct Walked {
 }
 
 /// Walks one document. An `Err` is the first structural problem; its
-/// location comes from serde_yaml.
+/// location comes from serde_yaml. With `record`, the index of where each
+/// key and string value sits is filled in; without, it stays empty (most
+/// loads have no error after the walk to place, and the index costs a
+/// string and a hash insert per node: `index` builds it when one does).
 pub fn walk<'de>(
     doc: serde_yaml::Deserializer<'de>,
     text: &'de str,
+    record: bool,
 ) -> Result<Walked, serde_yaml::Error> {
     let mut st = State {
         text,
+        record,
         line_starts: line_starts(text),
         nodes: 0,
         limit: EXTRA_NODES + text.len(),
@@ -189,6 +195,15 @@ pub fn walk<'de>(
     .deserialize(doc)?;
     st.out.root_is_null = root;
     Ok(st.out)
+}
+
+/// The index of a text whose walk already succeeded without `record`.
+pub fn index(text: &str) -> Index {
+    serde_yaml::Deserializer::from_str(text)
+        .next()
+        .and_then(|doc| walk(doc, text, true).ok())
+        .map(|w| w.index)
+        .unwrap_or_default()
 }
 
 /// The position of the first node of a document: used to point at a
@@ -217,6 +232,8 @@ fn line_starts(text: &str) -> Vec<usize> {
 
 struct State<'de> {
     text: &'de str,
+    /// Whether to fill in `out.index`.
+    record: bool,
     line_starts: Vec<usize>,
     nodes: usize,
     limit: usize,
@@ -346,12 +363,16 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             // A quoted scalar's text starts right after its quote (the node
             // starts at the quote); a plain one cannot follow a quote.
             let quoted = off > 0 && matches!(self.st.text.as_bytes()[off - 1], b'"' | b'\'');
-            let pos = self.st.pos(if quoted { off - 1 } else { off });
+            let at = if quoted { off - 1 } else { off };
             if self.octal && !quoted && v.starts_with(|c: char| c.is_ascii_digit()) {
                 let path = self.path.split(SEP).skip(1).map(str::to_owned).collect();
+                let pos = self.st.pos(at);
                 self.st.out.bare_octals.push((pos, path));
             }
-            self.st.out.index.values.insert(self.path, pos);
+            if self.st.record {
+                let pos = self.st.pos(at);
+                self.st.out.index.values.insert(self.path, pos);
+            }
         }
         Ok(false)
     }
@@ -416,28 +437,33 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
 struct Key<'a, 'de> {
     st: &'a mut State<'de>,
     parent: &'a str,
-    seen: &'a mut HashMap<String, Option<Pos>>,
+    /// The keys of this mapping so far, with where each was written.
+    seen: &'a mut HashMap<String, Option<usize>>,
 }
 
 impl Key<'_, '_> {
-    fn check<E: de::Error>(self, k: String, pos: Option<Pos>) -> Result<String, E> {
+    /// `at`: the key's offset in the text, when it is borrowed from it.
+    fn check<E: de::Error>(self, k: String, at: Option<usize>) -> Result<String, E> {
         self.st.count()?;
         if let Some(first) = self.seen.get(&k) {
-            let at = first.map(|p| format!(" (first at line {})", p.line));
+            let at = first.map(|o| format!(" (first at line {})", self.st.pos(o).line));
             return Err(E::custom(format_args!(
                 "{}duplicate key \"{k}\"{}",
                 raw::MSG,
                 at.unwrap_or_default()
             )));
         }
-        if let Some(p) = pos {
+        if self.st.record
+            && let Some(o) = at
+        {
+            let p = self.st.pos(o);
             self.st
                 .out
                 .index
                 .keys
                 .insert(format!("{}{SEP}{k}", self.parent), p);
         }
-        self.seen.insert(k.clone(), pos);
+        self.seen.insert(k.clone(), at);
         Ok(k)
     }
 }
@@ -456,11 +482,11 @@ impl<'de> Visitor<'de> for Key<'_, 'de> {
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<String, E> {
         // A quoted key starts at its quote, as serde_yaml's positions do.
-        let pos = self.st.offset(v).map(|o| {
+        let at = self.st.offset(v).map(|o| {
             let quoted = o > 0 && matches!(self.st.text.as_bytes()[o - 1], b'"' | b'\'');
-            self.st.pos(if quoted { o - 1 } else { o })
+            if quoted { o - 1 } else { o }
         });
-        self.check(v.to_owned(), pos)
+        self.check(v.to_owned(), at)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
         self.check(v.to_owned(), None)

@@ -1,6 +1,8 @@
 //! `rlimits:` (superd.yaml(5)): the resources a service may limit, in one
 //! table of name and `RLIMIT_*` constant.
 
+use nix::sys::resource::Resource;
+
 /// The resources `rlimits:` may set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RlimitResource {
@@ -17,16 +19,16 @@ pub enum RlimitResource {
 
 /// Every resource, with its name in the configuration and its `RLIMIT_*`
 /// constant: the one table of them.
-const TABLE: [(RlimitResource, &str, libc::__rlimit_resource_t); 9] = [
-    (RlimitResource::Nofile, "nofile", libc::RLIMIT_NOFILE),
-    (RlimitResource::Nproc, "nproc", libc::RLIMIT_NPROC),
-    (RlimitResource::As, "as", libc::RLIMIT_AS),
-    (RlimitResource::Data, "data", libc::RLIMIT_DATA),
-    (RlimitResource::Stack, "stack", libc::RLIMIT_STACK),
-    (RlimitResource::Fsize, "fsize", libc::RLIMIT_FSIZE),
-    (RlimitResource::Core, "core", libc::RLIMIT_CORE),
-    (RlimitResource::Cpu, "cpu", libc::RLIMIT_CPU),
-    (RlimitResource::Memlock, "memlock", libc::RLIMIT_MEMLOCK),
+const TABLE: [(RlimitResource, &str, Resource); 9] = [
+    (RlimitResource::Nofile, "nofile", Resource::RLIMIT_NOFILE),
+    (RlimitResource::Nproc, "nproc", Resource::RLIMIT_NPROC),
+    (RlimitResource::As, "as", Resource::RLIMIT_AS),
+    (RlimitResource::Data, "data", Resource::RLIMIT_DATA),
+    (RlimitResource::Stack, "stack", Resource::RLIMIT_STACK),
+    (RlimitResource::Fsize, "fsize", Resource::RLIMIT_FSIZE),
+    (RlimitResource::Core, "core", Resource::RLIMIT_CORE),
+    (RlimitResource::Cpu, "cpu", Resource::RLIMIT_CPU),
+    (RlimitResource::Memlock, "memlock", Resource::RLIMIT_MEMLOCK),
 ];
 
 impl RlimitResource {
@@ -41,7 +43,7 @@ impl RlimitResource {
     };
 
     /// The row of the table (the enum's order is the table's).
-    fn row(self) -> (RlimitResource, &'static str, libc::__rlimit_resource_t) {
+    fn row(self) -> (RlimitResource, &'static str, Resource) {
         TABLE[self as usize]
     }
 
@@ -49,9 +51,15 @@ impl RlimitResource {
         self.row().1
     }
 
-    /// The `RLIMIT_*` constant.
-    pub fn raw(self) -> libc::__rlimit_resource_t {
+    /// The resource as nix names it (what superd checks at load and
+    /// what the child is given both come from this table).
+    pub fn resource(self) -> Resource {
         self.row().2
+    }
+
+    /// The `RLIMIT_*` constant (nix's discriminants are libc's).
+    pub fn raw(self) -> libc::__rlimit_resource_t {
+        self.row().2 as libc::__rlimit_resource_t
     }
 }
 

@@ -1,0 +1,264 @@
+//! Everything a child needs, built before `fork`: program path, argv, the
+//! environment, ids, rlimits and the rest, as C strings and raw structs that
+//! [`crate::spawn`] can use without allocating. Built once per service (and
+//! again on reload); per connection only the connection variables are built.
+
+use std::ffi::{CString, c_char};
+use std::io::Write as _;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::rc::Rc;
+
+use nix::sys::resource::{Resource, getrlimit};
+use nix::unistd::{Uid, User, getegid, geteuid};
+
+use crate::service::{
+    PassMode, Program, RlimitResource, Service, StderrMode, canonical_addr, cstring,
+};
+use crate::spawn::sandbox::Namespaces;
+
+mod env;
+
+use env::*;
+pub use env::{ConnInfo, Env, is_connection_variable};
+
+/// The capability sets of `capabilities:`.
+fn build_fences(service: &Service) -> PlanFences {
+    let f = &service.fences;
+    let capset = (!f.capabilities.is_empty()).then(|| {
+        let mut mask = 0u64;
+        for &c in &f.capabilities {
+            mask |= 1 << c;
+        }
+        let (lo, hi) = (mask as u32, (mask >> 32) as u32);
+        [0, lo, lo, 0, hi, hi]
+    });
+    PlanFences {
+        namespaces: None,
+        capset,
+        ambient: f.capabilities.iter().map(|&c| c as libc::c_ulong).collect(),
+        no_new_privs: f.no_new_privs,
+    }
+}
+
+/// The child's identity, ready for setgroups/setgid/setuid.
+#[derive(Debug)]
+pub struct PlanCredentials {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: Vec<libc::gid_t>,
+    /// `false` when superd is not root and the target is superd's own uid
+    /// and gid: an unprivileged process cannot call setgroups, and already
+    /// is that user (with its own groups).
+    pub set_groups: bool,
+}
+
+/// A service's spawn template: immutable, shared by every connection.
+///
+/// It holds raw pointers into its own C strings (the argv array), so it is
+/// neither `Send` nor `Sync`; the daemon is single-threaded.
+#[derive(Debug)]
+pub struct SpawnPlan {
+    name: String,
+    /// `None` for a builtin service: nothing to exec.
+    path: Option<CString>,
+    /// Owns the strings `argv_ptrs` points into; never mutated.
+    _argv: Vec<CString>,
+    /// NULL-terminated.
+    argv_ptrs: Vec<*const c_char>,
+    /// `NAME=value` entries before the connection variables (defaults not
+    /// overridden by `env`).
+    head: Vec<CString>,
+    /// The service's `env:` entries, after the connection variables.
+    tail: Vec<CString>,
+    /// Bit i set: `env:` overrides `CONN_VARS[i]`, so it is not written.
+    conn_overridden: u32,
+    cwd: CString,
+    chroot: Option<CString>,
+    umask: libc::mode_t,
+    nice: Option<libc::c_int>,
+    rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
+    credentials: Option<PlanCredentials>,
+    stderr: StderrMode,
+    /// `pass: listen_fds`: the `LISTEN_FDS` and `LISTEN_FDNAMES` entries
+    /// (`NAME=value\0`) and the number of sockets; `None` for stdio.
+    listen: Option<ListenVars>,
+    /// The service's fences (superd.yaml(5), "Fences").
+    fences: PlanFences,
+}
+
+/// The fences as the child applies them.
+#[derive(Debug, Default)]
+pub struct PlanFences {
+    /// The service's namespaces, held while a child may still join them.
+    pub namespaces: Option<Rc<Namespaces>>,
+    /// The capset(2) data (effective, permitted, inheritable for caps
+    /// 0-31, then 32-63): permitted and inheritable are the listed caps,
+    /// effective is empty until exec. `None`: no `capabilities`.
+    pub capset: Option<[u32; 6]>,
+    /// The capabilities to raise into the ambient set.
+    pub ambient: Vec<libc::c_ulong>,
+    pub no_new_privs: bool,
+}
+
+impl SpawnPlan {
+    /// Builds the plan of `service`. Reads superd's own limits and (when the
+    /// service has no `user`) superd's own passwd entry: call it at load and
+    /// reload, not per connection.
+    pub fn new(service: &Service) -> SpawnPlan {
+        let (path, argv) = match &service.program {
+            Program::Exec { path, argv } => (
+                Some(cstring(path.as_os_str().as_bytes())),
+                argv.iter().map(|a| cstring(a.as_str())).collect(),
+            ),
+            Program::Builtin(_) => (None, Vec::new()),
+        };
+        let argv_ptrs = argv
+            .iter()
+            .map(|a: &CString| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+
+        let (head, tail, conn_overridden) = build_env(service);
+
+        SpawnPlan {
+            name: service.name.clone(),
+            path,
+            _argv: argv,
+            argv_ptrs,
+            head,
+            tail,
+            conn_overridden,
+            cwd: cstring(service.cwd.as_os_str().as_bytes()),
+            chroot: service
+                .chroot
+                .as_ref()
+                .map(|c| cstring(c.as_os_str().as_bytes())),
+            umask: service.umask as libc::mode_t,
+            nice: service.nice,
+            rlimits: build_rlimits(service),
+            credentials: service.credentials.as_ref().map(|c| PlanCredentials {
+                uid: c.uid,
+                gid: c.gid,
+                groups: c.groups.clone(),
+                set_groups: geteuid().is_root()
+                    || c.uid != geteuid().as_raw()
+                    || c.gid != getegid().as_raw(),
+            }),
+            stderr: service.stderr,
+            listen: (service.pass == PassMode::ListenFds).then(|| {
+                let names: Vec<&str> = if service.wait {
+                    (0..service.listen.len())
+                        .map(|i| service.fd_name(i))
+                        .collect()
+                } else {
+                    vec!["connection"]
+                };
+                ListenVars {
+                    n: names.len(),
+                    fds: format!("LISTEN_FDS={}\0", names.len()).into_bytes(),
+                    names: format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes(),
+                }
+            }),
+            fences: build_fences(service),
+        }
+    }
+
+    /// The plan with the service's namespaces, which the child joins.
+    pub fn with_namespaces(mut self, ns: Option<Rc<Namespaces>>) -> SpawnPlan {
+        self.fences.namespaces = ns;
+        self
+    }
+
+    pub fn fences(&self) -> &PlanFences {
+        &self.fences
+    }
+
+    /// `pass: listen_fds`: how many sockets the child gets on fds 3 and up
+    /// (every listener of a wait service, the connection of a nowait
+    /// one); `None` for stdio.
+    pub fn listen_fds(&self) -> Option<usize> {
+        self.listen.as_ref().map(|l| l.n)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The program to exec; `None` for a builtin.
+    pub fn path(&self) -> Option<&CString> {
+        self.path.as_ref()
+    }
+
+    /// NULL-terminated argv.
+    pub fn argv_ptr(&self) -> *const *const c_char {
+        self.argv_ptrs.as_ptr()
+    }
+
+    pub fn cwd(&self) -> &CString {
+        &self.cwd
+    }
+
+    pub fn chroot(&self) -> Option<&CString> {
+        self.chroot.as_ref()
+    }
+
+    pub fn umask(&self) -> libc::mode_t {
+        self.umask
+    }
+
+    pub fn nice(&self) -> Option<libc::c_int> {
+        self.nice
+    }
+
+    /// Every rlimit to set, the default `nofile` included.
+    pub fn rlimits(&self) -> &[(libc::__rlimit_resource_t, libc::rlimit)] {
+        &self.rlimits
+    }
+
+    pub fn credentials(&self) -> Option<&PlanCredentials> {
+        self.credentials.as_ref()
+    }
+
+    pub fn stderr(&self) -> StderrMode {
+        self.stderr
+    }
+}
+
+/// The configured rlimits, plus soft `nofile` = min(1024, hard) when
+/// `nofile` is not configured (a child never inherits superd's huge limit).
+fn build_rlimits(service: &Service) -> Vec<(libc::__rlimit_resource_t, libc::rlimit)> {
+    let raw = |v: Option<u64>| v.map_or(libc::RLIM_INFINITY, |n| n as libc::rlim_t);
+    let mut out: Vec<_> = service
+        .rlimits
+        .iter()
+        .map(|r| {
+            (
+                r.resource.raw(),
+                libc::rlimit {
+                    rlim_cur: raw(r.soft),
+                    rlim_max: raw(r.hard),
+                },
+            )
+        })
+        .collect();
+    let has_nofile = service
+        .rlimits
+        .iter()
+        .any(|r| r.resource == RlimitResource::Nofile);
+    if !has_nofile && let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        out.push((
+            libc::RLIMIT_NOFILE,
+            libc::rlimit {
+                rlim_cur: hard.min(DEFAULT_NOFILE),
+                rlim_max: hard,
+            },
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
