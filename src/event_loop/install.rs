@@ -241,7 +241,7 @@ impl Daemon {
                     self.next_service_id += 1;
                     self.services.insert(
                         id,
-                        ServiceState {
+                        Box::new(ServiceState {
                             id,
                             limits: ServiceLimits::new(
                                 service.max_connections,
@@ -261,7 +261,7 @@ impl Daemon {
                             refusal_log: LogBudget::default(),
                             pending: None,
                             proxied: VecDeque::new(),
-                        },
+                        }),
                     );
                     id
                 }
@@ -466,10 +466,13 @@ impl Daemon {
                 }
             }
         }
+        // A set of the new names: a scan of `new` per running service is
+        // quadratic, which at 10,000 services was most of a reload.
+        let kept: std::collections::HashSet<&str> = new.iter().map(|s| s.name.as_str()).collect();
         let mut removed: Vec<&str> = running
             .keys()
             .copied()
-            .filter(|name| !new.iter().any(|s| s.name == *name))
+            .filter(|name| !kept.contains(name))
             .collect();
         removed.sort_unstable();
         c.removed = removed.into_iter().map(str::to_owned).collect();

@@ -116,7 +116,9 @@ pub struct Daemon {
 
     // ---- services.rs and install.rs: the running configuration ---------
     source: Source,
-    services: HashMap<ServiceId, ServiceState>,
+    /// Boxed: a state is over a kilobyte, and a map of 10,000 inline
+    /// states doubled that at every growth.
+    services: HashMap<ServiceId, Box<ServiceState>>,
     /// Service ids in configuration order (for status and logs).
     order: Vec<ServiceId>,
     next_service_id: u64,

