@@ -63,6 +63,20 @@ pub fn render(snap: &Snapshot) -> String {
             m.sample(name, &[("service", &s.name)], value(s));
         }
     };
+    // A counter per service and per value of one more label.
+    let by_label = |m: &mut Metrics<'_>,
+                    name: &str,
+                    help: &str,
+                    label: &str,
+                    keys: &[&str],
+                    value: &dyn Fn(&ServiceView, usize) -> f64| {
+        m.family(name, "counter", help);
+        for s in &snap.services {
+            for (i, key) in keys.iter().enumerate() {
+                m.sample(name, &[("service", &s.name), (label, key)], value(s, i));
+            }
+        }
+    };
     per_service(
         &mut m,
         "superd_connections_total",
@@ -98,20 +112,14 @@ pub fn render(snap: &Snapshot) -> String {
         "The service's max_connections.",
         &|s| f64::from(s.max_connections),
     );
-    m.family(
+    by_label(
+        &mut m,
         "superd_refused_total",
-        "counter",
         "Accepted connections closed at once, by reason.",
+        "reason",
+        &Refusal::ALL.map(Refusal::as_str),
+        &|s, i| s.counters.refused_by(Refusal::ALL[i]) as f64,
     );
-    for s in &snap.services {
-        for r in Refusal::ALL {
-            m.sample(
-                "superd_refused_total",
-                &[("service", &s.name), ("reason", r.as_str())],
-                s.counters.refused_by(r) as f64,
-            );
-        }
-    }
     per_service(
         &mut m,
         "superd_exec_failures_total",
@@ -119,20 +127,14 @@ pub fn render(snap: &Snapshot) -> String {
         "Children that failed before their program started (the connection is closed).",
         &|s| s.counters.exec_failures as f64,
     );
-    m.family(
+    by_label(
+        &mut m,
         "superd_exits_total",
-        "counter",
         "Connections that ended (children, and builtin stream sessions), by outcome.",
+        "outcome",
+        &Outcome::ALL.map(Outcome::as_str),
+        &|s, i| s.counters.exits_by(Outcome::ALL[i]) as f64,
     );
-    for s in &snap.services {
-        for o in Outcome::ALL {
-            m.sample(
-                "superd_exits_total",
-                &[("service", &s.name), ("outcome", o.as_str())],
-                s.counters.exits_by(o) as f64,
-            );
-        }
-    }
     m.family(
         "superd_connection_duration_seconds",
         "histogram",
