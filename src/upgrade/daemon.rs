@@ -156,6 +156,11 @@ impl Daemon {
                 addr: e.listener.local.clone(),
                 socket: e.listener.key.socket.to_string(),
                 inherited: e.listener.inherited,
+                chargen_next: e
+                    .udp
+                    .as_ref()
+                    .filter(|u| u.kind() == crate::service::Builtin::Chargen)
+                    .map(|u| u.rotation()),
             });
         }
         // Timers by child: the ones still due.
@@ -292,6 +297,20 @@ impl Daemon {
         d.reloads_ok = state.reloads_ok;
         d.reloads_failed = state.reloads_failed;
         d.next_serial = d.next_serial.max(state.next_serial);
+        for l in &state.listeners {
+            let Some(next) = l.chargen_next else {
+                continue;
+            };
+            let udp = d
+                .listeners
+                .values_mut()
+                .find(|e| e.listener.fd.as_raw_fd() == l.fd)
+                .and_then(|e| e.udp.as_mut())
+                .filter(|u| u.kind() == crate::service::Builtin::Chargen);
+            if let Some(u) = udp {
+                u.set_rotation(next);
+            }
+        }
         for sc in &state.services {
             let Some(st) = d
                 .services

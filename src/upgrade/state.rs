@@ -69,6 +69,9 @@ pub struct ListenerState {
     pub socket: String,
     /// Inherited from superd's parent (LISTEN_FDS), not bound by superd.
     pub inherited: bool,
+    /// A UDP chargen's rotation: the line its next datagram starts at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chargen_next: Option<usize>,
 }
 
 /// Who is on the other end of a child's connection.
@@ -320,6 +323,7 @@ mod tests {
             addr: "127.0.0.1:7".into(),
             socket: "stream".into(),
             inherited: true,
+            chargen_next: Some(3),
         });
         s.children.push(ChildState {
             pid: 4242,
@@ -417,6 +421,19 @@ mod tests {
         assert_eq!(back, s);
         assert_eq!(back.from, env!("CARGO_PKG_VERSION"));
         assert_eq!(back.fds(), vec![5, 7, 10, 11, 12, 13, 4, 9]);
+    }
+
+    #[test]
+    fn a_state_without_the_chargen_rotation_still_reads() {
+        // As an image from before the field wrote it.
+        let text = String::from_utf8(full().to_bytes()).unwrap();
+        let older = text.replacen(",\"chargen_next\":3", "", 1);
+        assert_ne!(older, text);
+        let back = State::from_bytes(older.as_bytes()).expect("reads the older form");
+        assert_eq!(back.listeners[0].chargen_next, None);
+        let mut want = full();
+        want.listeners[0].chargen_next = None;
+        assert_eq!(back, want);
     }
 
     #[test]

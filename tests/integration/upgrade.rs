@@ -684,3 +684,30 @@ fn the_duration_histogram_carries_over() {
     assert_eq!(count(&body).as_deref(), Some("3"), "{body}");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A UDP chargen's rotation (the line its next datagram starts at) goes
+/// on across an upgrade rather than starting again at the first line.
+#[test]
+fn udp_chargen_rotation_carries_over() {
+    let (d, exe) = start_from_copy(
+        "services:\n  uchargen:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: chargen\n",
+    );
+    let to: std::net::SocketAddr = d.addr("uchargen").parse().unwrap();
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The first byte of each line: ' ' + k for line k.
+    let first_byte = || {
+        c.send_to(b"", to).unwrap();
+        let mut buf = [0u8; 1024];
+        let (n, _) = c.recv_from(&mut buf).expect("a chargen datagram");
+        assert!(n > 0);
+        buf[0]
+    };
+    assert_eq!(first_byte(), b' ');
+    assert_eq!(first_byte(), b'!');
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    assert_eq!(first_byte(), b'"', "the rotation started again");
+    assert_eq!(d.stop().code(), Some(0));
+}
