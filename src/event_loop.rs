@@ -877,6 +877,8 @@ impl Daemon {
                     self.read_header(token);
                 } else if let Some(&pid) = self.pidfds.get(&token) {
                     self.reap_one(pid);
+                } else if self.is_upgrade_check(token) {
+                    self.upgrade_check_progress();
                 }
             }
             self.deferred = deferred;
@@ -912,11 +914,7 @@ impl Daemon {
                 signals::Event::Reload => self.reload_pending = true,
                 signals::Event::Status => self.status_pending = true,
                 signals::Event::Child => self.reap_pending = true,
-                signals::Event::Upgrade => {
-                    if self.upgrade_pending.is_none() {
-                        self.upgrade_pending = Some(Instant::now() + upgrade::EXEC_WAIT);
-                    }
-                }
+                signals::Event::Upgrade => self.upgrade_requested(),
                 signals::Event::Ignored(s) => warn!("signal ignored signal={}", s.as_str()),
                 signals::Event::Shutdown(s) => {
                     if self.shutdown.is_none() {

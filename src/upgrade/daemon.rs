@@ -51,9 +51,85 @@ impl Daemon {
         self.upgrade = Some(ctx);
     }
 
-    /// SIGUSR2: once no child is in exec, checks the new binary and execs
-    /// it with the state; on any failure logs `upgrade refused` and goes
-    /// on untouched.
+    /// SIGUSR2: starts the new binary's `--check`, which runs while the
+    /// loop serves on (see [`upgrade::check`]). A SIGUSR2 that comes while
+    /// a check runs or an upgrade waits is logged and ignored.
+    pub(super) fn upgrade_requested(&mut self) {
+        let busy = self.upgrade_pending.is_some()
+            || self.upgrade.as_ref().is_some_and(|c| c.check.is_some());
+        if busy {
+            warn!("upgrade ignored reason=\"an upgrade is under way\"");
+            return;
+        }
+        let Some(ctx) = self.upgrade.as_mut() else {
+            warn!("upgrade refused reason=\"not available in this process\"");
+            return;
+        };
+        let check = match upgrade::check::Check::start(ctx) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("upgrade refused reason={}", quote(&why));
+                return;
+            }
+        };
+        let mut tokens = Vec::new();
+        for fd in check.fds() {
+            let t = self.token();
+            if let Err(e) = register(&self.poll, fd, t, Interest::READABLE) {
+                warn!(
+                    "upgrade refused reason={}",
+                    quote(&format!("watching the check: {e}"))
+                );
+                self.unwatch_check(&check, &tokens);
+                return;
+            }
+            tokens.push(t);
+        }
+        if let Some(ctx) = self.upgrade.as_mut() {
+            ctx.check = Some((check, tokens));
+        }
+    }
+
+    /// Whether `token` is one of the running check's descriptors.
+    pub(super) fn is_upgrade_check(&self, token: Token) -> bool {
+        self.upgrade
+            .as_ref()
+            .and_then(|c| c.check.as_ref())
+            .is_some_and(|(_, tokens)| tokens.contains(&token))
+    }
+
+    /// The check's pidfd or timer is readable: once it has a verdict, the
+    /// upgrade goes on (waiting for children in exec, see [`upgrade`]) or
+    /// is refused.
+    pub(super) fn upgrade_check_progress(&mut self) {
+        let Some(ctx) = self.upgrade.as_mut() else {
+            return;
+        };
+        let Some((check, _)) = ctx.check.as_mut() else {
+            return;
+        };
+        let Some(verdict) = check.verdict(Instant::now()) else {
+            return;
+        };
+        if let Some((check, tokens)) = ctx.check.take() {
+            self.unwatch_check(&check, &tokens);
+        }
+        match verdict {
+            Ok(()) => self.upgrade_pending = Some(Instant::now() + EXEC_WAIT),
+            Err(why) => warn!("upgrade refused reason={}", quote(&why)),
+        }
+    }
+
+    fn unwatch_check(&self, check: &upgrade::check::Check, tokens: &[Token]) {
+        for (fd, _) in check.fds().into_iter().zip(tokens) {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&fd));
+        }
+    }
+
+    /// Once the new binary passed its `--check` (see
+    /// [`Daemon::upgrade_requested`]) and no child is in exec, execs it
+    /// with the state; on any failure logs `upgrade refused` and goes on
+    /// untouched.
     pub(super) fn upgrade(&mut self) {
         let Some(until) = self.upgrade_pending else {
             return;
@@ -81,12 +157,7 @@ impl Daemon {
             self.drain_all();
             return;
         };
-        if let Err(why) = upgrade::check(&ctx) {
-            warn!("upgrade refused reason={}", quote(&why));
-            self.upgrade = Some(ctx);
-            self.drain_all();
-            return;
-        }
+        // The new binary passed its `--check` (see `upgrade_requested`).
         info!(
             "upgrading exe={} children={} listeners={} sessions={}",
             quote(&ctx.exe.display().to_string()),

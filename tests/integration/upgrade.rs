@@ -711,3 +711,74 @@ fn udp_chargen_rotation_carries_over() {
     assert_eq!(first_byte(), b'"', "the rotation started again");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A new binary whose `--check` first writes its pid to `started`, then
+/// waits (at most 20 s) for `gate` to exist (or runs `check_cmd` instead),
+/// then runs the real superd; run without `--check` it is the real superd.
+fn install_slow_check(
+    exe: &std::path::Path,
+    check_cmd: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = exe.parent().unwrap();
+    let (started, gate) = (dir.join("check-started"), dir.join("check-gate"));
+    let text = format!(
+        "#!/bin/sh\nif [ \"$1\" = --check ]; then\n  echo $$ > '{started}.new' && mv '{started}.new' '{started}'\n  {check_cmd}\n  \
+         i=0\n  while [ ! -e '{gate}' ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\nfi\n\
+         exec '{real}' \"$@\"\n",
+        started = started.display(),
+        gate = gate.display(),
+        real = superd_bin().display(),
+    );
+    install_text(&text, exe, 0o755);
+    (started, gate)
+}
+
+/// The new binary's `--check` runs while superd serves on: an echo
+/// session completes while the check waits, a second SIGUSR2 meanwhile is
+/// logged and ignored, and the upgrade goes on once the check passes.
+#[test]
+fn the_check_runs_while_superd_serves() {
+    let (d, exe) = start_from_copy(&services_yaml());
+    let echo = d.addr("echo");
+    let (started, gate) = install_slow_check(&exe, ":");
+    d.signal(Signal::SIGUSR2);
+    d.wait_until("the check to start", || started.exists());
+    assert_eq!(
+        exchange(&echo, b"during the check\n"),
+        b"during the check\n"
+    );
+    assert_eq!(exchange(&d.addr("hi"), b""), b"hi\n");
+    // Served while the check still runs (a check run in the loop would
+    // have held the loop until it was killed at its deadline).
+    let check_pid = std::fs::read_to_string(&started).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", check_pid.trim()))
+        .expect("the check still runs");
+    assert!(!stat.contains(") Z "), "{stat}");
+    assert!(d.lines_with(&["upgrade refused"]).is_empty());
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgrade ignored"]);
+    assert!(d.lines_with(&["upgraded from="]).is_empty());
+    std::fs::write(&gate, b"").unwrap();
+    d.wait_for(&["upgraded from="]);
+    assert_eq!(exchange(&echo, b"after\n"), b"after\n");
+    assert!(d.lines_with(&["upgrade refused"]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A `--check` that outlives its deadline (10 s) is killed and the upgrade
+/// refused; superd serves on meanwhile and after.
+#[test]
+fn a_check_past_its_deadline_is_refused() {
+    let (d, exe) = start_from_copy(&services_yaml());
+    let echo = d.addr("echo");
+    let (started, _gate) = install_slow_check(&exe, "exec sleep 60");
+    d.signal(Signal::SIGUSR2);
+    d.wait_until("the check to start", || started.exists());
+    assert_eq!(exchange(&echo, b"waiting\n"), b"waiting\n");
+    let line = d.wait_for(&["upgrade refused"]);
+    assert!(line.contains("--check took longer than 10s"), "{line}");
+    assert_eq!(exchange(&echo, b"after\n"), b"after\n");
+    d.wait_until("the check killed and reaped", || d.zombies() == 0);
+    assert!(d.lines_with(&["upgraded from="]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
