@@ -12,8 +12,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Poll};
 
 use super::{
-    Child, Daemon, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe, Stream, Timer,
-    quote,
+    Child, Daemon, HeaderWait, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe,
+    Stream, Timer, quote,
 };
 use crate::builtins::{Carried, CarriedKind};
 use crate::config::Config;
@@ -21,8 +21,8 @@ use crate::listener::Peer;
 use crate::listener_inherit::Inherited;
 use crate::tree::ConnCgroup;
 use crate::upgrade::state::{
-    ChildState, ListenerState, PeerState, PidFileState, PipeState, ServiceCounters, SessionKind,
-    SessionState,
+    ChildState, HeaderState, ListenerState, PeerState, PidFileState, PipeState, ServiceCounters,
+    SessionKind, SessionState,
 };
 use crate::upgrade::{self, Context, State};
 
@@ -293,6 +293,15 @@ impl Daemon {
                 bytes_out: c.bytes_out,
             });
         }
+        for (token, w) in &self.headers {
+            s.headers.push(HeaderState {
+                fd: w.conn.fd.as_raw_fd(),
+                service: name_of(w.service_id).unwrap_or_default(),
+                peer: peer_state(w.conn.peer),
+                local: w.conn.local,
+                timeout_in_ns: due(&|t| *t == Timer::ProxyHeader(*token)),
+            });
+        }
         for p in self.pipes.values() {
             s.pipes.push(PipeState {
                 fd: p.file.as_raw_fd(),
@@ -539,6 +548,9 @@ impl Daemon {
         for ss in &state.sessions {
             d.restore_session(ss, now);
         }
+        for h in &state.headers {
+            d.restore_header(h, now);
+        }
         // A child may have ended during the exec: its SIGCHLD is pending
         // on the new signalfd, but reap once anyway.
         d.reap_pending = true;
@@ -626,6 +638,58 @@ impl Daemon {
             Timer::SessionIdle(token),
         );
         self.sessions.insert(token, entry);
+        self.ready.push(token);
+    }
+}
+
+impl Daemon {
+    /// A connection that waited for its PROXY header across the upgrade,
+    /// watched again under what was left of its `proxy_timeout`, and read
+    /// at once (what its proxy sent meanwhile raises no new edge). A
+    /// service gone, or no longer reading headers, closes it as a reload
+    /// would.
+    fn restore_header(&mut self, h: &HeaderState, now: Instant) {
+        let Some(fd) = upgrade::take_fd(h.fd) else {
+            return;
+        };
+        let found = self
+            .services
+            .values()
+            .find(|st| st.service.name == h.service)
+            .and_then(|st| {
+                st.service
+                    .proxy
+                    .as_ref()
+                    .map(|p| (st.id, p.accept, p.timeout))
+            });
+        let Some((sid, accept, timeout)) = found else {
+            return;
+        };
+        if let Some(st) = self.services.get_mut(&sid) {
+            st.limits.connection_started();
+        }
+        let token = self.token();
+        let registered = register(&self.poll, fd.as_raw_fd(), token, Interest::READABLE);
+        self.headers.insert(
+            token,
+            HeaderWait {
+                conn: crate::listener::Accepted {
+                    fd,
+                    peer: peer_of(&h.peer),
+                    local: h.local,
+                    proxy: None,
+                },
+                service_id: sid,
+                accept,
+                watched: true,
+            },
+        );
+        if let Err(e) = registered {
+            self.refuse_header(token, &format!("cannot watch: {e}"));
+            return;
+        }
+        let left = h.timeout_in_ns.map_or(timeout, Duration::from_nanos);
+        self.timer(now + left, Timer::ProxyHeader(token));
         self.ready.push(token);
     }
 }

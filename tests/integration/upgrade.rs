@@ -782,3 +782,30 @@ fn a_check_past_its_deadline_is_refused() {
     assert!(d.lines_with(&["upgraded from="]).is_empty());
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A connection of a `proxy_protocol` service still waiting for its PROXY
+/// header (part of it sent) is carried across an upgrade: its proxy sends
+/// the rest afterwards and the client is served.
+#[test]
+fn a_connection_waiting_for_its_proxy_header_is_carried() {
+    use std::io::{Read, Write};
+    let (d, exe) = start_from_copy(
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    proxy_protocol: v1\n    proxy_from: 127.0.0.1\n    proxy_timeout: 60s\n",
+    );
+    let mut s = connect(&d.addr("e"));
+    s.write_all(b"PROXY TCP4 192.0.2.7 ").unwrap();
+    d.signal(Signal::SIGUSR1);
+    d.wait_for(&["status ", "proxy_headers=1"]);
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    s.write_all(b"192.0.2.1 4000 7\r\nhello\n").unwrap();
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"hello\n");
+    let line = d.wait_for(&["exit service=e"]);
+    assert!(line.contains("peer=192.0.2.7:4000"), "{line}");
+    assert!(d.lines_with(&["refused service=e"]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
