@@ -12,8 +12,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Poll};
 
 use super::{
-    Child, Daemon, HeaderWait, Notifier, SessionEntry, Signals, Source, StartError, StderrPipe,
-    Stream, Timer, quote,
+    Child, Daemon, HeaderWait, Notifier, ServiceState, SessionEntry, Signals, Source, StartError,
+    StderrPipe, Stream, Timer, quote,
 };
 use crate::builtins::{Carried, CarriedKind};
 use crate::config::Config;
@@ -435,11 +435,7 @@ impl Daemon {
                 .map(|(t, _)| *t)
         };
         for c in &state.children {
-            let sid = d
-                .services
-                .values()
-                .find(|st| st.service.name == c.service)
-                .map_or(0, |st| st.id);
+            let sid = d.service_named(&c.service).map_or(0, |st| st.id);
             let peer = c.peer.as_ref().map(peer_of);
             let source = peer.and_then(|p| source_of(p, c.per_source));
             let wait_listener = c.wait_listener_fd.and_then(|fd| token_of(&d, fd));
@@ -563,17 +559,19 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// The service of this image with the name a state gives (ids are
+    /// each image's own).
+    fn service_named(&self, name: &str) -> Option<&ServiceState> {
+        self.services.values().find(|st| st.service.name == name)
+    }
+
     /// A builtin session carried across the upgrade, watched again and
     /// pumped at once (what its peer sent meanwhile raises no new edge).
     fn restore_session(&mut self, ss: &SessionState, now: Instant) {
         let Some(fd) = upgrade::take_fd(ss.fd) else {
             return;
         };
-        let sid = self
-            .services
-            .values()
-            .find(|st| st.service.name == ss.service)
-            .map_or(0, |st| st.id);
+        let sid = self.service_named(&ss.service).map_or(0, |st| st.id);
         let peer = peer_of(&ss.peer);
         let stream = match peer {
             Peer::Inet(_) => Stream::Tcp(std::net::TcpStream::from(fd)),
@@ -640,9 +638,7 @@ impl Daemon {
         self.sessions.insert(token, entry);
         self.ready.push(token);
     }
-}
 
-impl Daemon {
     /// A connection that waited for its PROXY header across the upgrade,
     /// watched again under what was left of its `proxy_timeout`, and read
     /// at once (what its proxy sent meanwhile raises no new edge). A
@@ -652,16 +648,12 @@ impl Daemon {
         let Some(fd) = upgrade::take_fd(h.fd) else {
             return;
         };
-        let found = self
-            .services
-            .values()
-            .find(|st| st.service.name == h.service)
-            .and_then(|st| {
-                st.service
-                    .proxy
-                    .as_ref()
-                    .map(|p| (st.id, p.accept, p.timeout))
-            });
+        let found = self.service_named(&h.service).and_then(|st| {
+            st.service
+                .proxy
+                .as_ref()
+                .map(|p| (st.id, p.accept, p.timeout))
+        });
         let Some((sid, accept, timeout)) = found else {
             return;
         };
