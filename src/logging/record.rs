@@ -95,7 +95,7 @@ pub(super) fn json_record(out: &mut String, ts: &str, level: Level, body: &str) 
 
 /// `s` as a JSON string. Besides what JSON requires, DEL, the C1 controls
 /// and U+2028/U+2029 are escaped too: a record is one line for any reader
-/// (see [`needs_escape`]).
+/// (see [`needs_escape`](super::needs_escape)).
 pub(super) fn json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
@@ -134,8 +134,8 @@ pub(super) fn split_record(body: &str) -> (std::borrow::Cow<'_, str>, Vec<(&str,
 
 /// Splits a record's text into its message and its `key=value` fields:
 /// the message is the text before the first ` key=` from which the rest
-/// of the record reads as fields (values bare, or quoted as [`quote`] and
-/// [`quote_bytes`] quote them). A record whose end is no list of fields
+/// of the record reads as fields (values bare, or quoted as [`quote`](super::quote) and
+/// [`quote_bytes`](super::quote_bytes) quote them). A record whose end is no list of fields
 /// is all message.
 pub(super) fn split_fields(body: &str) -> (&str, Vec<(&str, String)>) {
     for (i, _) in body.match_indices(' ') {
@@ -185,9 +185,9 @@ pub(super) fn parse_fields(mut s: &str) -> Option<Vec<(&str, String)>> {
 }
 
 /// The value of a quoted field, `s` starting after its opening quote: the
-/// text with [`quote`]'s escapes undone, and the rest after the closing
+/// text with [`quote`](super::quote)'s escapes undone, and the rest after the closing
 /// quote. A byte that is not UTF-8 (`\xNN` from 80 up, see
-/// [`quote_bytes`]) cannot be a character: it stays the escape.
+/// [`quote_bytes`](super::quote_bytes)) cannot be a character: it stays the escape.
 pub(super) fn unquote(s: &str) -> Option<(String, &str)> {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.char_indices();

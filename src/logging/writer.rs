@@ -208,7 +208,7 @@ impl Writer {
 
     /// Writes `bytes` (whole lines) while the reader takes them; returns
     /// how many lines went out (see [`whole_lines`]), a line the reader
-    /// took only part of included: its rest is kept for [`finish_line`].
+    /// took only part of included: its rest is kept for [`Self::finish_line`].
     fn write_lines(&mut self, bytes: &[u8]) -> u64 {
         if !self.ready() {
             return 0;

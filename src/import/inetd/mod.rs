@@ -358,7 +358,7 @@ fn listen_values(hosts: &[String], family: Family, port: u16, e: &mut Entry) -> 
 }
 
 /// `program argv0 args...`, and the tcpd idiom: tcpd runs the program it
-/// is named after (argv[0]), here run directly.
+/// is named after (`argv[0]`), here run directly.
 fn exec(e: &mut Entry, program: &str, args: &[&str]) {
     let n = e.loc.line;
     let base = |p: &str| p.rsplit('/').next().unwrap_or(p).to_owned();
