@@ -834,6 +834,16 @@ impl UdpServer {
         self.kind
     }
 
+    /// chargen's rotation: the line the next datagram starts at (carried
+    /// across an upgrade).
+    pub fn rotation(&self) -> usize {
+        self.chargen_next
+    }
+
+    pub fn set_rotation(&mut self, next: usize) {
+        self.chargen_next = next;
+    }
+
     /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`], or `most`:
     /// the tokens the service's `rate` has left) and answers each one
     /// whose source passes [`udp_source_allowed`], does not come from one

@@ -437,3 +437,124 @@ pub fn listen(sock: BorrowedFd<'_>, backlog: i32) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Starts `path` under a "clone" child of superd's: one that ends with
+/// no signal to its parent (exit_signal 0), so that the loop's
+/// `waitpid(-1)` sweep, which does not pass `__WALL`, never reaps it; only
+/// `waitpid(pid, __WALL)` does. The clone child does not exec (an exec
+/// gives a process the default exit signal, SIGCHLD, again): it forks
+/// `path`, waits for it and ends as it ended (an exit status, or the same
+/// signal); `path` dies with it (PR_SET_PDEATHSIG). Used for the new
+/// binary's `--check` of an upgrade (superd.8, UPGRADING). stdin and
+/// stdout are `null`, stderr is `err`; the signal mask is emptied. `argv`
+/// and `envp` are null-terminated arrays of pointers to C strings that
+/// outlive the call. Returns the clone child's pid and, where the kernel
+/// has one, its pidfd (`clone3(CLONE_PIDFD)`, Linux 5.3; else `clone` and
+/// `pidfd_open`).
+pub fn spawn_clone_child(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+    null: BorrowedFd<'_>,
+    err: BorrowedFd<'_>,
+) -> io::Result<(i32, Option<OwnedFd>)> {
+    // clone_args up to `tls` (CLONE_ARGS_SIZE_VER0, 64 bytes).
+    #[repr(C)]
+    struct Args {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    assert!(argv.last().is_some_and(|p| p.is_null()));
+    assert!(envp.last().is_some_and(|p| p.is_null()));
+    let (null, err) = (null.as_raw_fd(), err.as_raw_fd());
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it.
+    let mut empty: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: writes only `empty`, which is ours.
+    unsafe { libc::sigemptyset(&mut empty) };
+    let mut pidfd: libc::c_int = -1;
+    let args = Args {
+        flags: libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: 0,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+    };
+    // SAFETY: without CLONE_VM the child runs on a copy of our memory, as
+    // after fork(2); the kernel writes only `pidfd`, which is ours.
+    let mut pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const Args,
+            std::mem::size_of::<Args>(),
+        )
+    };
+    let mut with_pidfd = true;
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) {
+            return Err(e);
+        }
+        // No clone3 (an older kernel, or a seccomp filter): clone with no
+        // exit signal and no other flag, whose other arguments are all
+        // zero in every architecture's order.
+        with_pidfd = false;
+        // SAFETY: as fork(2), with no signal to the parent at the end.
+        pid = unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_ulong, 0, 0, 0, 0) };
+        if pid < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    if pid == 0 {
+        // SAFETY: the clone child, on a copy of the parent's memory: only
+        // raw syscalls on data prepared before the clone (descriptors, and
+        // the caller's null-terminated arrays of C strings). execve
+        // returns only on failure; every path ends in _exit or a signal.
+        unsafe {
+            let me = libc::getpid();
+            // As fork(2): the grandchild reports to this process with SIGCHLD.
+            let g = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+            if g == 0 {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != me {
+                    libc::_exit(127);
+                }
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                libc::dup2(null, 0);
+                libc::dup2(null, 1);
+                libc::dup2(err, 2);
+                libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+                libc::_exit(127);
+            }
+            let mut status: libc::c_int = 0;
+            if g < 0 || libc::waitpid(g as libc::pid_t, &mut status, 0) != g as libc::pid_t {
+                libc::_exit(127);
+            }
+            if libc::WIFSIGNALED(status) {
+                let sig = libc::WTERMSIG(status);
+                libc::signal(sig, libc::SIG_DFL);
+                libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+                libc::kill(me, sig);
+                libc::_exit(128 + sig);
+            }
+            libc::_exit(libc::WEXITSTATUS(status));
+        }
+    }
+    let pid = pid as i32;
+    let fd = if with_pidfd {
+        // SAFETY: clone3 succeeded with CLONE_PIDFD: `pidfd` is a new
+        // descriptor nothing else owns.
+        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+    } else {
+        pidfd_open(pid).ok()
+    };
+    Ok((pid, fd))
+}

@@ -39,7 +39,8 @@ mod shutdown;
 mod status;
 mod stderr;
 mod timers;
-/// Upgrade in place (SIGUSR2): the state's export and restore.
+/// Upgrade in place (SIGUSR2): the new binary's check, the state's export
+/// and restore.
 #[path = "../upgrade/daemon.rs"]
 mod upgrade;
 mod wait;
@@ -270,6 +271,7 @@ impl Daemon {
             Some(Watched::Pidfd(pid)) => {
                 self.reap_one(pid);
             }
+            Some(Watched::UpgradeCheck) => self.upgrade_check_progress(),
             Some(Watched::Session) | None => {}
         }
     }
@@ -282,11 +284,7 @@ impl Daemon {
                 signals::Event::Reload => self.reload_pending = true,
                 signals::Event::Status => self.status_pending = true,
                 signals::Event::Child => self.reap_pending = true,
-                signals::Event::Upgrade => {
-                    if self.upgrade_pending.is_none() {
-                        self.upgrade_pending = Some(Instant::now() + upgrade::EXEC_WAIT);
-                    }
-                }
+                signals::Event::Upgrade => self.upgrade_requested(),
                 signals::Event::Ignored(s) => warn!("signal ignored signal={}", s.as_str()),
                 signals::Event::Shutdown(s) => {
                     if self.shutdown.is_none() {

@@ -33,6 +33,9 @@ pub(super) enum Watched {
     Header,
     /// The pidfd of the child with this pid.
     Pidfd(Pid),
+    /// The pidfd or timer of an upgrade's running `--check`
+    /// (`crate::upgrade::Context::check`).
+    UpgradeCheck,
 }
 
 /// The poll and the kind of every live token. Tokens are never reused: an

@@ -1,7 +1,11 @@
-//! The loop's side of an upgrade in place (superd.8, UPGRADING): what goes
-//! into the state before the `execve`, and how the new image takes it
-//! back. The format is `crate::upgrade::state`'s; the exec and the
-//! rollback are `crate::upgrade`'s.
+//! The loop's side of an upgrade in place (superd.8, UPGRADING): SIGUSR2
+//! starts the new binary's check, and once it passed, what goes into the
+//! state before the `execve`; how the new image takes it back is
+//! `restore.rs`'s. The format is `crate::upgrade::state`'s; the check,
+//! the exec and the rollback are `crate::upgrade`'s.
+
+#[path = "restore.rs"]
+mod restore;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
@@ -9,20 +13,13 @@ use std::time::{Duration, Instant};
 use log::{error, info, warn};
 use mio::{Interest, Token};
 
-use super::{
-    Child, Daemon, LineSplitter, Notifier, SessionEntry, Signals, Source, StderrPipe, Stream,
-    Timer, Watched, quote,
-};
-use crate::builtins::{Carried, CarriedKind};
-use crate::children::Pid;
-use crate::config::Config;
+use super::{Daemon, Stream, Timer, Watched, quote};
+use crate::builtins::CarriedKind;
 use crate::listener::Peer;
-use crate::listener_inherit::Inherited;
 use crate::service::ServiceId;
-use crate::tree::ConnCgroup;
 use crate::upgrade::state::{
-    ChildState, ListenerState, PeerState, PidFileState, PipeState, ServiceCounters, SessionKind,
-    SessionState,
+    ChildState, HeaderState, ListenerState, PeerState, PidFileState, PipeState, ServiceCounters,
+    SessionKind, SessionState,
 };
 use crate::upgrade::{self, Context, State};
 
@@ -51,9 +48,81 @@ impl Daemon {
         self.upgrade = Some(ctx);
     }
 
-    /// SIGUSR2: once no child is in exec, checks the new binary and execs
-    /// it with the state; on any failure logs `upgrade refused` and goes
-    /// on untouched.
+    /// SIGUSR2: starts the new binary's `--check`, which runs while the
+    /// loop serves on (see [`upgrade::check`]). A SIGUSR2 that comes while
+    /// a check runs or an upgrade waits is logged and ignored.
+    pub(super) fn upgrade_requested(&mut self) {
+        let busy = self.upgrade_pending.is_some()
+            || self.upgrade.as_ref().is_some_and(|c| c.check.is_some());
+        if busy {
+            warn!("upgrade ignored reason=\"an upgrade is under way\"");
+            return;
+        }
+        let Some(ctx) = self.upgrade.as_mut() else {
+            warn!("upgrade refused reason=\"not available in this process\"");
+            return;
+        };
+        let check = match upgrade::check::Check::start(ctx) {
+            Ok(c) => c,
+            Err(why) => {
+                warn!("upgrade refused reason={}", quote(&why));
+                return;
+            }
+        };
+        let mut tokens = Vec::new();
+        for fd in check.fds() {
+            let t = self.watch.token(Watched::UpgradeCheck);
+            if let Err(e) = self.watch.register(fd, t, Interest::READABLE) {
+                self.watch.forget(t);
+                warn!(
+                    "upgrade refused reason={}",
+                    quote(&format!("watching the check: {e}"))
+                );
+                self.unwatch_check(&check, &tokens);
+                return;
+            }
+            tokens.push(t);
+        }
+        if let Some(ctx) = self.upgrade.as_mut() {
+            ctx.check = Some((check, tokens));
+        }
+    }
+
+    /// The check's pidfd or timer is readable: once it has a verdict, the
+    /// upgrade goes on (waiting for children in exec, see [`upgrade`]) or
+    /// is refused.
+    pub(super) fn upgrade_check_progress(&mut self) {
+        let Some(ctx) = self.upgrade.as_mut() else {
+            return;
+        };
+        let Some((check, _)) = ctx.check.as_mut() else {
+            return;
+        };
+        let Some(verdict) = check.verdict(Instant::now()) else {
+            return;
+        };
+        if let Some((check, tokens)) = ctx.check.take() {
+            self.unwatch_check(&check, &tokens);
+        }
+        match verdict {
+            Ok(()) => self.upgrade_pending = Some(Instant::now() + EXEC_WAIT),
+            Err(why) => warn!("upgrade refused reason={}", quote(&why)),
+        }
+    }
+
+    /// Takes the check's descriptors (those registered: `tokens`) out of
+    /// the poll and their tokens out of the registry.
+    fn unwatch_check(&mut self, check: &upgrade::check::Check, tokens: &[Token]) {
+        for (fd, t) in check.fds().into_iter().zip(tokens) {
+            self.watch.deregister(fd);
+            self.watch.forget(*t);
+        }
+    }
+
+    /// Once the new binary passed its `--check` (see
+    /// [`Daemon::upgrade_requested`]) and no child is in exec, execs it
+    /// with the state; on any failure logs `upgrade refused` and goes on
+    /// untouched.
     pub(super) fn upgrade(&mut self) {
         let Some(until) = self.upgrade_pending else {
             return;
@@ -82,12 +151,7 @@ impl Daemon {
             self.drain_all();
             return;
         };
-        if let Err(why) = upgrade::check(&ctx) {
-            warn!("upgrade refused reason={}", quote(&why));
-            self.upgrade = Some(ctx);
-            self.drain_all();
-            return;
-        }
+        // The new binary passed its `--check` (see `upgrade_requested`).
         info!(
             "upgrading exe={} children={} listeners={} sessions={}",
             quote(&ctx.exe.display().to_string()),
@@ -159,6 +223,11 @@ impl Daemon {
                 addr: e.listener.local.clone(),
                 socket: e.listener.key.socket.to_string(),
                 inherited: e.listener.inherited,
+                chargen_next: e
+                    .udp
+                    .as_ref()
+                    .filter(|u| u.kind() == crate::service::Builtin::Chargen)
+                    .map(|u| u.rotation()),
             });
         }
         // Timers by child: the ones still due.
@@ -216,6 +285,15 @@ impl Daemon {
                 bytes_out: c.bytes_out,
             });
         }
+        for (token, w) in &self.headers {
+            s.headers.push(HeaderState {
+                fd: w.conn.fd.as_raw_fd(),
+                service: name_of(w.service_id).unwrap_or_default(),
+                peer: peer_state(w.conn.peer),
+                local: w.conn.local,
+                timeout_in_ns: due(&|t| *t == Timer::ProxyHeader(*token)),
+            });
+        }
         for p in self.pipes.values() {
             s.pipes.push(PipeState {
                 fd: p.file.as_raw_fd(),
@@ -245,311 +323,12 @@ impl Daemon {
         }
         s
     }
-
-    /// The new image's start after an upgrade: the listeners of `state`
-    /// are adopted by address and service as inherited sockets are (a
-    /// changed configuration binds what is new and closes what is gone,
-    /// as a reload does), then its children, pipes and counters are taken
-    /// back. Every descriptor the state names is close-on-exec again.
-    pub fn restore(
-        config: Config,
-        source: Source,
-        grace: Duration,
-        signals: Signals,
-        notifier: Notifier,
-        state: &State,
-    ) -> Result<Daemon, crate::error::Error> {
-        let adopted = Adopted {
-            busy: state
-                .children
-                .iter()
-                .flat_map(|c| c.wait_listener_fd.iter().chain(c.listen_fds.iter()))
-                .copied()
-                .collect(),
-            own: state
-                .listeners
-                .iter()
-                .filter(|l| !l.inherited)
-                .map(|l| l.fd)
-                .collect(),
-            hold_accepts: true,
-        };
-        let inherited: Vec<Inherited> = state
-            .listeners
-            .iter()
-            .filter_map(|l| {
-                upgrade::take_fd(l.fd).map(|fd| Inherited {
-                    fd,
-                    name: Some(l.service.clone()),
-                })
-            })
-            .collect();
-        let mut d = Daemon::start_with(
-            config, source, grace, signals, notifier, inherited, &adopted,
-        )?;
-        d.started_unix = state.started_unix;
-        d.reloads_ok = state.reloads_ok;
-        d.reloads_failed = state.reloads_failed;
-        d.next_serial = d.next_serial.max(state.next_serial);
-        for sc in &state.services {
-            let Some(st) = d
-                .services
-                .values_mut()
-                .find(|st| st.service.name == sc.service)
-            else {
-                continue;
-            };
-            let c = &mut st.counters;
-            c.accepted = sc.accepted;
-            c.served = sc.served;
-            for (to, from) in c.refused.iter_mut().zip(&sc.refused) {
-                *to = *from;
-            }
-            c.exec_failures = sc.exec_failures;
-            for (to, from) in c.exits.iter_mut().zip(&sc.exits) {
-                *to = *from;
-            }
-            if let Some(h) =
-                crate::metrics::Histogram::carried(&sc.duration_buckets, sc.duration_sum)
-            {
-                c.duration = h;
-            }
-            for (&r, &ns) in crate::metrics::PauseReason::ALL.iter().zip(&sc.paused_ns) {
-                c.paused.carry(r, Duration::from_nanos(ns));
-            }
-            if let Some(fill) = sc.rate_fill {
-                // As of the writing: the exec's time earns tokens too.
-                let now = Instant::now();
-                let written = now.checked_sub(state.since_written()).unwrap_or(now);
-                st.limits.set_rate_fill(fill, written);
-            }
-        }
-        // Ages and deadlines are as of the writing: `now` is that instant
-        // here (the exec took some time since).
-        let now = Instant::now();
-        let now = now.checked_sub(state.since_written()).unwrap_or(now);
-        let token_of = |d: &Daemon, fd: RawFd| {
-            d.listeners
-                .iter()
-                .find(|(_, e)| e.listener.fd.as_raw_fd() == fd)
-                .map(|(t, _)| *t)
-        };
-        for c in &state.children {
-            let sid = d
-                .services
-                .values()
-                .find(|st| st.service.name == c.service)
-                .map_or(ServiceId(0), |st| st.id);
-            let peer = c.peer.as_ref().map(peer_of);
-            let source = peer.and_then(|p| source_of(p, c.per_source));
-            let wait_listener = c.wait_listener_fd.and_then(|fd| token_of(&d, fd));
-            let listen_fds: Vec<Token> = c
-                .listen_fds
-                .iter()
-                .filter_map(|fd| token_of(&d, *fd))
-                .collect();
-            let success = d
-                .services
-                .get(&sid)
-                .map(|st| st.service.success_status)
-                .unwrap_or_default();
-            if let Some(st) = d.services.get_mut(&sid) {
-                st.limits.connection_started();
-                if let Some(key) = source {
-                    let _ = st.limits.admit_source(key);
-                }
-            }
-            let age = Duration::from_nanos(c.age_ns);
-            // A pidfd of this image's for the carried child, watched as
-            // for a child started here; without one the sweep reaps it.
-            let pidfd = if crate::spawn::pidfd_works() {
-                crate::sys::pidfd_open(c.pid).ok().and_then(|fd| {
-                    let t = d.watch.watch(fd.as_raw_fd(), Watched::Pidfd(Pid(c.pid)))?;
-                    Some((fd, t))
-                })
-            } else {
-                None
-            };
-            d.children.insert(
-                Pid(c.pid),
-                Child {
-                    service_id: sid,
-                    service: c.service.clone(),
-                    peer,
-                    source,
-                    started: now.checked_sub(age).unwrap_or(now),
-                    serial: c.serial,
-                    wait_listener,
-                    listen_fds,
-                    timed_out: c.timed_out,
-                    killed: c.killed,
-                    exec_failed: c.exec_failed,
-                    exec: None,
-                    success,
-                    cgroup: c.cgroup.clone().map(|p| ConnCgroup::at(p.into())),
-                    strays: Vec::new(),
-                    pidfd,
-                    // Not carried: a proxied child logs its client only.
-                    proxy: None,
-                },
-            );
-            if let Some(ns) = c.timeout_in_ns {
-                d.timer(
-                    now + Duration::from_nanos(ns),
-                    Timer::ChildTimeout(Pid(c.pid), c.serial),
-                );
-            }
-            if let Some(ns) = c.kill_in_ns {
-                d.timer(
-                    now + Duration::from_nanos(ns),
-                    Timer::ChildKill(Pid(c.pid), c.serial),
-                );
-            }
-        }
-        let in_use: Vec<std::path::PathBuf> = state
-            .children
-            .iter()
-            .filter_map(|c| c.cgroup.clone().map(Into::into))
-            .collect();
-        let in_use: Vec<&std::path::Path> = in_use.iter().map(|p| p.as_path()).collect();
-        d.fence.adopt_existing(&in_use);
-        for p in &state.pipes {
-            let Some(fd) = upgrade::take_fd(p.fd) else {
-                continue;
-            };
-            let token = d.watch.token(Watched::Stderr);
-            if let Err(e) = d.watch.register(fd.as_raw_fd(), token, Interest::READABLE) {
-                d.watch.forget(token);
-                error!(
-                    "cannot watch stderr service={} pid={} error={}",
-                    p.service,
-                    p.pid,
-                    quote(&e.to_string())
-                );
-                continue;
-            }
-            d.pipes.insert(
-                token,
-                StderrPipe {
-                    file: std::fs::File::from(fd),
-                    service: p.service.clone(),
-                    pid: Pid(p.pid),
-                    lines: LineSplitter::carried(p.pending.clone(), p.cut),
-                },
-            );
-        }
-        for ss in &state.sessions {
-            d.restore_session(ss, now);
-        }
-        // A child may have ended during the exec: its SIGCHLD is pending
-        // on the new signalfd, but reap once anyway.
-        d.reap_pending = true;
-        // Everything is back (connection counts, rate fills): accept what
-        // waited in the backlogs.
-        d.upgrade_pending = None;
-        d.drain_all();
-        Ok(d)
-    }
-}
-
-impl Daemon {
-    /// A builtin session carried across the upgrade, watched again and
-    /// pumped at once (what its peer sent meanwhile raises no new edge).
-    fn restore_session(&mut self, ss: &SessionState, now: Instant) {
-        let Some(fd) = upgrade::take_fd(ss.fd) else {
-            return;
-        };
-        let sid = self
-            .services
-            .values()
-            .find(|st| st.service.name == ss.service)
-            .map_or(ServiceId(0), |st| st.id);
-        let peer = peer_of(&ss.peer);
-        let stream = match peer {
-            Peer::Inet(_) => Stream::Tcp(std::net::TcpStream::from(fd)),
-            Peer::Unix { .. } => Stream::Unix(std::os::unix::net::UnixStream::from(fd)),
-        };
-        let source = source_of(peer, ss.per_source);
-        if let Some(st) = self.services.get_mut(&sid) {
-            st.limits.connection_started();
-            if let Some(key) = source {
-                let _ = st.limits.admit_source(key);
-            }
-        }
-        let kind = match &ss.kind {
-            SessionKind::Echo { pending } => CarriedKind::Echo(pending.clone()),
-            SessionKind::Discard => CarriedKind::Discard,
-            SessionKind::Reply { data, sent } => CarriedKind::Reply {
-                data: data.clone(),
-                sent: *sent,
-            },
-            SessionKind::Chargen { pos } => CarriedKind::Chargen(*pos),
-        };
-        let session = crate::builtins::Session::carried(Carried {
-            kind,
-            read_eof: ss.read_eof,
-            bytes_in: ss.bytes_in,
-            bytes_out: ss.bytes_out,
-        });
-        let ago = |ns| now.checked_sub(Duration::from_nanos(ns)).unwrap_or(now);
-        let entry = SessionEntry {
-            session,
-            stream,
-            service_id: sid,
-            service: ss.service.clone(),
-            peer,
-            source,
-            started: ago(ss.age_ns),
-            last_activity: ago(ss.idle_ns),
-            idle_timeout: Duration::from_nanos(ss.idle_timeout_ns),
-            proxy: None,
-        };
-        let token = self.watch.token(Watched::Session);
-        let raw = match &entry.stream {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        };
-        if let Err(e) = self
-            .watch
-            .register(raw, token, Interest::READABLE | Interest::WRITABLE)
-        {
-            self.watch.forget(token);
-            error!(
-                "cannot watch session service={} error={}",
-                ss.service,
-                quote(&e.to_string())
-            );
-            self.end_session_entry(entry, Some("upgrade"));
-            return;
-        }
-        self.timer(
-            entry.last_activity + entry.idle_timeout,
-            Timer::SessionIdle(token),
-        );
-        self.sessions.insert(token, entry);
-        self.ready.push(token);
-    }
 }
 
 fn peer_state(p: Peer) -> PeerState {
     match p {
         Peer::Inet(a) => PeerState::Inet(a),
         Peer::Unix { pid, uid, gid } => PeerState::Unix { pid, uid, gid },
-    }
-}
-
-fn peer_of(p: &PeerState) -> Peer {
-    match *p {
-        PeerState::Inet(a) => Peer::Inet(a),
-        PeerState::Unix { pid, uid, gid } => Peer::Unix { pid, uid, gid },
-    }
-}
-
-/// The per-source key of a connection that held a slot.
-fn source_of(peer: Peer, per_source: bool) -> Option<crate::limits::SourceKey> {
-    match peer {
-        Peer::Inet(a) if per_source => Some(crate::limits::source_key(a.ip())),
-        _ => None,
     }
 }
 

@@ -1,11 +1,13 @@
 //! Upgrade in place (superd.8, UPGRADING): on SIGUSR2 the binary at the
-//! path superd was started from is checked (`--check`, bounded in time),
-//! the state is written to a memfd, and superd `execve`s that binary in
+//! path superd was started from is checked (`--check`, bounded in time,
+//! while the loop serves on: [`check`]),
+//! then the state is written to a memfd, and superd `execve`s that binary in
 //! the same process. The new image restores the state; if it cannot, it
 //! executes the previous binary again (kept open) with the same state.
 //! What the state holds is [`state`]; how the loop fills and takes it is
 //! the event loop's (its `upgrade` part).
 
+pub mod check;
 pub mod state;
 
 use std::ffi::{CString, OsString};
@@ -14,8 +16,7 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::fcntl::{FcntlArg, FdFlag, fcntl};
 
@@ -42,6 +43,9 @@ pub struct Context {
     pub notify_socket: Option<String>,
     /// The pid file's descriptor and path.
     pub pidfile: Option<(RawFd, String)>,
+    /// The new binary's `--check` while it runs, and the loop's tokens
+    /// for its descriptors.
+    pub check: Option<(check::Check, Vec<mio::Token>)>,
 }
 
 impl Context {
@@ -60,67 +64,9 @@ impl Context {
             argv: std::env::args_os().collect(),
             notify_socket,
             pidfile: None,
+            check: None,
         }
     }
-}
-
-/// Runs `exe --check` with superd's own arguments, at most CHECK_TIMEOUT;
-/// the reason when it does not pass.
-pub fn check(ctx: &Context) -> Result<(), String> {
-    // Its stderr goes to a memfd, not a pipe: a --check with many errors
-    // never blocks on a pipe nobody reads until it exits.
-    let mut stderr = nix::sys::memfd::memfd_create(
-        c"superd-check",
-        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-    )
-    .map(File::from)
-    .map_err(|e| format!("memfd_create: {e}"))?;
-    let child_stderr = stderr.try_clone().map_err(|e| format!("memfd: {e}"))?;
-    let mut cmd = Command::new(&ctx.exe);
-    cmd.arg("--check")
-        .args(ctx.argv.iter().skip(1))
-        .env_remove(ENV_STATE)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(child_stderr));
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("{}: {e}", ctx.exe.display()))?;
-    // The parent's copy goes with `cmd`.
-    drop(cmd);
-    let deadline = Instant::now() + CHECK_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "--check took longer than {}s",
-                    CHECK_TIMEOUT.as_secs()
-                ));
-            }
-            Err(e) => return Err(format!("--check: {e}")),
-        }
-    };
-    if status.success() {
-        return Ok(());
-    }
-    let mut text = String::new();
-    let len = stderr.seek(std::io::SeekFrom::End(0)).unwrap_or(0);
-    let _ = stderr.seek(std::io::SeekFrom::Start(len.saturating_sub(4096)));
-    let mut bytes = Vec::new();
-    let _ = stderr.read_to_end(&mut bytes);
-    text.push_str(&String::from_utf8_lossy(&bytes));
-    let last = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    Err(format!("--check failed ({status}) {last}")
-        .trim_end()
-        .to_string())
 }
 
 /// Writes `state` to a memfd that survives exec and returns it.

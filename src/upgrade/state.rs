@@ -48,6 +48,10 @@ pub struct State {
     pub pipes: Vec<PipeState>,
     pub sessions: Vec<SessionState>,
     pub services: Vec<ServiceCounters>,
+    /// Connections of `proxy_protocol` services waiting for their PROXY
+    /// header.
+    #[serde(default)]
+    pub headers: Vec<HeaderState>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +73,9 @@ pub struct ListenerState {
     pub socket: String,
     /// Inherited from superd's parent (LISTEN_FDS), not bound by superd.
     pub inherited: bool,
+    /// A UDP chargen's rotation: the line its next datagram starts at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chargen_next: Option<usize>,
 }
 
 /// Who is on the other end of a child's connection.
@@ -117,6 +124,22 @@ pub struct PipeState {
     pub pid: i32,
     pub pending: Vec<u8>,
     pub cut: bool,
+}
+
+/// A connection waiting for its PROXY header (superd.yaml(5), PROXY
+/// PROTOCOL). What it sent so far is still queued on the socket (the wait
+/// only peeks), so the descriptor is all of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderState {
+    pub fd: i32,
+    pub service: String,
+    /// The proxy (the header names the client).
+    pub peer: PeerState,
+    /// The address it connected to, when the listener's own says it.
+    pub local: Option<SocketAddr>,
+    /// Nanoseconds left of its `proxy_timeout`.
+    pub timeout_in_ns: Option<u64>,
 }
 
 /// A builtin stream session (echo, discard, chargen, a daytime or time
@@ -258,6 +281,7 @@ impl State {
             pipes: Vec::new(),
             sessions: Vec::new(),
             services: Vec::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -290,6 +314,7 @@ impl State {
         let mut v: Vec<i32> = self.listeners.iter().map(|l| l.fd).collect();
         v.extend(self.pipes.iter().map(|p| p.fd));
         v.extend(self.sessions.iter().map(|s| s.fd));
+        v.extend(self.headers.iter().map(|h| h.fd));
         v.extend(self.pidfile.as_ref().map(|p| p.fd));
         v.extend(self.previous_exe_fd);
         v
@@ -320,6 +345,7 @@ mod tests {
             addr: "127.0.0.1:7".into(),
             socket: "stream".into(),
             inherited: true,
+            chargen_next: Some(3),
         });
         s.children.push(ChildState {
             pid: 4242,
@@ -407,6 +433,13 @@ mod tests {
             duration_sum: 12.5,
             paused_ns: vec![1, 2, 3, 4],
         });
+        s.headers.push(HeaderState {
+            fd: 14,
+            service: "proxied".into(),
+            peer: PeerState::Inet("127.0.0.1:6000".parse().unwrap()),
+            local: Some("127.0.0.1:80".parse().unwrap()),
+            timeout_in_ns: Some(4_000_000_000),
+        });
         s
     }
 
@@ -416,7 +449,31 @@ mod tests {
         let back = State::from_bytes(&s.to_bytes()).expect("reads its own");
         assert_eq!(back, s);
         assert_eq!(back.from, env!("CARGO_PKG_VERSION"));
-        assert_eq!(back.fds(), vec![5, 7, 10, 11, 12, 13, 4, 9]);
+        assert_eq!(back.fds(), vec![5, 7, 10, 11, 12, 13, 14, 4, 9]);
+    }
+
+    #[test]
+    fn a_state_without_the_chargen_rotation_still_reads() {
+        // As an image from before the field wrote it.
+        let text = String::from_utf8(full().to_bytes()).unwrap();
+        let older = text.replacen(",\"chargen_next\":3", "", 1);
+        assert_ne!(older, text);
+        let back = State::from_bytes(older.as_bytes()).expect("reads the older form");
+        assert_eq!(back.listeners[0].chargen_next, None);
+        let mut want = full();
+        want.listeners[0].chargen_next = None;
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn a_state_without_header_waits_still_reads() {
+        let text = String::from_utf8(full().to_bytes()).unwrap();
+        let at = text.find(",\"headers\":").expect("written");
+        let older = format!("{}}}", &text[..at]);
+        let back = State::from_bytes(older.as_bytes()).expect("reads the older form");
+        let mut want = full();
+        want.headers.clear();
+        assert_eq!(back, want);
     }
 
     #[test]

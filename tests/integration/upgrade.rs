@@ -684,3 +684,128 @@ fn the_duration_histogram_carries_over() {
     assert_eq!(count(&body).as_deref(), Some("3"), "{body}");
     assert_eq!(d.stop().code(), Some(0));
 }
+
+/// A UDP chargen's rotation (the line its next datagram starts at) goes
+/// on across an upgrade rather than starting again at the first line.
+#[test]
+fn udp_chargen_rotation_carries_over() {
+    let (d, exe) = start_from_copy(
+        "services:\n  uchargen:\n    listen: 127.0.0.1:0\n    socket: dgram\n    builtin: chargen\n",
+    );
+    let to: std::net::SocketAddr = d.addr("uchargen").parse().unwrap();
+    let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    // The first byte of each line: ' ' + k for line k.
+    let first_byte = || {
+        c.send_to(b"", to).unwrap();
+        let mut buf = [0u8; 1024];
+        let (n, _) = c.recv_from(&mut buf).expect("a chargen datagram");
+        assert!(n > 0);
+        buf[0]
+    };
+    assert_eq!(first_byte(), b' ');
+    assert_eq!(first_byte(), b'!');
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    assert_eq!(first_byte(), b'"', "the rotation started again");
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A new binary whose `--check` first writes its pid to `started`, then
+/// waits (at most 20 s) for `gate` to exist (or runs `check_cmd` instead),
+/// then runs the real superd; run without `--check` it is the real superd.
+fn install_slow_check(
+    exe: &std::path::Path,
+    check_cmd: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = exe.parent().unwrap();
+    let (started, gate) = (dir.join("check-started"), dir.join("check-gate"));
+    let text = format!(
+        "#!/bin/sh\nif [ \"$1\" = --check ]; then\n  echo $$ > '{started}.new' && mv '{started}.new' '{started}'\n  {check_cmd}\n  \
+         i=0\n  while [ ! -e '{gate}' ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done\nfi\n\
+         exec '{real}' \"$@\"\n",
+        started = started.display(),
+        gate = gate.display(),
+        real = superd_bin().display(),
+    );
+    install_text(&text, exe, 0o755);
+    (started, gate)
+}
+
+/// The new binary's `--check` runs while superd serves on: an echo
+/// session completes while the check waits, a second SIGUSR2 meanwhile is
+/// logged and ignored, and the upgrade goes on once the check passes.
+#[test]
+fn the_check_runs_while_superd_serves() {
+    let (d, exe) = start_from_copy(&services_yaml());
+    let echo = d.addr("echo");
+    let (started, gate) = install_slow_check(&exe, ":");
+    d.signal(Signal::SIGUSR2);
+    d.wait_until("the check to start", || started.exists());
+    assert_eq!(
+        exchange(&echo, b"during the check\n"),
+        b"during the check\n"
+    );
+    assert_eq!(exchange(&d.addr("hi"), b""), b"hi\n");
+    // Served while the check still runs (a check run in the loop would
+    // have held the loop until it was killed at its deadline).
+    let check_pid = std::fs::read_to_string(&started).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", check_pid.trim()))
+        .expect("the check still runs");
+    assert!(!stat.contains(") Z "), "{stat}");
+    assert!(d.lines_with(&["upgrade refused"]).is_empty());
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgrade ignored"]);
+    assert!(d.lines_with(&["upgraded from="]).is_empty());
+    std::fs::write(&gate, b"").unwrap();
+    d.wait_for(&["upgraded from="]);
+    assert_eq!(exchange(&echo, b"after\n"), b"after\n");
+    assert!(d.lines_with(&["upgrade refused"]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A `--check` that outlives its deadline (10 s) is killed and the upgrade
+/// refused; superd serves on meanwhile and after.
+#[test]
+fn a_check_past_its_deadline_is_refused() {
+    let (d, exe) = start_from_copy(&services_yaml());
+    let echo = d.addr("echo");
+    let (started, _gate) = install_slow_check(&exe, "exec sleep 60");
+    d.signal(Signal::SIGUSR2);
+    d.wait_until("the check to start", || started.exists());
+    assert_eq!(exchange(&echo, b"waiting\n"), b"waiting\n");
+    let line = d.wait_for(&["upgrade refused"]);
+    assert!(line.contains("--check took longer than 10s"), "{line}");
+    assert_eq!(exchange(&echo, b"after\n"), b"after\n");
+    d.wait_until("the check killed and reaped", || d.zombies() == 0);
+    assert!(d.lines_with(&["upgraded from="]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
+
+/// A connection of a `proxy_protocol` service still waiting for its PROXY
+/// header (part of it sent) is carried across an upgrade: its proxy sends
+/// the rest afterwards and the client is served.
+#[test]
+fn a_connection_waiting_for_its_proxy_header_is_carried() {
+    use std::io::{Read, Write};
+    let (d, exe) = start_from_copy(
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    proxy_protocol: v1\n    proxy_from: 127.0.0.1\n    proxy_timeout: 60s\n",
+    );
+    let mut s = connect(&d.addr("e"));
+    s.write_all(b"PROXY TCP4 192.0.2.7 ").unwrap();
+    d.signal(Signal::SIGUSR1);
+    d.wait_for(&["status ", "proxy_headers=1"]);
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    s.write_all(b"192.0.2.1 4000 7\r\nhello\n").unwrap();
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    assert_eq!(out, b"hello\n");
+    let line = d.wait_for(&["exit service=e"]);
+    assert!(line.contains("peer=192.0.2.7:4000"), "{line}");
+    assert!(d.lines_with(&["refused service=e"]).is_empty());
+    assert_eq!(d.stop().code(), Some(0));
+}
