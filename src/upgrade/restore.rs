@@ -245,7 +245,10 @@ impl Daemon {
     /// The service of this image with the name a state gives (ids are
     /// each image's own).
     fn service_named(&self, name: &str) -> Option<&ServiceState> {
-        self.services.values().find(|st| st.service.name == name)
+        self.services
+            .values()
+            .map(|st| &**st)
+            .find(|st| st.service.name == name)
     }
 
     /// A builtin session carried across the upgrade, watched again and
