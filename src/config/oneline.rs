@@ -156,20 +156,5 @@ pub fn oneline_with(
 
 /// The program's file name, made a valid service name.
 fn service_name(prog: &str) -> String {
-    let base = prog.rsplit('/').next().unwrap_or(prog);
-    let name: String = base
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.is_empty() {
-        "service".into()
-    } else {
-        name
-    }
+    crate::service::name_from(prog.rsplit('/').next().unwrap_or(prog))
 }

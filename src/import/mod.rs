@@ -264,17 +264,7 @@ pub fn is_exact(files: &[SourceFile]) -> bool {
 
 /// Turns a name into a superd service name (`[A-Za-z0-9_.-]+`).
 fn service_name(s: &str) -> String {
-    let n: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if n.is_empty() { "service".into() } else { n }
+    crate::service::name_from(s)
 }
 
 /// The system's view: /etc/services and the real file system.

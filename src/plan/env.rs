@@ -34,11 +34,8 @@ pub(super) const PATH_ROOT: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/us
 /// The default soft `nofile` of a child: old programs loop up to it.
 pub(super) const DEFAULT_NOFILE: u64 = 1024;
 
-/// Every connection variable name, in the order they are written: then
-/// those of a PROXY header ([`crate::proxy::PROXY_VARS`], from index
-/// [`PROXY_VARS_AT`]). The index is the bit in
-/// [`SpawnPlan::conn_overridden`].
-pub(super) const CONN_VARS: [&str; 19] = [
+/// The variables of a connection itself, before those of a PROXY header.
+const OWN_VARS: [&str; 10] = [
     "PROTO",
     "TCPREMOTEIP",
     "TCPREMOTEPORT",
@@ -49,18 +46,28 @@ pub(super) const CONN_VARS: [&str; 19] = [
     "UNIXREMOTEPID",
     "UNIXREMOTEEUID",
     "UNIXREMOTEEGID",
-    "PROXY_PROTOCOL",
-    "TCPPROXYIP",
-    "TCPPROXYPORT",
-    "PROXY_ALPN",
-    "PROXY_AUTHORITY",
-    "PROXY_UNIQUE_ID",
-    "SSL_PROTOCOL",
-    "SSL_CIPHER",
-    "SSL_PEER_CERT_CN",
 ];
 /// Where the PROXY header's variables start in [`CONN_VARS`].
-pub(super) const PROXY_VARS_AT: usize = 10;
+pub(super) const PROXY_VARS_AT: usize = OWN_VARS.len();
+
+/// Every connection variable name, in the order they are written: then
+/// those of a PROXY header ([`crate::proxy::PROXY_VARS`], from index
+/// [`PROXY_VARS_AT`]). The index is the bit in
+/// [`SpawnPlan::conn_overridden`].
+pub(super) const CONN_VARS: [&str; PROXY_VARS_AT + crate::proxy::PROXY_VARS.len()] = {
+    let proxy = crate::proxy::PROXY_VARS;
+    let mut all = [""; PROXY_VARS_AT + crate::proxy::PROXY_VARS.len()];
+    let mut i = 0;
+    while i < all.len() {
+        all[i] = if i < PROXY_VARS_AT {
+            OWN_VARS[i]
+        } else {
+            proxy[i - PROXY_VARS_AT]
+        };
+        i += 1;
+    }
+    all
+};
 /// The most connection variables one child gets (TCP behind a proxy).
 pub(super) const CONN_VARS_MAX: usize = 7 + crate::proxy::PROXY_VARS.len();
 

@@ -538,3 +538,20 @@ pub fn cstring(s: impl Into<Vec<u8>>) -> CString {
 
 #[cfg(test)]
 mod tests;
+
+/// `s` made a valid service name (`[A-Za-z0-9_.-]+`): every other
+/// character becomes `_`, and nothing at all becomes `service`. Names the
+/// one-line mode and `superd import` make up.
+pub fn name_from(s: &str) -> String {
+    let n: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if n.is_empty() { "service".into() } else { n }
+}
