@@ -4,8 +4,13 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::warn;
 
 use super::{MAX_DATAGRAM, PRINTABLE, UDP_BUDGET, chargen_line, format_daytime, format_time};
+use crate::limits::LogBudget;
+use crate::logging::quote;
 use crate::service::Builtin;
 
 /// Whether a UDP builtin may answer a datagram from `peer`. Never to a
@@ -119,9 +124,6 @@ pub struct UdpDrain {
     /// Stopped after [`UDP_BUDGET`] datagrams without seeing `WouldBlock`:
     /// call `serve` again soon, no new edge will come for what is queued.
     pub again: bool,
-    /// A receive error that is not a consumed ICMP report; the drain
-    /// stopped on it.
-    pub error: Option<io::Error>,
 }
 
 /// The UDP side of one builtin listener: its buffers and chargen's
@@ -133,7 +135,16 @@ pub struct UdpServer {
     recv: Vec<u8>,
     reply: Vec<u8>,
     chargen_next: usize,
+    /// Receive errors that stopped a drain (not the consumed ICMP reports).
+    receive_errors: u64,
+    /// Bounds their `receive failed` lines to one per
+    /// [`RECEIVE_LOG_INTERVAL`].
+    receive_log: LogBudget,
 }
+
+/// At most one `receive failed` line per builtin UDP socket this often, the
+/// next one saying how many were left out (as the `refused` lines).
+const RECEIVE_LOG_INTERVAL: Duration = Duration::from_secs(1);
 
 impl UdpServer {
     pub fn new(kind: Builtin) -> UdpServer {
@@ -142,11 +153,38 @@ impl UdpServer {
             recv: Vec::new(),
             reply: Vec::new(),
             chargen_next: 0,
+            receive_errors: 0,
+            receive_log: LogBudget::default(),
         }
     }
 
     pub fn kind(&self) -> Builtin {
         self.kind
+    }
+
+    /// Receive errors so far that stopped a drain (each logged, or counted
+    /// in the next line's `suppressed=`).
+    pub fn receive_errors(&self) -> u64 {
+        self.receive_errors
+    }
+
+    /// A receive error that is not a consumed ICMP report: counted, and
+    /// logged at most once per [`RECEIVE_LOG_INTERVAL`]. The drain stops on
+    /// it; the next readable event (or `again`) tries again.
+    fn receive_failed(&mut self, e: &io::Error) {
+        self.receive_errors += 1;
+        if let Some(left_out) = self.receive_log.take(Instant::now(), RECEIVE_LOG_INTERVAL) {
+            warn!(
+                "receive failed builtin={} error={}{}",
+                self.kind.as_str(),
+                quote(&e.to_string()),
+                if left_out > 0 {
+                    format!(" suppressed={left_out}")
+                } else {
+                    String::new()
+                }
+            );
+        }
     }
 
     /// Reads datagrams until `WouldBlock` (or [`UDP_BUDGET`], or `most`:
@@ -185,7 +223,7 @@ impl UdpServer {
                     | io::ErrorKind::HostUnreachable
                     | io::ErrorKind::NetworkUnreachable => continue,
                     _ => {
-                        drain.error = Some(e);
+                        self.receive_failed(&e);
                         return drain;
                     }
                 },
@@ -345,13 +383,13 @@ mod tests {
 
         // Nothing queued: nothing done.
         let d = echo.serve(&server, 0, 0, usize::MAX, &[], |_| true);
-        assert!(d.datagrams.is_empty() && !d.again && d.error.is_none());
+        assert!(d.datagrams.is_empty() && !d.again && echo.receive_errors() == 0);
 
         let big = pattern(60_000);
         client.send(b"one").unwrap();
         client.send(&big).unwrap();
         let d = echo.serve(&server, 0, 0, usize::MAX, &[], |_| true);
-        assert!(!d.again && d.error.is_none());
+        assert!(!d.again && echo.receive_errors() == 0);
         assert_eq!(
             d.datagrams,
             vec![
@@ -415,5 +453,46 @@ mod tests {
         let d = discard.serve(&server, 0, 0, usize::MAX, &[], |_| true);
         assert!(!d.again);
         assert_eq!(d.datagrams.len(), 3);
+    }
+
+    /// A socket whose every receive fails as given.
+    struct Failing(io::ErrorKind);
+
+    impl DatagramSocket for Failing {
+        fn recv_from(&self, _: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            Err(io::Error::from(self.0))
+        }
+        fn send_to(&self, _: &[u8], _: SocketAddr) -> io::Result<usize> {
+            unreachable!("nothing was received")
+        }
+    }
+
+    /// A receive error stops the drain and is counted (and logged), not
+    /// dropped; the ICMP reports a read consumes are neither.
+    #[test]
+    fn udp_server_counts_receive_errors() {
+        let mut echo = UdpServer::new(Builtin::Echo);
+        for _ in 0..3 {
+            let d = echo.serve(
+                &Failing(io::ErrorKind::PermissionDenied),
+                0,
+                0,
+                10,
+                &[],
+                |_| true,
+            );
+            assert!(d.datagrams.is_empty() && !d.again);
+        }
+        assert_eq!(echo.receive_errors(), 3);
+        let d = echo.serve(
+            &Failing(io::ErrorKind::ConnectionRefused),
+            0,
+            0,
+            10,
+            &[],
+            |_| true,
+        );
+        assert!(d.datagrams.is_empty());
+        assert_eq!(echo.receive_errors(), 3);
     }
 }
