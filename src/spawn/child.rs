@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::syscall;
 use super::{REPORT_LEN, Step};
@@ -57,19 +58,69 @@ pub(super) struct Child {
     /// Room for the digits of the child's pid after `LISTEN_PID=` in its
     /// environment (see [`Env::pid_slot`]); null for stdio.
     pub(super) pid_slot: *mut u8,
+    /// One above every descriptor the child uses: it keeps a copy of only
+    /// those below (see [`Child::own_fd_table`]).
+    pub(super) fds_below: RawFd,
+    /// Whether the child still shares superd's descriptor table: non-zero
+    /// until it has its own (see [`Child::let_superd_go_on`]); also the
+    /// clone's `CLONE_CHILD_CLEARTID` word.
+    pub(super) table: AtomicU32,
 }
 
 impl Child {
-    /// The child side: set up, exec, or report and `_exit(127)`.
+    /// The child side: a descriptor table of its own, then set up, exec,
+    /// or report and `_exit(127)`.
     fn run(&self) -> ! {
-        let Err(Failure(step, errno)) = self.setup_and_exec();
+        let own = self.own_fd_table();
+        // A failure is reported while superd still waits (so the report
+        // pipe's write end is still open in the table we share).
+        if let Err(errno) = own {
+            self.report(Failure(Step::Fds, errno));
+        }
+        self.let_superd_go_on();
+        if own.is_err() {
+            syscall::exit(127);
+        }
+        let Err(failure) = self.setup_and_exec();
+        self.report(failure);
+        syscall::exit(127)
+    }
+
+    /// The child's first step: it was started sharing superd's descriptor
+    /// table (`CLONE_FILES`, so that the clone copied none of it) and
+    /// takes a copy of only the descriptors below `fds_below`, every one
+    /// it uses among them (close_range(2) `CLOSE_RANGE_UNSHARE`, Linux
+    /// 5.9; the kernel copies nothing at or above the range's start when
+    /// the range runs to the end). Where the kernel lacks that flag (or
+    /// close_range), unshare(2) copies the whole table, as a plain clone
+    /// would have.
+    fn own_fd_table(&self) -> Result<(), libc::c_int> {
+        match syscall::close_range_unshare(self.fds_below as u32) {
+            Ok(()) => Ok(()),
+            Err(_) => syscall::unshare(libc::CLONE_FILES),
+        }
+    }
+
+    /// Tells superd, waiting in [`super::wait_for_own_table`], that this
+    /// child no longer shares its descriptor table (or failed to stop and
+    /// reported so): `table` back to 0 and, if superd sleeps on it, a
+    /// futex wake. The kernel does the same when the child exits or execs
+    /// (`CLONE_CHILD_CLEARTID`), so superd never waits on a child that
+    /// died first.
+    fn let_superd_go_on(&self) {
+        if self.table.swap(0, Ordering::AcqRel) == super::TABLE_WAITED_ON {
+            syscall::futex_wake(&self.table);
+        }
+    }
+
+    /// Writes the failure report.
+    fn report(&self, Failure(step, errno): Failure) {
         let mut report = [0u8; REPORT_LEN];
         report[0..4].copy_from_slice(&step.code().to_ne_bytes());
         report[4..8].copy_from_slice(&errno.to_ne_bytes());
         // One write of 8 bytes to a pipe is atomic; if it fails there is
         // no one to tell.
         let _ = syscall::write(self.report, &report);
-        syscall::exit(127)
     }
 
     /// Returns only on failure.
@@ -123,7 +174,8 @@ impl Child {
         self.listen_fds()?;
 
         // 4. No other fd survives exec: one close_range pass marks them all
-        // close-on-exec (the child has its own fd table: no CLONE_FILES).
+        // close-on-exec (the child has its own fd table since its first
+        // step).
         self.cloexec_above_stdio()?;
 
         // 5. Limits, priority and umask, while still privileged (raising a

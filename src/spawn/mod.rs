@@ -22,6 +22,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -31,6 +32,7 @@ use crate::plan::{ConnInfo, Env, SpawnPlan};
 use crate::service::StderrMode;
 
 mod child;
+pub mod fdpark;
 mod fds;
 pub mod sandbox;
 mod stack;
@@ -364,6 +366,16 @@ fn spawn_with(
         .unwrap_or(2)
         .max(2 + listen.len() as RawFd)
         + 1;
+    // The child keeps a copy of superd's descriptors below this one only
+    // (see `Child::own_fd_table`): every one it uses is below.
+    let ns = plan.fences().namespaces.as_ref();
+    let fds_below = park.max(
+        [ns.and_then(|n| n.net_fd()), ns.and_then(|n| n.mnt_fd())]
+            .into_iter()
+            .flatten()
+            .max()
+            .map_or(0, |fd| fd + 1),
+    );
 
     let child = Box::new(Child {
         plan: Rc::as_ptr(plan),
@@ -377,16 +389,24 @@ fn spawn_with(
         listen,
         park,
         pid_slot: env.pid_slot(),
+        fds_below,
+        table: AtomicU32::new(TABLE_SHARED),
     });
+    let table = child.table.as_ptr();
     let stack = Stack::take()?;
     let arg: *mut libc::c_void = (&*child as *const Child).cast_mut().cast();
 
     // The child runs `child_main` on `stack`, beside this thread. Signals
     // superd handles are blocked (signalfd), so no handler of superd's runs
-    // in the child before it resets them.
+    // in the child before it resets them. It starts on superd's descriptor
+    // table (CLONE_FILES: the clone copies none of it, however many
+    // pidfds and pipes superd holds) and takes its own copy of the few it
+    // needs as its first step, while superd waits (see
+    // `wait_for_own_table`).
     let mut pidfd: libc::c_int = -1;
+    let shared = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_CHILD_CLEARTID) as u64;
     let pid = if clone3_works() {
-        let mut flags = libc::CLONE_VM as u64;
+        let mut flags = shared;
         if cgroup.is_some() {
             flags |= CLONE_INTO_CGROUP;
         }
@@ -407,6 +427,7 @@ fn spawn_with(
                 } else {
                     0
                 },
+                child_tid: table as u64,
                 exit_signal: libc::SIGCHLD as u64,
                 stack: stack.base as u64,
                 stack_size: CHILD_STACK as u64,
@@ -432,9 +453,19 @@ fn spawn_with(
         // `Pending` keeps `child`, the plan, the environment and the stack
         // alive until the report pipe says the child is past exec.
         // SAFETY: the child makes only raw syscalls on `child`, kept alive
-        // as said; it never returns.
-        let pid =
-            unsafe { libc::clone(child_main, stack.top(), libc::CLONE_VM | libc::SIGCHLD, arg) };
+        // as said; it never returns. The kernel writes only `table` (the
+        // ctid word, inside `child`) when the child exits or execs.
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                stack.top(),
+                shared as libc::c_int | libc::SIGCHLD,
+                arg,
+                ptr::null_mut::<libc::pid_t>(),
+                ptr::null_mut::<libc::c_void>(),
+                table.cast::<libc::pid_t>(),
+            )
+        };
         if pid == -1 {
             let e = Errno::last();
             stack.release();
@@ -443,9 +474,12 @@ fn spawn_with(
         pid
     };
 
-    // The child has its own copies (its fd table was copied at clone):
-    // ours go now, so EOF on the report pipe means "past exec" and EOF on
-    // the stderr pipe "the child and its descendants are done".
+    // Nothing of the table may change before the child has its copy (a
+    // descriptor it needs closed, or its number given to another file).
+    wait_for_own_table(&child.table);
+    // The child has its own copies now: ours go, so EOF on the report pipe
+    // means "past exec" and EOF on the stderr pipe "the child and its
+    // descendants are done".
     drop(report_w);
     drop(stderr_w);
     drop(sock_moved);
@@ -469,6 +503,42 @@ fn spawn_with(
             }),
         },
     })
+}
+
+/// [`Child::table`] before the child has a descriptor table of its own;
+/// 0 after (the child's store, or the kernel's `CLONE_CHILD_CLEARTID` one
+/// when it exits or execs).
+const TABLE_SHARED: u32 = 1;
+/// The same, with superd asleep on it (futex).
+const TABLE_WAITED_ON: u32 = 2;
+
+/// Waits until the child no longer shares superd's descriptor table: its
+/// first step, a few microseconds; asleep on a futex if it has not run yet.
+fn wait_for_own_table(table: &AtomicU32) {
+    loop {
+        match table.compare_exchange(
+            TABLE_SHARED,
+            TABLE_WAITED_ON,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) | Err(TABLE_WAITED_ON) => {}
+            Err(_) => return,
+        }
+        // SAFETY: futex(2) FUTEX_WAIT on a live word of ours: sleeps while
+        // it still holds TABLE_WAITED_ON (EAGAIN otherwise, EINTR on a
+        // signal: both looped); shared (not _PRIVATE), as the kernel's
+        // CLONE_CHILD_CLEARTID wake is.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                table.as_ptr(),
+                libc::FUTEX_WAIT,
+                TABLE_WAITED_ON,
+                ptr::null::<libc::timespec>(),
+            )
+        };
+    }
 }
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), the flag of `clone3` only.

@@ -232,6 +232,44 @@ pub fn cloexec_range(from: u32) -> Result<(), libc::c_int> {
     .map(drop)
 }
 
+/// close_range(2) of `[from, ~0U]` with `CLOSE_RANGE_UNSHARE`: a
+/// descriptor table of the caller's own holding only what lies below
+/// `from`.
+pub fn close_range_unshare(from: u32) -> Result<(), libc::c_int> {
+    call(
+        libc::SYS_close_range,
+        [
+            from as usize,
+            u32::MAX as usize,
+            libc::CLOSE_RANGE_UNSHARE as usize,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map(drop)
+}
+
+pub fn unshare(flags: libc::c_int) -> Result<(), libc::c_int> {
+    call(libc::SYS_unshare, [flags as usize, 0, 0, 0, 0, 0]).map(drop)
+}
+
+/// Wakes one waiter on `word` (shared futex: the kernel's
+/// `CLONE_CHILD_CLEARTID` wake on the same word is a shared one too).
+pub fn futex_wake(word: &std::sync::atomic::AtomicU32) {
+    let _ = call(
+        libc::SYS_futex,
+        [
+            word.as_ptr() as usize,
+            libc::FUTEX_WAKE as usize,
+            1,
+            0,
+            0,
+            0,
+        ],
+    );
+}
+
 pub fn setrlimit(resource: libc::c_int, limit: &libc::rlimit) -> Result<(), libc::c_int> {
     // prlimit64 on this process; `rlimit` has 64-bit fields on the
     // 64-bit targets this module builds for.
