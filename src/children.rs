@@ -91,6 +91,10 @@ impl Children {
         self.map.is_empty()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Child> {
+        self.map.values_mut()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (i32, &Child)> {
         self.map.iter().map(|(p, c)| (*p, c))
     }

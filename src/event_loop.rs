@@ -364,6 +364,8 @@ pub struct Daemon {
     next_token: usize,
     next_service_id: u64,
     next_serial: u64,
+    /// When children's pidfds move above the low numbers (spawn::fdpark).
+    parking: spawn::fdpark::Parking,
     reload_pending: bool,
     status_pending: bool,
     reap_pending: bool,
@@ -496,6 +498,7 @@ impl Daemon {
             next_token: 1,
             next_service_id: 1,
             next_serial: 0,
+            parking: Default::default(),
             reload_pending: false,
             status_pending: false,
             reap_pending: false,
@@ -1216,6 +1219,7 @@ impl Daemon {
             self.pidfds.insert(t, pid);
             (fd, t)
         });
+        let crowded = (pidfd.as_ref()).is_some_and(|(fd, _)| self.parking.due(fd.as_raw_fd(), now));
         self.children.insert(
             spawned.pid,
             Child {
@@ -1241,6 +1245,13 @@ impl Daemon {
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
+        if crowded {
+            for c in self.children.iter_mut() {
+                if let Some((fd, t)) = c.pidfd.as_mut() {
+                    let _ = spawn::fdpark::park(fd, *t, self.poll.registry(), c.started, now);
+                }
+            }
+        }
         if !pidfd_watched {
             self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, self.next_serial));
         }
