@@ -43,6 +43,9 @@ pub(super) struct Child {
     pub(super) sock: RawFd,
     /// What goes on fd 2 (the socket, a pipe or /dev/null), >= 3.
     pub(super) stderr: RawFd,
+    /// `stderr` is the write end of the `stderr: log` pipe, made
+    /// non-blocking with its read end: blocking again once on fd 2.
+    pub(super) stderr_pipe: bool,
     /// The write end of the report pipe (close-on-exec).
     pub(super) report: RawFd,
     /// `Some(n)`: the kernel lacks `CLOSE_RANGE_CLOEXEC`; mark 3..n by hand.
@@ -168,6 +171,12 @@ impl Child {
         let flags = syscall::fcntl(0, libc::F_GETFL, 0).map_err(at(Step::Dup2))?;
         if flags & libc::O_NONBLOCK != 0 {
             syscall::fcntl(0, libc::F_SETFL, flags & !libc::O_NONBLOCK).map_err(at(Step::Dup2))?;
+        }
+        // The log pipe's write end is a file description of its own (the
+        // read end keeps its flags) with no other status flag: 0 clears
+        // O_NONBLOCK.
+        if self.stderr_pipe {
+            syscall::fcntl(2, libc::F_SETFL, 0).map_err(at(Step::Dup2))?;
         }
 
         // 3b. listen_fds: the sockets on 3 … 3+n-1 and LISTEN_PID.

@@ -1,6 +1,6 @@
 //! The descriptors a spawn prepares in the parent: moved above stdio (or
-//! any floor), made non-blocking, the shared /dev/null, and how the child
-//! will mark the rest close-on-exec.
+//! any floor), the shared /dev/null, and how the child will mark the rest
+//! close-on-exec.
 
 #![allow(unsafe_code)]
 
@@ -42,17 +42,6 @@ pub(super) fn dup_above_stdio(fd: RawFd) -> Result<OwnedFd, Errno> {
     }
     // SAFETY: `new` is a fresh descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
-}
-
-pub(super) fn set_nonblocking(fd: RawFd) -> Result<(), Errno> {
-    // SAFETY: fcntl(2) F_GETFL/F_SETFL on a valid fd.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags == -1 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == -1 {
-            return Err(Errno::last());
-        }
-    }
-    Ok(())
 }
 
 /// One process-wide /dev/null (close-on-exec, >= 3) for `stderr: null`,

@@ -39,7 +39,7 @@ mod stack;
 mod syscall;
 
 use child::{Child, child_main};
-use fds::{above, above_stdio, close_fallback_limit, dev_null, dup_above_stdio, set_nonblocking};
+use fds::{above, above_stdio, close_fallback_limit, dev_null, dup_above_stdio};
 use stack::{CHILD_STACK, Stack};
 
 /// The step of the child sequence that failed.
@@ -338,10 +338,11 @@ fn spawn_with(
     let (stderr_r, stderr_w, stderr_fd) = match plan.stderr() {
         StderrMode::Socket => (None, None, sock_fd),
         StderrMode::Log => {
-            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-            // Only the read end is non-blocking (the event loop's side): the
-            // write end is a separate file description and stays blocking.
-            set_nonblocking(r.as_raw_fd())?;
+            // Both ends non-blocking in one call (no fcntl pair per
+            // connection): the read end is the event loop's; the write end
+            // is a separate file description, which the child makes
+            // blocking again on its fd 2 (see `Child::stderr_pipe`).
+            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
             let w = above_stdio(w)?;
             let fd = w.as_raw_fd();
             (Some(r), Some(w), fd)
@@ -383,6 +384,7 @@ fn spawn_with(
         envp: env.as_ptr(),
         sock: sock_fd,
         stderr: stderr_fd,
+        stderr_pipe: stderr_w.is_some(),
         report: report_w.as_raw_fd(),
         fd_limit: close_fallback_limit(),
         signals: non_default_signals(),
