@@ -1219,7 +1219,9 @@ impl Daemon {
             self.pidfds.insert(t, pid);
             (fd, t)
         });
-        let crowded = (pidfd.as_ref()).is_some_and(|(fd, _)| self.parking.due(fd.as_raw_fd(), now));
+        let crowded = pidfd
+            .as_ref()
+            .is_some_and(|(fd, _)| self.parking.due(fd.as_raw_fd(), now));
         self.children.insert(
             spawned.pid,
             Child {
@@ -1249,6 +1251,12 @@ impl Daemon {
             for c in self.children.iter_mut() {
                 if let Some((fd, t)) = c.pidfd.as_mut() {
                     let _ = spawn::fdpark::park(fd, *t, self.poll.registry(), c.started, now);
+                }
+            }
+            for (t, p) in self.pipes.iter_mut() {
+                if let Some(c) = self.children.get(p.pid) {
+                    let _ =
+                        spawn::fdpark::park(&mut p.file, *t, self.poll.registry(), c.started, now);
                 }
             }
         }

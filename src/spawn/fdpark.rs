@@ -1,5 +1,6 @@
 //! Keeps the low descriptor numbers for what a new child needs: the
-//! long-lived descriptors superd holds per child (pidfds) move above a
+//! long-lived descriptors superd holds per child (pidfds, `stderr: log`
+//! pipes) move above a
 //! high floor once their child has lived a while, so that a child's first
 //! step copies only a few descriptors (see `child::Child::own_fd_table`),
 //! however many children superd holds.
@@ -67,8 +68,8 @@ fn floor() -> Option<RawFd> {
 /// same token and the old number closed (after leaving epoll: epoll
 /// watches the open file, which the copy keeps open). `Ok(false)` when it
 /// stays.
-pub fn park(
-    fd: &mut OwnedFd,
+pub fn park<F: AsRawFd + From<OwnedFd>>(
+    fd: &mut F,
     token: Token,
     registry: &Registry,
     started: Instant,
@@ -90,7 +91,7 @@ pub fn park(
     registry.register(&mut SourceFd(&new.as_raw_fd()), token, Interest::READABLE)?;
     registry.deregister(&mut SourceFd(&fd.as_raw_fd()))?;
     // The old number closes as `new` takes its place.
-    *fd = new;
+    *fd = F::from(new);
     Ok(true)
 }
 
