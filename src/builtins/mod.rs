@@ -1,6 +1,6 @@
 //! The builtin services (echo, discard, daytime, chargen, time): their RFC
-//! formats here, a non-blocking stream [`Session`] in [`session`], and a UDP
-//! drain ([`UdpServer`]) in [`udp`]. Sockets, registration, timers, limits
+//! formats here, a non-blocking stream [`Session`] in `session.rs`, and a UDP
+//! drain ([`UdpServer`]) in `udp.rs`. Sockets, registration, timers, limits
 //! and logs belong to the event loop; nothing here blocks or sleeps.
 
 mod session;

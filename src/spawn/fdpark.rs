@@ -37,7 +37,7 @@ pub struct Parking {
 impl Parking {
     /// Whether to park now: `newest`, the descriptor a new child just got,
     /// shows the low numbers crowded, and no batch ran in the last
-    /// [`BATCH_INTERVAL`]. Costs nothing otherwise.
+    /// `BATCH_INTERVAL`. Costs nothing otherwise.
     pub fn due(&mut self, newest: RawFd, now: Instant) -> bool {
         if newest <= CROWDED
             || self
@@ -64,7 +64,7 @@ fn floor() -> Option<RawFd> {
 
 /// Moves `fd`, watched by `registry` under `token`, to the lowest free
 /// number at or above the floor when it is below it and its child
-/// `started` at least [`AGE`] before `now`: the copy is watched under the
+/// `started` at least `AGE` before `now`: the copy is watched under the
 /// same token and the old number closed (after leaving epoll: epoll
 /// watches the open file, which the copy keeps open). `Ok(false)` when it
 /// stays.

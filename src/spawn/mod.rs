@@ -1,6 +1,7 @@
 //! Starting a child, parent side: the clone, the fds and memory lent to the
-//! child until it is past exec ([`Pending`]), and the failure report. What
-//! runs after the clone is in [`child`], its raw system calls in [`syscall`].
+//! child until it is past exec ([`Pending`]), which reads the failure report
+//! (`report.rs`). What runs after the clone is in `child.rs`, its raw system
+//! calls in `syscall.rs`.
 
 #![allow(unsafe_code)]
 
@@ -34,114 +35,16 @@ use crate::service::StderrMode;
 mod child;
 pub mod fdpark;
 mod fds;
+mod report;
 pub mod sandbox;
 mod stack;
 mod syscall;
 
 use child::{Child, child_main};
 use fds::{above, above_stdio, close_fallback_limit, dev_null, dup_above_stdio};
+use report::REPORT_LEN;
+pub use report::{ExecFailure, Step};
 use stack::{CHILD_STACK, Stack};
-
-/// The step of the child sequence that failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    Signals,
-    Setsid,
-    Dup2,
-    Fds,
-    Rlimit,
-    Nice,
-    Umask,
-    SetnsNet,
-    SetnsMnt,
-    Chroot,
-    Chdir,
-    Setgroups,
-    Setgid,
-    Setuid,
-    Verify,
-    Capabilities,
-    NoNewPrivs,
-    Exec,
-}
-// `Umask` never fails (umask(2) cannot) but keeps its place in the
-// vocabulary; `Verify` reports EPERM: the ids did not stick, or a non-root
-// child could become root again.
-
-impl Step {
-    /// In sequence order; the index is the code in the failure report.
-    const ALL: [Step; 18] = [
-        Step::Signals,
-        Step::Setsid,
-        Step::Dup2,
-        Step::Fds,
-        Step::Rlimit,
-        Step::Nice,
-        Step::Umask,
-        Step::SetnsNet,
-        Step::SetnsMnt,
-        Step::Chroot,
-        Step::Chdir,
-        Step::Setgroups,
-        Step::Setgid,
-        Step::Setuid,
-        Step::Verify,
-        Step::Capabilities,
-        Step::NoNewPrivs,
-        Step::Exec,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Step::Signals => "signals",
-            Step::Setsid => "setsid",
-            Step::Dup2 => "dup2",
-            Step::Fds => "fds",
-            Step::Rlimit => "rlimit",
-            Step::Nice => "nice",
-            Step::Umask => "umask",
-            Step::SetnsNet => "setns_net",
-            Step::SetnsMnt => "setns_mnt",
-            Step::Chroot => "chroot",
-            Step::Chdir => "chdir",
-            Step::Setgroups => "setgroups",
-            Step::Setgid => "setgid",
-            Step::Setuid => "setuid",
-            Step::Verify => "verify",
-            Step::Capabilities => "capabilities",
-            Step::NoNewPrivs => "no_new_privs",
-            Step::Exec => "exec",
-        }
-    }
-
-    fn code(self) -> u32 {
-        self as u32
-    }
-
-    fn from_code(code: u32) -> Option<Step> {
-        Step::ALL.get(code as usize).copied()
-    }
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A child that reported a failure before exec (it exits 127).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ExecFailure {
-    pub step: Step,
-    pub errno: Errno,
-}
-
-impl fmt::Display for ExecFailure {
-    /// The fields of the `exec failed` log line: `step=exec error="…"`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step={} error={:?}", self.step, self.errno.desc())
-    }
-}
 
 /// A started child.
 #[derive(Debug)]
@@ -612,9 +515,6 @@ pub fn clone3_works() -> bool {
     })
 }
 
-/// The failure report: step code and errno, native endian.
-const REPORT_LEN: usize = 8;
-
 /// The signals whose disposition is not the default in superd: inherited
 /// `SIG_IGN`s (signal 32 under some supervisors), SIGPIPE (the Rust runtime
 /// ignores it) and any handler. superd never changes dispositions after it
@@ -644,31 +544,4 @@ fn non_default_signals() -> &'static [libc::c_int] {
             })
             .collect()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_codes_round_trip() {
-        for step in Step::ALL {
-            assert_eq!(Step::from_code(step.code()), Some(step));
-        }
-        assert_eq!(Step::from_code(99), None);
-        assert_eq!(Step::Exec.as_str(), "exec");
-        assert_eq!(Step::Setgroups.to_string(), "setgroups");
-    }
-
-    #[test]
-    fn failure_formats_as_log_fields() {
-        let f = ExecFailure {
-            step: Step::Exec,
-            errno: Errno::ENOENT,
-        };
-        assert_eq!(
-            f.to_string(),
-            r#"step=exec error="No such file or directory""#
-        );
-    }
 }
