@@ -96,6 +96,7 @@ fn main() {
     fs::create_dir_all(&dir).expect("temp dir");
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
     let tiny = build_tiny(&dir);
+    // SAFETY: geteuid(2) reads an id; no pointer involved.
     let root = unsafe { libc::geteuid() } == 0;
     let mut notes: Vec<String> = Vec::new();
     let load_before = loadavg();
@@ -601,6 +602,7 @@ fn start_tcpserver(tiny: &Path) -> Result<Server, String> {
 }
 
 fn start_xinetd(tiny: &Path, dir: &Path) -> Result<Server, String> {
+    // SAFETY: geteuid(2) reads an id; no pointer involved.
     if unsafe { libc::geteuid() } != 0 {
         return Err("xinetd needs root".into());
     }
@@ -1243,6 +1245,7 @@ fn footprint(superd: &Path, dir: &Path, tiny: &Path, root: bool) -> Footprint {
     // Reload: one service's arguments changed.
     fs::write(&sd_many.config, many_config(tiny, root, true)).expect("rewrite config");
     let t0 = Instant::now();
+    // SAFETY: kill(2) on our own child, not yet reaped; no pointer involved.
     unsafe { libc::kill(sd_many.child.id() as i32, libc::SIGHUP) };
     wait_notify(&sd_many.notify, "RELOADING=1").expect("RELOADING=1");
     wait_notify(&sd_many.notify, "READY=1").expect("READY=1 after reload");

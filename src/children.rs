@@ -138,6 +138,10 @@ impl Children {
         self.map.values().filter(|c| c.exec.is_some()).count()
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Child> {
+        self.map.values_mut()
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (Pid, &Child)> {
         self.map.iter().map(|(p, c)| (*p, c))
     }

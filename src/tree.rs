@@ -322,9 +322,10 @@ impl ConnCgroup {
         })
     }
 
-    /// Its child started in it: the directory's descriptor goes. Each
-    /// clone copies every descriptor superd holds, so one kept per live
-    /// child would make every start dearer as children add up.
+    /// Its child started in it: the directory's descriptor goes. A new
+    /// child copies every descriptor below the highest it uses (see
+    /// spawn's `child.rs`), so one kept per live child at a low number
+    /// would make every start dearer as children add up.
     pub fn started(&mut self) {
         self.dir = None;
     }

@@ -79,6 +79,9 @@ impl Daemon {
             .watch
             .register(spawned.exec.fd().as_raw_fd(), token, Interest::READABLE)
             .is_ok();
+        let crowded = pidfd
+            .as_ref()
+            .is_some_and(|(fd, _)| self.parking.due(fd.as_raw_fd(), now));
         self.next_serial += 1;
         let serial = self.next_serial;
         self.children.insert(
@@ -108,6 +111,9 @@ impl Daemon {
             },
         );
         debug!("spawn service={} pid={pid}", service.name);
+        if crowded {
+            self.park_long_lived(now);
+        }
         if !pidfd_watched {
             self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, serial));
         }
@@ -237,5 +243,23 @@ impl Daemon {
             self.close_after_log(fd);
         }
         failed
+    }
+}
+
+impl Daemon {
+    /// Moves the pidfds and stderr pipes of children alive for a while
+    /// above the low numbers (spawn::fdpark), so the fds a new child
+    /// needs stay low and its clone copies only those.
+    fn park_long_lived(&mut self, now: Instant) {
+        for c in self.children.iter_mut() {
+            if let Some((fd, t)) = c.pidfd.as_mut() {
+                let _ = self.watch.park(fd, *t, c.started, now);
+            }
+        }
+        for (t, p) in self.pipes.iter_mut() {
+            if let Some(c) = self.children.get(p.pid) {
+                let _ = self.watch.park(&mut p.file, *t, c.started, now);
+            }
+        }
     }
 }

@@ -91,6 +91,7 @@ impl Daemon {
             closing: Vec::new(),
             next_service_id: 1,
             next_serial: 0,
+            parking: Default::default(),
             reload_pending: false,
             status_pending: false,
             reap_pending: false,

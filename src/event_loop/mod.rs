@@ -145,6 +145,9 @@ pub struct Daemon {
     // ---- children: exec.rs, reap.rs -------------------------------------
     children: Children,
     next_serial: u64,
+    /// When long-lived children's pidfds and stderr pipes move above the
+    /// low numbers (spawn::fdpark), so a clone copies few descriptors.
+    parking: spawn::fdpark::Parking,
     /// What outlived a child, by the child's serial; its SIGKILL is still
     /// due (see `Lingering`).
     lingering: HashMap<u64, Lingering>,

@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::RawFd;
-use std::time::Duration;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -82,6 +82,18 @@ impl Watch {
         self.poll
             .registry()
             .register(&mut SourceFd(&fd), token, interest)
+    }
+
+    /// Moves a long-lived child's `fd`, watched under `token`, above the
+    /// low numbers (see spawn::fdpark); `Ok(false)` when it stays.
+    pub(super) fn park<F: AsRawFd + From<OwnedFd>>(
+        &self,
+        fd: &mut F,
+        token: Token,
+        started: Instant,
+        now: Instant,
+    ) -> io::Result<bool> {
+        crate::spawn::fdpark::park(fd, token, self.poll.registry(), started, now)
     }
 
     /// Takes `fd` out of the poll; its token stays until `forget`.

@@ -1,0 +1,547 @@
+//! Starting a child, parent side: the clone, the fds and memory lent to the
+//! child until it is past exec ([`Pending`]), which reads the failure report
+//! (`report.rs`). What runs after the clone is in `child.rs`, its raw system
+//! calls in `syscall.rs`.
+
+#![allow(unsafe_code)]
+
+// The child is started with `clone3(CLONE_VM)` (or `clone` where the
+// kernel or a seccomp filter lacks clone3) on a stack of its own: it
+// shares superd's memory until execve, so no page table is copied and no
+// page faults in copy-on-write (fork's cost grows with the parent's
+// mappings). Unlike posix_spawn's CLONE_VFORK, superd is not suspended
+// until the child has exec'd: under load a new child waits for a CPU behind
+// the running ones, and superd goes on accepting meanwhile. So the child
+// runs beside superd in the same memory: it must not write anything superd
+// uses (see [`child`]), and what it reads (the plan, its environment, its
+// stack) is kept alive by the [`Pending`] superd holds until the child is
+// past exec. A close-on-exec pipe tells superd when that is: EOF after
+// exec, or the failure report the child writes before it exits 127.
+
+use std::fmt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::unistd::Pid;
+
+use crate::plan::{ConnInfo, Env, SpawnPlan};
+use crate::service::StderrMode;
+
+mod child;
+pub mod fdpark;
+mod fds;
+mod report;
+pub mod sandbox;
+mod stack;
+mod syscall;
+
+use child::{Child, child_main};
+use fds::{above, above_stdio, close_fallback_limit, dev_null, dup_above_stdio};
+use report::REPORT_LEN;
+pub use report::{ExecFailure, Step};
+use stack::{CHILD_STACK, Stack};
+
+/// A started child.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    /// The read end of the child's stderr pipe (`stderr: log`), non-blocking
+    /// and close-on-exec.
+    pub stderr: Option<OwnedFd>,
+    /// How the child's way to exec ends; superd holds it until then.
+    pub exec: Pending,
+    /// A pidfd for the child (`CLONE_PIDFD`) where [`pidfd_works`] holds
+    /// (and a descriptor was free): readable once it has exited, then
+    /// reaped by `waitid(P_PIDFD)` (see crate::children).
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// A child on its way to exec: what it reads (the plan, its environment,
+/// its stack) stays alive here until the child is past exec or has exited,
+/// which the report pipe says (see [`Pending::poll`]).
+pub struct Pending {
+    /// Read end of the close-on-exec report pipe, non-blocking.
+    pipe: OwnedFd,
+    /// Failure report bytes read so far.
+    got: [u8; REPORT_LEN],
+    len: usize,
+    done: bool,
+    /// What the child reads until it is past exec; `None` once it is.
+    lent: Option<Lent>,
+}
+
+/// The memory a child before exec uses, all in one place so that it is
+/// either freed together (the child is past exec) or leaked together.
+struct Lent {
+    _child: Box<Child>,
+    _env: Env<'static>,
+    _plan: Rc<SpawnPlan>,
+    stack: Stack,
+}
+
+impl fmt::Debug for Pending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pending").field("done", &self.done).finish()
+    }
+}
+
+impl Pending {
+    /// The report pipe, for the event loop to watch (readable when the
+    /// outcome is known).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.pipe.as_fd()
+    }
+
+    /// `None` while the child has not reached exec; then `Some(None)` when
+    /// it exec'd, `Some(Some(failure))` when it failed and exits 127.
+    /// Never blocks.
+    pub fn poll(&mut self) -> Option<Option<ExecFailure>> {
+        if self.done {
+            return Some(self.failure());
+        }
+        loop {
+            let mut buf = [0u8; REPORT_LEN];
+            match nix::unistd::read(self.pipe.as_raw_fd(), &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let take = n.min(REPORT_LEN - self.len);
+                    self.got[self.len..self.len + take].copy_from_slice(&buf[..take]);
+                    self.len += take;
+                }
+                Err(Errno::EINTR) => continue,
+                // Not yet; nor, to be safe, on an error a pipe we own
+                // cannot give: nothing is released while unsure.
+                Err(_) => return None,
+            }
+        }
+        // EOF: the child's copy of the write end is closed, by exec
+        // (close-on-exec) or by its exit; either way it no longer uses our
+        // memory.
+        self.done = true;
+        if let Some(lent) = self.lent.take() {
+            lent.stack.release();
+        }
+        Some(self.failure())
+    }
+
+    /// Waits for the outcome (tests; the loop uses [`poll`](Self::poll)).
+    pub fn wait(&mut self) -> Option<ExecFailure> {
+        loop {
+            if let Some(outcome) = self.poll() {
+                return outcome;
+            }
+            let mut pfd = [nix::poll::PollFd::new(
+                self.pipe.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::NONE);
+        }
+    }
+
+    fn failure(&self) -> Option<ExecFailure> {
+        if self.len < REPORT_LEN {
+            return None;
+        }
+        let step = u32::from_ne_bytes(self.got[0..4].try_into().unwrap_or_default());
+        let errno = i32::from_ne_bytes(self.got[4..8].try_into().unwrap_or_default());
+        Some(ExecFailure {
+            step: Step::from_code(step).unwrap_or(Step::Exec),
+            errno: Errno::from_raw(errno),
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done && self.poll().is_none() {
+            // Still before exec (superd is exiting, or the caller gave up):
+            // the child may still read what this holds, so it is leaked,
+            // never freed under it.
+            std::mem::forget(self.lent.take());
+        }
+    }
+}
+
+/// Starts the plan's program on `sock` (blocking in the child) with the
+/// environment for `conn`, without waiting for it: the outcome comes later
+/// through [`Spawned::exec`]. `Err` only when no child was started
+/// (`EAGAIN`, `ENOMEM`, or `EINVAL` for a builtin's plan). Does not reap.
+///
+/// `cgroup`, a cgroup v2 directory, is where the child starts (`clone3`
+/// with `CLONE_INTO_CGROUP`: no migration after the start, nothing for the
+/// child to do); it is only given where [`clone3_works`] holds.
+pub fn spawn(
+    plan: &Rc<SpawnPlan>,
+    sock: BorrowedFd<'_>,
+    conn: &ConnInfo,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Spawned, Errno> {
+    if plan.listen_fds().is_some() {
+        return spawn_listen_fds(plan, &[sock], conn, cgroup);
+    }
+    spawn_with(plan, sock, conn, Vec::new(), cgroup)
+}
+
+/// `pass: listen_fds` (superd.yaml(5), SOCKET ACTIVATION): starts the
+/// plan's program with `socks` on fds 3 and up, in order (blocking, not
+/// close-on-exec), /dev/null on fd 0, the log pipe or /dev/null on fds 1
+/// and 2, and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`. As [`spawn`]
+/// otherwise.
+pub fn spawn_listen_fds(
+    plan: &Rc<SpawnPlan>,
+    socks: &[BorrowedFd<'_>],
+    conn: &ConnInfo,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Spawned, Errno> {
+    let null = dev_null()?;
+    // SAFETY: the /dev/null descriptor is kept open for the life of superd
+    // (a static); it is borrowed only for this call.
+    let null = unsafe { BorrowedFd::borrow_raw(null) };
+    spawn_with(
+        plan,
+        null,
+        conn,
+        socks.iter().map(|s| s.as_raw_fd()).collect(),
+        cgroup,
+    )
+}
+
+/// The one way a child is started: `sock` on fds 0 and 1 (and 2 per the
+/// plan's `stderr`), or, with `listen` not empty, /dev/null on fd 0, the
+/// stderr target on fds 1 and 2, and `listen` on fds 3 and up.
+fn spawn_with(
+    plan: &Rc<SpawnPlan>,
+    sock: BorrowedFd<'_>,
+    conn: &ConnInfo,
+    listen: Vec<RawFd>,
+    cgroup: Option<BorrowedFd<'_>>,
+) -> Result<Spawned, Errno> {
+    let path = plan.path().ok_or(Errno::EINVAL)?.as_ptr();
+    // SAFETY: the environment points into `plan` (kept alive, unmoved, by
+    // the Rc held next to it in `Pending`) and into its own buffers; the
+    // lifetime is erased only so that both can live in one struct.
+    let env: Env<'static> = unsafe { std::mem::transmute(plan.envp_for(conn)) };
+
+    // Every fd the child dup2()s onto 0-2 must itself be >= 3, so that dup2
+    // always makes a new descriptor and none is overwritten before it is
+    // used. The daemon keeps 0-2 open, so the moves below almost never run.
+    let sock_moved = if sock.as_raw_fd() < 3 {
+        Some(dup_above_stdio(sock.as_raw_fd())?)
+    } else {
+        None
+    };
+    let sock_fd = sock_moved
+        .as_ref()
+        .map_or(sock.as_raw_fd(), |f| f.as_raw_fd());
+    let (stderr_r, stderr_w, stderr_fd) = match plan.stderr() {
+        StderrMode::Socket => (None, None, sock_fd),
+        StderrMode::Log => {
+            // Both ends non-blocking in one call (no fcntl pair per
+            // connection): the read end is the event loop's; the write end
+            // is a separate file description, which the child makes
+            // blocking again on its fd 2 (see `Child::stderr_pipe`).
+            let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+            let w = above_stdio(w)?;
+            let fd = w.as_raw_fd();
+            (Some(r), Some(w), fd)
+        }
+        StderrMode::Null => (None, None, dev_null()?),
+    };
+    // Both ends non-blocking in one call: the loop's read end must be, and
+    // the child writes its 8-byte report into an empty pipe, which never
+    // blocks (no fcntl pair per connection).
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    // The child's dup3 onto 0-2 must not land on it, nor, with listen_fds,
+    // its dup3 onto 3 … 3+n-1 (it reports a failure after those).
+    let report_w = above(report_w, 3 + listen.len() as RawFd)?;
+    // Where the child parks the sockets before it moves them down onto
+    // 3 … 3+n-1: above every descriptor it still needs (see
+    // `Child::listen_fds`).
+    let park = listen
+        .iter()
+        .chain([sock_fd, stderr_fd, report_w.as_raw_fd()].iter())
+        .copied()
+        .max()
+        .unwrap_or(2)
+        .max(2 + listen.len() as RawFd)
+        + 1;
+    // The child keeps a copy of superd's descriptors below this one only
+    // (see `Child::own_fd_table`): every one it uses is below.
+    let ns = plan.fences().namespaces.as_ref();
+    let fds_below = park.max(
+        [ns.and_then(|n| n.net_fd()), ns.and_then(|n| n.mnt_fd())]
+            .into_iter()
+            .flatten()
+            .max()
+            .map_or(0, |fd| fd + 1),
+    );
+
+    let child = Box::new(Child {
+        plan: Rc::as_ptr(plan),
+        path,
+        envp: env.as_ptr(),
+        sock: sock_fd,
+        stderr: stderr_fd,
+        stderr_pipe: stderr_w.is_some(),
+        report: report_w.as_raw_fd(),
+        fd_limit: close_fallback_limit(),
+        signals: non_default_signals(),
+        listen,
+        park,
+        pid_slot: env.pid_slot(),
+        fds_below,
+        table: AtomicU32::new(TABLE_SHARED),
+    });
+    let table = child.table.as_ptr();
+    let stack = Stack::take()?;
+    let arg: *mut libc::c_void = (&*child as *const Child).cast_mut().cast();
+
+    // The child runs `child_main` on `stack`, beside this thread. Signals
+    // superd handles are blocked (signalfd), so no handler of superd's runs
+    // in the child before it resets them. It starts on superd's descriptor
+    // table (CLONE_FILES: the clone copies none of it, however many
+    // pidfds and pipes superd holds) and takes its own copy of the few it
+    // needs as its first step, while superd waits (see
+    // `wait_for_own_table`).
+    let mut pidfd: libc::c_int = -1;
+    let shared = (libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_CHILD_CLEARTID) as u64;
+    let pid = if clone3_works() {
+        let mut flags = shared;
+        if cgroup.is_some() {
+            flags |= CLONE_INTO_CGROUP;
+        }
+        // With a pidfd the child is reaped through it alone (see
+        // crate::children); its SIGCHLD only wakes the rate-bounded sweep
+        // left for orphans (exec would give it back the default exit
+        // signal anyway).
+        let mut with_pidfd = pidfd_works();
+        loop {
+            let args = CloneArgs {
+                flags: if with_pidfd {
+                    flags | CLONE_PIDFD
+                } else {
+                    flags
+                },
+                pidfd: if with_pidfd {
+                    &mut pidfd as *mut libc::c_int as u64
+                } else {
+                    0
+                },
+                child_tid: table as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                stack: stack.base as u64,
+                stack_size: CHILD_STACK as u64,
+                cgroup: cgroup.map_or(0, |fd| fd.as_raw_fd() as u64),
+                ..CloneArgs::default()
+            };
+            // SAFETY: as for clone below; `args` is read by the kernel
+            // during the call only.
+            let ret = unsafe { syscall::clone3(&args, child_main, arg) };
+            // Out of descriptors for the pidfd: this child goes without
+            // one, reaped by the sweep (see crate::children).
+            if with_pidfd && (ret == -(libc::EMFILE as isize) || ret == -(libc::ENFILE as isize)) {
+                with_pidfd = false;
+                continue;
+            }
+            if ret < 0 {
+                stack.release();
+                return Err(Errno::from_raw(-ret as i32));
+            }
+            break ret as libc::pid_t;
+        }
+    } else {
+        // `Pending` keeps `child`, the plan, the environment and the stack
+        // alive until the report pipe says the child is past exec.
+        // SAFETY: the child makes only raw syscalls on `child`, kept alive
+        // as said; it never returns. The kernel writes only `table` (the
+        // ctid word, inside `child`) when the child exits or execs.
+        let pid = unsafe {
+            libc::clone(
+                child_main,
+                stack.top(),
+                shared as libc::c_int | libc::SIGCHLD,
+                arg,
+                ptr::null_mut::<libc::pid_t>(),
+                ptr::null_mut::<libc::c_void>(),
+                table.cast::<libc::pid_t>(),
+            )
+        };
+        if pid == -1 {
+            let e = Errno::last();
+            stack.release();
+            return Err(e);
+        }
+        pid
+    };
+
+    // Nothing of the table may change before the child has its copy (a
+    // descriptor it needs closed, or its number given to another file).
+    wait_for_own_table(&child.table);
+    // The child has its own copies now: ours go, so EOF on the report pipe
+    // means "past exec" and EOF on the stderr pipe "the child and its
+    // descendants are done".
+    drop(report_w);
+    drop(stderr_w);
+    drop(sock_moved);
+    // SAFETY: with CLONE_PIDFD the kernel wrote a new close-on-exec pidfd
+    // (owned by no one else) into the slot; otherwise it is still -1.
+    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd) });
+    Ok(Spawned {
+        pid: Pid::from_raw(pid),
+        pidfd,
+        stderr: stderr_r,
+        exec: Pending {
+            pipe: report_r,
+            got: [0; REPORT_LEN],
+            len: 0,
+            done: false,
+            lent: Some(Lent {
+                _child: child,
+                _env: env,
+                _plan: plan.clone(),
+                stack,
+            }),
+        },
+    })
+}
+
+/// [`Child::table`] before the child has a descriptor table of its own;
+/// 0 after (the child's store, or the kernel's `CLONE_CHILD_CLEARTID` one
+/// when it exits or execs).
+const TABLE_SHARED: u32 = 1;
+/// The same, with superd asleep on it (futex).
+const TABLE_WAITED_ON: u32 = 2;
+
+/// Waits until the child no longer shares superd's descriptor table: its
+/// first step, a few microseconds; asleep on a futex if it has not run yet.
+fn wait_for_own_table(table: &AtomicU32) {
+    loop {
+        match table.compare_exchange(
+            TABLE_SHARED,
+            TABLE_WAITED_ON,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) | Err(TABLE_WAITED_ON) => {}
+            Err(_) => return,
+        }
+        // SAFETY: futex(2) FUTEX_WAIT on a live word of ours: sleeps while
+        // it still holds TABLE_WAITED_ON (EAGAIN otherwise, EINTR on a
+        // signal: both looped); shared (not _PRIVATE), as the kernel's
+        // CLONE_CHILD_CLEARTID wake is.
+        unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                table.as_ptr(),
+                libc::FUTEX_WAIT,
+                TABLE_WAITED_ON,
+                ptr::null::<libc::timespec>(),
+            )
+        };
+    }
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7), the flag of `clone3` only.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// `CLONE_PIDFD` (Linux 5.2): the kernel writes a pidfd for the child to
+/// `clone_args.pidfd`.
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// `P_PIDFD` for waitid(2) (Linux 5.4).
+pub const P_PIDFD: libc::idtype_t = 3;
+
+/// Whether children are started with a pidfd and reaped through it:
+/// `clone3` works and waitid(2) knows `P_PIDFD` (Linux >= 5.4); probed
+/// once. Otherwise children are reaped by `waitpid(-1)` on SIGCHLD.
+pub fn pidfd_works() -> bool {
+    static PIDFD: OnceLock<bool> = OnceLock::new();
+    *PIDFD.get_or_init(|| {
+        if !clone3_works() {
+            return false;
+        }
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // waitid(2) on a pidfd that is no open fd (the largest number; a
+        // negative one is EINVAL) waits for nothing: a kernel that knows
+        // P_PIDFD answers EBADF, an older one EINVAL.
+        // SAFETY: that call waits for nothing; `info` is ours to write.
+        let ret = unsafe {
+            libc::waitid(
+                P_PIDFD,
+                i32::MAX as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        ret == -1 && Errno::last() == Errno::EBADF
+    })
+}
+
+/// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Whether `clone3(2)` can be used (Linux >= 5.3, and not refused with
+/// `ENOSYS` by a seccomp filter, as some container runtimes do); probed
+/// once. Otherwise children are started with `clone(2)`, and never in a
+/// cgroup of their own.
+pub fn clone3_works() -> bool {
+    static CLONE3: OnceLock<bool> = OnceLock::new();
+    *CLONE3.get_or_init(|| {
+        // SAFETY: clone3 with no arguments (NULL, size 0) starts nothing:
+        // a kernel that has it answers EINVAL (size below the first
+        // version of the struct).
+        let ret = unsafe { libc::syscall(libc::SYS_clone3, ptr::null::<CloneArgs>(), 0usize) };
+        ret == -1 && Errno::last() == Errno::EINVAL
+    })
+}
+
+/// The signals whose disposition is not the default in superd: inherited
+/// `SIG_IGN`s (signal 32 under some supervisors), SIGPIPE (the Rust runtime
+/// ignores it) and any handler. superd never changes dispositions after it
+/// starts, so this is read once; the child resets only these (an ignored
+/// signal survives exec; a handler must not run on shared memory).
+fn non_default_signals() -> &'static [libc::c_int] {
+    static LIST: OnceLock<Vec<libc::c_int>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        (1..=libc::SIGRTMAX())
+            .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+            .filter(|&sig| {
+                let mut old = [0u64; 8];
+                // SAFETY: rt_sigaction(2) reading the current action into a
+                // buffer larger than the kernel's struct sigaction; 8 is the
+                // kernel sigset size.
+                let ret = unsafe {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        sig,
+                        ptr::null::<libc::c_void>(),
+                        old.as_mut_ptr(),
+                        8usize,
+                    )
+                };
+                // The handler is the first word: 0 is SIG_DFL.
+                ret == 0 && old[0] != 0
+            })
+            .collect()
+    })
+}
