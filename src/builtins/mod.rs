@@ -8,8 +8,8 @@ mod udp;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use session::{Carried, CarriedKind, Conn, Pump, Session};
-pub use udp::{DatagramSocket, UdpDatagram, UdpDrain, UdpOutcome, UdpServer, udp_source_allowed};
+pub use session::{Carried, CarriedKind, Pump, Session};
+pub use udp::{DatagramSocket, UdpServer};
 
 /// The most a stream session holds for one peer (superd(8), BUILTINS): echo stops
 /// reading while this much is waiting to be written back.

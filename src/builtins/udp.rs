@@ -164,6 +164,7 @@ impl UdpServer {
 
     /// Receive errors so far that stopped a drain (each logged, or counted
     /// in the next line's `suppressed=`).
+    #[cfg(test)]
     pub fn receive_errors(&self) -> u64 {
         self.receive_errors
     }

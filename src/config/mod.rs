@@ -10,6 +10,7 @@ mod message;
 mod oneline;
 mod parse;
 mod raw;
+mod source;
 mod tree;
 mod validate;
 
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use crate::service::Service;
 pub use oneline::{COMMAND_LINE, load_oneline, oneline_with};
 pub use raw::parse_size;
+pub use source::Source;
 pub use validate::{Context, MAX_REFUSE_MESSAGE, exec_access_warning};
 
 use parse::parse;

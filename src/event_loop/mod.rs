@@ -11,7 +11,6 @@ use std::collections::{BinaryHeap, HashMap};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -19,7 +18,7 @@ use mio::{Events, Token};
 use nix::sys::signal::Signal;
 
 use crate::children::{Child, Children};
-use crate::config::{self, Config};
+use crate::config::Source;
 use crate::limits::SourceKey;
 use crate::logging::quote;
 use crate::metrics::PauseReason;
@@ -66,30 +65,6 @@ const TURN_BYTES: u64 = 2 * 1024 * 1024;
 /// Ended connections held for the turn's log write at the most; at this
 /// many the lines are written and the connections closed at once.
 const CLOSE_BATCH: usize = 64;
-
-/// Where the configuration comes from, read again on every reload.
-#[derive(Clone, Debug)]
-pub enum Source {
-    Paths(Vec<PathBuf>),
-    OneLine {
-        listen: Vec<String>,
-        sets: Vec<(String, String)>,
-        program: Vec<String>,
-    },
-}
-
-impl Source {
-    pub fn load(&self) -> Result<Config, Vec<config::ConfigError>> {
-        match self {
-            Source::Paths(p) => config::load(p),
-            Source::OneLine {
-                listen,
-                sets,
-                program,
-            } => config::load_oneline(listen, sets, program),
-        }
-    }
-}
 
 /// The daemon: everything the loop owns, grouped by the part that keeps
 /// it (the other parts read it, and only through `Daemon`'s methods).

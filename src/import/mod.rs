@@ -258,6 +258,7 @@ pub fn notes(files: &[SourceFile]) -> impl Iterator<Item = &Note> {
 }
 
 /// Whether everything mapped exactly.
+#[cfg(test)]
 pub fn is_exact(files: &[SourceFile]) -> bool {
     notes(files).all(|n| n.severity == Severity::Info)
 }

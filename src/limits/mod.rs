@@ -350,11 +350,13 @@ impl ServiceLimits {
     }
 
     /// Live connections of one source.
+    #[cfg(test)]
     pub fn source_count(&self, key: SourceKey) -> u32 {
         self.per_source.get(&key).copied().unwrap_or(0)
     }
 
     /// Sources with at least one live connection.
+    #[cfg(test)]
     pub fn per_source_len(&self) -> usize {
         self.per_source.len()
     }
@@ -363,6 +365,7 @@ impl ServiceLimits {
         self.max_connections
     }
 
+    #[cfg(test)]
     pub fn max_per_source(&self) -> Option<u32> {
         self.max_per_source
     }

@@ -199,6 +199,7 @@ impl Counters {
         self.refused[reason as usize] += 1;
     }
 
+    #[cfg(test)]
     pub fn refused_total(&self) -> u64 {
         self.refused.iter().sum()
     }
@@ -335,7 +336,7 @@ mod http;
 mod prometheus;
 
 pub use http::{MAX_REQUEST, Request, parse_request, respond};
-pub use prometheus::{CONTENT_TYPE, escape_label, render};
+pub use prometheus::{CONTENT_TYPE, render};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Unit tests of the counters, the exposition and the HTTP request.
 
-use super::prometheus::{escape_help, format_value};
+use super::prometheus::{escape_help, escape_label, format_value};
 use super::*;
 
 #[test]
