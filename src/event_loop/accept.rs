@@ -160,7 +160,9 @@ impl Daemon {
                     st.counters.accepted += 1;
                     debug!("accept service={} peer={}", service.name, conn.peer);
                     if service.proxy.is_some() {
-                        self.wait_header(sid, conn);
+                        if let Some((sid, conn)) = self.wait_header(sid, conn) {
+                            self.start_connection(sid, conn);
+                        }
                     } else if self.admit(sid, &conn) {
                         self.start_connection(sid, conn);
                     } else {

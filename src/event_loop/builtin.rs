@@ -60,6 +60,20 @@ pub(super) fn offset_for(kind: crate::service::Builtin, now: i64) -> i64 {
 }
 
 impl Daemon {
+    /// A session's idle timer is due: it ends if it stayed idle for its
+    /// whole `idle_timeout`, or the timer moves to its new end.
+    pub(super) fn session_idle(&mut self, token: Token, now: Instant) {
+        let Some(s) = self.sessions.get(&token) else {
+            return;
+        };
+        let due = s.last_activity + s.idle_timeout;
+        if due <= now {
+            self.end_session(token, Some("idle_timeout"));
+        } else {
+            self.timer(due, Timer::SessionIdle(token));
+        }
+    }
+
     pub(super) fn start_session(
         &mut self,
         sid: ServiceId,

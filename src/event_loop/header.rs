@@ -46,12 +46,15 @@ impl Daemon {
     /// A connection accepted by a `proxy_protocol` service (superd.yaml(5),
     /// PROXY PROTOCOL): refused at once from outside `proxy_from`, else
     /// held, with a max_connections slot, until its header is read
-    /// (`read_header`) or `proxy_timeout` passes.
-    pub(super) fn wait_header(&mut self, sid: ServiceId, conn: Accepted) {
+    /// (`read_header`) or `proxy_timeout` passes. Returns the connection
+    /// to start now when its header was already there.
+    pub(super) fn wait_header(
+        &mut self,
+        sid: ServiceId,
+        conn: Accepted,
+    ) -> Option<(ServiceId, Accepted)> {
         let st = self.services.get_mut(&sid).expect("live");
-        let Some(p) = st.service.proxy.as_ref() else {
-            return;
-        };
+        let p = st.service.proxy.as_ref()?;
         if !conn.peer.ip().is_some_and(|ip| p.trusts(ip)) {
             st.counters.refuse(Refusal::ProxyFrom);
             warn!(
@@ -61,7 +64,7 @@ impl Daemon {
                 Refusal::ProxyFrom.as_str()
             );
             self.close_after_log(conn.fd);
-            return;
+            return None;
         }
         let accept = p.accept;
         st.limits.connection_started();
@@ -77,7 +80,7 @@ impl Daemon {
         );
         // A proxy writes the header as soon as it connects: it is most
         // often here already, and the connection goes on without a poll.
-        self.read_header(token);
+        self.read_header(token)
     }
 
     /// Looks at the first bytes of a connection waiting for its header:
@@ -86,14 +89,12 @@ impl Daemon {
     /// edge-triggered and a peek consumes nothing: each arrival of bytes
     /// is a new edge, and a peer that sends part of a header and then
     /// nothing is ended by the timer.
-    pub(super) fn read_header(&mut self, token: Token) {
-        let Some(w) = self.headers.get_mut(&token) else {
-            return;
-        };
+    pub(super) fn read_header(&mut self, token: Token) -> Option<(ServiceId, Accepted)> {
+        let w = self.headers.get_mut(&token)?;
         match peek_header(w.conn.fd.as_fd(), w.accept) {
             HeaderRead::Wait => {
                 if w.watched {
-                    return;
+                    return None;
                 }
                 w.watched = true;
                 let sid = w.service_id;
@@ -102,7 +103,7 @@ impl Daemon {
                         .register(w.conn.fd.as_raw_fd(), token, Interest::READABLE);
                 if let Err(e) = registered {
                     self.refuse_header(token, &format!("cannot watch: {e}"));
-                    return;
+                    return None;
                 }
                 let timeout = self
                     .services
@@ -110,8 +111,12 @@ impl Daemon {
                     .and_then(|st| st.service.proxy.as_ref())
                     .map_or(crate::service::ProxyConfig::DEFAULT_TIMEOUT, |p| p.timeout);
                 self.timer(Instant::now() + timeout, Timer::ProxyHeader(token));
+                None
             }
-            HeaderRead::Refuse(why) => self.refuse_header(token, &why),
+            HeaderRead::Refuse(why) => {
+                self.refuse_header(token, &why);
+                None
+            }
             HeaderRead::Read(header) => {
                 let w = self.headers.remove(&token).expect("present");
                 self.watch.forget(token);
@@ -119,7 +124,7 @@ impl Daemon {
                     // Its builtin session or child registers it anew.
                     self.watch.deregister(w.conn.fd.as_raw_fd());
                 }
-                self.header_read(w, &header);
+                self.header_read(w, &header)
             }
         }
     }
@@ -127,13 +132,18 @@ impl Daemon {
     /// The header of `w` is read: the connection is the client's from now
     /// on (`peer` the client, `local` the address it connected to), for
     /// the access rules, `max_per_source`, the logs and the child.
-    pub(super) fn header_read(&mut self, w: HeaderWait, header: &proxy::Header) {
+    /// The connection to start now, if any: the router starts it.
+    pub(super) fn header_read(
+        &mut self,
+        w: HeaderWait,
+        header: &proxy::Header,
+    ) -> Option<(ServiceId, Accepted)> {
         let sid = w.service_id;
         let mut conn = w.conn;
         let Peer::Inet(proxy_addr) = conn.peer else {
             // Refused at load: a unix socket service reads no header.
             self.connection_ended(sid, None);
-            return;
+            return None;
         };
         let local = conn
             .local
@@ -148,7 +158,7 @@ impl Daemon {
         }));
         let Some(st) = self.services.get(&sid) else {
             // The service is gone (a reload): so is the connection.
-            return;
+            return None;
         };
         debug!(
             "proxy header service={} peer={} proxy={proxy_addr}",
@@ -157,18 +167,18 @@ impl Daemon {
         if !self.admit(sid, &conn) {
             self.close_after_log(conn.fd);
             self.connection_ended(sid, None);
-            return;
+            return None;
         }
         let st = self.services.get_mut(&sid).expect("live");
         if st.gated() {
             // It keeps its slot and starts when the service may start one
             // (drain_listener), in order.
             st.proxied.push_back(conn);
-            return;
+            return None;
         }
         // The slot it held is the one its session or child takes.
         st.limits.connection_ended(None);
-        self.start_connection(sid, conn);
+        Some((sid, conn))
     }
 
     /// Ends a connection waiting for its header: `refused … reason=

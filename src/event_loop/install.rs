@@ -2,7 +2,7 @@
 //! listening socket whose key is unchanged (listener::pool), binding new
 //! addresses before closing anything, and installing the running set.
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,7 @@ use crate::tree::Fence;
 
 use super::accept::ListenerEntry;
 use super::services::{Pause, ServiceState};
+use super::timers::Timers;
 use super::watch::{Watch, Watched};
 use super::{Daemon, Source, upgrade};
 use crate::error::Error;
@@ -85,7 +86,7 @@ impl Daemon {
             lingering: HashMap::new(),
             fence: Fence::start(),
             dying: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             ready: Vec::new(),
             deferred: Vec::new(),
             closing: Vec::new(),

@@ -6,8 +6,7 @@
 //! mio is edge-triggered: a listener is always drained until `WouldBlock`,
 //! and drained again by hand whenever a pause ends.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -37,6 +36,7 @@ mod services;
 mod shutdown;
 mod status;
 mod stderr;
+mod timeout;
 mod timers;
 /// Upgrade in place (SIGUSR2): the new binary's check, the state's export
 /// and restore.
@@ -53,7 +53,7 @@ use builtin::{SessionEntry, Stream};
 use header::HeaderWait;
 use services::ServiceState;
 use stderr::{LineSplitter, StderrPipe};
-use timers::Timer;
+use timers::{EXEC_CHECK, Timer, Timers};
 use watch::{Watch, Watched};
 
 /// Bytes the builtin sessions of one loop turn may move together before
@@ -137,7 +137,7 @@ pub struct Daemon {
     sweep_due: bool,
 
     // ---- timers.rs -------------------------------------------------------
-    timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    timers: Timers,
 
     // ---- shutdown.rs, status.rs, upgrade ---------------------------------
     grace: Duration,
@@ -178,8 +178,8 @@ impl Daemon {
                 Some(Duration::from_millis(5))
             } else if self.ready.is_empty() && self.deferred.is_empty() {
                 self.timers
-                    .peek()
-                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+                    .next_at()
+                    .map(|at| at.saturating_duration_since(Instant::now()))
             } else {
                 Some(Duration::ZERO)
             };
@@ -245,12 +245,54 @@ impl Daemon {
             Some(Watched::Exec(pid)) => {
                 self.exec_settled(pid);
             }
-            Some(Watched::Header) => self.read_header(token),
+            Some(Watched::Header) => {
+                if let Some((sid, conn)) = self.read_header(token) {
+                    self.start_connection(sid, conn);
+                }
+            }
             Some(Watched::Pidfd(pid)) => {
                 self.reap_one(pid);
             }
             Some(Watched::UpgradeCheck) => self.upgrade_check_progress(),
             Some(Watched::Session) | None => {}
+        }
+    }
+
+    /// Hands every timer that is due to its part.
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        while let Some(t) = self.timers.pop_due(now) {
+            match t {
+                Timer::Resume(sid) => self.resume_service(sid, now),
+                Timer::ChildTimeout(pid, serial) => self.child_timed_out(pid, serial, now),
+                Timer::ChildKill(pid, serial) => self.kill_after_grace(pid, serial),
+                Timer::ExecCheck(pid, serial) => {
+                    let live = self
+                        .children
+                        .get(pid)
+                        .is_some_and(|c| c.serial == serial && c.exec.is_some());
+                    if live && self.exec_settled(pid).is_none() {
+                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(pid, serial));
+                    }
+                }
+                Timer::PidfdCheck(pid, serial) => {
+                    if self.children.get(pid).is_some_and(|c| c.serial == serial)
+                        && !self.reap_one(pid)
+                    {
+                        self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, serial));
+                    }
+                }
+                Timer::ProxyHeader(token) => {
+                    if self.headers.contains_key(&token) {
+                        self.refuse_header(token, "no complete header within proxy_timeout");
+                    }
+                }
+                Timer::SessionIdle(token) => self.session_idle(token, now),
+                Timer::Sweep => {
+                    self.sweep_due = false;
+                    self.reap();
+                }
+            }
         }
     }
 

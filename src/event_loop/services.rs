@@ -147,6 +147,20 @@ pub(super) fn state_name(
 }
 
 impl Daemon {
+    /// A paused service's pause is over: accept again on its listeners
+    /// (unless a newer pause runs past `now`).
+    pub(super) fn resume_service(&mut self, sid: ServiceId, now: Instant) {
+        let Some(st) = self.services.get(&sid) else {
+            return;
+        };
+        if st.paused.is_some_and(|(_, until)| until > now) {
+            return;
+        }
+        for t in st.listeners.clone() {
+            self.drain_listener(t);
+        }
+    }
+
     /// Pauses accepting for RESOURCE_PAUSE after `errno` at `what`; the
     /// error reads as in every other line (`exec failed`): strerror alone.
     pub(super) fn pause_for_resources(&mut self, sid: ServiceId, what: &str, errno: Errno) {

@@ -1,14 +1,14 @@
 //! The loop's timers: resumes after a pause, child timeouts and kills,
 //! idle sessions, PROXY header deadlines, exec and pidfd checks, and the
-//! held-back sweep. Deleted lazily, and compacted when they outgrow what
-//! is alive.
+//! held-back sweep. `Timers` only keeps them in order (deleted lazily,
+//! compacted when they outgrow what is alive); `mod.rs` routes each one
+//! that is due to its part.
 
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};
 
 use mio::Token;
-
-use crate::children;
 
 use super::Daemon;
 use crate::children::Pid;
@@ -38,9 +38,48 @@ pub(super) enum Timer {
     PidfdCheck(Pid, u64),
 }
 
+/// The pending timers, soonest first.
+#[derive(Default)]
+pub(super) struct Timers {
+    heap: BinaryHeap<Reverse<(Instant, Timer)>>,
+}
+
+impl Timers {
+    pub(super) fn push(&mut self, at: Instant, t: Timer) {
+        self.heap.push(Reverse((at, t)));
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// When the soonest is due.
+    pub(super) fn next_at(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// The soonest timer due at `now`, taken off.
+    pub(super) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
+        match self.heap.peek() {
+            Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse((_, t))| t),
+            _ => None,
+        }
+    }
+
+    /// Keeps only the timers `keep` says are still about something alive.
+    pub(super) fn retain(&mut self, mut keep: impl FnMut(&Timer) -> bool) {
+        self.heap.retain(|Reverse((_, t))| keep(t));
+    }
+
+    /// Every timer with its instant, in no order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (Instant, Timer)> + '_ {
+        self.heap.iter().map(|Reverse(e)| *e)
+    }
+}
+
 impl Daemon {
     pub(super) fn timer(&mut self, at: Instant, t: Timer) {
-        self.timers.push(Reverse((at, t)));
+        self.timers.push(at, t);
         // Timers are deleted lazily (a session that ends leaves its idle
         // timer behind). Keep the heap in proportion to what is alive, so a
         // flood of short sessions cannot grow it for a whole idle_timeout.
@@ -53,121 +92,67 @@ impl Daemon {
 
     /// Drops timers whose session, child or service is gone.
     pub(super) fn compact_timers(&mut self) {
-        let timers = std::mem::take(&mut self.timers);
-        self.timers = timers
-            .into_iter()
-            .filter(|Reverse((_, t))| match t {
-                Timer::Resume(sid) => self.services.contains_key(sid),
-                Timer::ChildTimeout(pid, _) => self.children.get(*pid).is_some(),
-                Timer::ChildKill(pid, serial) => {
-                    self.children.get(*pid).is_some() || self.lingering.contains_key(serial)
-                }
-                Timer::SessionIdle(token) => self.sessions.contains_key(token),
-                Timer::ProxyHeader(token) => self.headers.contains_key(token),
-                Timer::ExecCheck(pid, serial) => self
-                    .children
-                    .get(*pid)
-                    .is_some_and(|c| c.serial == *serial && c.exec.is_some()),
-                Timer::Sweep => true,
-                Timer::PidfdCheck(pid, serial) => {
-                    self.children.get(*pid).is_some_and(|c| c.serial == *serial)
-                }
-            })
-            .collect();
+        let mut timers = std::mem::take(&mut self.timers);
+        timers.retain(|t| match t {
+            Timer::Resume(sid) => self.services.contains_key(sid),
+            Timer::ChildTimeout(pid, _) => self.children.get(*pid).is_some(),
+            Timer::ChildKill(pid, serial) => {
+                self.children.get(*pid).is_some() || self.lingering.contains_key(serial)
+            }
+            Timer::SessionIdle(token) => self.sessions.contains_key(token),
+            Timer::ProxyHeader(token) => self.headers.contains_key(token),
+            Timer::ExecCheck(pid, serial) => self
+                .children
+                .get(*pid)
+                .is_some_and(|c| c.serial == *serial && c.exec.is_some()),
+            Timer::Sweep => true,
+            Timer::PidfdCheck(pid, serial) => {
+                self.children.get(*pid).is_some_and(|c| c.serial == *serial)
+            }
+        });
+        self.timers = timers;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_come_due_in_order_and_not_before_their_instant() {
+        let now = Instant::now();
+        let mut t = Timers::default();
+        t.push(now + Duration::from_secs(2), Timer::Sweep);
+        t.push(now + Duration::from_secs(1), Timer::Resume(ServiceId(7)));
+        t.push(now, Timer::SessionIdle(Token(3)));
+        assert_eq!(t.next_at(), Some(now));
+        assert_eq!(t.pop_due(now), Some(Timer::SessionIdle(Token(3))));
+        assert_eq!(t.pop_due(now), None, "the next is a second away");
+        let later = now + Duration::from_secs(2);
+        assert_eq!(t.pop_due(later), Some(Timer::Resume(ServiceId(7))));
+        assert_eq!(t.pop_due(later), Some(Timer::Sweep));
+        assert_eq!(t.pop_due(later), None);
+        assert_eq!(t.next_at(), None);
     }
 
-    pub(super) fn fire_timers(&mut self) {
+    #[test]
+    fn retain_drops_what_is_gone_and_keeps_the_order() {
         let now = Instant::now();
-        while let Some(Reverse((at, t))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
-            match t {
-                Timer::Resume(sid) => {
-                    let Some(st) = self.services.get(&sid) else {
-                        continue;
-                    };
-                    if st.paused.is_some_and(|(_, until)| until > now) {
-                        continue;
-                    }
-                    for t in st.listeners.clone() {
-                        self.drain_listener(t);
-                    }
-                }
-                Timer::ChildTimeout(pid, serial) => {
-                    let Some(c) = self
-                        .children
-                        .get_mut(pid)
-                        .filter(|c| !c.timed_out && c.serial == serial)
-                    else {
-                        continue;
-                    };
-                    let grace = self
-                        .services
-                        .get(&c.service_id)
-                        .map(|s| s.service.kill_grace)
-                        .unwrap_or(Duration::from_secs(5));
-                    children::time_out(pid, c);
-                    self.timer(now + grace, Timer::ChildKill(pid, serial));
-                }
-                Timer::ChildKill(pid, serial) => {
-                    if let Some(c) = self.children.get_mut(pid)
-                        && c.serial == serial
-                        && c.timed_out
-                    {
-                        children::kill_timed_out(pid, c);
-                        continue;
-                    }
-                    // The child ended, and something it started kept
-                    // running (and maybe the connection open): the SIGKILL
-                    // is for what is left of it. When the pid is a newer
-                    // child's now, so is the group number: it is never
-                    // signalled for the old one.
-                    let reused = self.children.get(pid).is_some();
-                    if let Some(l) = self.lingering.remove(&serial)
-                        && let Some(cg) = l.kill(reused)
-                    {
-                        self.dying.push(cg);
-                    }
-                }
-                Timer::ExecCheck(pid, serial) => {
-                    let live = self
-                        .children
-                        .get(pid)
-                        .is_some_and(|c| c.serial == serial && c.exec.is_some());
-                    if live && self.exec_settled(pid).is_none() {
-                        self.timer(now + EXEC_CHECK, Timer::ExecCheck(pid, serial));
-                    }
-                }
-                Timer::ProxyHeader(token) => {
-                    if self.headers.contains_key(&token) {
-                        self.refuse_header(token, "no complete header within proxy_timeout");
-                    }
-                }
-                Timer::Sweep => {
-                    self.sweep_due = false;
-                    self.reap();
-                }
-                Timer::PidfdCheck(pid, serial) => {
-                    if self.children.get(pid).is_some_and(|c| c.serial == serial)
-                        && !self.reap_one(pid)
-                    {
-                        self.timer(now + EXEC_CHECK, Timer::PidfdCheck(pid, serial));
-                    }
-                }
-                Timer::SessionIdle(token) => {
-                    let Some(s) = self.sessions.get(&token) else {
-                        continue;
-                    };
-                    let due = s.last_activity + s.idle_timeout;
-                    if due <= now {
-                        self.end_session(token, Some("idle_timeout"));
-                    } else {
-                        self.timer(due, Timer::SessionIdle(token));
-                    }
-                }
-            }
+        let mut t = Timers::default();
+        for i in 0..10u64 {
+            t.push(
+                now + Duration::from_millis(10 - i),
+                Timer::Resume(ServiceId(i)),
+            );
         }
+        t.retain(|x| matches!(x, Timer::Resume(ServiceId(i)) if i % 2 == 0));
+        assert_eq!(t.len(), 5);
+        let end = now + Duration::from_secs(1);
+        let order: Vec<_> = std::iter::from_fn(|| t.pop_due(end)).collect();
+        let want: Vec<_> = [8, 6, 4, 2, 0]
+            .into_iter()
+            .map(|i| Timer::Resume(ServiceId(i)))
+            .collect();
+        assert_eq!(order, want);
     }
 }

@@ -234,7 +234,6 @@ impl Daemon {
         let due = |want: &dyn Fn(&Timer) -> bool| {
             self.timers
                 .iter()
-                .map(|std::cmp::Reverse(t)| t)
                 .filter(|(_, t)| want(t))
                 .map(|(at, _)| nanos(at.saturating_duration_since(now)))
                 .min()
