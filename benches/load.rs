@@ -16,7 +16,8 @@
 //! and conn/s on the tiny service at c=8 with 0, 2,000 and 8,000 live
 //! children of a `cat` service (`SUPERD_BENCH_SCALE_LIVE=0,2000,6000` for
 //! other levels); start-up, RSS and reload time with 1,000 and 10,000
-//! services; RSS with 10,000 idle builtin echo sessions; syscalls per
+//! services; RSS with 10,000 idle builtin echo sessions; a soak of
+//! 100,000 fork+exec connections (children and open fds after); syscalls per
 //! fork+exec connection (`strace -c` on the server process alone, at c=1)
 //! beside tcpserver's when it is installed (Debian: ucspi-tcp). With
 //! `SUPERD_BENCH_BASELINE` each table has the baseline's rows too.
@@ -1476,6 +1477,50 @@ fn scale(
             kib(with)
         );
         drop(live);
+        drop(sd);
+    }
+
+    // A soak: 100,000 fork+exec connections, then no zombie and the fds
+    // back at the count before them (no pidfd, pipe or cgroup fd leaked).
+    let soak = 100_000;
+    let _ = writeln!(
+        out,
+        "\nSoak: {soak} fork+exec connections to the tiny service at c=8, then its children and open fds:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| build | connections | seconds | children after | fds before | fds after |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (bi, (label, bin)) in builds.iter().enumerate() {
+        let p = free_port();
+        let config = format!(
+            "services:\n  tiny:\n    listen: 127.0.0.1:{p}\n    exec: {}\n    user: root\n",
+            tiny.display()
+        );
+        let (sd, _) = spawn_superd(bin, dir, &format!("soak-{bi}"), &config, false);
+        let pid = sd.child.id();
+        wait_serving(p, Proto::Tiny).expect("tiny serving");
+        let fds_before = fd_count(pid);
+        let t0 = Instant::now();
+        let mut done = 0;
+        // Bounded in count and in time (10 minutes).
+        while done < soak && t0.elapsed() < Duration::from_secs(600) {
+            let r = run_round(p, Proto::Tiny, conc, Duration::from_secs(5), None);
+            done += r.lat.len();
+        }
+        let took = t0.elapsed();
+        let until = Instant::now() + Duration::from_secs(30);
+        while (child_count(pid) > 0 || fd_count(pid) > fds_before) && Instant::now() < until {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = writeln!(
+            out,
+            "| {label} | {done} | {:.0} | {} | {fds_before} | {} |",
+            took.as_secs_f64(),
+            child_count(pid),
+            fd_count(pid)
+        );
         drop(sd);
     }
 
