@@ -586,6 +586,20 @@ mod tests {
     }
 
     #[test]
+    fn numbering_goes_on_past_the_highest_connection_cgroup() {
+        let dir = std::env::temp_dir().join(format!("superd-tree-highest-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        assert_eq!(highest(&dir), 0);
+        for name in ["c3", "c12", "c7", "cgroup.procs", "cx", "d99"] {
+            fs::create_dir(dir.join(name)).unwrap();
+        }
+        assert_eq!(highest(&dir), 12);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(highest(&dir), 0);
+    }
+
+    #[test]
     fn stat_fields_after_an_odd_command() {
         let stat = "42 (a) b (c)) S 7 42 42 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 12345 0 0";
         let p = parse_stat(42, stat).unwrap();
