@@ -8,11 +8,13 @@
 //! (`clone3` with `CLONE_INTO_CGROUP`), which holds its whole tree whatever
 //! sessions and groups it makes; `cgroup.kill` ends all of it at once.
 
+use std::cell::Cell;
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use log::warn;
 use nix::sys::signal::{Signal, kill};
@@ -32,9 +34,17 @@ struct Cgroups {
     /// superd's own directory of connection cgroups, removed at exit.
     base: PathBuf,
     next: u64,
-    /// Empty connection cgroups kept for the next children: a mkdir and
-    /// an rmdir in cgroupfs cost more than the rest of a spawn.
+    /// Empty connection cgroups whose descriptors are held (see
+    /// [`HELD`]), handed out first: no syscall to prepare one.
+    ready: Vec<ConnCgroup>,
+    /// Other empty connection cgroups kept for the next children: a mkdir
+    /// and an rmdir in cgroupfs cost more than the rest of a spawn.
     pool: Vec<ConnCgroup>,
+    /// How many connection cgroups hold their descriptors now, and how
+    /// many were made so at start: one lost (its child left something
+    /// running) is replaced by the next one prepared, never more.
+    held: Rc<Cell<usize>>,
+    held_at_start: usize,
     /// A failed mkdir was logged (once: the next ones say the same).
     warned: bool,
 }
@@ -47,10 +57,13 @@ impl Fence {
             warn!("cannot become a subreaper error=\"{}\"", e.desc());
         }
         match Cgroups::find() {
-            Ok(c) => Fence {
-                cgroups: Some(c),
-                why_not: String::new(),
-            },
+            Ok(mut c) => {
+                c.hold_at_start();
+                Fence {
+                    cgroups: Some(c),
+                    why_not: String::new(),
+                }
+            }
             Err(why_not) => Fence {
                 cgroups: None,
                 why_not,
@@ -88,10 +101,10 @@ impl Fence {
             };
             c.next = c.next.max(n);
             let path = e.path();
-            if in_use.contains(&path.as_path()) {
+            if in_use.contains(&path.as_path()) || c.ready.iter().any(|r| r.path == path) {
                 continue;
             }
-            let cg = ConnCgroup { path, dir: None };
+            let cg = ConnCgroup::at(path);
             if cg.populated() || c.pool.len() >= POOL_MAX {
                 // Something the previous image no longer tracked: left
                 // for the kernel's accounting, never reused.
@@ -107,29 +120,30 @@ impl Fence {
     /// A new, empty cgroup for one connection (its descriptor for `clone3`
     /// is [`ConnCgroup::dir`]); `None` without cgroups, or when it cannot
     /// be made (the child then starts without one; the first failure is
-    /// logged). An emptied one from the pool when there is one: no mkdir.
+    /// logged). One whose descriptors are held when there is one: no
+    /// syscall; else an emptied one from the pool: no mkdir. While fewer
+    /// are held than at start, the one made or taken from the pool holds
+    /// its descriptors in place of one lost.
     pub fn prepare(&mut self) -> Option<ConnCgroup> {
         let c = self.cgroups.as_mut()?;
+        let replace = c.held.get() < c.held_at_start;
+        if !replace && let Some(cg) = c.ready.pop() {
+            return Some(cg);
+        }
+        let hold = replace.then(|| c.held.clone());
         while let Some(cg) = c.pool.pop() {
-            match ConnCgroup::open(cg.path.clone()) {
+            match ConnCgroup::open(cg.path.clone(), hold.clone()) {
                 Ok(cg) => return Some(cg),
                 Err(_) => {
                     cg.remove();
                 }
             }
         }
-        c.next += 1;
-        let path = c.base.join(format!("c{}", c.next));
-        let made = fs::create_dir(&path).and_then(|()| {
-            ConnCgroup::open(path.clone()).inspect_err(|_| {
-                let _ = fs::remove_dir(&path);
-            })
-        });
-        match made {
+        match c.make(hold) {
             Ok(cg) => Some(cg),
-            Err(e) => {
+            Err((path, e)) => {
                 c.warn_once(&path, &e.to_string());
-                None
+                c.ready.pop()
             }
         }
     }
@@ -137,11 +151,16 @@ impl Fence {
     /// A connection's cgroup after its child is reaped: kept for another
     /// child (or removed) when nothing runs in it any more; given back
     /// when something still does.
-    pub fn release(&mut self, cg: ConnCgroup) -> Option<ConnCgroup> {
+    pub fn release(&mut self, mut cg: ConnCgroup) -> Option<ConnCgroup> {
         if cg.populated() {
+            // Its descriptors go: it is not reused, and the next cgroup
+            // prepared holds its own in its place.
+            cg.held = None;
+            cg.dir = None;
             return Some(cg);
         }
         match self.cgroups.as_mut() {
+            Some(c) if cg.held.is_some() => c.ready.push(cg),
             Some(c) if c.pool.len() < POOL_MAX => c.pool.push(cg),
             _ => {
                 if !cg.remove() {
@@ -161,13 +180,22 @@ impl Fence {
     }
 }
 
-/// Empty connection cgroups kept for reuse at the most.
+/// Empty connection cgroups kept for reuse at the most (besides the
+/// [`HELD`] ones).
 const POOL_MAX: usize = 128;
+
+/// Connection cgroups made at start whose directory and `cgroup.events`
+/// descriptors superd keeps open, whether a child runs in them or they
+/// wait for one: a child starts in one and is found to have left nothing
+/// behind with a single pread(2), where the others cost an open and a
+/// close of each. A fixed number, open from start on: superd's descriptor
+/// count does not grow with the connections it has served.
+const HELD: usize = 8;
 
 impl Drop for Fence {
     fn drop(&mut self) {
         if let Some(c) = &self.cgroups {
-            for cg in &c.pool {
+            for cg in c.ready.iter().chain(&c.pool) {
                 cg.remove();
             }
             let _ = fs::remove_dir(&c.base);
@@ -195,25 +223,54 @@ impl Cgroups {
         let dir = mount.join(rel);
         remove_stale(&dir);
         let base = dir.join(format!("superd.{}", std::process::id()));
-        match fs::create_dir(&base) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        // Already there after an upgrade (superd.8, UPGRADING), with the
+        // connection cgroups of the previous image in it.
+        let next = match fs::create_dir(&base) {
+            Ok(()) => 0,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => highest(&base),
             Err(e) => return Err(format!("{}: {e}", base.display())),
-        }
+        };
         if !base.join("cgroup.kill").exists() {
             let _ = fs::remove_dir(&base);
             return Err("no cgroup.kill (Linux < 5.14)".into());
         }
         Ok(Cgroups {
             base,
-            next: 0,
+            next,
+            ready: Vec::new(),
             pool: Vec::new(),
+            held: Rc::new(Cell::new(0)),
+            held_at_start: 0,
             warned: false,
         })
     }
-}
 
-impl Cgroups {
+    /// Makes the [`HELD`] cgroups whose descriptors stay open (fewer if
+    /// a mkdir fails: the first connection then says why).
+    fn hold_at_start(&mut self) {
+        while self.ready.len() < HELD {
+            match self.make(Some(self.held.clone())) {
+                Ok(cg) => self.ready.push(cg),
+                Err(_) => break,
+            }
+        }
+        self.held_at_start = self.ready.len();
+    }
+
+    /// A new connection cgroup, its directory open; its `cgroup.events`
+    /// too when it is `held`.
+    fn make(&mut self, held: Option<Rc<Cell<usize>>>) -> Result<ConnCgroup, (PathBuf, io::Error)> {
+        self.next += 1;
+        let path = self.base.join(format!("c{}", self.next));
+        fs::create_dir(&path)
+            .and_then(|()| {
+                ConnCgroup::open(path.clone(), held).inspect_err(|_| {
+                    let _ = fs::remove_dir(&path);
+                })
+            })
+            .map_err(|e| (path, e))
+    }
+
     fn warn_once(&mut self, path: &Path, error: &str) {
         if !self.warned {
             self.warned = true;
@@ -224,6 +281,19 @@ impl Cgroups {
             );
         }
     }
+}
+
+/// The highest N of the connection cgroups `cN` in `base` (0: none).
+fn highest(base: &Path) -> u64 {
+    fs::read_dir(base)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix('c')?.parse().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
 }
 
 /// Removes what a superd that is gone (killed, so it could not clean up)
@@ -296,38 +366,70 @@ fn unescape(field: &str) -> PathBuf {
 /// One connection's cgroup: its child and everything the child starts
 /// (empty when a child starts in it).
 ///
-/// It holds a descriptor of its directory (`O_PATH`) only from
+/// It holds a descriptor of its directory (`O_PATH`) from
 /// [`Fence::prepare`] to the `clone3` that starts its child in it (see
-/// [`ConnCgroup::started`]).
+/// [`ConnCgroup::started`]); one of the [`HELD`] holds that and one of its
+/// `cgroup.events` for good.
 #[derive(Debug)]
 pub struct ConnCgroup {
     path: PathBuf,
     dir: Option<OwnedFd>,
+    held: Option<Held>,
+}
+
+/// The open `cgroup.events` of a held connection cgroup, counted in the
+/// fence's number held while it is open.
+#[derive(Debug)]
+struct Held {
+    events: fs::File,
+    count: Rc<Cell<usize>>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.count.set(self.count.get() - 1);
+    }
 }
 
 impl ConnCgroup {
-    fn open(path: PathBuf) -> io::Result<ConnCgroup> {
+    /// Opens the directory at `path`, and its `cgroup.events` too when
+    /// it is to be `held` (counted there).
+    fn open(path: PathBuf, held: Option<Rc<Cell<usize>>>) -> io::Result<ConnCgroup> {
         let dir = fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
             .open(&path)
             .map(OwnedFd::from)?;
+        let held = match held {
+            Some(count) => {
+                // std opens it close-on-exec: an upgraded image does not
+                // inherit it (it makes held cgroups of its own).
+                let events = fs::File::open(path.join("cgroup.events"))?;
+                count.set(count.get() + 1);
+                Some(Held { events, count })
+            }
+            None => None,
+        };
         Ok(ConnCgroup {
             path,
             dir: Some(dir),
+            held,
         })
     }
 
-    /// Its child started in it: the directory's descriptor goes. A new
-    /// child copies every descriptor below the highest it uses (see
-    /// spawn's `child.rs`), so one kept per live child at a low number
-    /// would make every start dearer as children add up.
+    /// Its child started in it: the directory's descriptor goes unless
+    /// it is held. A new child copies every descriptor below the highest
+    /// it uses (see spawn's `child.rs`), so one kept per live child at a
+    /// low number would make every start dearer as children add up; the
+    /// held ones are a fixed few.
     pub fn started(&mut self) {
-        self.dir = None;
+        if self.held.is_none() {
+            self.dir = None;
+        }
     }
 
     /// The directory's descriptor, for `clone3` (`CLONE_INTO_CGROUP`);
-    /// `None` once [`started`](Self::started).
+    /// `None` once [`started`](Self::started) unless it is held.
     pub fn dir(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
         self.dir.as_ref().map(std::os::fd::AsFd::as_fd)
     }
@@ -335,7 +437,11 @@ impl ConnCgroup {
     /// The cgroup at `path`, carried across an upgrade (superd.8,
     /// UPGRADING).
     pub fn at(path: PathBuf) -> ConnCgroup {
-        ConnCgroup { path, dir: None }
+        ConnCgroup {
+            path,
+            dir: None,
+            held: None,
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -359,15 +465,15 @@ impl ConnCgroup {
 
     /// Whether a process still runs in it (zombies do not count).
     pub fn populated(&self) -> bool {
-        use std::io::Read;
-        let Ok(mut file) = fs::File::open(self.path.join("cgroup.events")) else {
-            return false;
-        };
         // A few short lines ("populated 0\nfrozen 0\n"): one read gets
-        // them all.
+        // them all; from offset 0, the kernel writes them afresh.
         let mut buf = [0u8; 128];
-        let n = file.read(&mut buf).unwrap_or(0);
-        buf[..n].split(|&b| b == b'\n').any(|l| l == b"populated 1")
+        let n = match &self.held {
+            Some(h) => h.events.read_at(&mut buf, 0),
+            None => fs::File::open(self.path.join("cgroup.events"))
+                .and_then(|file| file.read_at(&mut buf, 0)),
+        };
+        n.is_ok_and(|n| buf[..n].split(|&b| b == b'\n').any(|l| l == b"populated 1"))
     }
 
     /// Removes it if it is empty; whether it is gone.
@@ -473,6 +579,20 @@ mod tests {
             Some(("/a b".into(), "/sys/fs/cg\\x".into()))
         );
         assert_eq!(cgroup2_mount("1 2 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    #[test]
+    fn numbering_goes_on_past_the_highest_connection_cgroup() {
+        let dir = std::env::temp_dir().join(format!("superd-tree-highest-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir(&dir).unwrap();
+        assert_eq!(highest(&dir), 0);
+        for name in ["c3", "c12", "c7", "cgroup.procs", "cx", "d99"] {
+            fs::create_dir(dir.join(name)).unwrap();
+        }
+        assert_eq!(highest(&dir), 12);
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(highest(&dir), 0);
     }
 
     #[test]

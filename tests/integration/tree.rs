@@ -303,3 +303,87 @@ fn cgroups_hold_each_connection_and_are_removed_after_it() {
     let _ = std::fs::remove_dir(&stale);
     assert!(gone, "{} left", stale.display());
 }
+
+/// The descriptors superd holds open into `base` (its connection
+/// cgroups'), by target; `None` where /proc/PID/fd is not readable.
+fn cgroup_fds(pid: i32, base: &str) -> Option<Vec<String>> {
+    let mut out: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .filter(|t| t.starts_with(base))
+        .collect();
+    out.sort();
+    Some(out)
+}
+
+/// superd keeps the descriptors of a fixed few connection cgroups open
+/// (superd.8, PROCESS TREES): more children at once than those, or one
+/// that leaves a process behind (its cgroup is not reused), leave superd
+/// with the same descriptors as before once they are gone and the next
+/// connection is served.
+#[test]
+fn connection_cgroups_leave_superd_with_the_descriptors_it_started_with() {
+    if !root_with_cgroup2() {
+        return;
+    }
+    let dir = TempDir::new("tree-cg-fds");
+    let marker = format!("{}/mark", dir.path().display());
+    dir.write(
+        "t.yaml",
+        &format!(
+            "services:\n  quick:\n    listen: 127.0.0.1:0\n    exec: /bin/true\n    user: root\n  \
+             hold:\n    listen: 127.0.0.1:0\n    exec: /bin/cat\n    user: root\n  \
+             leaves:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, 'setsid /bin/sh -c \"touch $0.on; while :; do sleep 1; done\" \"$0\" </dev/null >/dev/null 2>&1 & while [ ! -e $0.on ]; do sleep 0.01; done; echo started', {marker}]\n    kill_grace: 1s\n    user: root\n"
+        ),
+    );
+    let _reaper = Reaper(marker.clone());
+    let p = dir.path().to_str().unwrap().to_string();
+    let d = Superd::spawn(dir, &[&p, "-v"], &[]);
+    let ready = d.wait_for(&["ready services="]);
+    assert_eq!(field(&ready, "tree").as_deref(), Some("cgroup"), "{ready}");
+    let base = field(&ready, "cgroup").unwrap();
+    if !fds_readable(d.pid(), "superd's descriptors") {
+        return;
+    }
+    let quick = |n| {
+        assert_eq!(exchange(&d.addr("quick"), b""), b"");
+        d.wait_nth(n, &["exit", "service=quick", "status=0"]);
+    };
+    quick(1);
+    let count = d.fd_count();
+    let held = cgroup_fds(d.pid(), &base).unwrap();
+    let settled = |what: &str| {
+        d.wait_until(what, || {
+            d.fd_count() == count && cgroup_fds(d.pid(), &base).as_ref() == Some(&held)
+        });
+    };
+
+    // More children at once than cgroups with descriptors held.
+    const LIVE: usize = 40;
+    let conns: Vec<std::net::TcpStream> = (0..LIVE).map(|_| connect(&d.addr("hold"))).collect();
+    d.wait_until("a child for each connection", || {
+        d.lines_with(&["spawn service=hold"]).len() == LIVE
+    });
+    drop(conns);
+    d.wait_nth(LIVE, &["exit", "service=hold"]);
+    d.wait_until("no zombie", || d.zombies() == 0);
+    quick(2);
+    settled("the same descriptors after many children at once");
+
+    // A child that leaves a process behind: its cgroup's descriptors go
+    // with it, and the next connection's cgroup holds them instead.
+    let mut s = connect(&d.addr("leaves"));
+    assert_eq!(read_line_from(&mut s).trim(), "started");
+    d.wait_for(&["leftover", "service=leaves", "signal=SIGTERM"]);
+    d.wait_until("the leftover gone", || marked(&marker).is_empty());
+    d.wait_until("no zombie", || d.zombies() == 0);
+    drop(s);
+    assert!(d.fd_count() <= count, "more descriptors than at the start");
+    quick(3);
+    d.wait_until("the same number of descriptors after a leftover", || {
+        d.fd_count() == count
+            && cgroup_fds(d.pid(), &base).is_some_and(|now| now.len() == held.len())
+    });
+}

@@ -395,6 +395,53 @@ fn a_hundred_upgrades_in_a_row() {
     assert_eq!(d.stop().code(), Some(0));
 }
 
+/// superd's descriptors into cgroupfs (the connection cgroups it keeps
+/// open, superd.8 PROCESS TREES), by target; `None` where its
+/// /proc/PID/fd is not this test's to read.
+fn cgroup_fds(pid: i32) -> Option<usize> {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(
+        fds.flatten()
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter(|t| t.starts_with("/sys/fs/cgroup"))
+            .count(),
+    )
+}
+
+/// After an upgrade, with a child carried in its cgroup, superd holds as
+/// many descriptors as before once that child is gone: the new image
+/// keeps its own connection cgroups open, none inherited.
+#[test]
+fn an_upgrade_leaves_the_descriptor_count_of_a_fresh_start() {
+    use std::io::{Read, Write};
+    let (d, exe) = start_from_copy(&services_yaml());
+    let hi = d.addr("hi");
+    assert_eq!(exchange(&hi, b""), b"hi\n");
+    d.wait_nth(1, &["exit service=hi "]);
+    let Some(fds) = d.fd_count() else {
+        return;
+    };
+    let cgroup = cgroup_fds(d.pid());
+    let mut hold = connect(&d.addr("hold"));
+    hold.write_all(b"before\n").unwrap();
+    let mut buf = [0u8; 7];
+    hold.read_exact(&mut buf).unwrap();
+    install(&superd_bin(), &exe);
+    d.signal(Signal::SIGUSR2);
+    d.wait_for(&["upgraded from="]);
+    hold.write_all(b"after!\n").unwrap();
+    hold.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"after!\n");
+    drop(hold);
+    d.wait_for(&["exit service=hold "]);
+    assert_eq!(exchange(&hi, b""), b"hi\n");
+    d.wait_nth(2, &["exit service=hi "]);
+    d.wait_until("no zombie, the same descriptors as before", || {
+        d.zombies() == 0 && d.fd_count() == Some(fds) && cgroup_fds(d.pid()) == cgroup
+    });
+    assert_eq!(d.stop().code(), Some(0));
+}
+
 /// A new binary that cannot run, or fails its `--check`: refused, and
 /// superd serves on as it was.
 #[test]
