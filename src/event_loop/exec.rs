@@ -154,9 +154,9 @@ impl Daemon {
     }
 
     /// The exec report of a child just reaped: all there (its end of the
-    /// pipe closed with it). Its wait listener is not looked at: the
-    /// datagram a failed UDP wait child left is dropped only when the
-    /// report is read while the child is alive (`exec_settled`).
+    /// pipe closed with it). A failed UDP wait child's datagram is dropped
+    /// here as in `exec_settled`: the pidfd's event may come before the
+    /// pipe's in the same turn, and the listener resumes right after.
     pub(super) fn exec_settled_at_exit(&mut self, child: &mut Child) {
         let Some(mut report) = child.exec.take() else {
             return;
@@ -170,7 +170,7 @@ impl Daemon {
             service_id: child.service_id,
             service: child.service.clone(),
             proxied: child.proxy.and_then(|p| Some((child.peer?, p))),
-            wait_listener: None,
+            wait_listener: child.wait_listener,
         };
         self.exec_outcome(of, report, outcome);
     }
