@@ -256,7 +256,7 @@ impl Daemon {
                             listeners: Vec::new(),
                             paused: None,
                             pre_exec: 0,
-                            pacing: Pacing::new(now),
+                            pacing: Pacing::default(),
                             last_resource_log: None,
                             refusal_log: LogBudget::default(),
                             pending: None,
@@ -280,12 +280,12 @@ impl Daemon {
                         .or_else(|| Some(builtins::UdpServer::new(kind))),
                     _ => None,
                 };
-                let mut entry = ListenerEntry {
+                let mut entry = Box::new(ListenerEntry {
                     listener: slot.listener,
                     service_id: id,
                     busy: slot.busy,
                     udp,
-                };
+                });
                 if is_new {
                     if entry.busy {
                         // Held by a wait child (after an upgrade).
@@ -431,12 +431,12 @@ impl Daemon {
                         let kept = slot.kept.expect("only old listeners return to the pool");
                         self.listeners.insert(
                             kept.token,
-                            ListenerEntry {
+                            Box::new(ListenerEntry {
                                 listener: slot.listener,
                                 service_id: slot.service_id,
                                 busy: slot.busy,
                                 udp: kept.udp,
-                            },
+                            }),
                         );
                     }
                 }
