@@ -397,6 +397,7 @@ impl Daemon {
                     Kept { token, udp: e.udp },
                 ));
         }
+        pool::in_service_order(&mut pool);
         match pool::bind_all(&config.services, &mut pool, &old, &mut HashMap::new()) {
             Ok(bound) => {
                 let n = config.services.len();

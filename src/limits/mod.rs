@@ -220,7 +220,8 @@ pub struct ServiceLimits {
     /// Entries are removed at zero: the map holds only sources with live
     /// connections, never every peer ever seen.
     per_source: HashMap<SourceKey, u32>,
-    bucket: Option<TokenBucket>,
+    /// Boxed: most services have no `rate` (8 bytes, not 64, for each).
+    bucket: Option<Box<TokenBucket>>,
 }
 
 impl ServiceLimits {
@@ -235,7 +236,7 @@ impl ServiceLimits {
             max_per_source,
             active: 0,
             per_source: HashMap::new(),
-            bucket: rate.map(|r| TokenBucket::new(r, now)),
+            bucket: rate.map(|r| Box::new(TokenBucket::new(r, now))),
         }
     }
 
@@ -257,7 +258,7 @@ impl ServiceLimits {
                 bucket.set_rate(rate, now);
                 Some(bucket)
             }
-            (None, Some(rate)) => Some(TokenBucket::new(rate, now)),
+            (None, Some(rate)) => Some(Box::new(TokenBucket::new(rate, now))),
             (_, None) => None,
         };
     }
