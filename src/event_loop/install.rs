@@ -19,7 +19,7 @@ use crate::listener::pool::{self, Pool, Slot};
 use crate::logging::quote;
 use crate::metrics::{Counters, PauseReason};
 use crate::notify::Notifier;
-use crate::plan::SpawnPlan;
+use crate::plan::{PlanCache, SpawnPlan};
 use crate::service::{Program, Service, SocketType};
 use crate::signals::Signals;
 use crate::spawn::sandbox::Namespaces;
@@ -185,12 +185,14 @@ impl Daemon {
     ) {
         let now = Instant::now();
         let mut new_order = Vec::new();
+        // Services built alike share the body of their plans.
+        let mut plans = PlanCache::default();
         for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
             let service = Rc::new(service);
             let ns = namespaces.remove(&service.name);
             // Built for a new or changed service only: the plan, and the
             // warning that its user could not execute its program.
-            let new_plan = || match service.program {
+            let mut new_plan = || match service.program {
                 Program::Exec { .. } => {
                     if let Some(why) = crate::config::exec_access_warning(&service) {
                         warn!(
@@ -199,14 +201,12 @@ impl Daemon {
                             quote(&why)
                         );
                     }
-                    Some(Rc::new(
-                        SpawnPlan::new(&service).with_namespaces(ns.clone()),
-                    ))
+                    Some(Rc::new(SpawnPlan::shared(&service, ns.clone(), &mut plans)))
                 }
                 Program::Builtin(_) => None,
             };
             // And the configuration's warnings, as --check shows them.
-            let new_plan = || {
+            let mut new_plan = || {
                 config_warnings(&service);
                 new_plan()
             };
