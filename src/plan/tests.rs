@@ -277,7 +277,6 @@ fn listen_fds_variables() {
     ];
     s.pass = PassMode::ListenFds;
     s.wait = true;
-    s.wait = true;
     s.fd_names = vec!["dns".into(), "dot".into()];
     let plan = SpawnPlan::new(&s);
     assert_eq!(plan.listen_fds(), Some(2));
@@ -343,7 +342,6 @@ fn plans_built_alike_share_their_body() {
     let mut s = service();
     s.name = "other".into();
     s.pass = PassMode::ListenFds;
-    s.wait = true;
     let b = SpawnPlan::shared(&s, None, &mut cache);
     assert!(Rc::ptr_eq(&a.body, &b.body));
     let var = |p: &SpawnPlan| {
@@ -355,7 +353,10 @@ fn plans_built_alike_share_their_body() {
     assert_eq!(var(&a), pairs(&[("SUPERD_SERVICE", "hello")]));
     assert_eq!(
         var(&b),
-        pairs(&[("SUPERD_SERVICE", "other"), ("LISTEN_FDNAMES", "other")])
+        pairs(&[
+            ("SUPERD_SERVICE", "other"),
+            ("LISTEN_FDNAMES", "connection")
+        ])
     );
     assert_eq!(
         a.env_pairs(&ConnInfo::None),
