@@ -187,6 +187,8 @@ impl Daemon {
         let mut new_order = Vec::new();
         // Services built alike share the body of their plans.
         let mut plans = PlanCache::default();
+        // The listeners that may have connections waiting.
+        let mut to_drain = Vec::new();
         for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
             let service = Rc::new(service);
             let ns = namespaces.remove(&service.name);
@@ -210,9 +212,13 @@ impl Daemon {
                 config_warnings(&service);
                 new_plan()
             };
+            // A kept listener of this service needs no drain after the
+            // reload (see `settled`).
+            let mut settled = false;
             let id = match old_ids.get(&service.name) {
                 Some(&id) => {
                     let st = self.services.get_mut(&id).expect("old id is live");
+                    settled = *st.service == *service && st.settled();
                     st.limits.reconfigure(
                         service.max_connections,
                         service.max_per_source,
@@ -269,6 +275,7 @@ impl Daemon {
             new_order.push(id);
             for slot in listeners {
                 let is_new = slot.kept.is_none();
+                let drain = is_new || !settled;
                 let (token, udp) = match slot.kept {
                     Some(k) => (k.token, k.udp),
                     None => (self.watch.token(Watched::Listener), None),
@@ -320,6 +327,9 @@ impl Daemon {
                     .listeners
                     .push(token);
                 self.listeners.insert(token, entry);
+                if drain {
+                    to_drain.push(token);
+                }
             }
             if !service.enabled {
                 info!("disabled service={}", service.name);
@@ -341,9 +351,12 @@ impl Daemon {
         // Loading a large configuration peaks well above what stays alive
         // (the YAML event list, the old maps): give that memory back.
         crate::sys::trim_heap();
-        // Every listener may have connections waiting: drain them all.
-        let tokens: Vec<Token> = self.listeners.keys().copied().collect();
-        for t in tokens {
+        // Every listener that may have connections waiting: the new ones,
+        // and those whose service is not settled or changed. A settled,
+        // unchanged service's kept listener was drained to the end, or
+        // waits on the ready list, and what came since wakes it (at
+        // 10,000 services, a drain of each was a fifth of a reload).
+        for t in to_drain {
             self.drain_listener(t);
         }
     }

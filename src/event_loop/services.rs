@@ -110,6 +110,27 @@ impl ServiceState {
         self.counters.paused.begin(why.reason(), now, Some(until));
     }
 
+    /// Whether a drain of its listeners would find nothing the loop does
+    /// not already know of: accepting (no pause, below max_connections, no
+    /// child holding the gate), with no connection of its own waiting
+    /// (pending, proxied), and a nowait stream service (whose drains run
+    /// to the end of the backlog, or put the listener on the ready list).
+    /// Then every connection still queued comes with an event to come.
+    pub(super) fn settled(&self) -> bool {
+        self.paused.is_none()
+            && self.pending.is_none()
+            && self.proxied.is_empty()
+            && !self.limits.at_capacity()
+            && !self
+                .counters
+                .paused
+                .is_open(metrics::PauseReason::MaxConnections)
+            && self.pre_exec == 0
+            && self.pacing.fail_streak() == 0
+            && !self.service.wait
+            && self.service.socket == crate::service::SocketType::Stream
+    }
+
     /// Whether the next connection waits for a child on its way to exec
     /// (see `exec_gated`).
     pub(super) fn gated(&self) -> bool {
