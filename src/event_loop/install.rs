@@ -190,7 +190,15 @@ impl Daemon {
         // The listeners that may have connections waiting.
         let mut to_drain = Vec::new();
         for (service, listeners) in services.into_iter().zip(bound.drain(..)) {
-            let service = Rc::new(service);
+            // An unchanged service keeps the running one's `Rc`: the new
+            // copy goes now, and no second copy of 10,000 services is
+            // made while the first still lives.
+            let running = old_ids
+                .get(&service.name)
+                .and_then(|id| self.services.get(id))
+                .filter(|st| *st.service == service)
+                .map(|st| st.service.clone());
+            let service = running.unwrap_or_else(|| Rc::new(service));
             let ns = namespaces.remove(&service.name);
             // Built for a new or changed service only: the plan, and the
             // warning that its user could not execute its program.
@@ -218,7 +226,8 @@ impl Daemon {
             let id = match old_ids.get(&service.name) {
                 Some(&id) => {
                     let st = self.services.get_mut(&id).expect("old id is live");
-                    settled = *st.service == *service && st.settled();
+                    let same = Rc::ptr_eq(&st.service, &service);
+                    settled = same && st.settled();
                     st.limits.reconfigure(
                         service.max_connections,
                         service.max_per_source,
@@ -234,7 +243,7 @@ impl Daemon {
                     }
                     // An unchanged service keeps its plan (no passwd lookup,
                     // no C strings rebuilt for each of 1000 services).
-                    if *st.service != *service {
+                    if !same {
                         st.plan = new_plan();
                     }
                     st.namespaces = ns.clone();
@@ -400,7 +409,22 @@ impl Daemon {
         // Every current listener is offered for reuse, by key; it stays
         // registered with mio under its token while it waits in the pool.
         let mut pool: Pool<Kept> = Pool::new();
-        for (token, e) in self.listeners.drain() {
+        // In service order from the last, as `bind_all` finds them best
+        // (see `pool::take_from_pool`); then any other.
+        let mut listeners: Vec<(Token, Box<ListenerEntry>)> =
+            Vec::with_capacity(self.listeners.len());
+        for id in self.order.iter().rev() {
+            let Some(st) = self.services.get(id) else {
+                continue;
+            };
+            for t in st.listeners.iter().rev() {
+                if let Some(e) = self.listeners.remove(t) {
+                    listeners.push((*t, e));
+                }
+            }
+        }
+        listeners.extend(self.listeners.drain());
+        for (token, e) in listeners {
             pool.entry(e.listener.key.clone())
                 .or_default()
                 .push(Slot::old(
@@ -410,7 +434,6 @@ impl Daemon {
                     Kept { token, udp: e.udp },
                 ));
         }
-        pool::in_service_order(&mut pool);
         match pool::bind_all(&config.services, &mut pool, &old, &mut HashMap::new()) {
             Ok(bound) => {
                 let n = config.services.len();

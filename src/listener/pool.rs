@@ -76,8 +76,8 @@ fn take_from_pool<T>(
     let mine = |s: &Slot<T>| Some(s.service_id) == owner;
     if let Some(slots) = pool.get_mut(key) {
         // From the end: `bind_all` goes through the services in order, and
-        // a pool in service order from the last (see `in_service_order`)
-        // has each one's socket last (10,000 services on `127.0.0.1:0`
+        // a pool filled in service order from the last (as a reload fills
+        // it) has each one's socket last (10,000 services on `127.0.0.1:0`
         // share one key: a scan from the front is quadratic).
         if let Some(i) = slots.iter().rposition(mine) {
             return Some(slots.swap_remove(i));
@@ -108,14 +108,6 @@ fn take_from_pool<T>(
     let mut slot = slots.swap_remove(i);
     slot.adjust = Some(key.clone());
     Some(slot)
-}
-
-/// Orders each key's slots by the service that had them, the last first,
-/// so that `take_from_pool` finds each service's own socket at the end.
-pub fn in_service_order<T>(pool: &mut Pool<T>) {
-    for slots in pool.values_mut() {
-        slots.sort_by_key(|s| std::cmp::Reverse(s.service_id));
-    }
 }
 
 /// Binds a listener for every address of every enabled service, taking an
