@@ -358,7 +358,9 @@ impl Daemon {
         self.udp_ports.sort_unstable();
         self.udp_ports.dedup();
         // Loading a large configuration peaks well above what stays alive
-        // (the YAML event list, the old maps): give that memory back.
+        // (the YAML event list, the old maps): give that memory back, once
+        // what this install held for it is gone too.
+        drop((old_ids, namespaces, bound));
         crate::sys::trim_heap();
         // Every listener that may have connections waiting: the new ones,
         // and those whose service is not settled or changed. A settled,
