@@ -128,6 +128,10 @@ impl Daemon {
             }
         }
         d.install(config.services, bound, HashMap::new(), namespaces);
+        // Loading a large configuration peaks well above what stays alive
+        // (the YAML event list, the list of services): give that memory
+        // back.
+        crate::sys::trim_heap();
         Ok(d)
     }
 
@@ -357,11 +361,6 @@ impl Daemon {
             .collect();
         self.udp_ports.sort_unstable();
         self.udp_ports.dedup();
-        // Loading a large configuration peaks well above what stays alive
-        // (the YAML event list, the old maps): give that memory back, once
-        // what this install held for it is gone too.
-        drop((old_ids, namespaces, bound));
-        crate::sys::trim_heap();
         // Every listener that may have connections waiting: the new ones,
         // and those whose service is not settled or changed. A settled,
         // unchanged service's kept listener was drained to the end, or
@@ -389,7 +388,7 @@ impl Daemon {
                     errors.len()
                 );
                 self.reloads_failed += 1;
-                self.notifier.notify("READY=1");
+                self.reload_done();
                 return;
             }
         };
@@ -404,7 +403,7 @@ impl Daemon {
             Ok(n) => n,
             Err(e) => {
                 error!("reload failed: {e} (the running configuration is unchanged)");
-                self.notifier.notify("READY=1");
+                self.reload_done();
                 return;
             }
         };
@@ -481,6 +480,15 @@ impl Daemon {
                 }
             }
         }
+        self.reload_done();
+    }
+
+    /// The end of a reload, whatever became of it: a load peaks well above
+    /// what stays alive (the YAML event list, the new list of services,
+    /// the pool of old listeners), and all of that is gone now: give that
+    /// memory back, then say READY=1.
+    fn reload_done(&mut self) {
+        crate::sys::trim_heap();
         self.notifier.notify("READY=1");
     }
 
