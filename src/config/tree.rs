@@ -7,6 +7,7 @@
 //! serde_yaml exposes positions only on errors; but a string scalar it can
 //! borrow is a slice of the input text, so its offset is where it was written.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -433,17 +434,19 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
 }
 
-/// A mapping key: checked for duplicates, its position recorded.
+/// A mapping key: checked for duplicates, its position recorded. A key
+/// written plainly in the text is borrowed from it, not copied (twice) for
+/// each of a large file's keys.
 struct Key<'a, 'de> {
     st: &'a mut State<'de>,
     parent: &'a str,
     /// The keys of this mapping so far, with where each was written.
-    seen: &'a mut HashMap<String, Option<usize>>,
+    seen: &'a mut HashMap<Cow<'de, str>, Option<usize>>,
 }
 
-impl Key<'_, '_> {
+impl<'de> Key<'_, 'de> {
     /// `at`: the key's offset in the text, when it is borrowed from it.
-    fn check<E: de::Error>(self, k: String, at: Option<usize>) -> Result<String, E> {
+    fn check<E: de::Error>(self, k: Cow<'de, str>, at: Option<usize>) -> Result<Cow<'de, str>, E> {
         self.st.count()?;
         if let Some(first) = self.seen.get(&k) {
             let at = first.map(|o| format!(" (first at line {})", self.st.pos(o).line));
@@ -469,50 +472,50 @@ impl Key<'_, '_> {
 }
 
 impl<'de> DeserializeSeed<'de> for Key<'_, 'de> {
-    type Value = String;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Key<'_, 'de> {
-    type Value = String;
+    type Value = Cow<'de, str>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a string key")
     }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<String, E> {
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
         // A quoted key starts at its quote, as serde_yaml's positions do.
         let at = self.st.offset(v).map(|o| {
             let quoted = o > 0 && matches!(self.st.text.as_bytes()[o - 1], b'"' | b'\'');
             if quoted { o - 1 } else { o }
         });
-        self.check(v.to_owned(), at)
+        self.check(Cow::Borrowed(v), at)
     }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        self.check(v.to_owned(), None)
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        self.check(Cow::Owned(v.to_owned()), None)
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-        self.check(v.to_string(), None)
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cow<'de, str>, E> {
+        self.check(Cow::Owned(v.to_string()), None)
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-        self.check(v.to_string(), None)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cow<'de, str>, E> {
+        self.check(Cow::Owned(v.to_string()), None)
     }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
-        self.check(v.to_string(), None)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cow<'de, str>, E> {
+        self.check(Cow::Owned(v.to_string()), None)
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<String, E> {
-        self.check(v.to_string(), None)
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cow<'de, str>, E> {
+        self.check(Cow::Owned(v.to_string()), None)
     }
-    fn visit_unit<E: de::Error>(self) -> Result<String, E> {
-        self.check("~".to_owned(), None)
+    fn visit_unit<E: de::Error>(self) -> Result<Cow<'de, str>, E> {
+        self.check(Cow::Borrowed("~"), None)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Cow<'de, str>, A::Error> {
         Err(de::Error::custom(format_args!(
             "{}keys must be strings",
             raw::MSG
         )))
     }
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Cow<'de, str>, A::Error> {
         Err(de::Error::custom(format_args!(
             "{}keys must be strings",
             raw::MSG

@@ -133,7 +133,7 @@ impl Daemon {
                 return;
             }
             if let Some(conn) = st.pending.take() {
-                self.start_connection(sid, conn);
+                self.start_connection(sid, *conn);
                 continue;
             }
             let service = st.service.clone();
@@ -277,7 +277,7 @@ impl Daemon {
                         // per-source slot, and start it first when the
                         // pause ends.
                         let st = self.services.get_mut(&sid).expect("live");
-                        st.pending = Some(conn);
+                        st.pending = Some(Box::new(conn));
                         self.pause_for_resources(sid, "fork", e);
                     }
                 }

@@ -82,7 +82,7 @@ impl Daemon {
                             .values()
                             .filter(|w| w.service_id == st.id)
                             .count() as u64,
-                    counters: st.counters,
+                    counters: st.counters.clone(),
                     paused_seconds: PauseReason::ALL.map(|r| st.counters.paused.seconds(r, now)),
                 }
             })

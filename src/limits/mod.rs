@@ -220,7 +220,8 @@ pub struct ServiceLimits {
     /// Entries are removed at zero: the map holds only sources with live
     /// connections, never every peer ever seen.
     per_source: HashMap<SourceKey, u32>,
-    bucket: Option<TokenBucket>,
+    /// Boxed: most services have no `rate` (8 bytes, not 64, for each).
+    bucket: Option<Box<TokenBucket>>,
 }
 
 impl ServiceLimits {
@@ -235,7 +236,7 @@ impl ServiceLimits {
             max_per_source,
             active: 0,
             per_source: HashMap::new(),
-            bucket: rate.map(|r| TokenBucket::new(r, now)),
+            bucket: rate.map(|r| Box::new(TokenBucket::new(r, now))),
         }
     }
 
@@ -257,7 +258,7 @@ impl ServiceLimits {
                 bucket.set_rate(rate, now);
                 Some(bucket)
             }
-            (None, Some(rate)) => Some(TokenBucket::new(rate, now)),
+            (None, Some(rate)) => Some(Box::new(TokenBucket::new(rate, now))),
             (_, None) => None,
         };
     }
@@ -414,29 +415,29 @@ pub const WAIT_BACKOFF_START: Duration = Duration::from_millis(100);
 pub const WAIT_BACKOFF_CAP: Duration = Duration::from_secs(10);
 
 /// The pacing of a service whose children fail before exec, or whose
-/// `wait` children end as soon as they start: how long it pauses.
-#[derive(Clone, Debug)]
+/// `wait` children end as soon as they start: how long it pauses. Its
+/// buckets are made at their first use: a bucket made full earlier and
+/// never drawn from would be full then too (it never holds more than its
+/// burst), and most services never need them (24 bytes, not 144, for
+/// each of 10,000 services).
+#[derive(Clone, Debug, Default)]
 pub struct Pacing {
     /// Exec failures in a row (reset by a successful exec).
     fail_streak: u32,
-    failures: TokenBucket,
+    failures: Option<Box<TokenBucket>>,
     /// wait mode without `rate`: children started.
-    wait_starts: TokenBucket,
+    wait_starts: Option<Box<TokenBucket>>,
+}
+
+/// `tokens` per second.
+fn per_sec(tokens: u32) -> Rate {
+    Rate {
+        tokens,
+        per: Duration::from_secs(1),
+    }
 }
 
 impl Pacing {
-    pub fn new(now: Instant) -> Pacing {
-        let per_sec = |tokens| Rate {
-            tokens,
-            per: Duration::from_secs(1),
-        };
-        Pacing {
-            fail_streak: 0,
-            failures: TokenBucket::new(per_sec(NOWAIT_FAILURES_PER_SEC), now),
-            wait_starts: TokenBucket::new(per_sec(WAIT_STARTS_PER_SEC), now),
-        }
-    }
-
     /// Exec failures in a row.
     pub fn fail_streak(&self) -> u32 {
         self.fail_streak
@@ -458,8 +459,11 @@ impl Pacing {
             let shift = self.fail_streak.saturating_sub(1).min(10);
             Some((WAIT_BACKOFF_START * (1u32 << shift)).min(WAIT_BACKOFF_CAP))
         } else {
-            let _ = self.failures.try_take(now);
-            let next = self.failures.next_token_at(now);
+            let failures = self.failures.get_or_insert_with(|| {
+                Box::new(TokenBucket::new(per_sec(NOWAIT_FAILURES_PER_SEC), now))
+            });
+            let _ = failures.try_take(now);
+            let next = failures.next_token_at(now);
             (next > now).then(|| next.saturating_duration_since(now))
         };
         delay.map(|d| d.max(Duration::from_millis(1)))
@@ -468,7 +472,9 @@ impl Pacing {
     /// A `wait` child (of a service without `rate`) is to start: `false`
     /// when the service is looping and pauses for LOOP_PAUSE instead.
     pub fn wait_start(&mut self, now: Instant) -> bool {
-        self.wait_starts.try_take(now)
+        self.wait_starts
+            .get_or_insert_with(|| Box::new(TokenBucket::new(per_sec(WAIT_STARTS_PER_SEC), now)))
+            .try_take(now)
     }
 }
 

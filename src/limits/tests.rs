@@ -395,7 +395,7 @@ fn one_line_per_interval_then_the_count() {
 #[test]
 fn wait_failures_back_off_doubling_up_to_the_cap() {
     let t0 = Instant::now();
-    let mut p = Pacing::new(t0);
+    let mut p = Pacing::default();
     let delays: Vec<u64> = (0..10)
         .map(|_| p.exec_failed(true, t0).unwrap().as_millis() as u64)
         .collect();
@@ -412,7 +412,7 @@ fn wait_failures_back_off_doubling_up_to_the_cap() {
 #[test]
 fn nowait_failures_pause_only_past_the_failure_rate() {
     let t0 = Instant::now();
-    let mut p = Pacing::new(t0);
+    let mut p = Pacing::default();
     for _ in 0..NOWAIT_FAILURES_PER_SEC - 1 {
         assert_eq!(p.exec_failed(false, t0), None);
     }
@@ -426,7 +426,7 @@ fn nowait_failures_pause_only_past_the_failure_rate() {
 #[test]
 fn wait_starts_past_the_rate_are_looping() {
     let t0 = Instant::now();
-    let mut p = Pacing::new(t0);
+    let mut p = Pacing::default();
     for _ in 0..WAIT_STARTS_PER_SEC {
         assert!(p.wait_start(t0));
     }

@@ -75,7 +75,11 @@ fn take_from_pool<T>(
     let any_port = key.addr.port() == Some(0);
     let mine = |s: &Slot<T>| Some(s.service_id) == owner;
     if let Some(slots) = pool.get_mut(key) {
-        if let Some(i) = slots.iter().position(mine) {
+        // From the end: `bind_all` goes through the services in order, and
+        // a pool filled in service order from the last (as a reload fills
+        // it) has each one's socket last (10,000 services on `127.0.0.1:0`
+        // share one key: a scan from the front is quadratic).
+        if let Some(i) = slots.iter().rposition(mine) {
             return Some(slots.swap_remove(i));
         }
         if !any_port && let Some(slot) = slots.pop() {

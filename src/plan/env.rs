@@ -147,14 +147,14 @@ impl SpawnPlan {
         // Every pointer comes from one mutable base, so that the child may
         // write its pid through `pid_slot`; `buf` is never touched again.
         let base = buf.as_mut_ptr();
-        let mut ptrs = Vec::with_capacity(self.head.len() + n + self.tail.len() + 1);
-        ptrs.extend(self.head.iter().map(|c| c.as_ptr()));
+        let mut ptrs = Vec::with_capacity(self.head_len() + n + self.body.tail.len() + 1);
+        ptrs.extend(self.head().map(|c| c.as_ptr()));
         ptrs.extend(
             offsets[..n]
                 .iter()
                 .map(|&o| base.wrapping_add(o).cast_const().cast::<c_char>()),
         );
-        ptrs.extend(self.tail.iter().map(|c| c.as_ptr()));
+        ptrs.extend(self.body.tail.iter().map(|c| c.as_ptr()));
         ptrs.push(std::ptr::null());
         Env {
             _conn: buf,
@@ -178,11 +178,10 @@ impl SpawnPlan {
                 .map_or(buf.len(), |e| o + e);
             &buf[o..end]
         });
-        self.head
-            .iter()
+        self.head()
             .map(|c| c.as_bytes())
             .chain(conn_entries)
-            .chain(self.tail.iter().map(|c| c.as_bytes()))
+            .chain(self.body.tail.iter().map(|c| c.as_bytes()))
             .map(|entry| {
                 let s = String::from_utf8_lossy(entry);
                 let (k, v) = s.split_once('=').unwrap_or((&s, ""));
@@ -201,7 +200,7 @@ impl SpawnPlan {
     ) -> usize {
         let mut n = 0;
         let mut put = |idx: usize, value: std::fmt::Arguments<'_>| {
-            if self.conn_overridden & (1 << idx) != 0 {
+            if self.body.conn_overridden & (1 << idx) != 0 {
                 return;
             }
             offsets[n] = buf.len();

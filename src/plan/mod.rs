@@ -57,11 +57,28 @@ pub struct PlanCredentials {
 
 /// A service's spawn template: immutable, shared by every connection.
 ///
+/// What names the service (its name, `SUPERD_SERVICE`, `LISTEN_FDNAMES`)
+/// is its own; the rest is a [`PlanBody`] that services built alike share
+/// (see [`PlanCache`]): 10,000 services of one program and user hold one
+/// argv, one environment and one set of C strings, not 10,000.
+///
 /// It holds raw pointers into its own C strings (the argv array), so it is
 /// neither `Send` nor `Sync`; the daemon is single-threaded.
 #[derive(Debug)]
 pub struct SpawnPlan {
     name: String,
+    /// The `SUPERD_SERVICE=` entry of the environment, which goes at
+    /// `body.own_at` among the body's `head`; `None` when `env:` sets it.
+    own: Option<CString>,
+    /// `pass: listen_fds`: the `LISTEN_FDS` and `LISTEN_FDNAMES` entries
+    /// (`NAME=value\0`) and the number of sockets; `None` for stdio.
+    listen: Option<Box<ListenVars>>,
+    body: Rc<PlanBody>,
+}
+
+/// The part of a plan that does not name its service.
+#[derive(Debug)]
+struct PlanBody {
     /// `None` for a builtin service: nothing to exec.
     path: Option<CString>,
     /// Owns the strings `argv_ptrs` points into; never mutated.
@@ -69,8 +86,10 @@ pub struct SpawnPlan {
     /// NULL-terminated.
     argv_ptrs: Vec<*const c_char>,
     /// `NAME=value` entries before the connection variables (defaults not
-    /// overridden by `env`).
+    /// overridden by `env`), but for the plan's own `SUPERD_SERVICE`.
     head: Vec<CString>,
+    /// Where in `head` the plan's own entry goes.
+    own_at: usize,
     /// The service's `env:` entries, after the connection variables.
     tail: Vec<CString>,
     /// Bit i set: `env:` overrides `CONN_VARS[i]`, so it is not written.
@@ -82,11 +101,81 @@ pub struct SpawnPlan {
     rlimits: Vec<(libc::__rlimit_resource_t, libc::rlimit)>,
     credentials: Option<PlanCredentials>,
     stderr: StderrMode,
-    /// `pass: listen_fds`: the `LISTEN_FDS` and `LISTEN_FDNAMES` entries
-    /// (`NAME=value\0`) and the number of sockets; `None` for stdio.
-    listen: Option<ListenVars>,
     /// The service's fences (superd.yaml(5), "Fences").
     fences: PlanFences,
+}
+
+impl PlanBody {
+    /// Whether a plan may use `other` for this body: every field the same
+    /// (the argv pointers aside, which point into each one's own strings),
+    /// and the very same namespaces.
+    fn same(&self, other: &PlanBody) -> bool {
+        let rlimit = |a: &(u32, libc::rlimit), b: &(u32, libc::rlimit)| {
+            a.0 == b.0 && a.1.rlim_cur == b.1.rlim_cur && a.1.rlim_max == b.1.rlim_max
+        };
+        let credentials = |a: &PlanCredentials, b: &PlanCredentials| {
+            (a.uid, a.gid, &a.groups, a.set_groups) == (b.uid, b.gid, &b.groups, b.set_groups)
+        };
+        let (f, g) = (&self.fences, &other.fences);
+        self.path == other.path
+            && self._argv == other._argv
+            && self.head == other.head
+            && self.own_at == other.own_at
+            && self.tail == other.tail
+            && self.conn_overridden == other.conn_overridden
+            && self.cwd == other.cwd
+            && self.chroot == other.chroot
+            && self.umask == other.umask
+            && self.nice == other.nice
+            && self.rlimits.len() == other.rlimits.len()
+            && self
+                .rlimits
+                .iter()
+                .zip(&other.rlimits)
+                .all(|(a, b)| rlimit(a, b))
+            && match (&self.credentials, &other.credentials) {
+                (Some(a), Some(b)) => credentials(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && self.stderr == other.stderr
+            && match (&f.namespaces, &g.namespaces) {
+                (Some(a), Some(b)) => Rc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+            && f.capset == g.capset
+            && f.ambient == g.ambient
+            && f.no_new_privs == g.no_new_privs
+    }
+}
+
+/// The bodies of the plans built lately, for the next plans to share (one
+/// load or reload; the plans keep what they use).
+#[derive(Debug, Default)]
+pub struct PlanCache {
+    recent: Vec<Rc<PlanBody>>,
+}
+
+/// How many bodies a [`PlanCache`] compares a new one with: services built
+/// alike mostly come together in a file.
+const PLAN_CACHE_SIZE: usize = 8;
+
+impl PlanCache {
+    /// `body`, or an equal one already built.
+    fn share(&mut self, body: PlanBody) -> Rc<PlanBody> {
+        if let Some(i) = self.recent.iter().position(|b| b.same(&body)) {
+            let b = self.recent.remove(i);
+            self.recent.push(b.clone());
+            return b;
+        }
+        let b = Rc::new(body);
+        if self.recent.len() == PLAN_CACHE_SIZE {
+            self.recent.remove(0);
+        }
+        self.recent.push(b.clone());
+        b
+    }
 }
 
 /// The fences as the child applies them.
@@ -108,6 +197,20 @@ impl SpawnPlan {
     /// service has no `user`) superd's own passwd entry: call it at load and
     /// reload, not per connection.
     pub fn new(service: &Service) -> SpawnPlan {
+        SpawnPlan::build(service, None, &mut PlanCache::default())
+    }
+
+    /// `new` with the service's namespaces, which the child joins, sharing
+    /// its body with an equal one of `cache`.
+    pub fn shared(
+        service: &Service,
+        ns: Option<Rc<Namespaces>>,
+        cache: &mut PlanCache,
+    ) -> SpawnPlan {
+        SpawnPlan::build(service, ns, cache)
+    }
+
+    fn build(service: &Service, ns: Option<Rc<Namespaces>>, cache: &mut PlanCache) -> SpawnPlan {
         let (path, argv) = match &service.program {
             Program::Exec { path, argv } => (
                 Some(cstring(path.as_os_str().as_bytes())),
@@ -121,14 +224,20 @@ impl SpawnPlan {
             .chain(std::iter::once(std::ptr::null()))
             .collect();
 
-        let (head, tail, conn_overridden) = build_env(service);
+        let (mut head, tail, conn_overridden) = build_env(service);
+        let own_at = head
+            .iter()
+            .position(|c| c.as_bytes().starts_with(b"SUPERD_SERVICE="));
+        let own = own_at.map(|i| head.remove(i));
+        let mut fences = build_fences(service);
+        fences.namespaces = ns;
 
-        SpawnPlan {
-            name: service.name.clone(),
+        let body = PlanBody {
             path,
             _argv: argv,
             argv_ptrs,
             head,
+            own_at: own_at.unwrap_or(0),
             tail,
             conn_overridden,
             cwd: cstring(service.cwd.as_os_str().as_bytes()),
@@ -148,6 +257,11 @@ impl SpawnPlan {
                     || c.gid != getegid().as_raw(),
             }),
             stderr: service.stderr,
+            fences,
+        };
+        SpawnPlan {
+            name: service.name.clone(),
+            own,
             listen: (service.pass == PassMode::ListenFds).then(|| {
                 let names: Vec<&str> = if service.wait {
                     (0..service.listen.len())
@@ -156,24 +270,38 @@ impl SpawnPlan {
                 } else {
                     vec!["connection"]
                 };
-                ListenVars {
+                Box::new(ListenVars {
                     n: names.len(),
                     fds: format!("LISTEN_FDS={}\0", names.len()).into_bytes(),
                     names: format!("LISTEN_FDNAMES={}\0", names.join(":")).into_bytes(),
-                }
+                })
             }),
-            fences: build_fences(service),
+            body: cache.share(body),
         }
     }
 
-    /// The plan with the service's namespaces, which the child joins.
+    /// The plan with the service's namespaces, which the child joins (a
+    /// plan from `new`, whose body is its own).
     pub fn with_namespaces(mut self, ns: Option<Rc<Namespaces>>) -> SpawnPlan {
-        self.fences.namespaces = ns;
+        Rc::get_mut(&mut self.body)
+            .expect("a plan from new() owns its body")
+            .fences
+            .namespaces = ns;
         self
     }
 
+    /// The environment entries before the connection variables, in order.
+    fn head(&self) -> impl Iterator<Item = &CString> {
+        let (before, after) = self.body.head.split_at(self.body.own_at);
+        before.iter().chain(&self.own).chain(after)
+    }
+
+    fn head_len(&self) -> usize {
+        self.body.head.len() + usize::from(self.own.is_some())
+    }
+
     pub fn fences(&self) -> &PlanFences {
-        &self.fences
+        &self.body.fences
     }
 
     /// `pass: listen_fds`: how many sockets the child gets on fds 3 and up
@@ -189,41 +317,41 @@ impl SpawnPlan {
 
     /// The program to exec; `None` for a builtin.
     pub fn path(&self) -> Option<&CString> {
-        self.path.as_ref()
+        self.body.path.as_ref()
     }
 
     /// NULL-terminated argv.
     pub fn argv_ptr(&self) -> *const *const c_char {
-        self.argv_ptrs.as_ptr()
+        self.body.argv_ptrs.as_ptr()
     }
 
     pub fn cwd(&self) -> &CString {
-        &self.cwd
+        &self.body.cwd
     }
 
     pub fn chroot(&self) -> Option<&CString> {
-        self.chroot.as_ref()
+        self.body.chroot.as_ref()
     }
 
     pub fn umask(&self) -> libc::mode_t {
-        self.umask
+        self.body.umask
     }
 
     pub fn nice(&self) -> Option<libc::c_int> {
-        self.nice
+        self.body.nice
     }
 
     /// Every rlimit to set, the default `nofile` included.
     pub fn rlimits(&self) -> &[(libc::__rlimit_resource_t, libc::rlimit)] {
-        &self.rlimits
+        &self.body.rlimits
     }
 
     pub fn credentials(&self) -> Option<&PlanCredentials> {
-        self.credentials.as_ref()
+        self.body.credentials.as_ref()
     }
 
     pub fn stderr(&self) -> StderrMode {
-        self.stderr
+        self.body.stderr
     }
 }
 

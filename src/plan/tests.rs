@@ -218,10 +218,10 @@ fn envp_matches_env_pairs() {
 fn argv_and_path() {
     let plan = SpawnPlan::new(&service());
     assert_eq!(plan.path().unwrap().as_bytes(), b"/usr/bin/hello");
-    assert_eq!(plan._argv.len(), 3);
-    assert_eq!(plan.argv_ptrs.len(), 4);
-    assert!(plan.argv_ptrs[3].is_null());
-    assert_eq!(plan.argv_ptrs[1], plan._argv[1].as_ptr());
+    assert_eq!(plan.body._argv.len(), 3);
+    assert_eq!(plan.body.argv_ptrs.len(), 4);
+    assert!(plan.body.argv_ptrs[3].is_null());
+    assert_eq!(plan.body.argv_ptrs[1], plan.body._argv[1].as_ptr());
 }
 
 #[test]
@@ -331,4 +331,39 @@ fn rlimit_resources_are_the_kernels() {
     for (r, raw) in want {
         assert_eq!(r.raw(), raw, "{}", r.as_str());
     }
+}
+
+/// Services built alike share one body, each with its own name in the
+/// environment; a service built otherwise gets a body of its own.
+#[test]
+fn plans_built_alike_share_their_body() {
+    let mut cache = PlanCache::default();
+    let a = SpawnPlan::shared(&service(), None, &mut cache);
+    let mut s = service();
+    s.name = "other".into();
+    s.pass = PassMode::ListenFds;
+    let b = SpawnPlan::shared(&s, None, &mut cache);
+    assert!(Rc::ptr_eq(&a.body, &b.body));
+    let var = |p: &SpawnPlan| {
+        p.env_pairs(&ConnInfo::None)
+            .into_iter()
+            .filter(|(k, _)| k == "SUPERD_SERVICE" || k == "LISTEN_FDNAMES")
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(var(&a), pairs(&[("SUPERD_SERVICE", "hello")]));
+    assert_eq!(
+        var(&b),
+        pairs(&[
+            ("SUPERD_SERVICE", "other"),
+            ("LISTEN_FDNAMES", "connection")
+        ])
+    );
+    assert_eq!(
+        a.env_pairs(&ConnInfo::None),
+        SpawnPlan::new(&service()).env_pairs(&ConnInfo::None)
+    );
+    s.cwd = PathBuf::from("/tmp");
+    let c = SpawnPlan::shared(&s, None, &mut cache);
+    assert!(!Rc::ptr_eq(&a.body, &c.body));
+    assert_eq!(c.cwd().as_bytes(), b"/tmp");
 }

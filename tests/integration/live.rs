@@ -1,7 +1,7 @@
 //! superd(8), SIGNALS and OPTIONS: reload that drops nothing, status,
 //! sd_notify, pid file.
 
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
@@ -520,6 +520,33 @@ fn port_zero_services_keep_their_own_sockets_across_reloads() {
     assert_eq!(exchange(&c, b""), b"c\n");
     assert_eq!(d.lines_with(&["listening"]).len(), 3, "{}", d.log_text());
     assert!(std::net::TcpStream::connect(&b).is_err(), "{b} still open");
+}
+
+/// A reload drains only the listeners that may hold connections no event
+/// will announce: one at max_connections, unchanged by the reload, still
+/// serves the connection queued behind it once a slot frees.
+#[test]
+fn a_connection_queued_at_max_connections_is_served_after_a_reload() {
+    let one =
+        "services:\n  e:\n    listen: 127.0.0.1:0\n    builtin: echo\n    max_connections: 1\n";
+    let d = Superd::start(one);
+    let a = d.addr("e");
+    let mut first = std::net::TcpStream::connect(&a).unwrap();
+    first.write_all(b"1\n").unwrap();
+    let mut buf = [0u8; 2];
+    first.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"1\n");
+    // Queued in the backlog: superd is at max_connections.
+    let mut second = std::net::TcpStream::connect(&a).unwrap();
+    second.write_all(b"2\n").unwrap();
+    d.signal(Signal::SIGHUP);
+    d.wait_nth(1, &["reloaded", "unchanged=1"]);
+    drop(first);
+    second
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"2\n");
 }
 
 #[test]
