@@ -280,16 +280,6 @@ impl SpawnPlan {
         }
     }
 
-    /// The plan with the service's namespaces, which the child joins (a
-    /// plan from `new`, whose body is its own).
-    pub fn with_namespaces(mut self, ns: Option<Rc<Namespaces>>) -> SpawnPlan {
-        Rc::get_mut(&mut self.body)
-            .expect("a plan from new() owns its body")
-            .fences
-            .namespaces = ns;
-        self
-    }
-
     /// The environment entries before the connection variables, in order.
     fn head(&self) -> impl Iterator<Item = &CString> {
         let (before, after) = self.body.head.split_at(self.body.own_at);
