@@ -46,13 +46,14 @@ impl std::fmt::Display for Pid {
     }
 }
 
-/// A child on its way to exec (see `spawn::Pending`): its report pipe,
-/// watched under `token`, and superd's copy of a nowait connection, closed
-/// once the outcome is known (after the `exec failed` line, if any).
+/// A child on its way to exec (see `spawn::Pending`): its report, with
+/// its wake pipe watched under `token` where it has one, and superd's
+/// copy of a nowait connection, closed once the outcome is known (after
+/// the `exec failed` line, if any).
 #[derive(Debug)]
 pub struct ExecReport {
     pub pending: Pending,
-    pub token: Token,
+    pub token: Option<Token>,
     pub conn: Option<OwnedFd>,
 }
 
@@ -110,11 +111,44 @@ pub enum Ended {
 #[derive(Debug, Default)]
 pub struct Children {
     map: HashMap<Pid, Child>,
+    /// Children on their way to exec that have no wake pipe, by pid and
+    /// serial: nothing tells the loop when they are past exec, so it looks
+    /// (see [`Children::take_unwoken`]). Short: a service has at most a
+    /// few children on their way to exec. May name children settled or
+    /// reaped since.
+    unwoken: Vec<(Pid, u64)>,
 }
 
 impl Children {
+    /// Records a started child; one on its way to exec without a wake
+    /// pipe goes on the list the loop looks at (see `take_unwoken`).
     pub fn insert(&mut self, pid: Pid, child: Child) {
+        if child.exec.as_ref().is_some_and(|e| e.token.is_none()) {
+            self.unwoken.push((pid, child.serial));
+        }
         self.map.insert(pid, child);
+    }
+
+    /// Whether a child may be on its way to exec with nothing to wake the
+    /// loop when it gets there.
+    pub fn has_unwoken(&self) -> bool {
+        !self.unwoken.is_empty()
+    }
+
+    /// The list of children without a wake pipe, taken out to be looked
+    /// at; given back with [`put_unwoken`](Self::put_unwoken).
+    pub fn take_unwoken(&mut self) -> Vec<(Pid, u64)> {
+        std::mem::take(&mut self.unwoken)
+    }
+
+    /// Gives back what [`take_unwoken`](Self::take_unwoken) took (those
+    /// still on their way), after any added meanwhile.
+    pub fn put_unwoken(&mut self, mut list: Vec<(Pid, u64)>) {
+        if self.unwoken.is_empty() {
+            std::mem::swap(&mut self.unwoken, &mut list);
+        } else {
+            self.unwoken.append(&mut list);
+        }
     }
 
     pub fn get(&self, pid: Pid) -> Option<&Child> {

@@ -202,9 +202,11 @@ impl Daemon {
                 // Waiting for children in exec before an upgrade.
                 Some(Duration::from_millis(5))
             } else if self.ready.is_empty() && self.deferred.is_empty() {
-                self.timers
-                    .peek()
-                    .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now()))
+                self.poll_timeout(
+                    self.timers
+                        .peek()
+                        .map(|Reverse((at, _))| at.saturating_duration_since(Instant::now())),
+                )
             } else {
                 Some(Duration::ZERO)
             };
@@ -214,6 +216,9 @@ impl Daemon {
                 }
                 continue;
             }
+            // Children without a wake pipe that got past exec first (they
+            // may open an exec gate: their listeners join `ready`).
+            self.settle_unwoken();
             // Builtin sessions that move much (chargen to many readers at
             // once) share the turn's byte budget; past it they wait, and go
             // first next turn, ahead of the events (where the sessions that
