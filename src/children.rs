@@ -117,7 +117,15 @@ pub struct Children {
     /// few children on their way to exec. May name children settled or
     /// reaped since.
     unwoken: Vec<(Pid, u64)>,
+    /// Sweeps still owed to orphans that may come back to superd (see
+    /// [`Children::expect_orphans`]).
+    orphan_sweeps: u32,
 }
+
+/// The sweeps owed after the last sign of orphans (see
+/// [`Children::swept`]): a few, a sweep interval apart, so that what was
+/// killed has long become a zombie before the last of them.
+const ORPHAN_SWEEPS: u32 = 2;
 
 impl Children {
     /// Records a started child; one on its way to exec without a wake
@@ -181,20 +189,27 @@ impl Children {
     }
 
     /// Reaps every child that has ended, without blocking; returns each
-    /// with how it ended. Pids that are not in the table are orphans that
-    /// came back to superd, the subreaper (see crate::tree): reaped, with
-    /// a debug line.
-    pub fn reap(&mut self) -> Vec<(Pid, Child, Ended)> {
+    /// with how it ended, and how many orphans it reaped. Pids that are
+    /// not in the table are orphans that came back to superd, the
+    /// subreaper (see crate::tree): reaped, with a debug line.
+    pub fn reap(&mut self) -> (Vec<(Pid, Child, Ended)>, usize) {
         let mut out = Vec::new();
+        let mut orphans = 0;
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => match self.map.remove(&pid.into()) {
                     Some(c) => out.push((pid.into(), c, Ended::Status(code))),
-                    None => debug!("orphan reaped pid={pid} status={code}"),
+                    None => {
+                        orphans += 1;
+                        debug!("orphan reaped pid={pid} status={code}");
+                    }
                 },
                 Ok(WaitStatus::Signaled(pid, sig, _)) => match self.map.remove(&pid.into()) {
                     Some(c) => out.push((pid.into(), c, Ended::Signal(sig))),
-                    None => debug!("orphan reaped pid={pid} signal={}", sig.as_str()),
+                    None => {
+                        orphans += 1;
+                        debug!("orphan reaped pid={pid} signal={}", sig.as_str());
+                    }
                 },
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Ok(_) => continue,
@@ -202,7 +217,27 @@ impl Children {
                 Err(_) => break,
             }
         }
-        out
+        (out, orphans)
+    }
+
+    /// Something may come back to superd as an orphan (a child left
+    /// processes behind, or they are being killed): sweeps are owed (see
+    /// [`swept`](Self::swept)).
+    pub fn expect_orphans(&mut self) {
+        self.orphan_sweeps = ORPHAN_SWEEPS;
+    }
+
+    /// After a sweep that reaped `orphans`, while `lingering` (what
+    /// outlived a child is still there): whether another sweep is owed.
+    /// Each sign of orphans owes ORPHAN_SWEEPS more; a sweep without one
+    /// pays one off.
+    pub fn swept(&mut self, orphans: usize, lingering: bool) -> bool {
+        if orphans > 0 || lingering {
+            self.orphan_sweeps = ORPHAN_SWEEPS;
+        } else {
+            self.orphan_sweeps = self.orphan_sweeps.saturating_sub(1);
+        }
+        self.orphan_sweeps > 0
     }
 
     /// Reaps the child `pid` through its pidfd if it has ended: that
@@ -590,6 +625,24 @@ mod tests {
             pidfd: None,
         };
         (Pid(i32::MAX - 7), c)
+    }
+
+    #[test]
+    fn orphan_sweeps_go_on_while_there_are_signs_of_orphans() {
+        let mut c = Children::default();
+        // Nothing expected: no sweep owed.
+        assert!(!c.swept(0, false));
+        c.expect_orphans();
+        // Orphans reaped, or something still lingering: owed again.
+        assert!(c.swept(3, false));
+        assert!(c.swept(0, true));
+        // Then ORPHAN_SWEEPS quiet sweeps, the last owing none.
+        for _ in 1..ORPHAN_SWEEPS {
+            assert!(c.swept(0, false));
+        }
+        assert!(!c.swept(0, false));
+        // A sweep that finds an orphan is a sign too.
+        assert!(c.swept(1, false));
     }
 
     #[test]

@@ -96,6 +96,9 @@ impl Daemon {
         let crowded = pidfd
             .as_ref()
             .is_some_and(|(fd, _)| self.parking.due(fd.as_raw_fd(), now));
+        if pidfd.is_none() || serving.cgroup.is_none() {
+            self.child_exits_unseen();
+        }
         self.next_serial += 1;
         let serial = self.next_serial;
         self.children.insert(

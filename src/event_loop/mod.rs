@@ -192,6 +192,7 @@ impl Daemon {
             }
         );
         self.notifier.notify("READY=1");
+        self.start_reaping();
         // A turn's log lines go out together, before the loop sleeps.
         crate::logging::batch(true);
         let mut events = Events::with_capacity(256);
