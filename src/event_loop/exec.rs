@@ -44,10 +44,14 @@ pub(super) struct Serving {
 
 /// Whether the next child of `st` gets a wake pipe: when its start
 /// closes the service's exec gate (see `exec_gated`), the loop must hear
-/// at once that it is past exec, to open the gate again; otherwise nothing
-/// waits for that, and the loop looks each turn (`settle_unwoken`).
+/// at once that it is past exec, to open the gate again; and while another
+/// connection of the service is served, the next start may close it, which
+/// must not wait for the next event either (under load the gate then
+/// opens as soon as any child is past exec, as before). Otherwise, a
+/// service served one connection at a time, nothing waits for it, and the
+/// loop looks each turn (`settle_unwoken`).
 pub(super) fn wants_wake(st: &ServiceState) -> bool {
-    exec_gated(st.pre_exec + 1, st.pacing.fail_streak())
+    st.limits.active() > 0 || exec_gated(st.pre_exec + 1, st.pacing.fail_streak())
 }
 
 /// The part of a child's record its exec outcome is settled with.
