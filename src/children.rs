@@ -46,13 +46,14 @@ impl std::fmt::Display for Pid {
     }
 }
 
-/// A child on its way to exec (see `spawn::Pending`): its report pipe,
-/// watched under `token`, and superd's copy of a nowait connection, closed
-/// once the outcome is known (after the `exec failed` line, if any).
+/// A child on its way to exec (see `spawn::Pending`): its report, with
+/// its wake pipe watched under `token` where it has one, and superd's
+/// copy of a nowait connection, closed once the outcome is known (after
+/// the `exec failed` line, if any).
 #[derive(Debug)]
 pub struct ExecReport {
     pub pending: Pending,
-    pub token: Token,
+    pub token: Option<Token>,
     pub conn: Option<OwnedFd>,
 }
 
@@ -110,11 +111,52 @@ pub enum Ended {
 #[derive(Debug, Default)]
 pub struct Children {
     map: HashMap<Pid, Child>,
+    /// Children on their way to exec that have no wake pipe, by pid and
+    /// serial: nothing tells the loop when they are past exec, so it looks
+    /// (see [`Children::take_unwoken`]). Short: a service has at most a
+    /// few children on their way to exec. May name children settled or
+    /// reaped since.
+    unwoken: Vec<(Pid, u64)>,
+    /// Sweeps still owed to orphans that may come back to superd (see
+    /// [`Children::expect_orphans`]).
+    orphan_sweeps: u32,
 }
 
+/// The sweeps owed after the last sign of orphans (see
+/// [`Children::swept`]): a few, a sweep interval apart, so that what was
+/// killed has long become a zombie before the last of them.
+const ORPHAN_SWEEPS: u32 = 2;
+
 impl Children {
+    /// Records a started child; one on its way to exec without a wake
+    /// pipe goes on the list the loop looks at (see `take_unwoken`).
     pub fn insert(&mut self, pid: Pid, child: Child) {
+        if child.exec.as_ref().is_some_and(|e| e.token.is_none()) {
+            self.unwoken.push((pid, child.serial));
+        }
         self.map.insert(pid, child);
+    }
+
+    /// Whether a child may be on its way to exec with nothing to wake the
+    /// loop when it gets there.
+    pub fn has_unwoken(&self) -> bool {
+        !self.unwoken.is_empty()
+    }
+
+    /// The list of children without a wake pipe, taken out to be looked
+    /// at; given back with [`put_unwoken`](Self::put_unwoken).
+    pub fn take_unwoken(&mut self) -> Vec<(Pid, u64)> {
+        std::mem::take(&mut self.unwoken)
+    }
+
+    /// Gives back what [`take_unwoken`](Self::take_unwoken) took (those
+    /// still on their way), after any added meanwhile.
+    pub fn put_unwoken(&mut self, mut list: Vec<(Pid, u64)>) {
+        if self.unwoken.is_empty() {
+            std::mem::swap(&mut self.unwoken, &mut list);
+        } else {
+            self.unwoken.append(&mut list);
+        }
     }
 
     pub fn get(&self, pid: Pid) -> Option<&Child> {
@@ -147,20 +189,27 @@ impl Children {
     }
 
     /// Reaps every child that has ended, without blocking; returns each
-    /// with how it ended. Pids that are not in the table are orphans that
-    /// came back to superd, the subreaper (see crate::tree): reaped, with
-    /// a debug line.
-    pub fn reap(&mut self) -> Vec<(Pid, Child, Ended)> {
+    /// with how it ended, and how many orphans it reaped. Pids that are
+    /// not in the table are orphans that came back to superd, the
+    /// subreaper (see crate::tree): reaped, with a debug line.
+    pub fn reap(&mut self) -> (Vec<(Pid, Child, Ended)>, usize) {
         let mut out = Vec::new();
+        let mut orphans = 0;
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, code)) => match self.map.remove(&pid.into()) {
                     Some(c) => out.push((pid.into(), c, Ended::Status(code))),
-                    None => debug!("orphan reaped pid={pid} status={code}"),
+                    None => {
+                        orphans += 1;
+                        debug!("orphan reaped pid={pid} status={code}");
+                    }
                 },
                 Ok(WaitStatus::Signaled(pid, sig, _)) => match self.map.remove(&pid.into()) {
                     Some(c) => out.push((pid.into(), c, Ended::Signal(sig))),
-                    None => debug!("orphan reaped pid={pid} signal={}", sig.as_str()),
+                    None => {
+                        orphans += 1;
+                        debug!("orphan reaped pid={pid} signal={}", sig.as_str());
+                    }
                 },
                 Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => break,
                 Ok(_) => continue,
@@ -168,7 +217,27 @@ impl Children {
                 Err(_) => break,
             }
         }
-        out
+        (out, orphans)
+    }
+
+    /// Something may come back to superd as an orphan (a child left
+    /// processes behind, or they are being killed): sweeps are owed (see
+    /// [`swept`](Self::swept)).
+    pub fn expect_orphans(&mut self) {
+        self.orphan_sweeps = ORPHAN_SWEEPS;
+    }
+
+    /// After a sweep that reaped `orphans`, while `lingering` (what
+    /// outlived a child is still there): whether another sweep is owed.
+    /// Each sign of orphans owes ORPHAN_SWEEPS more; a sweep without one
+    /// pays one off.
+    pub fn swept(&mut self, orphans: usize, lingering: bool) -> bool {
+        if orphans > 0 || lingering {
+            self.orphan_sweeps = ORPHAN_SWEEPS;
+        } else {
+            self.orphan_sweeps = self.orphan_sweeps.saturating_sub(1);
+        }
+        self.orphan_sweeps > 0
     }
 
     /// Reaps the child `pid` through its pidfd if it has ended: that
@@ -556,6 +625,24 @@ mod tests {
             pidfd: None,
         };
         (Pid(i32::MAX - 7), c)
+    }
+
+    #[test]
+    fn orphan_sweeps_go_on_while_there_are_signs_of_orphans() {
+        let mut c = Children::default();
+        // Nothing expected: no sweep owed.
+        assert!(!c.swept(0, false));
+        c.expect_orphans();
+        // Orphans reaped, or something still lingering: owed again.
+        assert!(c.swept(3, false));
+        assert!(c.swept(0, true));
+        // Then ORPHAN_SWEEPS quiet sweeps, the last owing none.
+        for _ in 1..ORPHAN_SWEEPS {
+            assert!(c.swept(0, false));
+        }
+        assert!(!c.swept(0, false));
+        // A sweep that finds an orphan is a sign too.
+        assert!(c.swept(1, false));
     }
 
     #[test]

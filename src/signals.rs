@@ -6,6 +6,8 @@
 //! No signal ends superd silently (superd.8, SIGNALS): the ones it has no
 //! use for are read from the same signalfd and logged, or, for the
 //! realtime signals, ignored; `spawn` resets all of them for children.
+//! SIGCHLD may be left out of the signalfd (still blocked) where the loop
+//! hears of its children's exits otherwise (see `watch_child_exits`).
 
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -28,6 +30,8 @@ pub enum Event {
 /// The blocked signals and the signalfd that reports them.
 pub struct Signals {
     fd: SignalFd,
+    /// Whether SIGCHLD is among the signals the signalfd reports.
+    child_exits: bool,
 }
 
 fn handled() -> SigSet {
@@ -79,7 +83,34 @@ impl Signals {
         crate::sys::ignore_realtime_signals();
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None)?;
         let fd = SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
-        Ok(Signals { fd })
+        Ok(Signals {
+            fd,
+            child_exits: true,
+        })
+    }
+
+    /// Whether SIGCHLD is read from the signalfd ([`Event::Child`]): at
+    /// first, yes. Without it, SIGCHLD stays blocked and pending, unread
+    /// (no read(2) per child exit); put back, a pending one is reported
+    /// at once. Where the signalfd cannot change, it stays as it was;
+    /// returns whether SIGCHLD is read now.
+    pub fn watch_child_exits(&mut self, on: bool) -> bool {
+        if on != self.child_exits {
+            let mut set = handled();
+            if !on {
+                set.remove(Signal::SIGCHLD);
+            }
+            if self.fd.set_mask(&set).is_ok() {
+                self.child_exits = on;
+            }
+        }
+        self.child_exits
+    }
+
+    /// Whether SIGCHLD is read from the signalfd (see
+    /// [`watch_child_exits`](Self::watch_child_exits)).
+    pub fn watches_child_exits(&self) -> bool {
+        self.child_exits
     }
 
     pub fn raw_fd(&self) -> RawFd {

@@ -117,6 +117,12 @@ impl Fence {
         }
     }
 
+    /// Whether connections get cgroups of their own (else only the
+    /// subreaper holds their trees).
+    pub fn has_cgroups(&self) -> bool {
+        self.cgroups.is_some()
+    }
+
     /// A new, empty cgroup for one connection (its descriptor for `clone3`
     /// is [`ConnCgroup::dir`]); `None` without cgroups, or when it cannot
     /// be made (the child then starts without one; the first failure is

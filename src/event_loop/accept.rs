@@ -22,7 +22,7 @@ use crate::service::{Program, SocketType, canonical_addr};
 use crate::spawn;
 use crate::tree::{ConnCgroup, Fence};
 
-use super::exec::Serving;
+use super::exec::{Serving, wants_wake};
 use super::services::Pause;
 use super::timers::Timer;
 use super::{Daemon, proxy_field};
@@ -255,10 +255,11 @@ impl Daemon {
                     },
                     (Peer::Unix { pid, uid, gid }, _) => ConnInfo::Unix { pid, uid, gid },
                 };
+                let wake = wants_wake(st);
                 // What was logged about this connection is written before
                 // its program can answer.
                 crate::logging::flush();
-                match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info) {
+                match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info, wake) {
                     Ok((spawned, cgroup)) => {
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
@@ -287,15 +288,19 @@ impl Daemon {
 }
 
 /// Starts a child for a connection, in a new cgroup of its own when there
-/// are cgroups (see crate::tree). If the kernel refuses that cgroup for
+/// are cgroups (see crate::tree), with a wake pipe if `wake` (see
+/// `spawn::spawn_with_wake`). If the kernel refuses that cgroup for
 /// another reason than a lack of resources, the child starts without it.
 pub(super) fn spawn_child(
     fence: &mut Fence,
     plan: &Rc<SpawnPlan>,
     sock: std::os::fd::BorrowedFd<'_>,
     info: &ConnInfo,
+    wake: bool,
 ) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
-    start_in_cgroup(fence, |cgroup| spawn::spawn(plan, sock, info, cgroup))
+    start_in_cgroup(fence, |cgroup| {
+        spawn::spawn_with_wake(plan, sock, info, cgroup, wake)
+    })
 }
 
 /// Runs `start` with a cgroup of the child's own when the fence has one

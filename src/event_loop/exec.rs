@@ -1,11 +1,12 @@
 //! A child's way to exec: recording a started child, and settling its exec
 //! report (the `exec failed` line and the pacing of a service that keeps
-//! failing).
+//! failing): when its wake pipe says so, at the start of a loop turn for
+//! a child without one, or at its exit.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, error, warn};
 use mio::{Interest, Token};
@@ -18,7 +19,7 @@ use crate::spawn;
 use crate::tree::ConnCgroup;
 
 use super::Daemon;
-use super::services::{PRE_EXEC_MAX, Pause};
+use super::services::{PRE_EXEC_MAX, Pause, ServiceState, exec_gated};
 use super::timers::{EXEC_CHECK, Timer};
 use super::watch::Watched;
 
@@ -41,6 +42,18 @@ pub(super) struct Serving {
     pub(super) cgroup: Option<ConnCgroup>,
 }
 
+/// Whether the next child of `st` gets a wake pipe: when its start
+/// closes the service's exec gate (see `exec_gated`), the loop must hear
+/// at once that it is past exec, to open the gate again; and while another
+/// connection of the service is served, the next start may close it, which
+/// must not wait for the next event either (under load the gate then
+/// opens as soon as any child is past exec, as before). Otherwise, a
+/// service served one connection at a time, nothing waits for it, and the
+/// loop looks each turn (`settle_unwoken`).
+pub(super) fn wants_wake(st: &ServiceState) -> bool {
+    st.limits.active() > 0 || exec_gated(st.pre_exec + 1, st.pacing.fail_streak())
+}
+
 /// The part of a child's record its exec outcome is settled with.
 struct Settling {
     service_id: ServiceId,
@@ -53,7 +66,8 @@ struct Settling {
 
 impl Daemon {
     /// Records a started child and watches its way to exec (see
-    /// `exec_settled`).
+    /// `exec_settled`): its wake pipe, or, without one, the list the loop
+    /// looks at each turn (`settle_unwoken`).
     pub(super) fn child_started(
         &mut self,
         sid: ServiceId,
@@ -63,7 +77,6 @@ impl Daemon {
     ) {
         let now = Instant::now();
         let pid = Pid::from(spawned.pid);
-        let token = self.watch.token(Watched::Exec(pid));
         let mut pidfd_watched = true;
         let pidfd = spawned.pidfd.map(|fd| {
             // Kept under its token even when the poll refuses it: the
@@ -75,13 +88,21 @@ impl Daemon {
                 .is_ok();
             (fd, t)
         });
-        let watched = self
-            .watch
-            .register(spawned.exec.fd().as_raw_fd(), token, Interest::READABLE)
-            .is_ok();
+        let mut watched = true;
+        let token = spawned.exec.wake_fd().map(|fd| {
+            let t = self.watch.token(Watched::Exec(pid));
+            watched = self
+                .watch
+                .register(fd.as_raw_fd(), t, Interest::READABLE)
+                .is_ok();
+            t
+        });
         let crowded = pidfd
             .as_ref()
             .is_some_and(|(fd, _)| self.parking.due(fd.as_raw_fd(), now));
+        if pidfd.is_none() || serving.cgroup.is_none() {
+            self.child_exits_unseen();
+        }
         self.next_serial += 1;
         let serial = self.next_serial;
         self.children.insert(
@@ -126,7 +147,8 @@ impl Daemon {
         // A service whose last child failed before exec starts no other
         // until this one's outcome is known (see `drain_listener`), so its
         // failures stay paced one by one; the loop never waits for it: a
-        // slow or stopped child holds up only its own service.
+        // slow or stopped child holds up only its own service. (A start
+        // that closes the gate has a wake pipe, see `wants_wake`.)
         if let Some(st) = self.services.get_mut(&sid) {
             st.pre_exec += 1;
         }
@@ -135,10 +157,10 @@ impl Daemon {
         }
     }
 
-    /// The live child `pid` is past exec, or failed before it (its report
-    /// pipe is readable, or an ExecCheck looks): see `exec_outcome`.
-    /// `None` while the child has not got there yet; else whether it
-    /// failed.
+    /// The live child `pid` is past exec, or failed before it (its wake
+    /// pipe is readable, an ExecCheck or `settle_unwoken` looks): see
+    /// `exec_outcome`. `None` while the child has not got there yet; else
+    /// whether it failed.
     pub(super) fn exec_settled(&mut self, pid: Pid) -> Option<bool> {
         let c = self.children.get_mut(pid)?;
         let outcome = c.exec.as_mut()?.pending.poll()?;
@@ -153,16 +175,19 @@ impl Daemon {
         Some(self.exec_outcome(of, report, outcome))
     }
 
-    /// The exec report of a child just reaped: all there (its end of the
-    /// pipe closed with it). A failed UDP wait child's datagram is dropped
-    /// here as in `exec_settled`: the pidfd's event may come before the
-    /// pipe's in the same turn, and the listener resumes right after.
+    /// The exec report of a child just reaped: all there (the kernel
+    /// cleared its word at the exit). A failed UDP wait child's datagram is
+    /// dropped here as in `exec_settled`: the pidfd's event may come before
+    /// the wake pipe's in the same turn, and the listener resumes right
+    /// after.
     pub(super) fn exec_settled_at_exit(&mut self, child: &mut Child) {
         let Some(mut report) = child.exec.take() else {
             return;
         };
         let Some(outcome) = report.pending.poll() else {
-            self.watch.forget(report.token);
+            if let Some(t) = report.token {
+                self.watch.forget(t);
+            }
             return;
         };
         child.exec_failed = outcome.is_some();
@@ -183,7 +208,9 @@ impl Daemon {
         report: ExecReport,
         outcome: Option<spawn::ExecFailure>,
     ) -> bool {
-        self.watch.forget(report.token);
+        if let Some(t) = report.token {
+            self.watch.forget(t);
+        }
         if let Some(st) = self.services.get_mut(&w.service_id) {
             // Room for another start: the service's listeners go on.
             if st.pre_exec == PRE_EXEC_MAX || st.pacing.fail_streak() > 0 {
@@ -247,6 +274,35 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Settles the children on their way to exec without a wake pipe that
+    /// got past it (or failed) since the last look: at the start of each
+    /// loop turn, which comes within EXEC_CHECK while any is on the list
+    /// (see `poll_timeout`). No system call for a child still on its way.
+    pub(super) fn settle_unwoken(&mut self) {
+        if !self.children.has_unwoken() {
+            return;
+        }
+        let mut list = self.children.take_unwoken();
+        list.retain(|&(pid, serial)| {
+            self.children
+                .get(pid)
+                .is_some_and(|c| c.serial == serial && c.exec.is_some())
+                && self.exec_settled(pid).is_none()
+        });
+        self.children.put_unwoken(list);
+    }
+
+    /// How long the loop may sleep when its timers say `timeout`: while a
+    /// child without a wake pipe is on its way to exec, EXEC_CHECK at the
+    /// most (its outcome, and superd's copy of its connection, must not
+    /// wait for an unrelated event).
+    pub(super) fn poll_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if !self.children.has_unwoken() {
+            return timeout;
+        }
+        Some(timeout.map_or(EXEC_CHECK, |t| t.min(EXEC_CHECK)))
+    }
+
     /// Moves the pidfds and stderr pipes of children alive for a while
     /// above the low numbers (spawn::fdpark), so the fds a new child
     /// needs stay low and its clone copies only those.

@@ -169,6 +169,7 @@ impl Daemon {
             }
         );
         self.notifier.notify("READY=1");
+        self.start_reaping();
         // A turn's log lines go out together, before the loop sleeps.
         crate::logging::batch(true);
         let mut events = Events::with_capacity(256);
@@ -179,9 +180,11 @@ impl Daemon {
                 // Waiting for children in exec before an upgrade.
                 Some(Duration::from_millis(5))
             } else if self.ready.is_empty() && self.deferred.is_empty() {
-                self.timers
-                    .next_at()
-                    .map(|at| at.saturating_duration_since(Instant::now()))
+                self.poll_timeout(
+                    self.timers
+                        .next_at()
+                        .map(|at| at.saturating_duration_since(Instant::now())),
+                )
             } else {
                 Some(Duration::ZERO)
             };
@@ -191,6 +194,9 @@ impl Daemon {
                 }
                 continue;
             }
+            // Children without a wake pipe that got past exec first (they
+            // may open an exec gate: their listeners join `ready`).
+            self.settle_unwoken();
             // Builtin sessions that move much (chargen to many readers at
             // once) share the turn's byte budget; past it they wait, and go
             // first next turn, ahead of the events (where the sessions that

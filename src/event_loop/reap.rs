@@ -1,6 +1,7 @@
 //! Reaping: the `waitpid(-1)` sweep and pidfds, a child's `exit` line, and
 //! what outlived a child (its process group, its cgroup), killed after
-//! `kill_grace` (superd.8, PROCESS TREES).
+//! `kill_grace` (superd.8, PROCESS TREES). With pidfds and cgroups the
+//! loop reads no SIGCHLD: the sweep runs only where orphans can be.
 
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,46 @@ pub(super) const SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 pub(super) const SWEEP_INTERVAL_PIDFD: Duration = Duration::from_secs(1);
 
 impl Daemon {
+    /// Before the first turn: where every child is reaped through its
+    /// pidfd and every connection's tree is held by a cgroup (which says
+    /// what outlived a child), SIGCHLD is no longer read (one read(2) less
+    /// per child exit; it stays blocked). Orphans that come back to superd
+    /// are then swept for on the Sweep timer: after a child's exit (what
+    /// it left as zombies), and on while its cgroup says something
+    /// outlived it (see `after_child`), plus once for what an earlier
+    /// image left. Otherwise every SIGCHLD sweeps, as without pidfds.
+    pub(super) fn start_reaping(&mut self) {
+        let known = self
+            .children
+            .iter()
+            .all(|(_, c)| c.pidfd.is_some() && c.cgroup.is_some());
+        if spawn::pidfd_works()
+            && self.fence.has_cgroups()
+            && known
+            && !self.signals.watch_child_exits(false)
+        {
+            self.children.expect_orphans();
+            self.sweep_soon();
+        }
+    }
+
+    /// A child started without a pidfd (out of descriptors) or without a
+    /// cgroup (none could be made): its exit, or what it leaves, is told
+    /// by SIGCHLD alone, read again from now on.
+    pub(super) fn child_exits_unseen(&mut self) {
+        self.signals.watch_child_exits(true);
+    }
+
+    /// Processes superd started outside any connection's cgroup (the
+    /// upgrade's check) may come back as orphans: sweeps are owed, the
+    /// first one soon.
+    pub(super) fn orphans_may_come(&mut self) {
+        self.children.expect_orphans();
+        if !self.signals.watches_child_exits() {
+            self.sweep_soon();
+        }
+    }
+
     /// SIGCHLD: a `waitpid(-1)` sweep now, or when SWEEP_INTERVAL since
     /// the last one has passed (a timer; never later).
     pub(super) fn sweep_soon(&mut self) {
@@ -51,14 +92,25 @@ impl Daemon {
     }
 
     /// The `waitpid(-1)` sweep: children without a pidfd, and orphans.
+    /// Without SIGCHLD, the next one is due while there are signs of
+    /// orphans (see `Children::swept`).
     pub(super) fn reap(&mut self) {
         let now = Instant::now();
         self.last_sweep = Some(now);
         // Killed cgroups empty as their processes end (each of which was
         // reaped by superd or by a parent in the same cgroup).
         self.dying.retain(|c| !c.remove());
-        for (pid, child, ended) in self.children.reap() {
+        let (ended, orphans) = self.children.reap();
+        for (pid, child, ended) in ended {
             self.child_ended(pid, child, ended, now);
+        }
+        let lingering = !self.lingering.is_empty() || !self.dying.is_empty();
+        if !self.signals.watches_child_exits()
+            && self.children.swept(orphans, lingering)
+            && !self.sweep_due
+        {
+            self.sweep_due = true;
+            self.timer(now + SWEEP_INTERVAL_PIDFD, Timer::Sweep);
         }
     }
 
@@ -71,6 +123,11 @@ impl Daemon {
             self.dying.retain(|c| !c.remove());
         }
         self.child_ended(pid, child, ended, Instant::now());
+        if !self.signals.watches_child_exits() {
+            // What the child left as zombies came back to superd at its
+            // exit, and no SIGCHLD says so: a sweep, rate-bounded.
+            self.sweep_soon();
+        }
         true
     }
 
@@ -114,7 +171,12 @@ impl Daemon {
     /// runs in its cgroup gets SIGTERM now and SIGKILL kill_grace later.
     pub(super) fn after_child(&mut self, pid: Pid, child: &mut Child, now: Instant) {
         let cgroup = child.cgroup.take().and_then(|c| self.fence.release(c));
-        match children::leftover(pid, child, cgroup) {
+        let left = children::leftover(pid, child, cgroup);
+        if !matches!(left, Leftover::Nothing) {
+            // What outlived it comes back to superd as it ends.
+            self.children.expect_orphans();
+        }
+        match left {
             Leftover::Nothing => {}
             Leftover::Dying(cgroup) => self.dying.push(cgroup),
             Leftover::Lingering(l) => {

@@ -14,8 +14,9 @@ use super::Daemon;
 use crate::children::Pid;
 use crate::service::ServiceId;
 
-/// How often the report pipe of a child is read when epoll could not take
-/// it (out of memory, max_user_watches): the loop never waits for a child.
+/// How often the exec report of a child is looked at when epoll could
+/// not take its wake pipe (out of memory, max_user_watches), or when it
+/// has none (see `poll_timeout`): the loop never waits for a child.
 pub(super) const EXEC_CHECK: Duration = Duration::from_millis(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -28,7 +29,7 @@ pub(super) enum Timer {
     SessionIdle(Token),
     /// `proxy_timeout` of a connection waiting for its PROXY header.
     ProxyHeader(Token),
-    /// A child's exec report pipe the loop could not watch: looked at
+    /// A child's exec wake pipe the loop could not watch: looked at
     /// again (see EXEC_CHECK).
     ExecCheck(Pid, u64),
     /// The `waitpid(-1)` sweep held back by SWEEP_INTERVAL.

@@ -116,7 +116,9 @@ impl Daemon {
         entry.busy = true;
         crate::logging::flush();
         let fd = entry.listener.fd.as_fd();
-        match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None) {
+        // With a wake pipe: the datagram a failed UDP wait child leaves is
+        // dropped only while the child is alive (see `exec_settled_at_exit`).
+        match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None, true) {
             Ok((spawned, cgroup)) => {
                 let serving = Serving {
                     wait_listener: Some(token),

@@ -27,7 +27,7 @@ pub(super) enum Watched {
     Session,
     /// A child's stderr pipe (`Daemon::pipes`).
     Stderr,
-    /// The exec report pipe of the child with this pid.
+    /// The exec wake pipe of the child with this pid.
     Exec(Pid),
     /// A connection waiting for its PROXY header (`Daemon::headers`).
     Header,

@@ -10,10 +10,11 @@
 #![allow(unsafe_code)]
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::report::encode;
 use super::syscall;
-use super::{REPORT_LEN, Step};
+use super::{Step, TABLE_OWN};
 use crate::plan::SpawnPlan;
 
 /// A failed step and the errno it left.
@@ -46,8 +47,6 @@ pub(super) struct Child {
     /// `stderr` is the write end of the `stderr: log` pipe, made
     /// non-blocking with its read end: blocking again once on fd 2.
     pub(super) stderr_pipe: bool,
-    /// The write end of the report pipe (close-on-exec).
-    pub(super) report: RawFd,
     /// `Some(n)`: the kernel lacks `CLOSE_RANGE_CLOEXEC`; mark 3..n by hand.
     pub(super) fd_limit: Option<RawFd>,
     /// The signals to reset to their default disposition.
@@ -64,10 +63,15 @@ pub(super) struct Child {
     /// One above every descriptor the child uses: it keeps a copy of only
     /// those below (see [`Child::own_fd_table`]).
     pub(super) fds_below: RawFd,
-    /// Whether the child still shares superd's descriptor table: non-zero
-    /// until it has its own (see [`Child::let_superd_go_on`]); also the
-    /// clone's `CLONE_CHILD_CLEARTID` word.
+    /// Where the child is on its way to exec, and the clone's
+    /// `CLONE_CHILD_CLEARTID` word: `TABLE_SHARED` (or `TABLE_WAITED_ON`)
+    /// while it shares superd's descriptor table, `TABLE_OWN` once it has
+    /// its own (see [`Child::let_superd_go_on`]), 0 once the kernel
+    /// cleared it at exec or exit.
     pub(super) table: AtomicU32,
+    /// The failure report (see `report::encode`), written before
+    /// `_exit(127)`; 0 for none. superd reads it once `table` is 0.
+    pub(super) failure: AtomicU64,
 }
 
 impl Child {
@@ -75,8 +79,6 @@ impl Child {
     /// or report and `_exit(127)`.
     fn run(&self) -> ! {
         let own = self.own_fd_table();
-        // A failure is reported while superd still waits (so the report
-        // pipe's write end is still open in the table we share).
         if let Err(errno) = own {
             self.report(Failure(Step::Fds, errno));
         }
@@ -106,24 +108,22 @@ impl Child {
 
     /// Tells superd, waiting in [`super::wait_for_own_table`], that this
     /// child no longer shares its descriptor table (or failed to stop and
-    /// reported so): `table` back to 0 and, if superd sleeps on it, a
-    /// futex wake. The kernel does the same when the child exits or execs
-    /// (`CLONE_CHILD_CLEARTID`), so superd never waits on a child that
-    /// died first.
+    /// reported so): `table` to `TABLE_OWN` (not 0, which says "past exec
+    /// or exited" and is the kernel's to write) and, if superd sleeps on
+    /// it, a futex wake. The kernel clears it and wakes too when the
+    /// child exits or execs (`CLONE_CHILD_CLEARTID`), so superd never
+    /// waits on a child that died first.
     fn let_superd_go_on(&self) {
-        if self.table.swap(0, Ordering::AcqRel) == super::TABLE_WAITED_ON {
+        if self.table.swap(TABLE_OWN, Ordering::AcqRel) == super::TABLE_WAITED_ON {
             syscall::futex_wake(&self.table);
         }
     }
 
-    /// Writes the failure report.
+    /// Writes the failure report into superd's memory (one store), where
+    /// superd finds it once the kernel has cleared `table` at the exit
+    /// that follows.
     fn report(&self, Failure(step, errno): Failure) {
-        let mut report = [0u8; REPORT_LEN];
-        report[0..4].copy_from_slice(&step.code().to_ne_bytes());
-        report[4..8].copy_from_slice(&errno.to_ne_bytes());
-        // One write of 8 bytes to a pipe is atomic; if it fails there is
-        // no one to tell.
-        let _ = syscall::write(self.report, &report);
+        self.failure.store(encode(step, errno), Ordering::Release);
     }
 
     /// Returns only on failure.
@@ -250,8 +250,8 @@ impl Child {
             syscall::prctl(PR_SET_NO_NEW_PRIVS, 1).map_err(at(Step::NoNewPrivs))?;
         }
 
-        // 8. exec. On success the report pipe closes (close-on-exec) and
-        // superd hears EOF.
+        // 8. exec. On success the kernel clears `table` (and the report
+        // pipe, if any, closes: close-on-exec, superd hears EOF).
         let e = syscall::execve(self.path, plan.argv_ptr(), self.envp);
         Err(Failure(Step::Exec, e))
     }
@@ -259,7 +259,7 @@ impl Child {
     /// `pass: listen_fds` (superd.yaml(5), SOCKET ACTIVATION): socket i on
     /// fd 3+i, blocking, not close-on-exec; then the child's pid, in
     /// decimal, into the room after `LISTEN_PID=`. The sockets go up to
-    /// `park` first (above every source and the report pipe), then down:
+    /// `park` first (above every source and the wake pipe), then down:
     /// no dup3 lands on a descriptor still to be used. No allocation: the
     /// list and the room were made before the clone.
     fn listen_fds(&self) -> Result<(), Failure> {

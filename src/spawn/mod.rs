@@ -1,7 +1,7 @@
 //! Starting a child, parent side: the clone, the fds and memory lent to the
 //! child until it is past exec ([`Pending`]), which reads the failure report
-//! (`report.rs`). What runs after the clone is in `child.rs`, its raw system
-//! calls in `syscall.rs`.
+//! (`report.rs`) the child leaves in that memory. What runs after the clone
+//! is in `child.rs`, its raw system calls in `syscall.rs`.
 
 #![allow(unsafe_code)]
 
@@ -15,15 +15,19 @@
 // runs beside superd in the same memory: it must not write anything superd
 // uses (see [`child`]), and what it reads (the plan, its environment, its
 // stack) is kept alive by the [`Pending`] superd holds until the child is
-// past exec. A close-on-exec pipe tells superd when that is: EOF after
-// exec, or the failure report the child writes before it exits 127.
+// past exec. The clone's CLONE_CHILD_CLEARTID word says when that is: the
+// kernel clears it when the child execs or exits (as it does for a thread
+// library's stacks), and a child that fails before exec first stores its
+// report beside it. Nothing wakes superd for that by itself: where the
+// loop must know at once (see [`spawn_with_wake`]), a close-on-exec pipe
+// is added, whose EOF follows the clear.
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 use std::rc::Rc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -42,7 +46,6 @@ mod syscall;
 
 use child::{Child, child_main};
 use fds::{above, above_stdio, close_fallback_limit, dev_null, dup_above_stdio};
-use report::REPORT_LEN;
 pub use report::{ExecFailure, Step};
 use stack::{CHILD_STACK, Stack};
 
@@ -62,23 +65,26 @@ pub struct Spawned {
 }
 
 /// A child on its way to exec: what it reads (the plan, its environment,
-/// its stack) stays alive here until the child is past exec or has exited,
-/// which the report pipe says (see [`Pending::poll`]).
+/// its stack) and writes (its `table` word, its failure report) stays
+/// alive and in place here until the child is past exec or has exited,
+/// which the word says (see [`Pending::poll`]).
 pub struct Pending {
-    /// Read end of the close-on-exec report pipe, non-blocking.
-    pipe: OwnedFd,
-    /// Failure report bytes read so far.
-    got: [u8; REPORT_LEN],
-    len: usize,
-    done: bool,
-    /// What the child reads until it is past exec; `None` once it is.
+    /// Read end of the close-on-exec wake pipe, where one was asked for
+    /// (see [`spawn_with_wake`]): readable (EOF) once the child is past
+    /// exec or has exited. Never read: the outcome is in `lent`.
+    wake: Option<OwnedFd>,
+    /// `Some` once the child is past exec (or exited): its failure, if
+    /// any.
+    outcome: Option<Option<ExecFailure>>,
+    /// What the child uses until it is past exec; `None` once it is.
     lent: Option<Lent>,
 }
 
 /// The memory a child before exec uses, all in one place so that it is
 /// either freed together (the child is past exec) or leaked together.
+/// `child` is boxed: the kernel and the child write into it by address.
 struct Lent {
-    _child: Box<Child>,
+    child: Box<Child>,
     _env: Env<'static>,
     _plan: Rc<SpawnPlan>,
     stack: Stack,
@@ -86,81 +92,67 @@ struct Lent {
 
 impl fmt::Debug for Pending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pending").field("done", &self.done).finish()
+        f.debug_struct("Pending")
+            .field("outcome", &self.outcome)
+            .field("wake", &self.wake)
+            .finish()
     }
 }
 
 impl Pending {
-    /// The report pipe, for the event loop to watch (readable when the
-    /// outcome is known).
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.pipe.as_fd()
+    /// The wake pipe, for the event loop to watch (readable when the
+    /// outcome is known); `None` when the child was started without one:
+    /// then nothing tells the loop, which looks with [`poll`](Self::poll).
+    pub fn wake_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.wake.as_ref().map(AsFd::as_fd)
     }
 
     /// `None` while the child has not reached exec; then `Some(None)` when
     /// it exec'd, `Some(Some(failure))` when it failed and exits 127.
-    /// Never blocks.
+    /// Never blocks, and makes no system call before the outcome is known.
     pub fn poll(&mut self) -> Option<Option<ExecFailure>> {
-        if self.done {
-            return Some(self.failure());
+        if let Some(outcome) = self.outcome {
+            return Some(outcome);
         }
-        loop {
-            let mut buf = [0u8; REPORT_LEN];
-            match nix::unistd::read(self.pipe.as_raw_fd(), &mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let take = n.min(REPORT_LEN - self.len);
-                    self.got[self.len..self.len + take].copy_from_slice(&buf[..take]);
-                    self.len += take;
-                }
-                Err(Errno::EINTR) => continue,
-                // Not yet; nor, to be safe, on an error a pipe we own
-                // cannot give: nothing is released while unsure.
-                Err(_) => return None,
-            }
+        let child = &self.lent.as_ref()?.child;
+        // The kernel clears the word (CLONE_CHILD_CLEARTID) when the child
+        // execs or exits, after it no longer uses our memory: from exec
+        // on, the child runs in memory of its own; and a failed child
+        // stored its report before its `_exit`.
+        if child.table.load(Ordering::Acquire) != PAST_EXEC {
+            return None;
         }
-        // EOF: the child's copy of the write end is closed, by exec
-        // (close-on-exec) or by its exit; either way it no longer uses our
-        // memory.
-        self.done = true;
+        let outcome = report::decode(child.failure.load(Ordering::Acquire));
+        self.outcome = Some(outcome);
+        self.wake = None;
         if let Some(lent) = self.lent.take() {
             lent.stack.release();
         }
-        Some(self.failure())
+        Some(outcome)
     }
 
-    /// Waits for the outcome (tests; the loop uses [`poll`](Self::poll)).
+    /// Waits for the outcome (tests; the loop uses [`poll`](Self::poll)):
+    /// asleep on the word, which the kernel wakes when it clears it.
     pub fn wait(&mut self) -> Option<ExecFailure> {
         loop {
             if let Some(outcome) = self.poll() {
                 return outcome;
             }
-            let mut pfd = [nix::poll::PollFd::new(
-                self.pipe.as_fd(),
-                nix::poll::PollFlags::POLLIN,
-            )];
-            let _ = nix::poll::poll(&mut pfd, nix::poll::PollTimeout::NONE);
+            if let Some(lent) = &self.lent {
+                let now = lent.child.table.load(Ordering::Acquire);
+                if now != PAST_EXEC {
+                    futex_wait(&lent.child.table, now);
+                }
+            }
         }
-    }
-
-    fn failure(&self) -> Option<ExecFailure> {
-        if self.len < REPORT_LEN {
-            return None;
-        }
-        let step = u32::from_ne_bytes(self.got[0..4].try_into().unwrap_or_default());
-        let errno = i32::from_ne_bytes(self.got[4..8].try_into().unwrap_or_default());
-        Some(ExecFailure {
-            step: Step::from_code(step).unwrap_or(Step::Exec),
-            errno: Errno::from_raw(errno),
-        })
     }
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if !self.done && self.poll().is_none() {
+        if self.poll().is_none() {
             // Still before exec (superd is exiting, or the caller gave up):
-            // the child may still read what this holds, so it is leaked,
+            // the child may still use what this holds, so it is leaked,
             // never freed under it.
             std::mem::forget(self.lent.take());
         }
@@ -169,8 +161,9 @@ impl Drop for Pending {
 
 /// Starts the plan's program on `sock` (blocking in the child) with the
 /// environment for `conn`, without waiting for it: the outcome comes later
-/// through [`Spawned::exec`]. `Err` only when no child was started
-/// (`EAGAIN`, `ENOMEM`, or `EINVAL` for a builtin's plan). Does not reap.
+/// through [`Spawned::exec`], without a wake pipe (see
+/// [`spawn_with_wake`]). `Err` only when no child was started (`EAGAIN`,
+/// `ENOMEM`, or `EINVAL` for a builtin's plan). Does not reap.
 ///
 /// `cgroup`, a cgroup v2 directory, is where the child starts (`clone3`
 /// with `CLONE_INTO_CGROUP`: no migration after the start, nothing for the
@@ -181,17 +174,31 @@ pub fn spawn(
     conn: &ConnInfo,
     cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<Spawned, Errno> {
+    spawn_with_wake(plan, sock, conn, cgroup, false)
+}
+
+/// As [`spawn`]; with `wake`, the child also gets a close-on-exec pipe
+/// whose read end ([`Pending::wake_fd`]) turns readable once it is past
+/// exec or has exited, for a loop that must hear of it at once. It costs
+/// a pipe2, an epoll registration, and two closes per child.
+pub fn spawn_with_wake(
+    plan: &Rc<SpawnPlan>,
+    sock: BorrowedFd<'_>,
+    conn: &ConnInfo,
+    cgroup: Option<BorrowedFd<'_>>,
+    wake: bool,
+) -> Result<Spawned, Errno> {
     if plan.listen_fds().is_some() {
         return spawn_listen_fds(plan, &[sock], conn, cgroup);
     }
-    spawn_with(plan, sock, conn, Vec::new(), cgroup)
+    spawn_with(plan, sock, conn, Vec::new(), cgroup, wake)
 }
 
 /// `pass: listen_fds` (superd.yaml(5), SOCKET ACTIVATION): starts the
 /// plan's program with `socks` on fds 3 and up, in order (blocking, not
 /// close-on-exec), /dev/null on fd 0, the log pipe or /dev/null on fds 1
-/// and 2, and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`. As [`spawn`]
-/// otherwise.
+/// and 2, and `LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`. As
+/// [`spawn_with_wake`] otherwise, always with the wake pipe (wait mode).
 pub fn spawn_listen_fds(
     plan: &Rc<SpawnPlan>,
     socks: &[BorrowedFd<'_>],
@@ -208,18 +215,21 @@ pub fn spawn_listen_fds(
         conn,
         socks.iter().map(|s| s.as_raw_fd()).collect(),
         cgroup,
+        true,
     )
 }
 
 /// The one way a child is started: `sock` on fds 0 and 1 (and 2 per the
 /// plan's `stderr`), or, with `listen` not empty, /dev/null on fd 0, the
-/// stderr target on fds 1 and 2, and `listen` on fds 3 and up.
+/// stderr target on fds 1 and 2, and `listen` on fds 3 and up; `wake`:
+/// with a wake pipe.
 fn spawn_with(
     plan: &Rc<SpawnPlan>,
     sock: BorrowedFd<'_>,
     conn: &ConnInfo,
     listen: Vec<RawFd>,
     cgroup: Option<BorrowedFd<'_>>,
+    wake: bool,
 ) -> Result<Spawned, Errno> {
     let path = plan.path().ok_or(Errno::EINVAL)?.as_ptr();
     // SAFETY: the environment points into `plan` (kept alive, unmoved, by
@@ -252,19 +262,24 @@ fn spawn_with(
         }
         StderrMode::Null => (None, None, dev_null()?),
     };
-    // Both ends non-blocking in one call: the loop's read end must be, and
-    // the child writes its 8-byte report into an empty pipe, which never
-    // blocks (no fcntl pair per connection).
-    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-    // The child's dup3 onto 0-2 must not land on it, nor, with listen_fds,
-    // its dup3 onto 3 … 3+n-1 (it reports a failure after those).
-    let report_w = above(report_w, 3 + listen.len() as RawFd)?;
+    // The wake pipe: nothing is written to it; the child's copy of the
+    // write end closes at its exec (close-on-exec) or exit, after the
+    // kernel cleared the word, and the loop hears EOF.
+    let (wake_r, wake_w) = if wake {
+        let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        // The child's dup3 onto 0-2 must not land on the write end, nor,
+        // with listen_fds, its dup3 onto 3 … 3+n-1: it would close early.
+        (Some(r), Some(above(w, 3 + listen.len() as RawFd)?))
+    } else {
+        (None, None)
+    };
     // Where the child parks the sockets before it moves them down onto
     // 3 … 3+n-1: above every descriptor it still needs (see
     // `Child::listen_fds`).
     let park = listen
         .iter()
-        .chain([sock_fd, stderr_fd, report_w.as_raw_fd()].iter())
+        .chain([sock_fd, stderr_fd].iter())
+        .chain(wake_w.as_ref().map(AsRawFd::as_raw_fd).iter())
         .copied()
         .max()
         .unwrap_or(2)
@@ -288,7 +303,6 @@ fn spawn_with(
         sock: sock_fd,
         stderr: stderr_fd,
         stderr_pipe: stderr_w.is_some(),
-        report: report_w.as_raw_fd(),
         fd_limit: close_fallback_limit(),
         signals: non_default_signals(),
         listen,
@@ -296,6 +310,7 @@ fn spawn_with(
         pid_slot: env.pid_slot(),
         fds_below,
         table: AtomicU32::new(TABLE_SHARED),
+        failure: AtomicU64::new(0),
     });
     let table = child.table.as_ptr();
     let stack = Stack::take()?;
@@ -356,7 +371,7 @@ fn spawn_with(
         }
     } else {
         // `Pending` keeps `child`, the plan, the environment and the stack
-        // alive until the report pipe says the child is past exec.
+        // alive until the `table` word says the child is past exec.
         // SAFETY: the child makes only raw syscalls on `child`, kept alive
         // as said; it never returns. The kernel writes only `table` (the
         // ctid word, inside `child`) when the child exits or execs.
@@ -382,10 +397,10 @@ fn spawn_with(
     // Nothing of the table may change before the child has its copy (a
     // descriptor it needs closed, or its number given to another file).
     wait_for_own_table(&child.table);
-    // The child has its own copies now: ours go, so EOF on the report pipe
+    // The child has its own copies now: ours go, so EOF on the wake pipe
     // means "past exec" and EOF on the stderr pipe "the child and its
     // descendants are done".
-    drop(report_w);
+    drop(wake_w);
     drop(stderr_w);
     drop(sock_moved);
     // SAFETY: with CLONE_PIDFD the kernel wrote a new close-on-exec pidfd
@@ -396,12 +411,10 @@ fn spawn_with(
         pidfd,
         stderr: stderr_r,
         exec: Pending {
-            pipe: report_r,
-            got: [0; REPORT_LEN],
-            len: 0,
-            done: false,
+            wake: wake_r,
+            outcome: None,
             lent: Some(Lent {
-                _child: child,
+                child,
                 _env: env,
                 _plan: plan.clone(),
                 stack,
@@ -410,15 +423,21 @@ fn spawn_with(
     })
 }
 
-/// [`Child::table`] before the child has a descriptor table of its own;
-/// 0 after (the child's store, or the kernel's `CLONE_CHILD_CLEARTID` one
-/// when it exits or execs).
+/// [`Child::table`] before the child has a descriptor table of its own.
 const TABLE_SHARED: u32 = 1;
 /// The same, with superd asleep on it (futex).
 const TABLE_WAITED_ON: u32 = 2;
+/// The child has a descriptor table of its own and is not yet past exec
+/// (the child's store).
+const TABLE_OWN: u32 = 3;
+/// Past exec, or exited: the kernel's `CLONE_CHILD_CLEARTID` store, the
+/// last write to the word.
+const PAST_EXEC: u32 = 0;
 
 /// Waits until the child no longer shares superd's descriptor table: its
 /// first step, a few microseconds; asleep on a futex if it has not run yet.
+/// Done once the word holds anything else than TABLE_SHARED or
+/// TABLE_WAITED_ON: TABLE_OWN, or PAST_EXEC for a child that died first.
 fn wait_for_own_table(table: &AtomicU32) {
     loop {
         match table.compare_exchange(
@@ -430,20 +449,25 @@ fn wait_for_own_table(table: &AtomicU32) {
             Ok(_) | Err(TABLE_WAITED_ON) => {}
             Err(_) => return,
         }
-        // SAFETY: futex(2) FUTEX_WAIT on a live word of ours: sleeps while
-        // it still holds TABLE_WAITED_ON (EAGAIN otherwise, EINTR on a
-        // signal: both looped); shared (not _PRIVATE), as the kernel's
-        // CLONE_CHILD_CLEARTID wake is.
-        unsafe {
-            libc::syscall(
-                libc::SYS_futex,
-                table.as_ptr(),
-                libc::FUTEX_WAIT,
-                TABLE_WAITED_ON,
-                ptr::null::<libc::timespec>(),
-            )
-        };
+        futex_wait(table, TABLE_WAITED_ON);
     }
+}
+
+/// Sleeps while `word` holds `value`: at once when it holds another
+/// (EAGAIN), or until a wake or a signal (EINTR); callers look again.
+fn futex_wait(word: &AtomicU32, value: u32) {
+    // SAFETY: futex(2) FUTEX_WAIT on a live word of ours, which the call
+    // only reads; shared (not _PRIVATE), as the kernel's
+    // CLONE_CHILD_CLEARTID wake is.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            value,
+            ptr::null::<libc::timespec>(),
+        )
+    };
 }
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7), the flag of `clone3` only.

@@ -1,6 +1,6 @@
 //! The failure report a child writes before it exits 127: the step of
 //! the child sequence that failed ([`Step`]) and its errno, as superd
-//! logs them ([`ExecFailure`]).
+//! logs them ([`ExecFailure`]), packed in one word of superd's memory.
 
 use std::fmt;
 
@@ -78,11 +78,11 @@ impl Step {
         }
     }
 
-    pub(super) fn code(self) -> u32 {
+    fn code(self) -> u32 {
         self as u32
     }
 
-    pub(super) fn from_code(code: u32) -> Option<Step> {
+    fn from_code(code: u32) -> Option<Step> {
         Step::ALL.get(code as usize).copied()
     }
 }
@@ -107,8 +107,21 @@ impl fmt::Display for ExecFailure {
     }
 }
 
-/// The failure report: step code and errno, native endian.
-pub(super) const REPORT_LEN: usize = 8;
+/// The failure report as the child stores it: the step's code plus one
+/// in the high half (so that 0 is "no failure"), the errno in the low.
+pub(super) fn encode(step: Step, errno: libc::c_int) -> u64 {
+    (u64::from(step.code()) + 1) << 32 | u64::from(errno as u32)
+}
+
+/// The failure a report word holds; `None` for 0.
+pub(super) fn decode(word: u64) -> Option<ExecFailure> {
+    let code = (word >> 32) as u32;
+    let step = code.checked_sub(1)?;
+    Some(ExecFailure {
+        step: Step::from_code(step).unwrap_or(Step::Exec),
+        errno: Errno::from_raw(word as u32 as i32),
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -120,6 +133,11 @@ mod tests {
             assert_eq!(Step::from_code(step.code()), Some(step));
         }
         assert_eq!(Step::from_code(99), None);
+        assert_eq!(decode(0), None);
+        let f = decode(encode(Step::Setuid, libc::EPERM)).expect("a failure");
+        assert_eq!((f.step, f.errno), (Step::Setuid, Errno::EPERM));
+        let f = decode(encode(Step::Signals, 0)).expect("a failure");
+        assert_eq!((f.step, f.errno), (Step::Signals, Errno::from_raw(0)));
         assert_eq!(Step::Exec.as_str(), "exec");
         assert_eq!(Step::Setgroups.to_string(), "setgroups");
     }

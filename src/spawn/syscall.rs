@@ -408,13 +408,6 @@ pub fn execve(
     }
 }
 
-pub fn write(fd: libc::c_int, buf: &[u8]) -> Result<usize, libc::c_int> {
-    call(
-        libc::SYS_write,
-        [fd as usize, buf.as_ptr() as usize, buf.len(), 0, 0, 0],
-    )
-}
-
 pub fn exit(code: libc::c_int) -> ! {
     loop {
         let _ = call(libc::SYS_exit_group, [code as usize, 0, 0, 0, 0, 0]);

@@ -104,6 +104,8 @@ impl Daemon {
         if let Some((check, tokens)) = ctx.check.take() {
             self.unwatch_check(&check, &tokens);
         }
+        // A check killed at its deadline leaves its program to superd.
+        self.orphans_may_come();
         match verdict {
             Ok(()) => self.upgrade_pending = Some(Instant::now() + EXEC_WAIT),
             Err(why) => warn!("upgrade refused reason={}", quote(&why)),

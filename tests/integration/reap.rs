@@ -134,3 +134,23 @@ fn a_live_child_holds_one_pidfd_until_it_is_reaped() {
     pids.dedup();
     assert_eq!(pids.len(), LIVE);
 }
+
+/// A child that leaves a zombie of its own (a program it started ended,
+/// and the child never waited for it) hands it to superd at its exit:
+/// superd reaps it, though no child of its own is left to end and, with
+/// pidfds and cgroups, it reads no SIGCHLD.
+#[test]
+fn a_zombie_a_child_leaves_behind_is_reaped() {
+    let d = Superd::start(&format!(
+        "services:\n  z:\n    listen: 127.0.0.1:0\n    exec: [/bin/sh, -c, '/bin/true & exec /bin/sleep 0.3']\n    {}\n",
+        user_line()
+    ));
+    d.wait_for(&["ready services="]);
+    // Past the sweeps superd owes at start for what an earlier image may
+    // have left (see event_loop/reap.rs), so only the child's exit can
+    // bring one.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(exchange(&d.addr("z"), b""), b"");
+    d.wait_for(&["exit", "service=z", "status=0"]);
+    d.wait_until("no zombies", || d.zombies() == 0);
+}
