@@ -458,18 +458,6 @@ pub fn spawn_clone_child(
     null: BorrowedFd<'_>,
     err: BorrowedFd<'_>,
 ) -> io::Result<(i32, Option<OwnedFd>)> {
-    // clone_args up to `tls` (CLONE_ARGS_SIZE_VER0, 64 bytes).
-    #[repr(C)]
-    struct Args {
-        flags: u64,
-        pidfd: u64,
-        child_tid: u64,
-        parent_tid: u64,
-        exit_signal: u64,
-        stack: u64,
-        stack_size: u64,
-        tls: u64,
-    }
     assert!(argv.last().is_some_and(|p| p.is_null()));
     assert!(envp.last().is_some_and(|p| p.is_null()));
     let (null, err) = (null.as_raw_fd(), err.as_raw_fd());
@@ -478,23 +466,20 @@ pub fn spawn_clone_child(
     // SAFETY: writes only `empty`, which is ours.
     unsafe { libc::sigemptyset(&mut empty) };
     let mut pidfd: libc::c_int = -1;
-    let args = Args {
+    let args = CloneArgs {
         flags: libc::CLONE_PIDFD as u64,
         pidfd: &mut pidfd as *mut libc::c_int as u64,
-        child_tid: 0,
-        parent_tid: 0,
+        // No signal at its end: see above.
         exit_signal: 0,
-        stack: 0,
-        stack_size: 0,
-        tls: 0,
+        ..CloneArgs::default()
     };
     // SAFETY: without CLONE_VM the child runs on a copy of our memory, as
     // after fork(2); the kernel writes only `pidfd`, which is ours.
     let mut pid = unsafe {
         libc::syscall(
             libc::SYS_clone3,
-            &args as *const Args,
-            std::mem::size_of::<Args>(),
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
         )
     };
     let mut with_pidfd = true;
@@ -557,4 +542,23 @@ pub fn spawn_clone_child(
         pidfd_open(pid).ok()
     };
     Ok((pid, fd))
+}
+
+/// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2,
+/// 88 bytes; a kernel that knows only the first 64 takes it as long as
+/// the rest is zero), for every `clone3(2)` superd makes.
+#[repr(C)]
+#[derive(Default)]
+pub struct CloneArgs {
+    pub flags: u64,
+    pub pidfd: u64,
+    pub child_tid: u64,
+    pub parent_tid: u64,
+    pub exit_signal: u64,
+    pub stack: u64,
+    pub stack_size: u64,
+    pub tls: u64,
+    pub set_tid: u64,
+    pub set_tid_size: u64,
+    pub cgroup: u64,
 }

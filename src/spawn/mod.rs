@@ -22,6 +22,7 @@
 // loop must know at once (see [`spawn_with_wake`]), a close-on-exec pipe
 // is added, whose EOF follows the clear.
 
+use crate::sys::CloneArgs;
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -505,23 +506,6 @@ pub fn pidfd_works() -> bool {
         };
         ret == -1 && Errno::last() == Errno::EBADF
     })
-}
-
-/// The kernel's `struct clone_args` up to `cgroup` (CLONE_ARGS_SIZE_VER2).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
 }
 
 /// Whether `clone3(2)` can be used (Linux >= 5.3, and not refused with

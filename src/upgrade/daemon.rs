@@ -24,7 +24,8 @@ use crate::upgrade::state::{
 use crate::upgrade::{self, Context, State};
 
 /// How long an upgrade waits for children still on their way to exec
-/// (their report pipes cannot be carried): then it is refused.
+/// (they share superd's memory until then, which an exec replaces): then
+/// it is refused.
 pub const EXEC_WAIT: Duration = Duration::from_secs(2);
 
 /// Of the sockets a restored image adopts: the ones a `wait` child holds
