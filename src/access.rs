@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::service::{Cidr, canonical_ip};
+use std::net::SocketAddr;
 
 /// Why a connection was closed right after `accept`; `as_str` is the log's
 /// `reason=` value (superd(8), LOGS) and the status counters' name.
@@ -51,6 +51,37 @@ impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// An IP network for `only_from` / `deny_from`; the address is stored with
+/// its host bits cleared. IPv4-mapped IPv6 networks are stored as IPv4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Shows an IP as the logs and the environment do: IPv4-mapped IPv6
+/// addresses as plain IPv4 (superd(8), THE CHILD and LIMITS AND ACCESS).
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        },
+        v4 => v4,
+    }
+}
+
+/// `canonical_ip` for a socket address.
+pub fn canonical_addr(sa: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(sa.ip()), sa.port())
 }
 
 /// Whether `net` contains `ip`. An IPv4-mapped IPv6 peer (`::ffff:a.b.c.d`)

@@ -515,38 +515,11 @@ pub fn secs(d: Duration) -> String {
     format!("{:.3}s", d.as_secs_f64())
 }
 
-/// How a connection's child ended, as the metrics count it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Status 0, or a status or signal its service's `success_status`
-    /// lists.
-    Ok,
-    /// Another status, or the program never started (exec failed).
-    Error,
-    /// Killed by a signal `success_status` does not list.
-    Signal,
-    /// Ended after its `timeout` fired, however it ended.
-    Timeout,
-}
+/// How a connection's child ended, as the metrics count it (the type
+/// is the metrics'; how a child is judged is here).
+pub use crate::metrics::Outcome;
 
 impl Outcome {
-    /// In discriminant order: the metrics index their counters by it.
-    pub const ALL: [Outcome; 4] = [
-        Outcome::Ok,
-        Outcome::Error,
-        Outcome::Signal,
-        Outcome::Timeout,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Ok => "ok",
-            Outcome::Error => "error",
-            Outcome::Signal => "signal",
-            Outcome::Timeout => "timeout",
-        }
-    }
-
     /// Judges how `child` ended.
     pub fn of(child: &Child, ended: Ended) -> Outcome {
         if child.timed_out {

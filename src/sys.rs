@@ -249,51 +249,6 @@ pub fn tcp_listen_queue(sock: BorrowedFd<'_>) -> Option<u32> {
     (rc == 0 && len as usize >= 28 && info.tcpi_state == TCP_LISTEN).then_some(info.tcpi_unacked)
 }
 
-/// superd's own figures for the `process_*` metrics, from /proc/self
-/// (proc(5)): what cannot be read is left out.
-pub fn process_view() -> crate::metrics::ProcessView {
-    let mut v = crate::metrics::ProcessView {
-        open_fds: std::fs::read_dir("/proc/self/fd")
-            .ok()
-            // The directory's own descriptor is among those listed.
-            .map(|d| d.count().saturating_sub(1) as u64),
-        max_fds: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-            .ok()
-            .map(|(soft, _)| soft),
-        ..Default::default()
-    };
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |v| v.max(1) as f64);
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096, |v| v.max(1) as u64);
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
-        && let Some((_, rest)) = stat.rsplit_once(')')
-    {
-        // Fields after the command, from 3 (state): utime is 14, stime
-        // 15, starttime 22, vsize 23, rss 24.
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
-        if let (Some(u), Some(s)) = (num(14), num(15)) {
-            v.cpu_seconds = Some((u + s) as f64 / hz);
-        }
-        v.virtual_bytes = num(23);
-        v.resident_bytes = num(24).map(|p| p * page);
-        let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime "))
-                .and_then(|t| t.trim().parse::<u64>().ok())
-        });
-        if let (Some(b), Some(start)) = (btime, num(22)) {
-            v.start_time = Some(b as f64 + start as f64 / hz);
-        }
-    }
-    v
-}
-
 /// How a child reaped through its pidfd ended: `Exited(code)` or
 /// `Killed(signal)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,7 +267,7 @@ pub fn pidfd_reap(pidfd: BorrowedFd<'_>) -> io::Result<Option<PidfdExit>> {
         // SAFETY: waitid(2) writes only `info`, which is ours.
         let rc = unsafe {
             libc::waitid(
-                crate::spawn::P_PIDFD,
+                P_PIDFD,
                 pidfd.as_raw_fd() as libc::id_t,
                 &mut info,
                 libc::WEXITED | libc::WNOHANG,
@@ -561,4 +516,49 @@ pub struct CloneArgs {
     pub set_tid: u64,
     pub set_tid_size: u64,
     pub cgroup: u64,
+}
+
+/// `P_PIDFD` for waitid(2) (Linux 5.4).
+pub const P_PIDFD: libc::idtype_t = 3;
+
+/// Whether children are started with a pidfd and reaped through it:
+/// `clone3` works and waitid(2) knows `P_PIDFD` (Linux >= 5.4); probed
+/// once. Otherwise children are reaped by `waitpid(-1)` on SIGCHLD.
+pub fn pidfd_works() -> bool {
+    static PIDFD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PIDFD.get_or_init(|| {
+        if !clone3_works() {
+            return false;
+        }
+        // SAFETY: siginfo_t is plain data; all-zero is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // waitid(2) on a pidfd that is no open fd (the largest number; a
+        // negative one is EINVAL) waits for nothing: a kernel that knows
+        // P_PIDFD answers EBADF, an older one EINVAL.
+        // SAFETY: that call waits for nothing; `info` is ours to write.
+        let ret = unsafe {
+            libc::waitid(
+                P_PIDFD,
+                i32::MAX as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG,
+            )
+        };
+        ret == -1 && nix::errno::Errno::last() == nix::errno::Errno::EBADF
+    })
+}
+
+/// Whether `clone3(2)` can be used (Linux >= 5.3, and not refused with
+/// `ENOSYS` by a seccomp filter, as some container runtimes do); probed
+/// once. Otherwise children are started with `clone(2)`, and never in a
+/// cgroup of their own.
+pub fn clone3_works() -> bool {
+    static CLONE3: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *CLONE3.get_or_init(|| {
+        // SAFETY: clone3 with no arguments (NULL, size 0) starts nothing:
+        // a kernel that has it answers EINVAL (size below the first
+        // version of the struct).
+        let ret = unsafe { libc::syscall(libc::SYS_clone3, std::ptr::null::<CloneArgs>(), 0usize) };
+        ret == -1 && nix::errno::Errno::last() == nix::errno::Errno::EINVAL
+    })
 }

@@ -211,7 +211,7 @@ impl Drop for Fence {
 
 impl Cgroups {
     fn find() -> Result<Cgroups, String> {
-        if !crate::spawn::clone3_works() {
+        if !crate::sys::clone3_works() {
             return Err("no clone3".into());
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo")

@@ -121,7 +121,7 @@ impl Daemon {
             services,
             children,
             sessions,
-            process: crate::sys::process_view(),
+            process: crate::metrics::process_view(),
         }
     }
 

@@ -8,7 +8,6 @@
 use std::time::{Duration, Instant};
 
 use crate::access::Refusal;
-use crate::children::Outcome;
 
 /// The upper bounds of `superd_connection_duration_seconds`'s buckets, in
 /// seconds: from a 5 ms builtin reply to a 10 min session; longer ones
@@ -343,6 +342,84 @@ pub struct ProcessView {
     pub virtual_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
     pub start_time: Option<f64>,
+}
+
+/// superd's own figures for the `process_*` metrics, from /proc/self
+/// (proc(5)): what cannot be read is left out.
+pub fn process_view() -> ProcessView {
+    let mut v = ProcessView {
+        open_fds: std::fs::read_dir("/proc/self/fd")
+            .ok()
+            // The directory's own descriptor is among those listed.
+            .map(|d| d.count().saturating_sub(1) as u64),
+        max_fds: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+            .ok()
+            .map(|(soft, _)| soft),
+        ..Default::default()
+    };
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .map_or(100.0, |v| v.max(1) as f64);
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4096, |v| v.max(1) as u64);
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        && let Some((_, rest)) = stat.rsplit_once(')')
+    {
+        // Fields after the command, from 3 (state): utime is 14, stime
+        // 15, starttime 22, vsize 23, rss 24.
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        if let (Some(u), Some(s)) = (num(14), num(15)) {
+            v.cpu_seconds = Some((u + s) as f64 / hz);
+        }
+        v.virtual_bytes = num(23);
+        v.resident_bytes = num(24).map(|p| p * page);
+        let btime = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|t| t.trim().parse::<u64>().ok())
+        });
+        if let (Some(b), Some(start)) = (btime, num(22)) {
+            v.start_time = Some(b as f64 + start as f64 / hz);
+        }
+    }
+    v
+}
+
+/// How a connection's child ended, as the metrics count it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Status 0, or a status or signal its service's `success_status`
+    /// lists.
+    Ok,
+    /// Another status, or the program never started (exec failed).
+    Error,
+    /// Killed by a signal `success_status` does not list.
+    Signal,
+    /// Ended after its `timeout` fired, however it ended.
+    Timeout,
+}
+
+impl Outcome {
+    /// In discriminant order: the metrics index their counters by it.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Error,
+        Outcome::Signal,
+        Outcome::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Signal => "signal",
+            Outcome::Timeout => "timeout",
+        }
+    }
 }
 
 /// Everything status and metrics show, taken at one instant.

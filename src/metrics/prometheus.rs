@@ -3,9 +3,9 @@
 
 use std::fmt::Write as _;
 
+use super::Outcome;
 use super::{PauseReason, ServiceState, ServiceView, Snapshot};
 use crate::access::Refusal;
-use crate::children::Outcome;
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -17,7 +17,6 @@ use nix::unistd::{Uid, User, getegid, geteuid};
 use crate::service::{
     PassMode, Program, RlimitResource, Service, StderrMode, canonical_addr, cstring,
 };
-use crate::spawn::sandbox::Namespaces;
 
 mod env;
 
@@ -376,6 +375,38 @@ fn build_rlimits(service: &Service) -> Vec<(libc::__rlimit_resource_t, libc::rli
         ));
     }
     out
+}
+
+/// A service's namespaces (superd.yaml(5), "Fences"), made once per
+/// service by `spawn::sandbox` for its children to join; dropping it closes
+/// the fds (the namespaces go with the last child that joined them).
+#[derive(Debug)]
+pub struct Namespaces {
+    net: Option<std::os::fd::OwnedFd>,
+    mnt: Option<std::os::fd::OwnedFd>,
+}
+
+impl Namespaces {
+    /// The namespaces behind these descriptors (`/proc/PID/ns/*` opened
+    /// by the sandbox helper).
+    pub(crate) fn of(
+        net: Option<std::os::fd::OwnedFd>,
+        mnt: Option<std::os::fd::OwnedFd>,
+    ) -> Namespaces {
+        Namespaces { net, mnt }
+    }
+
+    /// The network namespace (`private_network`).
+    pub fn net_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.net.as_ref().map(AsRawFd::as_raw_fd)
+    }
+
+    /// The mount namespace (`private_tmp` and the path lists).
+    pub fn mnt_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.mnt.as_ref().map(AsRawFd::as_raw_fd)
+    }
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 
 pub use crc32c::{Crc32c, crc32c};
 
-use crate::service::canonical_addr;
+use crate::access::canonical_addr;
 
 /// Whether the event loop reads PROXY headers (it does: see
 /// `event_loop`'s header wait). Were it off, a service with

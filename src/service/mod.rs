@@ -16,7 +16,8 @@ mod fences;
 mod rlimit;
 mod success;
 
-pub use address::{ANY_V4, ANY_V6, Address, Cidr, SocketType, canonical_addr, canonical_ip};
+pub use crate::access::{Cidr, canonical_addr, canonical_ip};
+pub use address::{ANY_V4, ANY_V6, Address, SocketType};
 pub use fences::{CAPABILITIES, Fences, capability_name};
 pub use rlimit::{RlimValue, Rlimit, RlimitResource};
 pub use success::{ExitMatch, SuccessStatus};

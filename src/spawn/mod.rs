@@ -23,6 +23,7 @@
 // is added, whose EOF follows the clear.
 
 use crate::sys::CloneArgs;
+pub use crate::sys::{clone3_works, pidfd_works};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -477,51 +478,6 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `CLONE_PIDFD` (Linux 5.2): the kernel writes a pidfd for the child to
 /// `clone_args.pidfd`.
 const CLONE_PIDFD: u64 = 0x1000;
-
-/// `P_PIDFD` for waitid(2) (Linux 5.4).
-pub const P_PIDFD: libc::idtype_t = 3;
-
-/// Whether children are started with a pidfd and reaped through it:
-/// `clone3` works and waitid(2) knows `P_PIDFD` (Linux >= 5.4); probed
-/// once. Otherwise children are reaped by `waitpid(-1)` on SIGCHLD.
-pub fn pidfd_works() -> bool {
-    static PIDFD: OnceLock<bool> = OnceLock::new();
-    *PIDFD.get_or_init(|| {
-        if !clone3_works() {
-            return false;
-        }
-        // SAFETY: siginfo_t is plain data; all-zero is a valid value.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // waitid(2) on a pidfd that is no open fd (the largest number; a
-        // negative one is EINVAL) waits for nothing: a kernel that knows
-        // P_PIDFD answers EBADF, an older one EINVAL.
-        // SAFETY: that call waits for nothing; `info` is ours to write.
-        let ret = unsafe {
-            libc::waitid(
-                P_PIDFD,
-                i32::MAX as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG,
-            )
-        };
-        ret == -1 && Errno::last() == Errno::EBADF
-    })
-}
-
-/// Whether `clone3(2)` can be used (Linux >= 5.3, and not refused with
-/// `ENOSYS` by a seccomp filter, as some container runtimes do); probed
-/// once. Otherwise children are started with `clone(2)`, and never in a
-/// cgroup of their own.
-pub fn clone3_works() -> bool {
-    static CLONE3: OnceLock<bool> = OnceLock::new();
-    *CLONE3.get_or_init(|| {
-        // SAFETY: clone3 with no arguments (NULL, size 0) starts nothing:
-        // a kernel that has it answers EINVAL (size below the first
-        // version of the struct).
-        let ret = unsafe { libc::syscall(libc::SYS_clone3, ptr::null::<CloneArgs>(), 0usize) };
-        ret == -1 && Errno::last() == Errno::EINVAL
-    })
-}
 
 /// The signals whose disposition is not the default in superd: inherited
 /// `SIG_IGN`s (signal 32 under some supervisors), SIGPIPE (the Rust runtime

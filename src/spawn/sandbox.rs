@@ -21,25 +21,10 @@ use nix::errno::Errno;
 
 use crate::service::Fences;
 
-/// A service's namespaces; dropping it closes the fds (the namespaces go
-/// with the last child that joined them).
-#[derive(Debug)]
-pub struct Namespaces {
-    net: Option<OwnedFd>,
-    mnt: Option<OwnedFd>,
-}
+/// A service's namespaces (the type the plan carries; made here).
+pub use crate::plan::Namespaces;
 
 impl Namespaces {
-    /// The network namespace (`private_network`).
-    pub fn net_fd(&self) -> Option<RawFd> {
-        self.net.as_ref().map(AsRawFd::as_raw_fd)
-    }
-
-    /// The mount namespace (`private_tmp` and the path lists).
-    pub fn mnt_fd(&self) -> Option<RawFd> {
-        self.mnt.as_ref().map(AsRawFd::as_raw_fd)
-    }
-
     /// Makes the namespaces `fences` ask for (`None`: it asks for none);
     /// the private /tmp goes inside `chroot` when the service has one.
     /// Blocks for the few milliseconds the helper takes. The error says
@@ -261,10 +246,10 @@ fn build(ops: &[Op], net: bool, mnt: bool) -> Result<Namespaces, SetupError> {
                         })
                 };
                 (|| {
-                    Ok(Namespaces {
-                        net: if net { open("net")? } else { None },
-                        mnt: if mnt { open("mnt")? } else { None },
-                    })
+                    Ok(Namespaces::of(
+                        if net { open("net")? } else { None },
+                        if mnt { open("mnt")? } else { None },
+                    ))
                 })()
             } else {
                 let what = ops
