@@ -554,6 +554,9 @@ fn systemd_socket_proxyd_forwards_to_another_service() {
     assert_eq!(s.lines_with(&["spawn", "service=proxy "]).len(), 1);
     // And the echo service saw the proxy's connections.
     s.wait_for(&["exit", "service=echo "]);
+    // A SIGTERM, not the harness's SIGKILL: superd ends the proxy it
+    // started, which would otherwise outlive the test.
+    assert!(s.stop().success());
 }
 
 /// Each socket activation field is refused at load, with file:line:column,
