@@ -454,10 +454,9 @@ pub fn spawn_clone_child(
         }
     }
     if pid == 0 {
-        // SAFETY: the clone child, on a copy of the parent's memory: only
-        // raw syscalls on data prepared before the clone (descriptors, and
-        // the caller's null-terminated arrays of C strings). execve
-        // returns only on failure; every path ends in _exit or a signal.
+        // The clone child runs on a copy of the parent's memory; execve
+        // returns only on failure, and every path ends in _exit or a signal.
+        // SAFETY: only raw syscalls, on descriptors and C-string arrays made before the clone.
         unsafe {
             let me = libc::getpid();
             // As fork(2): the grandchild reports to this process with SIGCHLD.
