@@ -497,26 +497,21 @@ fn a_wait_service_with_its_child_running_says_so() {
     let out = status_cmd(&[sock.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let holder = doc["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "holder")
-        .expect("holder in the document");
+    // The entry of `list` whose `key` is `value`.
+    let entry = |list: &str, key: &str, value: &str| {
+        doc[list]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e[key] == value)
+            .unwrap_or_else(|| panic!("{list}: no {key}={value} in the document"))
+            .clone()
+    };
+    let holder = entry("services", "name", "holder");
     assert_eq!(holder["state"], "child_running");
-    let activated = doc["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "activated")
-        .expect("activated in the document");
+    let activated = entry("services", "name", "activated");
     assert_eq!(activated["state"], "child_running");
-    let child = doc["children"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["service"] == "holder")
-        .expect("holder's child in the document");
+    let child = entry("children", "service", "holder");
     assert!(child["peer"].is_null(), "a wait child has no peer: {child}");
     assert_eq!(d.stop().code(), Some(0));
 }
