@@ -111,11 +111,15 @@ fn take_from_pool<T>(
 }
 
 /// Binds a listener for every address of every enabled service, taking an
-/// existing one from `pool` when its key matches (reload). All or nothing:
-/// on failure, listeners bound here are closed (their socket files
-/// removed) and those taken from the pool are put back.
+/// existing one from `pool` when its key matches (reload). A service whose
+/// `kept_whole` entry is true keeps the listeners it runs with (a reload
+/// that left it unchanged): it gets none here, and its sockets are not in
+/// `pool`. All or nothing: on failure, listeners bound here are closed
+/// (their socket files removed) and those taken from the pool are put
+/// back.
 pub fn bind_all<T>(
     services: &[Service],
+    kept_whole: &[bool],
     pool: &mut Pool<T>,
     old: &HashMap<String, ServiceId>,
     inherited: &mut HashMap<(usize, usize), Listener>,
@@ -124,7 +128,7 @@ pub fn bind_all<T>(
     let mut failure = None;
     'outer: for (si, s) in services.iter().enumerate() {
         let mut slots = Vec::new();
-        if s.enabled {
+        if s.enabled && !kept_whole.get(si).copied().unwrap_or(false) {
             for i in 0..s.listen.len() {
                 if let Some(listener) = inherited.remove(&(si, i)) {
                     slots.push(Slot::new(listener));
@@ -263,6 +267,7 @@ mod tests {
     fn running(services: &[Service]) -> (Pool<u64>, HashMap<String, ServiceId>) {
         let bound = bind_all::<u64>(
             services,
+            &[],
             &mut Pool::new(),
             &HashMap::new(),
             &mut HashMap::new(),
@@ -304,7 +309,7 @@ mod tests {
             service("b", &["127.0.0.1:0"]),
             service("a", &["127.0.0.1:0"]),
         ];
-        let bound = bind_all(&new, &mut pool, &ids, &mut HashMap::new()).unwrap();
+        let bound = bind_all(&new, &[], &mut pool, &ids, &mut HashMap::new()).unwrap();
         assert_eq!(bound[0][0].kept, Some(2));
         assert_eq!(port(&bound[0][0]), ports[&2]);
         assert_eq!(bound[1][0].kept, Some(1));
@@ -320,7 +325,7 @@ mod tests {
         let old = [service("a", &["127.0.0.1:0"])];
         let (mut pool, ids) = running(&old);
         let new = [service("c", &["127.0.0.1:0"])];
-        let bound = bind_all(&new, &mut pool, &ids, &mut HashMap::new()).unwrap();
+        let bound = bind_all(&new, &[], &mut pool, &ids, &mut HashMap::new()).unwrap();
         assert_eq!(bound[0][0].kept, None, "bound anew");
         assert_eq!(pool.values().flatten().count(), 1, "a's socket is left");
     }
@@ -334,7 +339,7 @@ mod tests {
         let p = port(pool.values().flatten().next().unwrap());
         let mut new = [service("a", &[&format!("127.0.0.1:{p}")])];
         new[0].backlog = 7;
-        let mut bound = bind_all(&new, &mut pool, &ids, &mut HashMap::new()).unwrap();
+        let mut bound = bind_all(&new, &[], &mut pool, &ids, &mut HashMap::new()).unwrap();
         let slot = bound[0].pop().unwrap();
         assert_eq!(slot.kept, Some(1));
         assert_eq!(slot.listener.key.backlog, 7);
@@ -354,7 +359,7 @@ mod tests {
             service("n", &["127.0.0.1:0"]),
             service("z", &[&busy]),
         ];
-        let e = bind_all(&new, &mut pool, &ids, &mut HashMap::new()).unwrap_err();
+        let e = bind_all(&new, &[], &mut pool, &ids, &mut HashMap::new()).unwrap_err();
         assert!(e.to_string().starts_with("service z: "), "{e}");
         let back: Vec<Option<u64>> = pool.values().flatten().map(|s| s.kept).collect();
         assert_eq!(back, [Some(1)]);

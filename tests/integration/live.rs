@@ -644,3 +644,57 @@ fn a_reload_dropping_the_socket_owner_resets_it() {
     let m = std::fs::metadata(&sock).unwrap();
     assert_eq!((m.uid(), m.gid()), (0, 0), "{}", d.log_text());
 }
+
+/// A reload that changes one service keeps every other whole: its
+/// listening socket, and its state, such as a full max_connections (the
+/// connection waiting in its backlog is served once a slot frees after
+/// the reload, not before).
+#[test]
+fn a_reload_keeps_the_unchanged_services_whole() {
+    let config = |hold_port: u16, say_port: u16, word: &str| {
+        format!(
+            "services:\n  hold:\n    listen: 127.0.0.1:{hold_port}\n    exec: [/bin/cat]\n    max_connections: 1\n    {user}\n  say:\n    listen: 127.0.0.1:{say_port}\n    exec: [/bin/echo, {word}]\n    {user}\n",
+            user = user_line()
+        )
+    };
+    let d = Superd::start(&config(0, 0, "one"));
+    let (hold, say) = (d.port("hold"), d.port("say"));
+    d.dir.write("test.yaml", &config(hold, say, "one"));
+    d.signal(Signal::SIGHUP);
+    d.wait_nth(1, &["reloaded"]);
+    let inode = listening_inode(hold).expect("listening socket");
+    let addr = format!("127.0.0.1:{hold}");
+
+    // The one slot is taken; a second client waits in the backlog.
+    let mut first = connect(&addr);
+    first.write_all(b"first\n").unwrap();
+    assert_eq!(read_line_from(&mut first), "first");
+    let mut second = connect(&addr);
+    second.write_all(b"second\n").unwrap();
+
+    d.dir.write("test.yaml", &config(hold, say, "two"));
+    d.signal(Signal::SIGHUP);
+    let line = d.wait_nth(2, &["reloaded"]);
+    assert_eq!(field(&line, "changed").as_deref(), Some("1"), "{line}");
+    assert_eq!(field(&line, "unchanged").as_deref(), Some("1"), "{line}");
+    assert_eq!(exchange(&format!("127.0.0.1:{say}"), b""), b"two\n");
+    // Still full: the second client is not served while the first holds
+    // the slot.
+    second
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let waited = second.read(&mut buf);
+    assert!(
+        matches!(&waited, Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut),
+        "the full service served a second client: {waited:?}"
+    );
+    drop(first);
+    second.set_read_timeout(Some(DEADLINE)).unwrap();
+    assert_eq!(read_line_from(&mut second), "second");
+    assert_eq!(
+        listening_inode(hold),
+        Some(inode),
+        "listening socket replaced"
+    );
+}
