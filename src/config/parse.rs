@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::message::clean_message;
-use super::{ConfigError, raw, tree, validate};
+use super::{ConfigError, raw, replay, tree, validate};
 
 pub(super) fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     let loc = e.location();
@@ -72,6 +72,21 @@ pub(super) fn parse(
             "a second YAML document: a file holds one mapping (no --- separators)",
         ));
         return None;
+    }
+    // Most files have no error: deserialize them from the nodes the walk
+    // recorded, without a second reading by libyaml. Where the recording
+    // cannot answer as serde_yaml would, or on any error, the file is read
+    // again below, and every error named as serde_yaml names it.
+    if walked.bare_octals.is_empty() && !walked.root_is_null && !replay::may_have_tags(text) {
+        let replayed = replay::Replay::new(&walked.events)
+            .run(|r| raw::RawFile::deserialize_skipping(r, &raw::Skip::default()));
+        if let Ok(raw) = replayed {
+            return Some(validate::Parsed {
+                path: path.to_path_buf(),
+                raw,
+                index: walked.index,
+            });
+        }
     }
     // A bare octal is an error of its field: that field is skipped below,
     // and the rest of the file is read.
