@@ -16,7 +16,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 
 /// One node, as serde_yaml presented it. A collection is followed by its
 /// nodes (a mapping's as key, value, key, value...) up to `end`, the index
-/// of the first event after it.
+/// of the first event after it; a mapping's `entries` only sizes what is
+/// read from it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event<'de> {
     Bool(bool),
@@ -36,6 +37,7 @@ pub enum Event<'de> {
     },
     Map {
         end: usize,
+        entries: usize,
     },
 }
 
@@ -102,7 +104,7 @@ impl<'e, 'de> Replay<'e, 'de> {
     /// The index after the node at `pos`.
     fn end_of_node(&self) -> Result<usize, Refused> {
         Ok(match self.peek()? {
-            Event::Seq { end } | Event::Map { end } => *end,
+            Event::Seq { end } | Event::Map { end, .. } => *end,
             _ => self.pos + 1,
         })
     }
@@ -118,9 +120,18 @@ impl<'e, 'de> Replay<'e, 'de> {
         }
     }
 
-    fn map<V: Visitor<'de>>(&mut self, v: V, end: usize) -> Result<V::Value, Refused> {
+    fn map<V: Visitor<'de>>(
+        &mut self,
+        v: V,
+        end: usize,
+        entries: usize,
+    ) -> Result<V::Value, Refused> {
         self.pos += 1;
-        let value = v.visit_map(Entries { r: &mut *self, end })?;
+        let value = v.visit_map(Entries {
+            r: &mut *self,
+            end,
+            entries,
+        })?;
         if self.pos == end {
             Ok(value)
         } else {
@@ -162,6 +173,7 @@ impl<'de> SeqAccess<'de> for Elements<'_, '_, 'de> {
 struct Entries<'r, 'e, 'de> {
     r: &'r mut Replay<'e, 'de>,
     end: usize,
+    entries: usize,
 }
 
 impl<'de> MapAccess<'de> for Entries<'_, '_, 'de> {
@@ -180,6 +192,10 @@ impl<'de> MapAccess<'de> for Entries<'_, '_, 'de> {
             return Err(Refused);
         }
         seed.deserialize(&mut *self.r)
+    }
+    /// serde_yaml gives none; a visitor may only size its buffers by it.
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.entries)
     }
 }
 
@@ -201,7 +217,7 @@ impl<'de> Deserializer<'de> for &mut Replay<'_, 'de> {
         let event = self.peek()?;
         match *event {
             Event::Seq { end } => return self.seq(v, end),
-            Event::Map { end } => return self.map(v, end),
+            Event::Map { end, entries } => return self.map(v, end, entries),
             _ => {}
         }
         self.pos += 1;
@@ -282,7 +298,7 @@ impl<'de> Deserializer<'de> for &mut Replay<'_, 'de> {
     /// mapping to serde_yaml) is refused.
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, Refused> {
         match *self.peek()? {
-            Event::Map { end } => self.map(v, end),
+            Event::Map { end, entries } => self.map(v, end, entries),
             _ => Err(Refused),
         }
     }

@@ -8,6 +8,7 @@
 //! borrow is a slice of the input text, so its offset is where it was written.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -186,11 +187,16 @@ pub fn walk<'de>(
     let mut st = State {
         text,
         record,
-        line_starts: line_starts(text),
+        line_starts: OnceCell::new(),
         nodes: 0,
         limit: EXTRA_NODES + text.len(),
-        out: Walked::default(),
-        char_checkpoints: char_checkpoints(text),
+        out: Walked {
+            // About what a file of services needs (a node per ten bytes
+            // or so), so that the recording is seldom copied as it grows.
+            events: Vec::with_capacity(if record { 0 } else { text.len() / 8 }),
+            ..Walked::default()
+        },
+        char_checkpoints: OnceCell::new(),
     };
     let root = Node {
         st: &mut st,
@@ -241,12 +247,14 @@ struct State<'de> {
     text: &'de str,
     /// Whether to fill in `out.index` (and not `out.events`).
     record: bool,
-    line_starts: Vec<usize>,
+    /// Where each line starts; built at the first position asked for
+    /// (most walks need none).
+    line_starts: OnceCell<Vec<usize>>,
     nodes: usize,
     limit: usize,
     out: Walked<'de>,
-    /// Characters before every `CHECKPOINT`-th byte.
-    char_checkpoints: Vec<usize>,
+    /// Characters before every `CHECKPOINT`-th byte (built likewise).
+    char_checkpoints: OnceCell<Vec<usize>>,
 }
 
 const CHECKPOINT: usize = 256;
@@ -276,8 +284,9 @@ impl<'de> State<'de> {
     }
 
     fn pos(&self, offset: usize) -> Pos {
-        let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts[line - 1];
+        let line_starts = self.line_starts.get_or_init(|| line_starts(self.text));
+        let line = line_starts.partition_point(|&s| s <= offset);
+        let start = line_starts[line - 1];
         // libyaml counts columns in characters.
         let column = self.chars_before(offset) - self.chars_before(start) + 1;
         Pos { line, column }
@@ -288,7 +297,8 @@ impl<'de> State<'de> {
     /// (a 1 MiB one-line flow file took seconds).
     fn chars_before(&self, offset: usize) -> usize {
         let k = offset / CHECKPOINT;
-        self.char_checkpoints[k] + count_chars(&self.text.as_bytes()[k * CHECKPOINT..offset])
+        let checkpoints = self.char_checkpoints.get_or_init(|| char_checkpoints(self.text));
+        checkpoints[k] + count_chars(&self.text.as_bytes()[k * CHECKPOINT..offset])
     }
     /// Records one node for `replay` (not with `record`).
     fn event(&mut self, e: Event<'de>) {
@@ -304,13 +314,17 @@ impl<'de> State<'de> {
         at
     }
 
-    fn close(&mut self, at: usize) {
+    /// Fills in the end (and a mapping's entries) of the collection
+    /// `open` started at `at`.
+    fn close(&mut self, at: usize, children: usize) {
         if self.record {
             return;
         }
         let n = self.out.events.len();
-        if let Some(Event::Seq { end } | Event::Map { end }) = self.out.events.get_mut(at) {
-            *end = n;
+        match self.out.events.get_mut(at) {
+            Some(Event::Seq { end }) => *end = n,
+            Some(Event::Map { end, entries }) => (*end, *entries) = (n, children),
+            _ => {}
         }
     }
 
@@ -514,13 +528,14 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             }
             i += 1;
         }
-        self.st.close(start);
+        self.st.close(start, i);
         Ok(false)
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<bool, A::Error> {
         self.nest()?;
-        let start = self.st.open(Event::Map { end: 0 });
+        let start = self.st.open(Event::Map { end: 0, entries: 0 });
         let mut seen = Seen::default();
+        let mut entries = 0;
         loop {
             let key = Key {
                 st: &mut *self.st,
@@ -547,8 +562,9 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                 octal,
             };
             map.next_value_seed(node)?;
+            entries += 1;
         }
-        self.st.close(start);
+        self.st.close(start, entries);
         Ok(false)
     }
 }

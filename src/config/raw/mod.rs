@@ -171,10 +171,21 @@ impl Skip {
         self.current.borrow().clone()
     }
 
+    /// Notes `path` as `current`, reusing its strings: this runs for
+    /// every key of a file.
     fn reading(&self, path: &[&str]) {
         let mut c = self.current.borrow_mut();
-        c.clear();
-        c.extend(path.iter().map(|p| p.to_string()));
+        c.truncate(path.len());
+        for (i, p) in path.iter().enumerate() {
+            match c.get_mut(i) {
+                Some(s) if s == p => {}
+                Some(s) => {
+                    s.clear();
+                    s.push_str(p);
+                }
+                None => c.push(p.to_string()),
+            }
+        }
     }
 
     fn has(&self, path: &[&str]) -> bool {
@@ -254,13 +265,16 @@ impl<'de> Visitor<'de> for FieldKey<'_> {
         f.write_str("a field name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        let mut path = self.parent.to_vec();
-        path.push(v);
+        // `parent` has at most two parts (`["services", NAME]`).
+        let mut parts = [""; 3];
+        parts[..self.parent.len()].copy_from_slice(self.parent);
+        parts[self.parent.len()] = v;
+        let path = &parts[..=self.parent.len()];
         match (self.parent.is_empty(), v) {
-            (false, _) | (true, "defaults") => self.skip.reading(&path),
+            (false, _) | (true, "defaults") => self.skip.reading(path),
             (true, _) => self.skip.reading(&[]),
         }
-        if self.skip.has(&path) {
+        if self.skip.has(path) {
             return Ok(None);
         }
         if self.merge && v == MERGE_KEY {
@@ -321,7 +335,7 @@ impl<'de> Visitor<'de> for ServicesSeed<'_> {
         f.write_str("a mapping of service names to services")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services, A::Error> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(name) = map.next_key_seed(NameKey(self.0))? {
             match name {
                 None => {
