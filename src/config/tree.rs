@@ -297,7 +297,9 @@ impl<'de> State<'de> {
     /// (a 1 MiB one-line flow file took seconds).
     fn chars_before(&self, offset: usize) -> usize {
         let k = offset / CHECKPOINT;
-        let checkpoints = self.char_checkpoints.get_or_init(|| char_checkpoints(self.text));
+        let checkpoints = self
+            .char_checkpoints
+            .get_or_init(|| char_checkpoints(self.text));
         checkpoints[k] + count_chars(&self.text.as_bytes()[k * CHECKPOINT..offset])
     }
     /// Records one node for `replay` (not with `record`).
