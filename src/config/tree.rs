@@ -197,6 +197,7 @@ pub fn walk<'de>(
             ..Walked::default()
         },
         char_checkpoints: OnceCell::new(),
+        keys: Vec::new(),
     };
     let root = Node {
         st: &mut st,
@@ -255,6 +256,8 @@ struct State<'de> {
     out: Walked<'de>,
     /// Characters before every `CHECKPOINT`-th byte (built likewise).
     char_checkpoints: OnceCell<Vec<usize>>,
+    /// The keys of the mappings being walked (see `Seen`).
+    keys: Vec<(Cow<'de, str>, Option<usize>)>,
 }
 
 const CHECKPOINT: usize = 256;
@@ -536,7 +539,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<bool, A::Error> {
         self.nest()?;
         let start = self.st.open(Event::Map { end: 0, entries: 0 });
-        let mut seen = Seen::default();
+        let mut seen = Seen::new(self.st);
         let mut entries = 0;
         loop {
             let key = Key {
@@ -566,47 +569,59 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             map.next_value_seed(node)?;
             entries += 1;
         }
+        seen.end(self.st);
         self.st.close(start, entries);
         Ok(false)
     }
 }
 
-/// The keys of one mapping so far, with where each was written: a list
-/// while there are few (a service has a handful), a hash map beyond.
-enum Seen<'de> {
-    Few(Vec<(Cow<'de, str>, Option<usize>)>),
-    Many(HashMap<Cow<'de, str>, Option<usize>>),
-}
-
-impl Default for Seen<'_> {
-    fn default() -> Self {
-        Seen::Few(Vec::new())
-    }
+/// The keys of one mapping so far, with where each was written: while
+/// there are few (a service has a handful), on `State::keys` from `start`
+/// on (one list for the whole walk, each mapping's keys above its
+/// parent's), in a hash map beyond.
+struct Seen<'de> {
+    start: usize,
+    many: Option<HashMap<Cow<'de, str>, Option<usize>>>,
 }
 
 /// Keys a mapping may have before `Seen` hashes them.
 const FEW_KEYS: usize = 16;
 
 impl<'de> Seen<'de> {
-    fn get(&self, k: &str) -> Option<Option<usize>> {
-        match self {
-            Seen::Few(v) => v.iter().find(|(s, _)| s == k).map(|(_, at)| *at),
-            Seen::Many(m) => m.get(k).copied(),
+    fn new(st: &State<'de>) -> Self {
+        Seen {
+            start: st.keys.len(),
+            many: None,
         }
     }
 
-    fn insert(&mut self, k: Cow<'de, str>, at: Option<usize>) {
-        match self {
-            Seen::Few(v) if v.len() < FEW_KEYS => v.push((k, at)),
-            Seen::Few(v) => {
-                let mut m: HashMap<_, _> = v.drain(..).collect();
+    fn get(&self, st: &State<'de>, k: &str) -> Option<Option<usize>> {
+        match &self.many {
+            None => st.keys[self.start..]
+                .iter()
+                .find(|(s, _)| s == k)
+                .map(|(_, at)| *at),
+            Some(m) => m.get(k).copied(),
+        }
+    }
+
+    fn insert(&mut self, st: &mut State<'de>, k: Cow<'de, str>, at: Option<usize>) {
+        match &mut self.many {
+            None if st.keys.len() - self.start < FEW_KEYS => st.keys.push((k, at)),
+            None => {
+                let mut m: HashMap<_, _> = st.keys.drain(self.start..).collect();
                 m.insert(k, at);
-                *self = Seen::Many(m);
+                self.many = Some(m);
             }
-            Seen::Many(m) => {
+            Some(m) => {
                 m.insert(k, at);
             }
         }
+    }
+
+    /// The mapping ended: its keys leave the list.
+    fn end(self, st: &mut State<'de>) {
+        st.keys.truncate(self.start);
     }
 }
 
@@ -629,7 +644,7 @@ impl<'de> Key<'_, 'de> {
         e: Event<'de>,
     ) -> Result<Cow<'de, str>, E> {
         self.st.count()?;
-        if let Some(first) = self.seen.get(&k) {
+        if let Some(first) = self.seen.get(self.st, &k) {
             let at = first.map(|o| format!(" (first at line {})", self.st.pos(o).line));
             return Err(E::custom(format_args!(
                 "{}duplicate key \"{k}\"{}",
@@ -648,7 +663,7 @@ impl<'de> Key<'_, 'de> {
                 .keys
                 .insert(format!("{}{SEP}{k}", self.parent), p);
         }
-        self.seen.insert(k.clone(), at);
+        self.seen.insert(self.st, k.clone(), at);
         Ok(k)
     }
 }
