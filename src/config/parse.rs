@@ -81,6 +81,8 @@ pub(super) fn parse(
         let replayed = replay::Replay::new(&walked.events)
             .run(|r| raw::RawFile::deserialize_skipping(r, &raw::Skip::default()));
         if let Ok(raw) = replayed {
+            #[cfg(debug_assertions)]
+            same_as_serde_yaml(text, &raw);
             return Some(validate::Parsed {
                 path: path.to_path_buf(),
                 raw,
@@ -153,4 +155,21 @@ pub(super) fn parse(
         raw,
         index: walked.index,
     })
+}
+
+/// Debug builds (the tests, the fuzzer) hold every replayed file against
+/// serde_yaml's own reading of it: they must agree (`replay.rs`).
+#[cfg(debug_assertions)]
+fn same_as_serde_yaml(text: &str, replayed: &raw::RawFile) {
+    let direct = serde_yaml::Deserializer::from_str(text)
+        .next()
+        .map(|doc| raw::RawFile::deserialize_skipping(doc, &raw::Skip::default()));
+    match direct {
+        Some(Ok(direct)) => assert_eq!(
+            format!("{replayed:?}"),
+            format!("{direct:?}"),
+            "the replay differs from serde_yaml's reading of:\n{text}"
+        ),
+        other => panic!("the replay read what serde_yaml refuses ({other:?}):\n{text}"),
+    }
 }
