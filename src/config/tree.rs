@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
@@ -595,28 +596,36 @@ impl<'de> Seen<'de> {
         }
     }
 
-    fn get(&self, st: &State<'de>, k: &str) -> Option<Option<usize>> {
-        match &self.many {
-            None => st.keys[self.start..]
-                .iter()
-                .find(|(s, _)| s == k)
-                .map(|(_, at)| *at),
-            Some(m) => m.get(k).copied(),
-        }
-    }
-
-    fn insert(&mut self, st: &mut State<'de>, k: Cow<'de, str>, at: Option<usize>) {
+    /// Adds the key `k`, written at `at`; `Err` with where the first was
+    /// written when the mapping has it already.
+    fn insert(
+        &mut self,
+        st: &mut State<'de>,
+        k: Cow<'de, str>,
+        at: Option<usize>,
+    ) -> Result<(), Option<usize>> {
         match &mut self.many {
-            None if st.keys.len() - self.start < FEW_KEYS => st.keys.push((k, at)),
             None => {
-                let mut m: HashMap<_, _> = st.keys.drain(self.start..).collect();
-                m.insert(k, at);
-                self.many = Some(m);
+                if let Some((_, first)) = st.keys[self.start..].iter().find(|(s, _)| *s == k) {
+                    return Err(*first);
+                }
+                if st.keys.len() - self.start < FEW_KEYS {
+                    st.keys.push((k, at));
+                } else {
+                    let mut m: HashMap<_, _> = st.keys.drain(self.start..).collect();
+                    m.insert(k, at);
+                    self.many = Some(m);
+                }
             }
-            Some(m) => {
-                m.insert(k, at);
-            }
+            // One hash per key: a large mapping is the list of services.
+            Some(m) => match m.entry(k) {
+                Entry::Occupied(e) => return Err(*e.get()),
+                Entry::Vacant(e) => {
+                    e.insert(at);
+                }
+            },
         }
+        Ok(())
     }
 
     /// The mapping ended: its keys leave the list.
@@ -644,7 +653,7 @@ impl<'de> Key<'_, 'de> {
         e: Event<'de>,
     ) -> Result<Cow<'de, str>, E> {
         self.st.count()?;
-        if let Some(first) = self.seen.get(self.st, &k) {
+        if let Err(first) = self.seen.insert(self.st, k.clone(), at) {
             let at = first.map(|o| format!(" (first at line {})", self.st.pos(o).line));
             return Err(E::custom(format_args!(
                 "{}duplicate key \"{k}\"{}",
@@ -663,7 +672,6 @@ impl<'de> Key<'_, 'de> {
                 .keys
                 .insert(format!("{}{SEP}{k}", self.parent), p);
         }
-        self.seen.insert(self.st, k.clone(), at);
         Ok(k)
     }
 }
