@@ -55,6 +55,11 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
         (*depth > MAX_FLOW_BRACKETS).then_some(i)
     };
     while i < b.len() {
+        // Pass over the bytes no arm below acts on, in a tight loop.
+        match b[i..].iter().position(|&c| FLOW_BYTES[usize::from(c)]) {
+            Some(n) => i += n,
+            None => break,
+        }
         match b[i] {
             b'[' | b'{' => {
                 if let Some(at) = open(i, &mut depth) {
@@ -102,6 +107,18 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
     }
     None
 }
+
+/// The bytes `flow_too_deep` looks at.
+const FLOW_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut k = 0;
+    let bytes = b"[]{}\"'#";
+    while k < bytes.len() {
+        t[bytes[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
 
 fn pos_at(text: &str, offset: usize) -> Pos {
     let before = &text.as_bytes()[..offset];
