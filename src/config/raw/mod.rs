@@ -342,11 +342,17 @@ impl<'de> Visitor<'de> for ServicesSeed<'_> {
                     map.next_value::<de::IgnoredAny>()?;
                 }
                 Some(name) => {
-                    let raw = map.next_value_seed(ServiceSeed {
-                        skip: self.0,
-                        path: ["services", &name],
+                    // Read in place: a RawService is large, and there may
+                    // be thousands.
+                    out.push((name, RawService::default()));
+                    let (name, raw) = out.last_mut().expect("just pushed");
+                    map.next_value_seed(ServiceInto {
+                        seed: ServiceSeed {
+                            skip: self.0,
+                            path: ["services", name],
+                        },
+                        out: raw,
                     })?;
-                    out.push((name, raw));
                 }
             }
         }
@@ -419,6 +425,34 @@ impl ServiceSeed<'_> {
             &self.path
         }
     }
+
+    /// Reads one service's mapping into `out` (all unset).
+    fn fill<'de, A: MapAccess<'de>>(
+        &self,
+        out: &mut RawService,
+        mut map: A,
+    ) -> Result<(), A::Error> {
+        let mut merged = Vec::new();
+        while let Some(field) = map.next_key_seed(FieldKey {
+            fields: FIELDS,
+            merge: true,
+            skip: self.skip,
+            parent: self.parent(),
+        })? {
+            match field {
+                Some(MERGE_KEY) => merged = map.next_value_seed(Merged(self))?,
+                Some(f) => out.set(f, &mut map)?,
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        // The first mapping of a merge list wins over the later ones.
+        for m in merged {
+            out.fill_from(m);
+        }
+        Ok(())
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ServiceSeed<'_> {
@@ -433,28 +467,33 @@ impl<'de> Visitor<'de> for ServiceSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a mapping of service fields (listen, exec, user, ...)")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawService, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawService, A::Error> {
         let mut out = RawService::default();
-        let mut merged = Vec::new();
-        while let Some(field) = map.next_key_seed(FieldKey {
-            fields: FIELDS,
-            merge: true,
-            skip: self.skip,
-            parent: self.parent(),
-        })? {
-            match field {
-                Some(MERGE_KEY) => merged = map.next_value_seed(Merged(&self))?,
-                Some(f) => out.set(f, &mut map)?,
-                None => {
-                    map.next_value::<de::IgnoredAny>()?;
-                }
-            }
-        }
-        // The first mapping of a merge list wins over the later ones.
-        for m in merged {
-            out.fill_from(m);
-        }
+        self.fill(&mut out, map)?;
         Ok(out)
+    }
+}
+
+/// A service read into a given place (see `ServiceSeed`).
+struct ServiceInto<'a, 'b> {
+    seed: ServiceSeed<'a>,
+    out: &'b mut RawService,
+}
+
+impl<'de> DeserializeSeed<'de> for ServiceInto<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_struct("RawService", FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for ServiceInto<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Visitor::<'de>::expecting(&self.seed, f)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.seed.fill(self.out, map)
     }
 }
 
