@@ -10,6 +10,7 @@ mod message;
 mod oneline;
 mod parse;
 mod raw;
+mod replay;
 mod source;
 mod tree;
 mod validate;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use super::message::clean_message;
-use super::{ConfigError, raw, tree, validate};
+use super::{ConfigError, raw, replay, tree, validate};
 
 pub(super) fn yaml_error(file: &Path, e: &serde_yaml::Error) -> ConfigError {
     let loc = e.location();
@@ -73,6 +73,23 @@ pub(super) fn parse(
         ));
         return None;
     }
+    // Most files have no error: deserialize them from the nodes the walk
+    // recorded, without a second reading by libyaml. Where the recording
+    // cannot answer as serde_yaml would, or on any error, the file is read
+    // again below, and every error named as serde_yaml names it.
+    if walked.bare_octals.is_empty() && !walked.root_is_null && !replay::may_have_tags(text) {
+        let replayed = replay::Replay::new(&walked.events)
+            .run(|r| raw::RawFile::deserialize_skipping(r, &raw::Skip::default()));
+        if let Ok(raw) = replayed {
+            #[cfg(debug_assertions)]
+            same_as_serde_yaml(text, &raw);
+            return Some(validate::Parsed {
+                path: path.to_path_buf(),
+                raw,
+                index: walked.index,
+            });
+        }
+    }
     // A bare octal is an error of its field: that field is skipped below,
     // and the rest of the file is read.
     let mut skip = raw::Skip::default();
@@ -138,4 +155,21 @@ pub(super) fn parse(
         raw,
         index: walked.index,
     })
+}
+
+/// Debug builds (the tests, the fuzzer) hold every replayed file against
+/// serde_yaml's own reading of it: they must agree (`replay.rs`).
+#[cfg(debug_assertions)]
+fn same_as_serde_yaml(text: &str, replayed: &raw::RawFile) {
+    let direct = serde_yaml::Deserializer::from_str(text)
+        .next()
+        .map(|doc| raw::RawFile::deserialize_skipping(doc, &raw::Skip::default()));
+    match direct {
+        Some(Ok(direct)) => assert_eq!(
+            format!("{replayed:?}"),
+            format!("{direct:?}"),
+            "the replay differs from serde_yaml's reading of:\n{text}"
+        ),
+        other => panic!("the replay read what serde_yaml refuses ({other:?}):\n{text}"),
+    }
 }

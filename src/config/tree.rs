@@ -8,12 +8,15 @@
 //! borrow is a slice of the input text, so its offset is where it was written.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 
 use super::raw;
+use super::replay::Event;
 
 /// Collections nested deeper than this are refused; a service needs four.
 pub const MAX_DEPTH: usize = 16;
@@ -52,6 +55,11 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
         (*depth > MAX_FLOW_BRACKETS).then_some(i)
     };
     while i < b.len() {
+        // Pass over the bytes no arm below acts on, in a tight loop.
+        match b[i..].iter().position(|&c| FLOW_BYTES[usize::from(c)]) {
+            Some(n) => i += n,
+            None => break,
+        }
         match b[i] {
             b'[' | b'{' => {
                 if let Some(at) = open(i, &mut depth) {
@@ -99,6 +107,18 @@ pub fn flow_too_deep(text: &str) -> Option<Pos> {
     }
     None
 }
+
+/// The bytes `flow_too_deep` looks at.
+const FLOW_BYTES: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut k = 0;
+    let bytes = b"[]{}\"'#";
+    while k < bytes.len() {
+        t[bytes[k] as usize] = true;
+        k += 1;
+    }
+    t
+};
 
 fn pos_at(text: &str, offset: usize) -> Pos {
     let before = &text.as_bytes()[..offset];
@@ -159,39 +179,50 @@ impl Index {
 
 /// What the walk learned about one document.
 #[derive(Debug, Default)]
-pub struct Walked {
+pub struct Walked<'de> {
     pub index: Index,
     /// The root is null (`---` alone, `~`): a file without services.
     pub root_is_null: bool,
     /// Positions of bare (unquoted) numbers under `umask` / `socket_mode`.
     /// With the path of each: `["services", NAME, "umask"]`.
     pub bare_octals: Vec<(Pos, Vec<String>)>,
+    /// Every node as serde_yaml presented it, for `replay` (left empty
+    /// with `record`).
+    pub events: Vec<Event<'de>>,
 }
 
 /// Walks one document. An `Err` is the first structural problem; its
 /// location comes from serde_yaml. With `record`, the index of where each
 /// key and string value sits is filled in; without, it stays empty (most
 /// loads have no error after the walk to place, and the index costs a
-/// string and a hash insert per node: `index` builds it when one does).
+/// string and a hash insert per node: `index` builds it when one does),
+/// and the nodes are recorded for `replay` instead.
 pub fn walk<'de>(
     doc: serde_yaml::Deserializer<'de>,
     text: &'de str,
     record: bool,
-) -> Result<Walked, serde_yaml::Error> {
+) -> Result<Walked<'de>, serde_yaml::Error> {
     let mut st = State {
         text,
         record,
-        line_starts: line_starts(text),
+        line_starts: OnceCell::new(),
         nodes: 0,
         limit: EXTRA_NODES + text.len(),
-        out: Walked::default(),
-        char_checkpoints: char_checkpoints(text),
+        out: Walked {
+            // About what a file of services needs (a node per ten bytes
+            // or so), so that the recording is seldom copied as it grows.
+            events: Vec::with_capacity(if record { 0 } else { text.len() / 8 }),
+            ..Walked::default()
+        },
+        char_checkpoints: OnceCell::new(),
+        keys: Vec::new(),
     };
     let root = Node {
         st: &mut st,
         depth: 0,
         path: String::new(),
-        octal: false,
+        place: Place::Root,
+        octal: None,
     }
     .deserialize(doc)?;
     st.out.root_is_null = root;
@@ -233,14 +264,18 @@ fn line_starts(text: &str) -> Vec<usize> {
 
 struct State<'de> {
     text: &'de str,
-    /// Whether to fill in `out.index`.
+    /// Whether to fill in `out.index` (and not `out.events`).
     record: bool,
-    line_starts: Vec<usize>,
+    /// Where each line starts; built at the first position asked for
+    /// (most walks need none).
+    line_starts: OnceCell<Vec<usize>>,
     nodes: usize,
     limit: usize,
-    out: Walked,
-    /// Characters before every `CHECKPOINT`-th byte.
-    char_checkpoints: Vec<usize>,
+    out: Walked<'de>,
+    /// Characters before every `CHECKPOINT`-th byte (built likewise).
+    char_checkpoints: OnceCell<Vec<usize>>,
+    /// The keys of the mappings being walked (see `Seen`).
+    keys: Vec<(Cow<'de, str>, Option<usize>)>,
 }
 
 const CHECKPOINT: usize = 256;
@@ -261,7 +296,7 @@ fn char_checkpoints(text: &str) -> Vec<usize> {
     v
 }
 
-impl State<'_> {
+impl<'de> State<'de> {
     /// The offset of `s` in the text, when `s` is borrowed from it.
     fn offset(&self, s: &str) -> Option<usize> {
         let base = self.text.as_ptr() as usize;
@@ -270,8 +305,9 @@ impl State<'_> {
     }
 
     fn pos(&self, offset: usize) -> Pos {
-        let line = self.line_starts.partition_point(|&s| s <= offset);
-        let start = self.line_starts[line - 1];
+        let line_starts = self.line_starts.get_or_init(|| line_starts(self.text));
+        let line = line_starts.partition_point(|&s| s <= offset);
+        let start = line_starts[line - 1];
         // libyaml counts columns in characters.
         let column = self.chars_before(offset) - self.chars_before(start) + 1;
         Pos { line, column }
@@ -282,8 +318,39 @@ impl State<'_> {
     /// (a 1 MiB one-line flow file took seconds).
     fn chars_before(&self, offset: usize) -> usize {
         let k = offset / CHECKPOINT;
-        self.char_checkpoints[k] + count_chars(&self.text.as_bytes()[k * CHECKPOINT..offset])
+        let checkpoints = self
+            .char_checkpoints
+            .get_or_init(|| char_checkpoints(self.text));
+        checkpoints[k] + count_chars(&self.text.as_bytes()[k * CHECKPOINT..offset])
     }
+    /// Records one node for `replay` (not with `record`).
+    fn event(&mut self, e: Event<'de>) {
+        if !self.record {
+            self.out.events.push(e);
+        }
+    }
+
+    /// Records the start of a collection; `close` fills in its end.
+    fn open(&mut self, e: Event<'de>) -> usize {
+        let at = self.out.events.len();
+        self.event(e);
+        at
+    }
+
+    /// Fills in the end (and a mapping's entries) of the collection
+    /// `open` started at `at`.
+    fn close(&mut self, at: usize, children: usize) {
+        if self.record {
+            return;
+        }
+        let n = self.out.events.len();
+        match self.out.events.get_mut(at) {
+            Some(Event::Seq { end }) => *end = n,
+            Some(Event::Map { end, entries }) => (*end, *entries) = (n, children),
+            _ => {}
+        }
+    }
+
     fn count<E: de::Error>(&mut self) -> Result<(), E> {
         self.nodes += 1;
         if self.nodes > self.limit {
@@ -297,13 +364,71 @@ impl State<'_> {
     }
 }
 
+/// Where a node sits, as far as the bare octal rule cares: whether its
+/// keys are service fields. The rule matches the index paths
+/// `\0services\0NAME` and `\0defaults` (see `Index`), whatever the keys
+/// leading there hold.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Root,
+    /// The value of the top-level key `services`.
+    Services,
+    /// A service's mapping (or `defaults`): the one or two keys leading
+    /// to it, to build a bare octal's path from.
+    Body(&'a str, Option<&'a str>),
+    Other,
+}
+
+impl<'a> Place<'a> {
+    /// The place of a child of this node under the key (or index) `k`.
+    fn child(self, k: &'a str) -> Place<'a> {
+        match self {
+            Place::Root if k == "services" => Place::Services,
+            Place::Root
+                if k == "defaults"
+                    || k.split_once(SEP)
+                        .is_some_and(|(a, b)| a == "services" && !b.contains(SEP)) =>
+            {
+                Place::Body(k, None)
+            }
+            Place::Services if !k.contains(SEP) => Place::Body("services", Some(k)),
+            _ => Place::Other,
+        }
+    }
+}
+
+/// The value of `umask` or `socket_mode` in a service's mapping.
+#[derive(Clone, Copy)]
+struct OctalAt<'a> {
+    body: (&'a str, Option<&'a str>),
+    field: &'a str,
+}
+
+impl OctalAt<'_> {
+    /// The field's path, `["services", NAME, "umask"]`, cut from its index
+    /// path as the index would hold it.
+    fn path(&self) -> Vec<String> {
+        let mut p = format!("{SEP}{}", self.body.0);
+        if let Some(name) = self.body.1 {
+            p.push(SEP);
+            p.push_str(name);
+        }
+        p.push(SEP);
+        p.push_str(self.field);
+        p.split(SEP).skip(1).map(str::to_owned).collect()
+    }
+}
+
 /// One node; `deserialize` returns whether it was null.
 struct Node<'a, 'de> {
     st: &'a mut State<'de>,
     depth: usize,
+    /// The node's index path (`\0services\0NAME\0exec\00`); built only
+    /// with `record`, empty otherwise.
     path: String,
-    /// The node is the value of `umask` or `socket_mode`.
-    octal: bool,
+    place: Place<'a>,
+    /// Set for the value of `umask` or `socket_mode` of a service.
+    octal: Option<OctalAt<'a>>,
 }
 
 impl<'de> DeserializeSeed<'de> for Node<'_, 'de> {
@@ -314,16 +439,19 @@ impl<'de> DeserializeSeed<'de> for Node<'_, 'de> {
 }
 
 impl<'de> Node<'_, 'de> {
-    fn scalar<E: de::Error>(self) -> Result<bool, E> {
+    fn scalar<E: de::Error>(self, e: Event<'de>) -> Result<bool, E> {
         self.st.count()?;
+        self.st.event(e);
         Ok(false)
     }
 
-    /// Whether this node is a service's mapping (or `defaults`), whose keys
-    /// are service fields. Paths start with SEP: `\0services\0NAME`.
-    fn is_service_body(&self) -> bool {
-        let parts: Vec<&str> = self.path.split(SEP).collect();
-        matches!(parts.as_slice(), ["", "services", _] | ["", "defaults"])
+    /// A child's index path, with `record`.
+    fn child_path(&self, k: impl fmt::Display) -> String {
+        if self.st.record {
+            format!("{}{SEP}{k}", self.path)
+        } else {
+            String::new()
+        }
     }
 
     fn nest<E: de::Error>(&mut self) -> Result<(), E> {
@@ -343,32 +471,39 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any YAML value")
     }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        self.scalar()
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
+        self.scalar(Event::Bool(v))
     }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<bool, E> {
-        self.scalar()
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
+        self.scalar(Event::I64(v))
     }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<bool, E> {
-        self.scalar()
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
+        self.scalar(Event::U64(v))
     }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<bool, E> {
-        self.scalar()
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
+        self.scalar(Event::F64(v))
     }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<bool, E> {
-        self.scalar()
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        self.st.count()?;
+        if !self.st.record {
+            self.st.event(Event::Str(v.to_owned()));
+        }
+        Ok(false)
     }
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<bool, E> {
         self.st.count()?;
+        self.st.event(Event::Borrowed(v));
         if let Some(off) = self.st.offset(v) {
             // A quoted scalar's text starts right after its quote (the node
             // starts at the quote); a plain one cannot follow a quote.
             let quoted = off > 0 && matches!(self.st.text.as_bytes()[off - 1], b'"' | b'\'');
             let at = if quoted { off - 1 } else { off };
-            if self.octal && !quoted && v.starts_with(|c: char| c.is_ascii_digit()) {
-                let path = self.path.split(SEP).skip(1).map(str::to_owned).collect();
+            if let Some(octal) = self.octal
+                && !quoted
+                && v.starts_with(|c: char| c.is_ascii_digit())
+            {
                 let pos = self.st.pos(at);
-                self.st.out.bare_octals.push((pos, path));
+                self.st.out.bare_octals.push((pos, octal.path()));
             }
             if self.st.record {
                 let pos = self.st.pos(at);
@@ -379,10 +514,13 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         self.st.count()?;
+        self.st.event(Event::Unit);
         Ok(true)
     }
     fn visit_none<E: de::Error>(self) -> Result<bool, E> {
-        self.visit_unit()
+        self.st.count()?;
+        self.st.event(Event::Void);
+        Ok(true)
     }
     fn visit_enum<A: EnumAccess<'de>>(self, _: A) -> Result<bool, A::Error> {
         Err(de::Error::custom(format_args!(
@@ -392,24 +530,35 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
     }
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<bool, A::Error> {
         self.nest()?;
+        let start = self.st.open(Event::Seq { end: 0 });
         let mut i = 0usize;
         loop {
+            // Only the elements of a list under `services` are places
+            // that need their index as a name.
+            let name = match self.place {
+                Place::Services => i.to_string(),
+                _ => String::new(),
+            };
             let node = Node {
+                path: self.child_path(i),
                 st: &mut *self.st,
                 depth: self.depth + 1,
-                path: format!("{}{SEP}{i}", self.path),
-                octal: false,
+                place: self.place.child(&name),
+                octal: None,
             };
             if seq.next_element_seed(node)?.is_none() {
                 break;
             }
             i += 1;
         }
+        self.st.close(start, i);
         Ok(false)
     }
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<bool, A::Error> {
         self.nest()?;
-        let mut seen = HashMap::new();
+        let start = self.st.open(Event::Map { end: 0, entries: 0 });
+        let mut seen = Seen::new(self.st);
+        let mut entries = 0;
         loop {
             let key = Key {
                 st: &mut *self.st,
@@ -421,16 +570,84 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
             };
             // Only the service fields (`services.NAME.umask`,
             // `defaults.umask`): an `env` variable may be called umask.
-            let octal = (k == "umask" || k == "socket_mode") && self.is_service_body();
+            let octal = match self.place {
+                Place::Body(a, b) if k == "umask" || k == "socket_mode" => Some(OctalAt {
+                    body: (a, b),
+                    field: &k,
+                }),
+                _ => None,
+            };
             let node = Node {
+                path: self.child_path(&k),
                 st: &mut *self.st,
                 depth: self.depth + 1,
-                path: format!("{}{SEP}{k}", self.path),
+                place: self.place.child(&k),
                 octal,
             };
             map.next_value_seed(node)?;
+            entries += 1;
         }
+        seen.end(self.st);
+        self.st.close(start, entries);
         Ok(false)
+    }
+}
+
+/// The keys of one mapping so far, with where each was written: while
+/// there are few (a service has a handful), on `State::keys` from `start`
+/// on (one list for the whole walk, each mapping's keys above its
+/// parent's), in a hash map beyond.
+struct Seen<'de> {
+    start: usize,
+    many: Option<HashMap<Cow<'de, str>, Option<usize>>>,
+}
+
+/// Keys a mapping may have before `Seen` hashes them.
+const FEW_KEYS: usize = 16;
+
+impl<'de> Seen<'de> {
+    fn new(st: &State<'de>) -> Self {
+        Seen {
+            start: st.keys.len(),
+            many: None,
+        }
+    }
+
+    /// Adds the key `k`, written at `at`; `Err` with where the first was
+    /// written when the mapping has it already.
+    fn insert(
+        &mut self,
+        st: &mut State<'de>,
+        k: Cow<'de, str>,
+        at: Option<usize>,
+    ) -> Result<(), Option<usize>> {
+        match &mut self.many {
+            None => {
+                if let Some((_, first)) = st.keys[self.start..].iter().find(|(s, _)| *s == k) {
+                    return Err(*first);
+                }
+                if st.keys.len() - self.start < FEW_KEYS {
+                    st.keys.push((k, at));
+                } else {
+                    let mut m: HashMap<_, _> = st.keys.drain(self.start..).collect();
+                    m.insert(k, at);
+                    self.many = Some(m);
+                }
+            }
+            // One hash per key: a large mapping is the list of services.
+            Some(m) => match m.entry(k) {
+                Entry::Occupied(e) => return Err(*e.get()),
+                Entry::Vacant(e) => {
+                    e.insert(at);
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// The mapping ended: its keys leave the list.
+    fn end(self, st: &mut State<'de>) {
+        st.keys.truncate(self.start);
     }
 }
 
@@ -439,16 +656,21 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
 /// each of a large file's keys.
 struct Key<'a, 'de> {
     st: &'a mut State<'de>,
+    /// The mapping's index path (with `record`).
     parent: &'a str,
-    /// The keys of this mapping so far, with where each was written.
-    seen: &'a mut HashMap<Cow<'de, str>, Option<usize>>,
+    seen: &'a mut Seen<'de>,
 }
 
 impl<'de> Key<'_, 'de> {
     /// `at`: the key's offset in the text, when it is borrowed from it.
-    fn check<E: de::Error>(self, k: Cow<'de, str>, at: Option<usize>) -> Result<Cow<'de, str>, E> {
+    fn check<E: de::Error>(
+        self,
+        k: Cow<'de, str>,
+        at: Option<usize>,
+        e: Event<'de>,
+    ) -> Result<Cow<'de, str>, E> {
         self.st.count()?;
-        if let Some(first) = self.seen.get(&k) {
+        if let Err(first) = self.seen.insert(self.st, k.clone(), at) {
             let at = first.map(|o| format!(" (first at line {})", self.st.pos(o).line));
             return Err(E::custom(format_args!(
                 "{}duplicate key \"{k}\"{}",
@@ -456,6 +678,7 @@ impl<'de> Key<'_, 'de> {
                 at.unwrap_or_default()
             )));
         }
+        self.st.event(e);
         if self.st.record
             && let Some(o) = at
         {
@@ -466,7 +689,6 @@ impl<'de> Key<'_, 'de> {
                 .keys
                 .insert(format!("{}{SEP}{k}", self.parent), p);
         }
-        self.seen.insert(k.clone(), at);
         Ok(k)
     }
 }
@@ -489,25 +711,25 @@ impl<'de> Visitor<'de> for Key<'_, 'de> {
             let quoted = o > 0 && matches!(self.st.text.as_bytes()[o - 1], b'"' | b'\'');
             if quoted { o - 1 } else { o }
         });
-        self.check(Cow::Borrowed(v), at)
+        self.check(Cow::Borrowed(v), at, Event::Borrowed(v))
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_owned()), None)
+        self.check(Cow::Owned(v.to_owned()), None, Event::Str(v.to_owned()))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None)
+        self.check(Cow::Owned(v.to_string()), None, Event::U64(v))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None)
+        self.check(Cow::Owned(v.to_string()), None, Event::I64(v))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None)
+        self.check(Cow::Owned(v.to_string()), None, Event::F64(v))
     }
     fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None)
+        self.check(Cow::Owned(v.to_string()), None, Event::Bool(v))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Borrowed("~"), None)
+        self.check(Cow::Borrowed("~"), None, Event::Unit)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Cow<'de, str>, A::Error> {
         Err(de::Error::custom(format_args!(

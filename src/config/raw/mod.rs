@@ -171,10 +171,21 @@ impl Skip {
         self.current.borrow().clone()
     }
 
+    /// Notes `path` as `current`, reusing its strings: this runs for
+    /// every key of a file.
     fn reading(&self, path: &[&str]) {
         let mut c = self.current.borrow_mut();
-        c.clear();
-        c.extend(path.iter().map(|p| p.to_string()));
+        c.truncate(path.len());
+        for (i, p) in path.iter().enumerate() {
+            match c.get_mut(i) {
+                Some(s) if s == p => {}
+                Some(s) => {
+                    s.clear();
+                    s.push_str(p);
+                }
+                None => c.push(p.to_string()),
+            }
+        }
     }
 
     fn has(&self, path: &[&str]) -> bool {
@@ -254,13 +265,16 @@ impl<'de> Visitor<'de> for FieldKey<'_> {
         f.write_str("a field name")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        let mut path = self.parent.to_vec();
-        path.push(v);
+        // `parent` has at most two parts (`["services", NAME]`).
+        let mut parts = [""; 3];
+        parts[..self.parent.len()].copy_from_slice(self.parent);
+        parts[self.parent.len()] = v;
+        let path = &parts[..=self.parent.len()];
         match (self.parent.is_empty(), v) {
-            (false, _) | (true, "defaults") => self.skip.reading(&path),
+            (false, _) | (true, "defaults") => self.skip.reading(path),
             (true, _) => self.skip.reading(&[]),
         }
-        if self.skip.has(&path) {
+        if self.skip.has(path) {
             return Ok(None);
         }
         if self.merge && v == MERGE_KEY {
@@ -321,18 +335,24 @@ impl<'de> Visitor<'de> for ServicesSeed<'_> {
         f.write_str("a mapping of service names to services")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Services, A::Error> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(name) = map.next_key_seed(NameKey(self.0))? {
             match name {
                 None => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
                 Some(name) => {
-                    let raw = map.next_value_seed(ServiceSeed {
-                        skip: self.0,
-                        path: ["services", &name],
+                    // Read in place: a RawService is large, and there may
+                    // be thousands.
+                    out.push((name, RawService::default()));
+                    let (name, raw) = out.last_mut().expect("just pushed");
+                    map.next_value_seed(ServiceInto {
+                        seed: ServiceSeed {
+                            skip: self.0,
+                            path: ["services", name],
+                        },
+                        out: raw,
                     })?;
-                    out.push((name, raw));
                 }
             }
         }
@@ -405,6 +425,34 @@ impl ServiceSeed<'_> {
             &self.path
         }
     }
+
+    /// Reads one service's mapping into `out` (all unset).
+    fn fill<'de, A: MapAccess<'de>>(
+        &self,
+        out: &mut RawService,
+        mut map: A,
+    ) -> Result<(), A::Error> {
+        let mut merged = Vec::new();
+        while let Some(field) = map.next_key_seed(FieldKey {
+            fields: FIELDS,
+            merge: true,
+            skip: self.skip,
+            parent: self.parent(),
+        })? {
+            match field {
+                Some(MERGE_KEY) => merged = map.next_value_seed(Merged(self))?,
+                Some(f) => out.set(f, &mut map)?,
+                None => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        // The first mapping of a merge list wins over the later ones.
+        for m in merged {
+            out.fill_from(m);
+        }
+        Ok(())
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for ServiceSeed<'_> {
@@ -419,28 +467,33 @@ impl<'de> Visitor<'de> for ServiceSeed<'_> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a mapping of service fields (listen, exec, user, ...)")
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawService, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawService, A::Error> {
         let mut out = RawService::default();
-        let mut merged = Vec::new();
-        while let Some(field) = map.next_key_seed(FieldKey {
-            fields: FIELDS,
-            merge: true,
-            skip: self.skip,
-            parent: self.parent(),
-        })? {
-            match field {
-                Some(MERGE_KEY) => merged = map.next_value_seed(Merged(&self))?,
-                Some(f) => out.set(f, &mut map)?,
-                None => {
-                    map.next_value::<de::IgnoredAny>()?;
-                }
-            }
-        }
-        // The first mapping of a merge list wins over the later ones.
-        for m in merged {
-            out.fill_from(m);
-        }
+        self.fill(&mut out, map)?;
         Ok(out)
+    }
+}
+
+/// A service read into a given place (see `ServiceSeed`).
+struct ServiceInto<'a, 'b> {
+    seed: ServiceSeed<'a>,
+    out: &'b mut RawService,
+}
+
+impl<'de> DeserializeSeed<'de> for ServiceInto<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_struct("RawService", FIELDS, self)
+    }
+}
+
+impl<'de> Visitor<'de> for ServiceInto<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Visitor::<'de>::expecting(&self.seed, f)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.seed.fill(self.out, map)
     }
 }
 

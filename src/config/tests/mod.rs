@@ -140,5 +140,6 @@ mod ids;
 mod oneline;
 mod parse;
 mod paths;
+mod replay;
 mod service;
 mod socket;

@@ -230,6 +230,19 @@ fn duplicate_key_anywhere() {
     );
 }
 
+/// A mapping's keys are listed while few and hashed beyond (`tree.rs`,
+/// `Seen`): a duplicate is found, with its first line, either way.
+#[test]
+fn duplicate_key_in_a_large_mapping() {
+    for n in [15, 16, 17, 40] {
+        let vars: String = (0..n).map(|i| format!("      V{i}: x\n")).collect();
+        let text = format!(
+            "services:\n  a:\n    listen: 1\n    builtin: echo\n    env:\n{vars}      V0: y\n"
+        );
+        one(&text, 6 + n, 7, "duplicate key \"V0\" (first at line 6)");
+    }
+}
+
 #[test]
 fn bare_octal_umask() {
     let base = "services:\n  a:\n    listen: 1\n    builtin: echo\n";
