@@ -27,17 +27,6 @@ pub fn peer_shut_down(sock: BorrowedFd<'_>) -> bool {
     n == 1 && pfd.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
-/// Gives the CPU to the next task on it (sched_yield(2)): right after a
-/// clone, the child just started, so that it runs first where superd
-/// runs, rather than waiting for superd or being moved to an idle CPU
-/// that must be woken first (superd(8), THE CHILD).
-pub fn yield_cpu() {
-    // SAFETY: sched_yield(2) takes no argument and touches no memory.
-    unsafe {
-        libc::sched_yield();
-    }
-}
-
 /// Returns freed heap memory to the kernel (glibc keeps the peak of a large
 /// configuration load otherwise).
 pub fn trim_heap() {

@@ -259,14 +259,8 @@ impl Daemon {
                 // What was logged about this connection is written before
                 // its program can answer.
                 crate::logging::flush();
-                // Without other children to look after, superd has nothing
-                // that this child's start should wait for.
-                let alone = self.children.len() <= 1;
                 match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info, wake) {
                     Ok((spawned, cgroup)) => {
-                        if alone {
-                            crate::sys::yield_cpu();
-                        }
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
                         let serving = Serving {
