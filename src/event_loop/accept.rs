@@ -23,6 +23,7 @@ use crate::spawn;
 use crate::tree::{ConnCgroup, Fence};
 
 use super::exec::{Serving, wants_wake};
+use super::pin;
 use super::services::Pause;
 use super::timers::Timer;
 use super::{Daemon, proxy_field};
@@ -259,7 +260,20 @@ impl Daemon {
                 // What was logged about this connection is written before
                 // its program can answer.
                 crate::logging::flush();
-                match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info, wake) {
+                // With no other child to look after, the child starts on
+                // superd's CPU (pin.rs); with others, superd and its
+                // children are the scheduler's to spread.
+                let cpus = if self.children.len() <= 1 {
+                    let (cpus, pinned) = self.pin.for_lone_start();
+                    if pinned {
+                        self.timer(pin::window_end(Instant::now()), Timer::Unpin);
+                    }
+                    cpus
+                } else {
+                    self.pin.release();
+                    None
+                };
+                match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info, wake, cpus) {
                     Ok((spawned, cgroup)) => {
                         let st = self.services.get_mut(&sid).expect("live");
                         st.limits.connection_started();
@@ -297,9 +311,10 @@ pub(super) fn spawn_child(
     sock: std::os::fd::BorrowedFd<'_>,
     info: &ConnInfo,
     wake: bool,
+    cpus: Option<crate::sys::CpuMask>,
 ) -> Result<(spawn::Spawned, Option<ConnCgroup>), Errno> {
     start_in_cgroup(fence, |cgroup| {
-        spawn::spawn_with_wake(plan, sock, info, cgroup, wake)
+        spawn::spawn_with_wake(plan, sock, info, cgroup, wake, cpus)
     })
 }
 

@@ -87,6 +87,7 @@ impl Daemon {
             fence: Fence::start(),
             dying: Vec::new(),
             timers: Timers::default(),
+            pin: super::pin::Pin::default(),
             ready: Vec::new(),
             deferred: Vec::new(),
             closing: Vec::new(),

@@ -31,6 +31,7 @@ mod builtin;
 mod exec;
 mod header;
 mod install;
+mod pin;
 mod reap;
 mod services;
 mod shutdown;
@@ -137,6 +138,8 @@ pub struct Daemon {
     /// is set (see SWEEP_INTERVAL).
     last_sweep: Option<Instant>,
     sweep_due: bool,
+    /// superd on one CPU while it starts one child at a time (pin.rs).
+    pin: pin::Pin,
 
     // ---- timers.rs -------------------------------------------------------
     timers: Timers,
@@ -300,6 +303,7 @@ impl Daemon {
                     self.sweep_due = false;
                     self.reap();
                 }
+                Timer::Unpin => self.pin.release(),
             }
         }
     }

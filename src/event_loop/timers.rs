@@ -37,6 +37,8 @@ pub(super) enum Timer {
     /// A child's pidfd the loop could not watch: tried again (as
     /// ExecCheck).
     PidfdCheck(Pid, u64),
+    /// The end of a window on one CPU (see `pin`).
+    Unpin,
 }
 
 /// The pending timers, soonest first.
@@ -107,6 +109,7 @@ impl Daemon {
                 .get(*pid)
                 .is_some_and(|c| c.serial == *serial && c.exec.is_some()),
             Timer::Sweep => true,
+            Timer::Unpin => self.pin.is_held(),
             Timer::PidfdCheck(pid, serial) => {
                 self.children.get(*pid).is_some_and(|c| c.serial == *serial)
             }

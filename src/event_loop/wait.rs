@@ -118,7 +118,9 @@ impl Daemon {
         let fd = entry.listener.fd.as_fd();
         // With a wake pipe: the datagram a failed UDP wait child leaves is
         // dropped only while the child is alive (see `exec_settled_at_exit`).
-        match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None, true) {
+        // A wait child keeps superd's CPUs (pin.rs).
+        self.pin.release();
+        match spawn_child(&mut self.fence, &plan, fd, &ConnInfo::None, true, None) {
             Ok((spawned, cgroup)) => {
                 let serving = Serving {
                     wait_listener: Some(token),
@@ -171,6 +173,7 @@ impl Daemon {
             .map(|e| e.listener.fd.as_fd())
             .collect();
         crate::logging::flush();
+        self.pin.release();
         let result = start_in_cgroup(&mut self.fence, |cgroup| {
             spawn::spawn_listen_fds(plan, &fds, &ConnInfo::None, cgroup)
         });

@@ -72,6 +72,9 @@ pub(super) struct Child {
     /// The failure report (see `report::encode`), written before
     /// `_exit(127)`; 0 for none. superd reads it once `table` is 0.
     pub(super) failure: AtomicU64,
+    /// The CPUs to give the program: superd's own, when superd was pinned
+    /// to one CPU for this start (see `Start::cpus`).
+    pub(super) cpus: Option<libc::cpu_set_t>,
 }
 
 impl Child {
@@ -248,6 +251,12 @@ impl Child {
         }
         if fences.no_new_privs {
             syscall::prctl(PR_SET_NO_NEW_PRIVS, 1).map_err(at(Step::NoNewPrivs))?;
+        }
+
+        // superd's CPUs, when it started this child pinned to one (the
+        // program runs where the scheduler puts it, as without the pin).
+        if let Some(set) = &self.cpus {
+            syscall::sched_setaffinity(set).map_err(at(Step::Exec))?;
         }
 
         // 8. exec. On success the kernel clears `table` (and the report

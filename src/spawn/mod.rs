@@ -23,7 +23,7 @@
 // is added, whose EOF follows the clear.
 
 use crate::sys::CloneArgs;
-pub use crate::sys::{clone3_works, pidfd_works};
+pub use crate::sys::{CpuMask, clone3_works, pidfd_works};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -176,10 +176,11 @@ pub fn spawn(
     conn: &ConnInfo,
     cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<Spawned, Errno> {
-    spawn_with_wake(plan, sock, conn, cgroup, false)
+    spawn_with_wake(plan, sock, conn, cgroup, false, None)
 }
 
 /// As [`spawn`]; with `wake`, the child also gets a close-on-exec pipe
+/// (and with `cpus`, it runs the program on those CPUs: see [`spawn_with`])
 /// whose read end ([`Pending::wake_fd`]) turns readable once it is past
 /// exec or has exited, for a loop that must hear of it at once. It costs
 /// a pipe2, an epoll registration, and two closes per child.
@@ -189,11 +190,12 @@ pub fn spawn_with_wake(
     conn: &ConnInfo,
     cgroup: Option<BorrowedFd<'_>>,
     wake: bool,
+    cpus: Option<CpuMask>,
 ) -> Result<Spawned, Errno> {
     if plan.listen_fds().is_some() {
         return spawn_listen_fds(plan, &[sock], conn, cgroup);
     }
-    spawn_with(plan, sock, conn, Vec::new(), cgroup, wake)
+    spawn_with(plan, sock, conn, Vec::new(), cgroup, wake, cpus)
 }
 
 /// `pass: listen_fds` (superd.yaml(5), SOCKET ACTIVATION): starts the
@@ -218,13 +220,16 @@ pub fn spawn_listen_fds(
         socks.iter().map(|s| s.as_raw_fd()).collect(),
         cgroup,
         true,
+        None,
     )
 }
 
 /// The one way a child is started: `sock` on fds 0 and 1 (and 2 per the
 /// plan's `stderr`), or, with `listen` not empty, /dev/null on fd 0, the
 /// stderr target on fds 1 and 2, and `listen` on fds 3 and up; `wake`:
-/// with a wake pipe.
+/// with a wake pipe; `cpus`: the CPUs the program gets, when superd is
+/// pinned to one for the start (the child inherits the pin; see
+/// superd.8, THE CHILD).
 fn spawn_with(
     plan: &Rc<SpawnPlan>,
     sock: BorrowedFd<'_>,
@@ -232,6 +237,7 @@ fn spawn_with(
     listen: Vec<RawFd>,
     cgroup: Option<BorrowedFd<'_>>,
     wake: bool,
+    cpus: Option<CpuMask>,
 ) -> Result<Spawned, Errno> {
     let path = plan.path().ok_or(Errno::EINVAL)?.as_ptr();
     // SAFETY: the environment points into `plan` (kept alive, unmoved, by
@@ -313,6 +319,7 @@ fn spawn_with(
         fds_below,
         table: AtomicU32::new(TABLE_SHARED),
         failure: AtomicU64::new(0),
+        cpus: cpus.map(|m| m.0),
     });
     let table = child.table.as_ptr();
     let stack = Stack::take()?;

@@ -197,6 +197,22 @@ pub fn getpid() -> u32 {
     call(libc::SYS_getpid, [0; 6]).map_or(0, |p| p as u32)
 }
 
+/// sched_setaffinity(2) of the calling process to `set`.
+pub fn sched_setaffinity(set: &libc::cpu_set_t) -> Result<(), libc::c_int> {
+    call(
+        libc::SYS_sched_setaffinity,
+        [
+            0,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            set as *const libc::cpu_set_t as usize,
+            0,
+            0,
+            0,
+        ],
+    )
+    .map(drop)
+}
+
 pub fn setsid() -> Result<(), libc::c_int> {
     call(libc::SYS_setsid, [0; 6]).map(drop)
 }

@@ -53,6 +53,8 @@ impl Daemon {
     /// loop serves on (see [`upgrade::check`]). A SIGUSR2 that comes while
     /// a check runs or an upgrade waits is logged and ignored.
     pub(super) fn upgrade_requested(&mut self) {
+        // The check and the new image start with superd's own CPUs.
+        self.pin.release();
         let busy = self.upgrade_pending.is_some()
             || self.upgrade.as_ref().is_some_and(|c| c.check.is_some());
         if busy {
@@ -187,6 +189,7 @@ impl Daemon {
         }
         let state = self.export_state(&ctx);
         crate::logging::flush();
+        self.pin.release();
         let why = upgrade::exec_new(&ctx, &state);
         // Still here: the exec failed, nothing was given away.
         warn!("upgrade refused reason={}", quote(&why));

@@ -445,3 +445,37 @@ fn a_child_flooding_its_stderr_log_does_not_hold_the_loop() {
         "the flood had already ended"
     );
 }
+
+/// The CPUs in `/proc/PID/status` form (`Cpus_allowed_list`).
+fn cpus_allowed(status: &str) -> Option<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|v| v.trim().to_owned())
+}
+
+/// A program gets superd's CPUs, even when superd started it pinned to
+/// the one it runs on (one child at a time: superd.8, THE CHILD).
+#[test]
+fn the_program_runs_on_superds_cpus_not_on_the_one_it_was_started_on() {
+    let ours = cpus_allowed(&std::fs::read_to_string("/proc/self/status").unwrap())
+        .expect("Cpus_allowed_list");
+    if !ours.contains([',', '-']) {
+        skip(&format!("one CPU allowed ({ours}): superd never pins"));
+        return;
+    }
+    let d = Superd::start(&format!(
+        "services:\n  cpus:\n    listen: 127.0.0.1:0\n    exec: [/bin/grep, Cpus_allowed_list, /proc/self/status]\n    {}\n",
+        user_line()
+    ));
+    let addr = d.addr("cpus");
+    let mut pinned_seen = false;
+    for _ in 0..20 {
+        let out = String::from_utf8(exchange(&addr, b"")).unwrap();
+        assert_eq!(cpus_allowed(&out).as_deref(), Some(ours.as_str()), "{out}");
+        let superd = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap();
+        pinned_seen |= cpus_allowed(&superd).is_some_and(|c| c != ours);
+    }
+    // One connection at a time: superd ran on one CPU for them.
+    assert!(pinned_seen, "superd was never on one CPU");
+}
