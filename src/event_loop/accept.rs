@@ -263,14 +263,15 @@ impl Daemon {
                 // With no other child to look after, the child starts on
                 // superd's CPU (pin.rs); with others, superd and its
                 // children are the scheduler's to spread.
+                let now = Instant::now();
                 let cpus = if self.children.len() <= 1 {
-                    let (cpus, pinned) = self.pin.for_lone_start();
+                    let (cpus, pinned) = self.pin.for_lone_start(now);
                     if pinned {
-                        self.timer(pin::window_end(Instant::now()), Timer::Unpin);
+                        self.timer(pin::window_end(now), Timer::Unpin);
                     }
                     cpus
                 } else {
-                    self.pin.release();
+                    self.pin.for_busy_start(now);
                     None
                 };
                 match spawn_child(&mut self.fence, &plan, conn.fd.as_fd(), &info, wake, cpus) {

@@ -18,6 +18,10 @@ pub(super) const PIN_WINDOW: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub(super) struct Pin {
     held: Option<Held>,
+    /// No pin before this instant: a start with other children about came
+    /// less than a window ago (under load, children come and go, and a pin
+    /// made and given up at every turn would cost four calls a start).
+    quiet_from: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -30,12 +34,16 @@ struct Held {
 
 impl Pin {
     /// For a start with no other child to look after: superd pinned to
-    /// the CPU it runs on (if it may run on others too), and the CPUs the
-    /// child is to give its program. `Some(true)` in the second place when
-    /// this call pinned it (a window starts).
-    pub(super) fn for_lone_start(&mut self) -> (Option<CpuMask>, bool) {
+    /// the CPU it runs on (if it may run on others too, and no start with
+    /// other children about came within a window), and the CPUs the child
+    /// is to give its program; `true` in the second place when this call
+    /// pinned it (a window starts).
+    pub(super) fn for_lone_start(&mut self, now: Instant) -> (Option<CpuMask>, bool) {
         if let Some(h) = &self.held {
             return (Some(h.own), false);
+        }
+        if self.quiet_from.is_some_and(|t| now < t) {
+            return (None, false);
         }
         let Ok(own) = CpuMask::current() else {
             return (None, false);
@@ -60,6 +68,13 @@ impl Pin {
         if CpuMask::current().is_ok_and(|now| now.same(&h.one)) {
             let _ = h.own.apply();
         }
+    }
+
+    /// Before a start with other children about: released, and no pin
+    /// for a window.
+    pub(super) fn for_busy_start(&mut self, now: Instant) {
+        self.release();
+        self.quiet_from = Some(now + PIN_WINDOW);
     }
 
     pub(super) fn is_held(&self) -> bool {
