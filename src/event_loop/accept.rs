@@ -267,7 +267,7 @@ impl Daemon {
                 let cpus = if self.children.len() <= 1 {
                     let (cpus, pinned) = self.pin.for_lone_start(now);
                     if pinned {
-                        self.timer(pin::window_end(now), Timer::Unpin);
+                        self.timer(now + pin::PIN_WINDOW, Timer::Unpin);
                     }
                     cpus
                 } else {

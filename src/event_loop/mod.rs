@@ -28,6 +28,7 @@ use crate::tree::{ConnCgroup, Fence};
 
 mod accept;
 mod builtin;
+mod changes;
 mod exec;
 mod header;
 mod install;

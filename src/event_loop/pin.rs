@@ -81,8 +81,3 @@ impl Pin {
         self.held.is_some()
     }
 }
-
-/// When the window of a pin made at `now` ends.
-pub(super) fn window_end(now: Instant) -> Instant {
-    now + PIN_WINDOW
-}

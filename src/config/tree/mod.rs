@@ -6,11 +6,13 @@
 //!
 //! serde_yaml exposes positions only on errors; but a string scalar it can
 //! borrow is a slice of the input text, so its offset is where it was written.
+//!
+//! Here the walk and its positions; `keys` the duplicate-key check of
+//! each mapping; `flow` the bracket bound checked on the text first.
 
 use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
@@ -18,119 +20,18 @@ use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqA
 use super::raw;
 use super::replay::Event;
 
+mod flow;
+mod keys;
+
+pub use flow::{MAX_FLOW_BRACKETS, flow_too_deep};
+use keys::{Key, Seen};
+
 /// Collections nested deeper than this are refused; a service needs four.
 pub const MAX_DEPTH: usize = 16;
 /// Nodes a file may expand to (aliases included), on top of one per byte
 /// of text: a file without aliases never comes near it, an alias bomb stops
 /// early.
 pub const EXTRA_NODES: usize = 10_000;
-
-/// Flow brackets nested deeper than this, as `flow_too_deep` counts them,
-/// are refused before libyaml sees the text: libyaml's scanner does work in
-/// the nesting depth for every token, so a file of 1 MiB of `[` or `{a: `
-/// took minutes. Far above `MAX_DEPTH`, so no file this refuses would have
-/// been accepted.
-pub const MAX_FLOW_BRACKETS: usize = 64;
-
-/// Where flow brackets first nest deeper than `MAX_FLOW_BRACKETS`; `None`
-/// when they never do. Errs on the side of counting too deep: every `[` and
-/// `{` counts, even inside a string or a comment; a `]` or `}` counts only
-/// outside the quoted scalars and comments it can recognise (a quote that
-/// starts a token, `#` after a blank).
-pub fn flow_too_deep(text: &str) -> Option<Pos> {
-    let b = text.as_bytes();
-    let mut depth = 0usize;
-    let mut i = 0;
-    // Whether a token may start here: the text start, after a blank or a
-    // flow indicator.
-    let starts_token = |i: usize| {
-        i == 0
-            || matches!(
-                b[i - 1],
-                b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b',' | b':'
-            )
-    };
-    let open = |i: usize, depth: &mut usize| {
-        *depth += 1;
-        (*depth > MAX_FLOW_BRACKETS).then_some(i)
-    };
-    while i < b.len() {
-        // Pass over the bytes no arm below acts on, in a tight loop.
-        match b[i..].iter().position(|&c| FLOW_BYTES[usize::from(c)]) {
-            Some(n) => i += n,
-            None => break,
-        }
-        match b[i] {
-            b'[' | b'{' => {
-                if let Some(at) = open(i, &mut depth) {
-                    return Some(pos_at(text, at));
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            q @ (b'"' | b'\'') if starts_token(i) => {
-                // Skip the quoted scalar. Its brackets count as opens while
-                // it lasts (should the quote be misread, real nesting is
-                // still caught), but only as long as it lasts: a quoted
-                // `[::1]:7008` must not add to the depth for good.
-                let mut inner = depth;
-                i += 1;
-                while i < b.len() {
-                    match b[i] {
-                        b'\\' if q == b'"' => i += 1,
-                        b'\'' if q == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 1,
-                        c if c == q => break,
-                        b'[' | b'{' => {
-                            if let Some(at) = open(i, &mut inner) {
-                                return Some(pos_at(text, at));
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
-            b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') => {
-                // A comment's brackets, likewise, only within the comment.
-                let mut inner = depth;
-                while i < b.len() && b[i] != b'\n' {
-                    if matches!(b[i], b'[' | b'{')
-                        && let Some(at) = open(i, &mut inner)
-                    {
-                        return Some(pos_at(text, at));
-                    }
-                    i += 1;
-                }
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// The bytes `flow_too_deep` looks at.
-const FLOW_BYTES: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut k = 0;
-    let bytes = b"[]{}\"'#";
-    while k < bytes.len() {
-        t[bytes[k] as usize] = true;
-        k += 1;
-    }
-    t
-};
-
-fn pos_at(text: &str, offset: usize) -> Pos {
-    let before = &text.as_bytes()[..offset];
-    let start = before
-        .iter()
-        .rposition(|&c| c == b'\n')
-        .map_or(0, |n| n + 1);
-    Pos {
-        line: before.iter().filter(|&&c| c == b'\n').count() + 1,
-        column: count_chars(&before[start..]) + 1,
-    }
-}
 
 /// Separates path components in index keys (service names may hold dots).
 const SEP: char = '\u{0}';
@@ -590,157 +491,5 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         seen.end(self.st);
         self.st.close(start, entries);
         Ok(false)
-    }
-}
-
-/// The keys of one mapping so far, with where each was written: while
-/// there are few (a service has a handful), on `State::keys` from `start`
-/// on (one list for the whole walk, each mapping's keys above its
-/// parent's), in a hash map beyond.
-struct Seen<'de> {
-    start: usize,
-    many: Option<HashMap<Cow<'de, str>, Option<usize>>>,
-}
-
-/// Keys a mapping may have before `Seen` hashes them.
-const FEW_KEYS: usize = 16;
-
-impl<'de> Seen<'de> {
-    fn new(st: &State<'de>) -> Self {
-        Seen {
-            start: st.keys.len(),
-            many: None,
-        }
-    }
-
-    /// Adds the key `k`, written at `at`; `Err` with where the first was
-    /// written when the mapping has it already.
-    fn insert(
-        &mut self,
-        st: &mut State<'de>,
-        k: Cow<'de, str>,
-        at: Option<usize>,
-    ) -> Result<(), Option<usize>> {
-        match &mut self.many {
-            None => {
-                if let Some((_, first)) = st.keys[self.start..].iter().find(|(s, _)| *s == k) {
-                    return Err(*first);
-                }
-                if st.keys.len() - self.start < FEW_KEYS {
-                    st.keys.push((k, at));
-                } else {
-                    let mut m: HashMap<_, _> = st.keys.drain(self.start..).collect();
-                    m.insert(k, at);
-                    self.many = Some(m);
-                }
-            }
-            // One hash per key: a large mapping is the list of services.
-            Some(m) => match m.entry(k) {
-                Entry::Occupied(e) => return Err(*e.get()),
-                Entry::Vacant(e) => {
-                    e.insert(at);
-                }
-            },
-        }
-        Ok(())
-    }
-
-    /// The mapping ended: its keys leave the list.
-    fn end(self, st: &mut State<'de>) {
-        st.keys.truncate(self.start);
-    }
-}
-
-/// A mapping key: checked for duplicates, its position recorded. A key
-/// written plainly in the text is borrowed from it, not copied (twice) for
-/// each of a large file's keys.
-struct Key<'a, 'de> {
-    st: &'a mut State<'de>,
-    /// The mapping's index path (with `record`).
-    parent: &'a str,
-    seen: &'a mut Seen<'de>,
-}
-
-impl<'de> Key<'_, 'de> {
-    /// `at`: the key's offset in the text, when it is borrowed from it.
-    fn check<E: de::Error>(
-        self,
-        k: Cow<'de, str>,
-        at: Option<usize>,
-        e: Event<'de>,
-    ) -> Result<Cow<'de, str>, E> {
-        self.st.count()?;
-        if let Err(first) = self.seen.insert(self.st, k.clone(), at) {
-            let at = first.map(|o| format!(" (first at line {})", self.st.pos(o).line));
-            return Err(E::custom(format_args!(
-                "{}duplicate key \"{k}\"{}",
-                raw::MSG,
-                at.unwrap_or_default()
-            )));
-        }
-        self.st.event(e);
-        if self.st.record
-            && let Some(o) = at
-        {
-            let p = self.st.pos(o);
-            self.st
-                .out
-                .index
-                .keys
-                .insert(format!("{}{SEP}{k}", self.parent), p);
-        }
-        Ok(k)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Key<'_, 'de> {
-    type Value = Cow<'de, str>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key<'_, 'de> {
-    type Value = Cow<'de, str>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string key")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
-        // A quoted key starts at its quote, as serde_yaml's positions do.
-        let at = self.st.offset(v).map(|o| {
-            let quoted = o > 0 && matches!(self.st.text.as_bytes()[o - 1], b'"' | b'\'');
-            if quoted { o - 1 } else { o }
-        });
-        self.check(Cow::Borrowed(v), at, Event::Borrowed(v))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_owned()), None, Event::Str(v.to_owned()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None, Event::U64(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None, Event::I64(v))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None, Event::F64(v))
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Owned(v.to_string()), None, Event::Bool(v))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Cow<'de, str>, E> {
-        self.check(Cow::Borrowed("~"), None, Event::Unit)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Cow<'de, str>, A::Error> {
-        Err(de::Error::custom(format_args!(
-            "{}keys must be strings",
-            raw::MSG
-        )))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Cow<'de, str>, A::Error> {
-        Err(de::Error::custom(format_args!(
-            "{}keys must be strings",
-            raw::MSG
-        )))
     }
 }
