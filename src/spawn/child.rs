@@ -73,7 +73,7 @@ pub(super) struct Child {
     /// `_exit(127)`; 0 for none. superd reads it once `table` is 0.
     pub(super) failure: AtomicU64,
     /// The CPUs to give the program: superd's own, when superd was pinned
-    /// to one CPU for this start (see `Start::cpus`).
+    /// to one CPU for this start (see `spawn_with`).
     pub(super) cpus: Option<libc::cpu_set_t>,
 }
 
